@@ -1,0 +1,29 @@
+"""taskmill: a task queue and scheduler for Django on the database you already have.
+
+Use Django's tasks API (``@task``, ``.enqueue()``, ``.get_result()``) with
+``taskmill.backend.DatabaseBackend`` as the backend; this module adds what that API lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["enqueue_many", "task"]
+
+
+def __getattr__(name: str) -> Any:
+    # `task` comes from the framework module, which needs configured settings: import lazily
+    # so that `import taskmill` works before django.setup().
+    if name == "task":
+        from .compat import task
+
+        return task
+    raise AttributeError(name)
+
+
+def enqueue_many(task: Any, calls: Iterable[tuple[Any, Any]]) -> list[Any]:
+    """Enqueue many (args, kwargs) calls of ``task`` at once: one transaction, bulk INSERT."""
+    return task.enqueue_many(calls)

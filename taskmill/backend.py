@@ -1,0 +1,239 @@
+"""``DatabaseBackend``: the django.tasks backend contract, on the project's database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.db import connections, transaction
+from django.utils import timezone
+
+from . import registry, wakeup
+from .compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    TaskResult,
+    TaskResultDoesNotExist,
+    task_enqueued,
+)
+from .db import get_engine
+from .models import Run
+from .results import result_from_row
+from .serialization import normalize_arguments
+from .tasks import Call, Task
+
+KNOWN_OPTIONS = {"DATABASE"}
+MAX_QUEUE_NAME_LENGTH = Run._meta.get_field("queue_name").max_length
+
+
+class DatabaseBackend(BaseTaskBackend):
+    """Stores runs in a table of the project's database; ``manage.py taskmill worker`` runs them.
+
+    OPTIONS:
+        DATABASE: the database alias holding the runs (default ``"default"``).
+    """
+
+    task_class = Task
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.database: str = self.options.get("DATABASE", "default")
+
+    # -- validation ---------------------------------------------------------------------
+
+    def validate_task(self, task: Any) -> None:
+        # Django documents run_after as "a datetime or timedelta" but its base validation
+        # rejects timedeltas; taskmill accepts them and resolves them at enqueue time.
+        if isinstance(task.run_after, timedelta):
+            task = SimpleNamespace(
+                func=task.func,
+                priority=task.priority,
+                queue_name=task.queue_name,
+                takes_context=task.takes_context,
+                run_after=None,
+            )
+        elif task.run_after is not None and not isinstance(task.run_after, datetime):
+            raise InvalidTask(
+                f"run_after must be an aware datetime or a timedelta, not {task.run_after!r}."
+            )
+        super().validate_task(task)
+        if len(task.queue_name) > MAX_QUEUE_NAME_LENGTH:
+            raise InvalidTask(
+                f"Queue name {task.queue_name!r} is longer than {MAX_QUEUE_NAME_LENGTH} characters."
+            )
+
+    # -- enqueue ------------------------------------------------------------------------
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        return self._enqueue(task, [(args, kwargs)])[0]
+
+    def enqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+        """Enqueue many calls of ``task`` in one transaction, with as few INSERTs as possible."""
+        return self._enqueue(task, list(calls))
+
+    def _enqueue(self, task: Task, calls: list[Call]) -> list[TaskResult]:
+        self.validate_task(task)
+        now = timezone.now()
+        run_after = task.run_after
+        if isinstance(run_after, timedelta):
+            run_after = now + run_after
+        task_path = task.module_path
+        runs = []
+        for args, kwargs in calls:
+            args, kwargs = normalize_arguments(task_path, args, kwargs)
+            runs.append(
+                Run(
+                    task_path=task_path,
+                    backend=self.alias,
+                    queue_name=task.queue_name,
+                    priority=task.priority,
+                    args=args,
+                    kwargs=kwargs,
+                    enqueued_at=now,
+                    run_after=run_after,
+                    available_at=run_after or now,
+                )
+            )
+        if not runs:
+            return []
+        self._insert(runs)
+        if run_after is None or run_after <= now:
+            self._wake_workers(task.queue_name)
+        results = [result_from_row(task, run) for run in runs]
+        for result in results:
+            task_enqueued.send(type(self), task_result=result)
+        return results
+
+    def _insert(self, runs: list[Run]) -> None:
+        manager = Run.objects.using(self.database)
+        if len(runs) == 1:
+            runs[0].save(using=self.database, force_insert=True)
+            return
+        with transaction.atomic(using=self.database):
+            if connections[self.database].features.can_return_rows_from_bulk_insert:
+                manager.bulk_create(runs)
+            else:  # MySQL 8 cannot hand back the ids of a multi-row INSERT
+                for run in runs:
+                    run.save(using=self.database, force_insert=True)
+
+    def _wake_workers(self, queue_name: str) -> None:
+        # NOTIFY inside the caller's transaction is delivered at its commit, as it should be.
+        get_engine(self.database).notify({queue_name})
+        wakeup.wake_local(queue_name)
+
+    # -- results ------------------------------------------------------------------------
+
+    def get_result(self, result_id: str) -> TaskResult:
+        try:
+            run_id = int(result_id)
+        except (TypeError, ValueError):
+            raise TaskResultDoesNotExist(result_id) from None
+        try:
+            run = Run.objects.using(self.database).get(pk=run_id, backend=self.alias)
+        except Run.DoesNotExist:
+            raise TaskResultDoesNotExist(result_id) from None
+        return result_from_row(registry.resolve(run.task_path), run)
+
+    # -- system checks ------------------------------------------------------------------
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = []
+        where = f"TASKS[{self.alias!r}]"
+        if not apps.is_installed("taskmill"):
+            messages.append(
+                checks.Error(
+                    f"{where} uses taskmill's DatabaseBackend but 'taskmill' is not in "
+                    "INSTALLED_APPS.",
+                    hint="Add 'taskmill' to INSTALLED_APPS and run migrate.",
+                    id="taskmill.E001",
+                )
+            )
+        if self.database not in settings.DATABASES:
+            messages.append(
+                checks.Error(
+                    f"{where} OPTIONS['DATABASE'] names {self.database!r}, which is not in "
+                    "DATABASES.",
+                    id="taskmill.E002",
+                )
+            )
+            return messages
+        unknown = set(self.options) - KNOWN_OPTIONS
+        if unknown:
+            messages.append(
+                checks.Warning(
+                    f"{where} has unknown OPTIONS: {', '.join(sorted(unknown))}.",
+                    hint=f"Known options: {', '.join(sorted(KNOWN_OPTIONS))}.",
+                    id="taskmill.W001",
+                )
+            )
+        for queue_name in sorted(self.queues):
+            if len(queue_name) > MAX_QUEUE_NAME_LENGTH:
+                messages.append(
+                    checks.Error(
+                        f"{where} queue name {queue_name!r} is longer than "
+                        f"{MAX_QUEUE_NAME_LENGTH} characters.",
+                        id="taskmill.E003",
+                    )
+                )
+        connection = connections[self.database]
+        if connection.vendor not in {"postgresql", "mysql", "sqlite"}:
+            messages.append(
+                checks.Error(
+                    f"{where} stores runs on {connection.vendor!r}; taskmill supports "
+                    "PostgreSQL, MySQL 8 / MariaDB 10.6+ and SQLite.",
+                    id="taskmill.E004",
+                )
+            )
+        # Version checks need a connection: only when the caller asks for database checks.
+        if self.database in (kwargs.get("databases") or ()):
+            messages.extend(self._check_database_version(where, connection))
+        return messages
+
+    def _check_database_version(self, where: str, connection: Any) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = []
+        if connection.vendor == "mysql":
+            connection.ensure_connection()
+            if connection.mysql_is_mariadb:
+                too_old = connection.mysql_version < (10, 6)
+            else:
+                too_old = connection.mysql_version < (8, 0, 1)
+            if too_old:
+                messages.append(
+                    checks.Error(
+                        f"{where}: taskmill needs SKIP LOCKED (MySQL 8.0.1+, MariaDB 10.6+).",
+                        id="taskmill.E005",
+                    )
+                )
+            isolation = connection.settings_dict["OPTIONS"].get("isolation_level")
+            if isolation != "read committed":
+                messages.append(
+                    checks.Warning(
+                        f"{where}: MySQL/MariaDB runs should use the 'read committed' isolation "
+                        "level; REPEATABLE READ takes gap locks that make workers wait on "
+                        "each other.",
+                        hint="Set DATABASES[...]['OPTIONS']['isolation_level'] = 'read committed'.",
+                        id="taskmill.W002",
+                    )
+                )
+        elif connection.vendor == "sqlite":
+            import sqlite3
+
+            if sqlite3.sqlite_version_info < (3, 35):
+                messages.append(
+                    checks.Error(
+                        f"{where}: taskmill needs SQLite 3.35+ (UPDATE ... RETURNING); this "
+                        f"Python has {sqlite3.sqlite_version}.",
+                        id="taskmill.E006",
+                    )
+                )
+        return messages
+

@@ -1,0 +1,134 @@
+"""``manage.py taskmill worker``: run tasks until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import autoreload
+
+from ..worker import Worker, WorkerInterrupted, WorkerOptions
+from .common import configure_logging, taskmill_backend
+
+HELP = "Run tasks from the queue; SIGINT/SIGTERM stop gracefully, a second one at once."
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def add_arguments(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--backend", help="The TASKS alias whose database to serve (default: the default one)."
+    )
+    parser.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        metavar="NAME",
+        help="Take runs from this queue (repeatable; default: every queue).",
+    )
+    parser.add_argument(
+        "--exclude-queue",
+        dest="exclude_queues",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Never take runs from this queue (repeatable).",
+    )
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=1, help="Tasks run at once (default 1)."
+    )
+    parser.add_argument(
+        "--burst", action="store_true", help="Exit as soon as no run is ready."
+    )
+    parser.add_argument(
+        "--max-tasks", type=positive_int, help="Exit after running this many tasks."
+    )
+    parser.add_argument("--label", default="", help="A name for this worker, in its worker id.")
+    parser.add_argument(
+        "--poll-interval",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="Longest wait between checks for new runs when idle (default 1).",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="On SIGTERM, how long running tasks may take before their runs are "
+        "returned to the queue (default 30).",
+    )
+    parser.add_argument(
+        "--reload",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Restart when code changes (default: on when DEBUG is true).",
+    )
+
+
+def build_options(options: dict[str, Any]) -> WorkerOptions:
+    backend = taskmill_backend(options["backend"])
+    queues = options["queues"]
+    for name in [*(queues or []), *options["exclude_queues"]]:
+        if backend.queues and name not in backend.queues:
+            raise CommandError(
+                f"Unknown queue {name!r}: backend {backend.alias!r} has the queues "
+                f"{', '.join(sorted(backend.queues))}."
+            )
+    return WorkerOptions(
+        database=backend.database,
+        queues=tuple(dict.fromkeys(queues)) if queues else None,
+        exclude_queues=tuple(options["exclude_queues"]),
+        concurrency=options["concurrency"],
+        burst=options["burst"],
+        max_tasks=options["max_tasks"],
+        label=options["label"],
+        poll_interval=options["poll_interval"],
+        shutdown_timeout=options["shutdown_timeout"],
+    )
+
+
+def run_worker(command: BaseCommand, worker_options: WorkerOptions) -> None:
+    worker = Worker(worker_options)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if worker.stopping:
+            raise WorkerInterrupted()
+        worker.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = worker.run()
+    if worker.abandoned_tasks:
+        # Threads still inside abandoned tasks would keep the interpreter alive.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def handle(command: BaseCommand, options: dict[str, Any]) -> None:
+    configure_logging(options["verbosity"])
+    worker_options = build_options(options)
+    reload = options["reload"] if options["reload"] is not None else settings.DEBUG
+    if reload:
+        autoreload.run_with_reloader(run_worker, command, worker_options)
+    else:
+        run_worker(command, worker_options)

@@ -1,0 +1,84 @@
+"""The one place that knows whether the tasks framework is Django's own or the backport.
+
+Django 6.0+ ships ``django.tasks``; Django 5.2 LTS gets the same API from the
+``django-tasks`` backport (module ``django_tasks``).  Every other module imports these
+names from here and never from either package directly.
+"""
+
+from __future__ import annotations
+
+try:
+    from django.tasks import (
+        DEFAULT_TASK_BACKEND_ALIAS,
+        DEFAULT_TASK_QUEUE_NAME,
+        TaskContext,
+        TaskResult,
+        TaskResultStatus,
+        task,
+        task_backends,
+    )
+    from django.tasks.backends.base import BaseTaskBackend
+    from django.tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        TASK_MAX_PRIORITY,
+        TASK_MIN_PRIORITY,
+        TaskError,
+    )
+    from django.tasks.base import Task as BaseTask
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.signals import task_enqueued, task_finished, task_started
+
+    TASKS_FRAMEWORK = "django.tasks"
+except ImportError:  # Django 5.2 LTS
+    try:
+        from django_tasks import (
+            DEFAULT_TASK_BACKEND_ALIAS,
+            DEFAULT_TASK_QUEUE_NAME,
+            TaskContext,
+            TaskResult,
+            TaskResultStatus,
+            task,
+            task_backends,
+        )
+    except ImportError as exc:  # pragma: no cover - depends on the installed Django
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "taskmill needs Django's tasks framework: use Django 6.0 or newer, or install "
+            "the backport on Django 5.2 with `pip install django-taskmill[backport]`."
+        ) from exc
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        TASK_MAX_PRIORITY,
+        TASK_MIN_PRIORITY,
+        TaskError,
+    )
+    from django_tasks.base import Task as BaseTask
+    from django_tasks.exceptions import InvalidTaskError as InvalidTask
+    from django_tasks.exceptions import TaskResultDoesNotExist
+    from django_tasks.signals import task_enqueued, task_finished, task_started
+
+    TASKS_FRAMEWORK = "django_tasks"
+
+__all__ = [
+    "DEFAULT_TASK_BACKEND_ALIAS",
+    "DEFAULT_TASK_PRIORITY",
+    "DEFAULT_TASK_QUEUE_NAME",
+    "TASKS_FRAMEWORK",
+    "TASK_MAX_PRIORITY",
+    "TASK_MIN_PRIORITY",
+    "BaseTask",
+    "BaseTaskBackend",
+    "InvalidTask",
+    "TaskContext",
+    "TaskError",
+    "TaskResult",
+    "TaskResultDoesNotExist",
+    "TaskResultStatus",
+    "task",
+    "task_backends",
+    "task_enqueued",
+    "task_finished",
+    "task_started",
+]

@@ -1,0 +1,247 @@
+"""The contract every database engine fulfils, and what the engines share.
+
+An engine owns the SQL that has to be vendor-specific: the claim (``FOR UPDATE SKIP
+LOCKED`` or a single-writer statement), the batched finish with its fencing check, the
+wake-up of idle workers, and the DDL of the claim index.  Nothing outside ``taskmill.db``
+knows which database it talks to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connections, transaction
+from django.utils.dateparse import parse_datetime
+
+from ..models import Run
+
+RUN_TABLE = Run._meta.db_table
+
+# Columns a claim hands back, in this order, on every engine.
+CLAIMED_COLUMNS = (
+    "id",
+    "task_path",
+    "backend",
+    "queue_name",
+    "priority",
+    "args",
+    "kwargs",
+    "attempt",
+    "enqueued_at",
+    "run_after",
+    "available_at",
+    "started_at",
+    "last_attempted_at",
+    "worker_ids",
+    "errors",
+)
+
+
+@dataclass(slots=True)
+class ClaimedRun:
+    """A run this worker holds: the row as it is after the claim."""
+
+    id: int
+    task_path: str
+    backend: str
+    queue_name: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempt: int
+    enqueued_at: datetime
+    run_after: datetime | None
+    available_at: datetime
+    started_at: datetime | None
+    last_attempted_at: datetime | None
+    worker_ids: list[str]
+    errors: list[dict[str, str]]
+
+    def sort_key(self) -> tuple[int, datetime, int]:
+        return (-self.priority, self.available_at, self.id)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one attempt ended, as the worker will write it."""
+
+    run_id: int
+    attempt: int  # the fencing token
+    status: str  # a TaskResultStatus value: SUCCESSFUL or FAILED
+    finished_at: datetime
+    return_value: Any = None
+    errors: list[dict[str, str]] = field(default_factory=list)  # the run's full error list
+
+
+class Engine:
+    """Base class: shared helpers and the row-by-row finish that SQLite and MySQL use."""
+
+    vendor = ""
+    # Whether the engine can wake idle workers itself (LISTEN/NOTIFY); if not, workers poll.
+    pushes_wakeups = False
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def connection(self):
+        return connections[self.alias]
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        queues: Sequence[str] | None,
+        exclude_queues: Sequence[str] = (),
+    ) -> list[ClaimedRun]:
+        """Take up to ``limit`` ready runs for ``worker_id``, best first, atomically."""
+        raise NotImplementedError
+
+    def finish(self, outcomes: Sequence[Outcome]) -> set[int]:
+        """Write outcomes in one transaction; return the ids whose write landed.
+
+        A write lands only if the row is still RUNNING with the attempt the worker ran:
+        a worker presumed dead cannot overwrite what happened after its run was rescued.
+        """
+        if not outcomes:
+            return set()
+        sql = (
+            f"UPDATE {RUN_TABLE} SET status = %s, finished_at = %s, return_value = %s, "
+            "errors = %s, worker_id = '', lease_expires_at = NULL "
+            "WHERE id = %s AND attempt = %s AND status = 'RUNNING'"
+        )
+        landed: set[int] = set()
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            for outcome in outcomes:
+                cursor.execute(
+                    sql,
+                    [
+                        outcome.status,
+                        self.adapt_datetime(outcome.finished_at),
+                        dump_json_or_null(outcome.return_value),
+                        json.dumps(outcome.errors),
+                        outcome.run_id,
+                        outcome.attempt,
+                    ],
+                )
+                if cursor.rowcount:
+                    landed.add(outcome.run_id)
+        return landed
+
+    def release(self, runs: Sequence[ClaimedRun], *, now: datetime, started: bool) -> int:
+        """Put held runs back in the queue (worker shutdown); return how many went back.
+
+        A run that never started is returned as if it had not been claimed; one that
+        started keeps its attempt (it did happen) and is ready again at once.
+        """
+        if not runs:
+            return 0
+        held = {run.id: run.attempt for run in runs}
+        released = 0
+        with transaction.atomic(using=self.alias):
+            rows = (
+                Run.objects.using(self.alias)
+                .select_for_update()
+                .filter(id__in=list(held), status="RUNNING")
+            )
+            for row in rows:
+                if held[row.id] != row.attempt:
+                    continue  # rescued meanwhile: no longer ours to release
+                if not started:
+                    row.attempt -= 1
+                    row.worker_ids = row.worker_ids[:-1]
+                    if row.attempt == 0:
+                        row.started_at = None
+                        row.last_attempted_at = None
+                row.status = "READY"
+                row.worker_id = ""
+                row.lease_expires_at = None
+                row.available_at = now
+                row.save(
+                    update_fields=[
+                        "attempt",
+                        "worker_ids",
+                        "started_at",
+                        "last_attempted_at",
+                        "status",
+                        "worker_id",
+                        "lease_expires_at",
+                        "available_at",
+                    ]
+                )
+                released += 1
+        return released
+
+    def notify(self, queue_names: set[str]) -> None:
+        """Tell idle workers elsewhere that runs are ready in these queues."""
+
+    def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener | None:
+        """Start a background listener calling ``on_wakeup(queue)``; None if not supported."""
+        return None
+
+    # Claim-index DDL, run by the migration on this engine's database.
+    def create_claim_index_sql(self) -> list[str]:
+        raise NotImplementedError
+
+    def drop_claim_index_sql(self) -> list[str]:
+        raise NotImplementedError
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def adapt_datetime(self, value: datetime | None) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def queue_filter(self, queues: Sequence[str] | None, exclude: Sequence[str]) -> tuple[str, list]:
+        """SQL (starting with AND) and params restricting the claim to some queues."""
+        sql, params = "", []
+        if queues is not None:
+            sql += f" AND queue_name IN ({', '.join(['%s'] * len(queues))})"
+            params.extend(queues)
+        if exclude:
+            sql += f" AND queue_name NOT IN ({', '.join(['%s'] * len(exclude))})"
+            params.extend(exclude)
+        return sql, params
+
+    def claimed_from_row(self, row: Sequence[Any]) -> ClaimedRun:
+        values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
+        for name in ("args", "kwargs", "worker_ids", "errors"):
+            values[name] = load_json(values[name])
+        for name in ("enqueued_at", "run_after", "available_at", "started_at", "last_attempted_at"):
+            values[name] = load_datetime(values[name])
+        return ClaimedRun(**values)
+
+
+class Listener:
+    """A running wake-up listener; ``stop()`` ends it."""
+
+    def stop(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def load_json(value: Any) -> Any:
+    # Raw cursors return JSON columns as text on SQLite and MySQL, decoded on PostgreSQL.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def dump_json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def load_datetime(value: Any) -> datetime | None:
+    # Raw cursors return datetimes as text on SQLite, naive UTC on MySQL.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value

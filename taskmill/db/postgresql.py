@@ -1,0 +1,172 @@
+"""PostgreSQL: one-statement claims with SKIP LOCKED, one-statement batched finishes,
+LISTEN/NOTIFY to wake idle workers at once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine, Listener, Outcome
+
+logger = logging.getLogger("taskmill.db")
+
+CHANNEL = "taskmill"
+CLAIM_INDEX = "taskmill_run_claim"
+
+_RETURNING = ", ".join(f"run.{column}" for column in CLAIMED_COLUMNS)
+
+# The CTE picks and locks the best ready runs, skipping rows another worker is locking;
+# the UPDATE marks them ours. Both happen in one statement, so one round trip claims a batch.
+CLAIM_SQL = f"""
+WITH picked AS (
+    SELECT id FROM {RUN_TABLE}
+    WHERE status = 'READY' AND available_at <= %s{{queue_filter}}
+    ORDER BY priority DESC, available_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {RUN_TABLE} AS run
+SET status = 'RUNNING',
+    attempt = run.attempt + 1,
+    worker_id = %s,
+    worker_ids = run.worker_ids || jsonb_build_array(%s::text),
+    started_at = COALESCE(run.started_at, %s),
+    last_attempted_at = %s,
+    lease_expires_at = %s
+FROM picked
+WHERE run.id = picked.id
+RETURNING {_RETURNING}
+"""
+
+# One statement finishes a whole batch: the outcomes travel as one JSON document, and the
+# join on (id, attempt, RUNNING) is the fencing check.
+FINISH_SQL = f"""
+UPDATE {RUN_TABLE} AS run
+SET status = done.status,
+    finished_at = done.finished_at,
+    return_value = done.return_value,
+    errors = done.errors,
+    worker_id = '',
+    lease_expires_at = NULL
+FROM jsonb_to_recordset(%s::jsonb) AS done(
+    id bigint, attempt integer, status text, finished_at timestamptz,
+    return_value jsonb, errors jsonb
+)
+WHERE run.id = done.id AND run.attempt = done.attempt AND run.status = 'RUNNING'
+RETURNING run.id
+"""
+
+
+class PostgreSQLEngine(Engine):
+    vendor = "postgresql"
+    pushes_wakeups = True
+
+    def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        queues: Sequence[str] | None,
+        exclude_queues: Sequence[str] = (),
+    ) -> list[ClaimedRun]:
+        queue_sql, queue_params = self.queue_filter(queues, exclude_queues)
+        sql = CLAIM_SQL.format(queue_filter=queue_sql)
+        params = [now, *queue_params, limit, worker_id, worker_id, now, now, lease_until]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        claimed = [self.claimed_from_row(row) for row in rows]
+        claimed.sort(key=ClaimedRun.sort_key)
+        return claimed
+
+    def finish(self, outcomes: Sequence[Outcome]) -> set[int]:
+        if not outcomes:
+            return set()
+        document = json.dumps(
+            [
+                {
+                    "id": outcome.run_id,
+                    "attempt": outcome.attempt,
+                    "status": outcome.status,
+                    "finished_at": outcome.finished_at.isoformat(),
+                    "return_value": outcome.return_value,
+                    "errors": outcome.errors,
+                }
+                for outcome in outcomes
+            ]
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(FINISH_SQL, [document])
+            return {row[0] for row in cursor.fetchall()}
+
+    def notify(self, queue_names: set[str]) -> None:
+        with self.connection.cursor() as cursor:
+            for queue_name in queue_names:
+                cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
+
+    def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener:
+        listener = PostgreSQLListener(self.connection.get_connection_params(), on_wakeup)
+        listener.start()
+        return listener
+
+    def create_claim_index_sql(self) -> list[str]:
+        # Partial: finished runs (the bulk of the table) are not in it at all, so the
+        # claim stays fast with millions of them kept.
+        return [
+            f"CREATE INDEX IF NOT EXISTS {CLAIM_INDEX} ON {RUN_TABLE} "
+            "(priority DESC, available_at, id) WHERE status = 'READY'"
+        ]
+
+    def drop_claim_index_sql(self) -> list[str]:
+        return [f"DROP INDEX IF EXISTS {CLAIM_INDEX}"]
+
+
+class PostgreSQLListener(Listener):
+    """LISTENs on its own connection in a daemon thread, reconnecting when it drops."""
+
+    def __init__(self, params: dict, on_wakeup: Callable[[str], None]) -> None:
+        # Django's own adapters and cursor class are for its connections, not this one.
+        self._params = {
+            key: value
+            for key, value in params.items()
+            if key not in {"cursor_factory", "context", "prepare_threshold"}
+        }
+        self._on_wakeup = on_wakeup
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="taskmill-listener", daemon=True)
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(**self._params, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.connected.set()
+                    backoff = 0.1
+                    # A notification sent while we were reconnecting is lost, so wake once.
+                    self._on_wakeup("")
+                    while not self._stopping.is_set():
+                        for notification in conn.notifies(timeout=0.5):
+                            self._on_wakeup(notification.payload)
+            except Exception as exc:  # a dropped connection must not end the listener
+                self.connected.clear()
+                if self._stopping.is_set():
+                    return
+                logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)

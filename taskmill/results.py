@@ -1,0 +1,86 @@
+"""Turning stored runs into the framework's ``TaskResult`` objects."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from .compat import BaseTask, TaskError, TaskResult, TaskResultStatus
+
+
+def task_variant(task: BaseTask, **values: Any) -> BaseTask:
+    """``task`` with some attributes changed, without re-validating it.
+
+    A stored run keeps the queue and priority it was enqueued with even if the settings
+    changed since, so this must not fail where ``task.using()`` would.
+    """
+    if all(getattr(task, name) == value for name, value in values.items()):
+        return task
+    variant = object.__new__(type(task))
+    for task_field in fields(task):
+        object.__setattr__(variant, task_field.name, getattr(task, task_field.name))
+    for name, value in values.items():
+        object.__setattr__(variant, name, value)
+    return variant
+
+
+def build_result(
+    task: BaseTask,
+    *,
+    run_id: int,
+    status: str,
+    backend: str,
+    queue_name: str,
+    priority: int,
+    run_after: datetime | None,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    enqueued_at: datetime | None,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    last_attempted_at: datetime | None,
+    errors: list[dict[str, str]],
+    worker_ids: list[str],
+    return_value: Any = None,
+) -> TaskResult:
+    result = TaskResult(
+        task=task_variant(
+            task, queue_name=queue_name, priority=priority, run_after=run_after, backend=backend
+        ),
+        id=str(run_id),
+        status=TaskResultStatus(status),
+        enqueued_at=enqueued_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        last_attempted_at=last_attempted_at,
+        args=args,
+        kwargs=kwargs,
+        backend=backend,
+        errors=[TaskError(**error) for error in errors],
+        worker_ids=list(worker_ids),
+    )
+    object.__setattr__(result, "_return_value", return_value)
+    return result
+
+
+def result_from_row(task: BaseTask, run: Any) -> TaskResult:
+    """A ``TaskResult`` for a ``Run`` model instance."""
+    return build_result(
+        task,
+        run_id=run.pk,
+        status=run.status,
+        backend=run.backend,
+        queue_name=run.queue_name,
+        priority=run.priority,
+        run_after=run.run_after,
+        args=run.args,
+        kwargs=run.kwargs,
+        enqueued_at=run.enqueued_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        last_attempted_at=run.last_attempted_at,
+        errors=run.errors,
+        worker_ids=run.worker_ids,
+        return_value=run.return_value,
+    )

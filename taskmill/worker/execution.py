@@ -1,0 +1,221 @@
+"""Running one claimed run: resolve its task, send the signals, call it, record the outcome.
+
+Sync tasks run in a pool of threads, async tasks on one event loop in its own thread; both
+report each finished attempt through the same callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from .. import registry
+from ..compat import (
+    BaseTask,
+    TaskContext,
+    TaskResult,
+    TaskResultStatus,
+    task_backends,
+    task_started,
+)
+from ..db import ClaimedRun, Outcome
+from ..exceptions import TaskNotRegistered
+from ..results import build_result
+from ..serialization import to_json_value
+
+logger = logging.getLogger("taskmill.worker")
+
+
+@dataclass(slots=True)
+class Completed:
+    """One finished attempt on its way to the database."""
+
+    run: ClaimedRun
+    task: BaseTask | None  # None when the run named no registered task
+    outcome: Outcome
+    duration: float  # seconds spent in the task itself
+
+
+def running_result(task: BaseTask, run: ClaimedRun) -> TaskResult:
+    return build_result(
+        task,
+        run_id=run.id,
+        status=TaskResultStatus.RUNNING,
+        backend=run.backend,
+        queue_name=run.queue_name,
+        priority=run.priority,
+        run_after=run.run_after,
+        args=run.args,
+        kwargs=run.kwargs,
+        enqueued_at=run.enqueued_at,
+        started_at=run.started_at,
+        finished_at=None,
+        last_attempted_at=run.last_attempted_at,
+        errors=run.errors,
+        worker_ids=run.worker_ids,
+    )
+
+
+def error_entry(exc: BaseException) -> dict[str, str]:
+    exc_type = type(exc)
+    return {
+        "exception_class_path": f"{exc_type.__module__}.{exc_type.__qualname__}",
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _signal_sender(run: ClaimedRun) -> type:
+    try:
+        return type(task_backends[run.backend])
+    except Exception:  # the alias was removed from settings since the run was enqueued
+        from ..backend import DatabaseBackend
+
+        return DatabaseBackend
+
+
+class Attempt:
+    """One attempt of one run; ``run_sync`` or ``run_async`` it, then read ``completed``."""
+
+    def __init__(self, run: ClaimedRun) -> None:
+        self.run = run
+        self.task: BaseTask | None = None
+        self.result: TaskResult | None = None
+
+    def prepare(self) -> Completed | None:
+        """Resolve the task; a run naming no registered task fails here and runs nothing."""
+        try:
+            self.task = registry.resolve(self.run.task_path)
+        except TaskNotRegistered as exc:
+            logger.error("Run %s refused: %s", self.run.id, exc)
+            return self._failed(exc, 0.0)
+        self.result = running_result(self.task, self.run)
+        return None
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        assert self.task is not None and self.result is not None
+        args = list(self.run.args)
+        if self.task.takes_context:
+            args.insert(0, TaskContext(task_result=self.result))
+        return args, self.run.kwargs
+
+    def succeeded(self, value: Any, duration: float) -> Completed:
+        try:
+            value = to_json_value(
+                value, "its return value", f"Task {self.run.task_path!r} finished but"
+            )
+        except Exception as exc:  # the task ran, but its result cannot be stored
+            return self._failed(exc, duration)
+        outcome = Outcome(
+            run_id=self.run.id,
+            attempt=self.run.attempt,
+            status=TaskResultStatus.SUCCESSFUL,
+            finished_at=timezone.now(),
+            return_value=value,
+            errors=self.run.errors,
+        )
+        return Completed(self.run, self.task, outcome, duration)
+
+    def _failed(self, exc: BaseException, duration: float) -> Completed:
+        outcome = Outcome(
+            run_id=self.run.id,
+            attempt=self.run.attempt,
+            status=TaskResultStatus.FAILED,
+            finished_at=timezone.now(),
+            errors=[*self.run.errors, error_entry(exc)],
+        )
+        return Completed(self.run, self.task, outcome, duration)
+
+    def run_sync(self) -> Completed:
+        refused = self.prepare()
+        if refused:
+            return refused
+        task_started.send(_signal_sender(self.run), task_result=self.result)
+        args, kwargs = self.arguments()
+        close_old_connections()
+        began = time.monotonic()
+        try:
+            value = self.task.call(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - a task must never take the worker down
+            return self._failed(exc, time.monotonic() - began)
+        finally:
+            close_old_connections()
+        return self.succeeded(value, time.monotonic() - began)
+
+    async def run_async(self) -> Completed:
+        refused = self.prepare()
+        if refused:
+            return refused
+        await task_started.asend(_signal_sender(self.run), task_result=self.result)
+        args, kwargs = self.arguments()
+        began = time.monotonic()
+        try:
+            value = await self.task.func(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+                raise
+            return self._failed(exc, time.monotonic() - began)
+        return self.succeeded(value, time.monotonic() - began)
+
+
+def is_async_run(run: ClaimedRun) -> bool:
+    try:
+        return inspect.iscoroutinefunction(registry.resolve(run.task_path).func)
+    except TaskNotRegistered:
+        return False
+
+
+class Executor:
+    """Runs attempts: sync ones on ``concurrency`` threads, async ones on one event loop."""
+
+    def __init__(self, concurrency: int, on_done: Callable[[Completed], None]) -> None:
+        self._on_done = on_done
+        self._threads = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="taskmill-task"
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    def submit(self, run: ClaimedRun) -> None:
+        if is_async_run(run):
+            asyncio.run_coroutine_threadsafe(self._run_async(run), self._event_loop())
+        else:
+            self._threads.submit(self._run_sync, run)
+
+    def _run_sync(self, run: ClaimedRun) -> None:
+        try:
+            completed = Attempt(run).run_sync()
+        except BaseException as exc:  # noqa: BLE001 - e.g. a signal receiver that raised
+            completed = Attempt(run)._failed(exc, 0.0)
+        self._on_done(completed)
+
+    async def _run_async(self, run: ClaimedRun) -> None:
+        try:
+            completed = await Attempt(run).run_async()
+        except BaseException as exc:  # noqa: BLE001
+            completed = Attempt(run)._failed(exc, 0.0)
+        self._on_done(completed)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(
+                target=self._loop.run_forever, name="taskmill-async", daemon=True
+            )
+            self._loop_thread.start()
+        return self._loop
+
+    def shutdown(self, *, wait: bool) -> None:
+        self._threads.shutdown(wait=wait, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)

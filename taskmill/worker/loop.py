@@ -1,0 +1,364 @@
+"""The worker: claim runs in batches, hand them to the executor, write outcomes in batches.
+
+One thread (the caller's) owns the database conversation: claims, finishes, releases and
+the ``task_finished`` signal. Tasks run on the executor's threads or event loop and report
+back through a queue, so a slow or failing task never stalls the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from .. import registry, wakeup
+from ..compat import task_finished
+from ..db import ClaimedRun, get_engine
+from ..results import build_result
+from .execution import Completed, Executor, _signal_sender
+
+logger = logging.getLogger("taskmill.worker")
+
+# Outcomes are written when this many have piled up...
+FLUSH_BATCH = 200
+# ...or when the oldest has waited this long, so results show up promptly.
+FLUSH_DELAY = 0.005
+# A worker holds no more waiting runs than it expects to start within this window.
+PREFETCH_WINDOW = 0.05
+MAX_PREFETCH = 200
+FIRST_IDLE_POLL = 0.05
+RECONNECT_BACKOFF_MAX = 5.0
+
+
+@dataclass
+class WorkerOptions:
+    database: str = "default"
+    queues: Sequence[str] | None = None  # None: every queue
+    exclude_queues: Sequence[str] = ()
+    concurrency: int = 1
+    burst: bool = False
+    max_tasks: int | None = None
+    label: str = ""
+    poll_interval: float = 1.0
+    shutdown_timeout: float = 30.0
+    lease_seconds: float = 300.0
+
+
+def make_worker_id(label: str) -> str:
+    host = socket.gethostname()
+    suffix = f"{host}:{os.getpid()}:{secrets.token_hex(3)}"
+    return (f"{label}@{suffix}" if label else suffix)[:128]
+
+
+class Prefetch:
+    """How many claimed-but-waiting runs to hold: enough to keep slots busy, no more.
+
+    The window is measured in time: with 1 ms tasks a worker holds about 50 per slot, with
+    1 s tasks none beyond its free slots, so slow tasks never strand quick ones.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.average = None  # moving average of task durations, seconds
+
+    def observe(self, duration: float) -> None:
+        self.average = duration if self.average is None else 0.9 * self.average + 0.1 * duration
+
+    def backlog(self) -> int:
+        if self.average is None:
+            return self.concurrency
+        per_slot = PREFETCH_WINDOW / max(self.average, 1e-6)
+        return min(int(per_slot * self.concurrency), MAX_PREFETCH)
+
+
+class WorkerInterrupted(BaseException):
+    """Raised in the worker's thread by a second stop signal: leave now."""
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.id = make_worker_id(options.label)
+        self.engine = get_engine(options.database)
+        self.processed = 0
+        self._claimed_total = 0
+        self._pending: deque[ClaimedRun] = deque()
+        self._running: dict[int, ClaimedRun] = {}
+        self._done: deque[Completed] = deque()  # filled by executor threads
+        self._unflushed: list[Completed] = []
+        self._oldest_unflushed = 0.0
+        self._wake = threading.Event()
+        self._maybe_ready = True  # something may be ready: claim before sleeping
+        self._stopping = False
+        self._stop_deadline: float | None = None
+        self._prefetch = Prefetch(options.concurrency)
+        self._executor = Executor(options.concurrency, self._on_done)
+        self.abandoned_tasks = False
+
+    # -- wake-ups and stop requests (any thread, or a signal handler) ----------------------
+
+    def _on_done(self, completed: Completed) -> None:
+        self._done.append(completed)
+        self._wake.set()
+
+    def _on_wakeup(self, queue_name: str) -> None:
+        if queue_name and not self._serves(queue_name):
+            return
+        self._maybe_ready = True
+        self._wake.set()
+
+    def _serves(self, queue_name: str) -> bool:
+        if queue_name in self.options.exclude_queues:
+            return False
+        return self.options.queues is None or queue_name in self.options.queues
+
+    def request_stop(self) -> None:
+        """Stop claiming, finish what runs (within the shutdown timeout), then return."""
+        if not self._stopping:
+            logger.info("Worker %s stopping: finishing %d running task(s)", self.id, len(self._running))
+            self._stopping = True
+            self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until stopped (or, with burst/max_tasks, until done); return an exit code."""
+        registry.autodiscover()
+        listener = self.engine.start_listener(self._on_wakeup) if self.engine.pushes_wakeups else None
+        wakeup.subscribe(self._on_wakeup)
+        logger.info(
+            "Worker %s started: database=%s queues=%s concurrency=%d",
+            self.id,
+            self.options.database,
+            ",".join(self.options.queues) if self.options.queues else "*",
+            self.options.concurrency,
+        )
+        try:
+            self._loop()
+        except WorkerInterrupted:
+            logger.warning("Worker %s interrupted: returning held runs and exiting", self.id)
+            self.emergency_exit()
+        finally:
+            wakeup.unsubscribe(self._on_wakeup)
+            if listener is not None:
+                listener.stop()
+            self._executor.shutdown(wait=not self.abandoned_tasks)
+        logger.info("Worker %s stopped after %d task(s)", self.id, self.processed)
+        return 0
+
+    def _loop(self) -> None:
+        idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
+        next_poll = 0.0
+        failures = 0
+        while True:
+            self._collect_done()
+            try:
+                if self._should_flush():
+                    self._flush()
+                if self._stopping:
+                    if self._finish_stopping():
+                        return
+                else:
+                    self._dispatch()
+                    now = time.monotonic()
+                    if self._maybe_ready or now >= next_poll:
+                        claimed = self._claim()
+                        if claimed:
+                            idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
+                        elif not self._pending:
+                            # Empty: sleep until woken, backing off while nothing comes.
+                            next_poll = now + idle_poll
+                            idle_poll = min(idle_poll * 2, self.options.poll_interval)
+                    self._dispatch()
+                    if self._done_for_good():
+                        self._flush()
+                        return
+                failures = 0
+            except DatabaseError as exc:
+                failures += 1
+                self._reset_connection()
+                delay = min(0.1 * 2**failures, RECONNECT_BACKOFF_MAX)
+                logger.warning("Database error (%s); retrying in %.1fs", exc, delay)
+                self._wake.wait(delay)
+                self._wake.clear()
+                continue
+            self._wake.wait(self._sleep_for(next_poll))
+            self._wake.clear()
+
+    def _sleep_for(self, next_poll: float) -> float:
+        now = time.monotonic()
+        if self._unflushed:
+            return max(0.0, self._oldest_unflushed + FLUSH_DELAY - now)
+        if self._stopping:
+            return max(0.0, (self._stop_deadline or now) - now)
+        if self._maybe_ready and self._claim_limit() > 0:
+            return 0.0
+        return max(0.0, next_poll - now) if next_poll else self.options.poll_interval
+
+    def _collect_done(self) -> None:
+        while self._done:
+            completed = self._done.popleft()
+            self._running.pop(completed.run.id, None)
+            self._prefetch.observe(completed.duration)
+            if not self._unflushed:
+                self._oldest_unflushed = time.monotonic()
+            self._unflushed.append(completed)
+
+    def _should_flush(self) -> bool:
+        if not self._unflushed:
+            return False
+        return (
+            len(self._unflushed) >= FLUSH_BATCH
+            or time.monotonic() - self._oldest_unflushed >= FLUSH_DELAY
+            or (not self._running and not self._pending)
+            or self._stopping
+        )
+
+    def _claim_limit(self) -> int:
+        options = self.options
+        free_slots = options.concurrency - len(self._running)
+        backlog = self._prefetch.backlog()
+        if len(self._pending) > backlog // 2:
+            return 0  # enough waiting already; claim again when it runs low
+        limit = free_slots + backlog - len(self._pending)
+        if options.max_tasks is not None:
+            limit = min(limit, options.max_tasks - self._claimed_total)
+        return max(limit, 0)
+
+    def _claim(self) -> int:
+        limit = self._claim_limit()
+        if limit <= 0:
+            return 0
+        self._maybe_ready = False
+        now = timezone.now()
+        runs = self.engine.claim(
+            worker_id=self.id,
+            limit=limit,
+            now=now,
+            lease_until=now + timedelta(seconds=self.options.lease_seconds),
+            queues=self.options.queues,
+            exclude_queues=self.options.exclude_queues,
+        )
+        if len(runs) == limit:
+            self._maybe_ready = True  # a full batch: there is probably more
+        self._claimed_total += len(runs)
+        self._pending.extend(runs)
+        return len(runs)
+
+    def _dispatch(self) -> None:
+        while self._pending and len(self._running) < self.options.concurrency:
+            run = self._pending.popleft()
+            self._running[run.id] = run
+            self._executor.submit(run)
+
+    def _flush(self) -> None:
+        batch = self._unflushed
+        self._unflushed = []
+        try:
+            landed = self.engine.finish([completed.outcome for completed in batch])
+        except BaseException:
+            self._unflushed = batch + self._unflushed  # keep them: nothing is lost
+            raise
+        self.processed += len(batch)
+        for completed in batch:
+            if completed.run.id not in landed:
+                logger.warning(
+                    "Outcome of run %s attempt %d discarded: the run was taken over meanwhile",
+                    completed.run.id,
+                    completed.run.attempt,
+                )
+            elif completed.task is not None:
+                self._send_finished(completed)
+
+    def _send_finished(self, completed: Completed) -> None:
+        run, outcome = completed.run, completed.outcome
+        result = build_result(
+            completed.task,
+            run_id=run.id,
+            status=outcome.status,
+            backend=run.backend,
+            queue_name=run.queue_name,
+            priority=run.priority,
+            run_after=run.run_after,
+            args=run.args,
+            kwargs=run.kwargs,
+            enqueued_at=run.enqueued_at,
+            started_at=run.started_at,
+            finished_at=outcome.finished_at,
+            last_attempted_at=run.last_attempted_at,
+            errors=outcome.errors,
+            worker_ids=run.worker_ids,
+            return_value=outcome.return_value,
+        )
+        try:
+            task_finished.send(_signal_sender(run), task_result=result)
+        except Exception:
+            logger.exception("A task_finished receiver raised for run %s", run.id)
+
+    def _done_for_good(self) -> bool:
+        """Burst and max-tasks workers end once their work is done and written."""
+        if self._running or self._pending or self._done:
+            return False
+        options = self.options
+        if options.max_tasks is not None and self._claimed_total >= options.max_tasks:
+            return True
+        return options.burst and not self._maybe_ready
+
+    def _finish_stopping(self) -> bool:
+        """While stopping: give back unstarted runs, wait for running ones; True when done."""
+        if self._pending:
+            pending = list(self._pending)
+            self._pending.clear()
+            released = self.engine.release(pending, now=timezone.now(), started=False)
+            logger.info("Returned %d unstarted run(s) to the queue", released)
+        if self._running and time.monotonic() < (self._stop_deadline or 0):
+            return False
+        if self._running:
+            self.abandon_running()
+        self._collect_done()
+        if self._unflushed:
+            self._flush()
+        return True
+
+    def abandon_running(self) -> None:
+        """Return still-running runs to the queue (their attempt counts) and stop waiting."""
+        running = list(self._running.values())
+        self._running.clear()
+        self.abandoned_tasks = True
+        released = self.engine.release(running, now=timezone.now(), started=True)
+        logger.warning("Returned %d unfinished run(s) to the queue", released)
+
+    def emergency_exit(self) -> None:
+        """Second signal: give every held run back and leave at once."""
+        try:
+            self.engine.release(list(self._pending), now=timezone.now(), started=False)
+            self._pending.clear()
+            self._collect_done()
+            self._flush()
+            self.abandon_running()
+        except Exception:
+            logger.exception("Could not return held runs; their leases will expire")
+
+    def _reset_connection(self) -> None:
+        connection = connections[self.options.database]
+        try:
+            connection.close()
+        except Exception:
+            # A dead connection can fail to close; drop it so the next query reconnects.
+            connection.connection = None
+

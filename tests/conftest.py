@@ -1,0 +1,134 @@
+"""Fixtures shared by every suite: the database under test, and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import django
+
+    return f"taskmill tests: database={os.environ.get('TASKMILL_TEST_DB', 'sqlite')}, Django {django.get_version()}"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02, message: str = "") -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def record_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "records"
+    directory.mkdir()
+    return directory
+
+
+def read_records(directory: Path) -> list[str]:
+    lines: list[str] = []
+    for path in sorted(directory.glob("*.log")):
+        lines.extend(path.read_text().splitlines())
+    return lines
+
+
+@pytest.fixture
+def subprocess_env(record_dir: Path) -> dict[str, str]:
+    """Environment for a child process that talks to this test's database."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["TASKMILL_TEST_DB_NAME"] = str(connection.settings_dict["NAME"])
+    env["TASKMILL_TEST_RECORD_DIR"] = str(record_dir)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class WorkerProcess:
+    """A real ``manage.py taskmill worker`` process whose output the test can watch."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django", "taskmill", "worker", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_output(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+        wait_until(
+            lambda: sum(text in line for line in self.lines) >= count,
+            timeout,
+            message=f"{text!r} in worker output:\n{self.output}",
+        )
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def start_worker(subprocess_env: dict[str, str]) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(["--no-reload", *args], {**subprocess_env, **(env or {})})
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def run_worker(start_worker: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
+    """Run a worker to completion (use with --burst or --max-tasks)."""
+
+    def run(*args: str, timeout: float = 120.0, expect_code: int = 0) -> WorkerProcess:
+        worker = start_worker(*args)
+        code = worker.wait(timeout)
+        assert code == expect_code, f"worker exited {code}:\n{worker.output}"
+        return worker
+
+    return run

@@ -1,0 +1,101 @@
+"""Settings for taskmill's own tests; TASKMILL_TEST_DB picks sqlite, postgresql or mysql."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+
+SECRET_KEY = "taskmill-tests"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEBUG = False
+ROOT_URLCONF = "tests.urls"
+
+DB = os.environ.get("TASKMILL_TEST_DB", "sqlite")
+# Worker subprocesses started by the tests are pointed at the test database through this.
+DB_NAME = os.environ.get("TASKMILL_TEST_DB_NAME")
+
+if DB == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("TASKMILL_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TASKMILL_PG_PORT", "5432"),
+            "USER": os.environ.get("TASKMILL_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("TASKMILL_PG_PASSWORD", ""),
+            "NAME": DB_NAME or "taskmill",
+            "TEST": {"NAME": "test_taskmill"},
+        }
+    }
+elif DB == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": os.environ.get("TASKMILL_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TASKMILL_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("TASKMILL_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("TASKMILL_MYSQL_PASSWORD", ""),
+            "NAME": DB_NAME or "taskmill",
+            "OPTIONS": {"isolation_level": "read committed", "charset": "utf8mb4"},
+            "TEST": {"NAME": "test_taskmill", "CHARSET": "utf8mb4"},
+        }
+    }
+elif DB == "sqlite":
+    # A file, not :memory:, so that worker processes share it with the test process.
+    _path = os.environ.setdefault(
+        "TASKMILL_SQLITE_PATH",
+        os.path.join(tempfile.gettempdir(), f"taskmill-test-{os.getpid()}.sqlite3"),
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DB_NAME or _path + ".main",
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+            "TEST": {"NAME": _path},
+        }
+    }
+else:
+    raise RuntimeError(f"TASKMILL_TEST_DB must be sqlite, postgresql or mysql, not {DB!r}")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "taskmill",
+    "tests.testapp",
+]
+if importlib.util.find_spec("django.tasks") is None:  # Django 5.2: the backport
+    INSTALLED_APPS.insert(0, "django_tasks")
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+TASKS = {
+    "default": {
+        "BACKEND": "taskmill.backend.DatabaseBackend",
+        "QUEUES": ["default", "high", "low", "emails"],
+    },
+}
