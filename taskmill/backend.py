@@ -83,31 +83,41 @@ class DatabaseBackend(BaseTaskBackend):
     def _enqueue(self, task: Task, calls: list[Call]) -> list[TaskResult]:
         self.validate_task(task)
         now = timezone.now()
+        runs = [self.new_run(task, args, kwargs, now=now) for args, kwargs in calls]
+        return self.save_runs(task, runs)
+
+    def new_run(self, task: Task, args: Any, kwargs: Any, *, now: datetime, **fields: Any) -> Run:
+        """An unsaved run of ``task``; ``fields`` sets further columns (the scheduler's)."""
         run_after = task.run_after
         if isinstance(run_after, timedelta):
             run_after = now + run_after
-        task_path = task.module_path
-        runs = []
-        for args, kwargs in calls:
-            args, kwargs = normalize_arguments(task_path, args, kwargs)
-            runs.append(
-                Run(
-                    task_path=task_path,
-                    backend=self.alias,
-                    queue_name=task.queue_name,
-                    priority=task.priority,
-                    args=args,
-                    kwargs=kwargs,
-                    enqueued_at=now,
-                    run_after=run_after,
-                    available_at=run_after or now,
-                )
-            )
+        args, kwargs = normalize_arguments(task.module_path, args, kwargs)
+        return Run(
+            task_path=task.module_path,
+            backend=self.alias,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            args=args,
+            kwargs=kwargs,
+            enqueued_at=now,
+            run_after=run_after,
+            available_at=run_after or now,
+            **fields,
+        )
+
+    def save_runs(self, task: Task, runs: list[Run]) -> list[TaskResult]:
+        """Insert runs of one task, wake workers, send ``task_enqueued``; return the results.
+
+        Inside the caller's transaction when there is one: the wake-up is delivered, and the
+        runs become visible, when it commits.
+        """
         if not runs:
             return []
         self._insert(runs)
-        if run_after is None or run_after <= now:
-            self._wake_workers(task.queue_name)
+        now = timezone.now()
+        queues = {run.queue_name for run in runs if run.available_at <= now}
+        for queue_name in queues:
+            self._wake_workers(queue_name)
         results = [result_from_row(task, run) for run in runs]
         for result in results:
             task_enqueued.send(type(self), task_result=result)

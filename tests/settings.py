@@ -15,6 +15,8 @@ ROOT_URLCONF = "tests.urls"
 DB = os.environ.get("TASKMILL_TEST_DB", "sqlite")
 # Worker subprocesses started by the tests are pointed at the test database through this.
 DB_NAME = os.environ.get("TASKMILL_TEST_DB_NAME")
+# Lets several test runs share one server without dropping each other's test database.
+SUFFIX = os.environ.get("TASKMILL_TEST_DB_SUFFIX", "")
 
 if DB == "postgresql":
     DATABASES = {
@@ -25,7 +27,7 @@ if DB == "postgresql":
             "USER": os.environ.get("TASKMILL_PG_USER", "postgres"),
             "PASSWORD": os.environ.get("TASKMILL_PG_PASSWORD", ""),
             "NAME": DB_NAME or "taskmill",
-            "TEST": {"NAME": "test_taskmill"},
+            "TEST": {"NAME": f"test_taskmill{SUFFIX}"},
         }
     }
 elif DB == "mysql":
@@ -38,7 +40,7 @@ elif DB == "mysql":
             "PASSWORD": os.environ.get("TASKMILL_MYSQL_PASSWORD", ""),
             "NAME": DB_NAME or "taskmill",
             "OPTIONS": {"isolation_level": "read committed", "charset": "utf8mb4"},
-            "TEST": {"NAME": "test_taskmill", "CHARSET": "utf8mb4"},
+            "TEST": {"NAME": f"test_taskmill{SUFFIX}", "CHARSET": "utf8mb4"},
         }
     }
 elif DB == "sqlite":
