@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .compat import TaskResultStatus
+from ..compat import TaskResultStatus
 
 
 class Run(models.Model):

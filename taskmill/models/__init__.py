@@ -1,0 +1,5 @@
+"""taskmill's tables: one module per concept."""
+
+from .runs import Run
+
+__all__ = ["Run"]
