@@ -246,4 +246,3 @@ class DatabaseBackend(BaseTaskBackend):
                     )
                 )
         return messages
-

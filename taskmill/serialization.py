@@ -17,8 +17,10 @@ def _find_non_json(value: Any, path: str) -> str | None:
     if value is None or isinstance(value, str | bool | int):
         return None
     if isinstance(value, float):
-        return None if value == value and value not in (float("inf"), float("-inf")) else (
-            f"{path} is {value!r}, which JSON cannot represent"
+        return (
+            None
+            if value == value and value not in (float("inf"), float("-inf"))
+            else (f"{path} is {value!r}, which JSON cannot represent")
         )
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):

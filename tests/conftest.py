@@ -20,10 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def pytest_report_header(config: pytest.Config) -> str:
     import django
 
-    return f"taskmill tests: database={os.environ.get('TASKMILL_TEST_DB', 'sqlite')}, Django {django.get_version()}"
+    database = os.environ.get("TASKMILL_TEST_DB", "sqlite")
+    return f"taskmill tests: database={database}, Django {django.get_version()}"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02, message: str = "") -> object:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.02,
+    message: str = "",
+) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

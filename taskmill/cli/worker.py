@@ -54,9 +54,7 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--concurrency", type=positive_int, default=1, help="Tasks run at once (default 1)."
     )
-    parser.add_argument(
-        "--burst", action="store_true", help="Exit as soon as no run is ready."
-    )
+    parser.add_argument("--burst", action="store_true", help="Exit as soon as no run is ready.")
     parser.add_argument(
         "--max-tasks", type=positive_int, help="Exit after running this many tasks."
     )

@@ -200,7 +200,9 @@ class Engine:
     def adapt_datetime(self, value: datetime | None) -> Any:
         return self.connection.ops.adapt_datetimefield_value(value)
 
-    def queue_filter(self, queues: Sequence[str] | None, exclude: Sequence[str]) -> tuple[str, list]:
+    def queue_filter(
+        self, queues: Sequence[str] | None, exclude: Sequence[str]
+    ) -> tuple[str, list]:
         """SQL (starting with AND) and params restricting the claim to some queues."""
         sql, params = "", []
         if queues is not None:

@@ -85,8 +85,7 @@ class MySQLEngine(Engine):
     def create_claim_index_sql(self) -> list[str]:
         # No partial indexes here: status leads, so the claim reads only the READY slice.
         return [
-            f"CREATE INDEX {CLAIM_INDEX} ON {RUN_TABLE} "
-            "(status, priority DESC, available_at, id)"
+            f"CREATE INDEX {CLAIM_INDEX} ON {RUN_TABLE} (status, priority DESC, available_at, id)"
         ]
 
     def drop_claim_index_sql(self) -> list[str]:

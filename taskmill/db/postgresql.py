@@ -161,7 +161,7 @@ class PostgreSQLListener(Listener):
                     # A notification sent while we were reconnecting is lost, so wake once.
                     self._on_wakeup("")
                     while not self._stopping.is_set():
-                        for notification in conn.notifies(timeout=0.5):
+                        for notification in conn.notifies(timeout=0.1):
                             self._on_wakeup(notification.payload)
             except Exception as exc:  # a dropped connection must not end the listener
                 self.connected.clear()

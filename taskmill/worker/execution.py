@@ -146,7 +146,7 @@ class Attempt:
         began = time.monotonic()
         try:
             value = self.task.call(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - a task must never take the worker down
+        except BaseException as exc:
             return self._failed(exc, time.monotonic() - began)
         finally:
             close_old_connections()
@@ -161,7 +161,7 @@ class Attempt:
         began = time.monotonic()
         try:
             value = await self.task.func(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
                 raise
             return self._failed(exc, time.monotonic() - began)
@@ -195,14 +195,14 @@ class Executor:
     def _run_sync(self, run: ClaimedRun) -> None:
         try:
             completed = Attempt(run).run_sync()
-        except BaseException as exc:  # noqa: BLE001 - e.g. a signal receiver that raised
+        except BaseException as exc:
             completed = Attempt(run)._failed(exc, 0.0)
         self._on_done(completed)
 
     async def _run_async(self, run: ClaimedRun) -> None:
         try:
             completed = await Attempt(run).run_async()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             completed = Attempt(run)._failed(exc, 0.0)
         self._on_done(completed)
 

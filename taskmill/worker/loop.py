@@ -125,7 +125,9 @@ class Worker:
     def request_stop(self) -> None:
         """Stop claiming, finish what runs (within the shutdown timeout), then return."""
         if not self._stopping:
-            logger.info("Worker %s stopping: finishing %d running task(s)", self.id, len(self._running))
+            logger.info(
+                "Worker %s stopping: finishing %d running task(s)", self.id, len(self._running)
+            )
             self._stopping = True
             self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
         self._wake.set()
@@ -139,7 +141,9 @@ class Worker:
     def run(self) -> int:
         """Work until stopped (or, with burst/max_tasks, until done); return an exit code."""
         registry.autodiscover()
-        listener = self.engine.start_listener(self._on_wakeup) if self.engine.pushes_wakeups else None
+        # A burst worker exits when the queue is empty: it has nothing to be woken for.
+        listens = self.engine.pushes_wakeups and not self.options.burst
+        listener = self.engine.start_listener(self._on_wakeup) if listens else None
         wakeup.subscribe(self._on_wakeup)
         logger.info(
             "Worker %s started: database=%s queues=%s concurrency=%d",
@@ -361,4 +365,3 @@ class Worker:
         except Exception:
             # A dead connection can fail to close; drop it so the next query reconnects.
             connection.connection = None
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -88,3 +89,31 @@ def send_email(to: str) -> str:
 
 def not_a_task() -> str:
     return "plain function"
+
+
+# Rendezvous tasks prove concurrency without timing: each waits until `parties` of them are
+# inside at once, which only happens if the worker really runs that many side by side.
+_barriers: dict[str, threading.Barrier] = {}
+_barriers_lock = threading.Lock()
+
+
+@task
+def sync_rendezvous(name: str, parties: int, timeout: float = 20.0) -> str:
+    with _barriers_lock:
+        barrier = _barriers.setdefault(name, threading.Barrier(parties))
+    barrier.wait(timeout)
+    return threading.current_thread().name
+
+
+_async_arrivals: dict[str, int] = {}
+
+
+@task
+async def async_rendezvous(name: str, parties: int, timeout: float = 20.0) -> str:
+    _async_arrivals[name] = _async_arrivals.get(name, 0) + 1
+    deadline = time.monotonic() + timeout
+    while _async_arrivals[name] < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {_async_arrivals[name]} of {parties} arrived")
+        await asyncio.sleep(0.005)
+    return threading.current_thread().name
