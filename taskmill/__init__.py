@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["enqueue_many", "task"]
+__all__ = ["enqueue_many", "schedule", "task"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +21,10 @@ def __getattr__(name: str) -> Any:
         from .compat import task
 
         return task
+    if name == "schedule":
+        from .scheduler.declarations import schedule
+
+        return schedule
     raise AttributeError(name)
 
 

@@ -52,11 +52,30 @@ class Run(models.Model):
     return_value = models.JSONField(_("return value"), null=True, blank=True)
     errors = models.JSONField(_("errors, one per failed attempt"), default=list)
 
+    # Set when a schedule enqueued the run: which one, for which fire time. Unique together,
+    # the backstop against a double fire (taskmill.scheduler.firing); their index also
+    # serves the foreign key, hence no index of its own.
+    schedule = models.ForeignKey(
+        "taskmill.Schedule",
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,
+    )
+    scheduled_for = models.DateTimeField(_("fire time"), null=True, blank=True)
+
     class Meta:
         db_table = "taskmill_run"
         verbose_name = _("task run")
         verbose_name_plural = _("task runs")
         ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_for"], name="taskmill_run_unique_fire"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_path} #{self.pk} ({self.status})"

@@ -8,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandParser
 
 SUBCOMMANDS = {
     "worker": "taskmill.cli.worker",
+    "scheduler": "taskmill.cli.scheduler",
+    "sync-schedules": "taskmill.cli.sync_schedules",
 }
 
 

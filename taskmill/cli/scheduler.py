@@ -1,0 +1,86 @@
+"""``manage.py taskmill scheduler``: fire due schedules until stopped, without running tasks.
+
+Workers run a scheduler too (unless ``--no-scheduler``); this command is for deployments
+that want it apart. Any number may run at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ..scheduler.declarations import autodiscover, sync_schedules
+from ..scheduler.firing import BATCH_SIZE
+from ..scheduler.loop import Scheduler, SchedulerOptions
+from .common import configure_logging, taskmill_backend
+
+logger = logging.getLogger("taskmill.scheduler")
+
+HELP = "Fire due schedules until stopped; any number of schedulers may run at once."
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def add_scheduler_arguments(parser: CommandParser) -> None:
+    """The options a worker's scheduler thread shares with this command."""
+    parser.add_argument(
+        "--max-sleep",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="Longest sleep between checks for due schedules; schedules created or edited "
+        "elsewhere are seen within it (default 1).",
+    )
+    parser.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="Do not write the schedules declared in code to the database at start.",
+    )
+
+
+def add_arguments(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--backend", help="The TASKS alias whose database holds the schedules (default one)."
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        help=f"Due schedules fired per transaction (default {BATCH_SIZE}).",
+    )
+    add_scheduler_arguments(parser)
+
+
+def prepare(database: str, options: dict[str, Any]) -> SchedulerOptions:
+    """Import the project's tasks (and so its declarations), sync them unless told not to."""
+    autodiscover()
+    if not options.get("no_sync"):
+        report = sync_schedules(database)
+        logger.info("Schedules declared in code synced: %s", report)
+    return SchedulerOptions(
+        database=database,
+        max_sleep=options["max_sleep"],
+        batch_size=options.get("batch_size") or BATCH_SIZE,
+    )
+
+
+def handle(command: BaseCommand, options: dict[str, Any]) -> None:
+    configure_logging(options["verbosity"])
+    backend = taskmill_backend(options["backend"])
+    scheduler = Scheduler(prepare(backend.database, options))
+
+    def on_signal(signum: int, frame: Any) -> None:
+        scheduler.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    scheduler.run()

@@ -1,0 +1,265 @@
+"""Storage: one row per schedule, its definition and the state the scheduler keeps for it.
+
+The row's own state decides what fires next (``next_fire_at``, advanced by compare-and-set
+in the fire transaction), so pruning runs can never make a schedule fire a time again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+def default_time_zone() -> str:
+    return getattr(settings, "TIME_ZONE", None) or "UTC"
+
+
+class Schedule(models.Model):
+    """Run a task once at a time, every interval, or on a cron expression in a time zone."""
+
+    class Kind(models.TextChoices):
+        ONCE = "once", _("once, at a time")
+        INTERVAL = "interval", _("every interval")
+        CRON = "cron", _("cron expression")
+
+    class MisfirePolicy(models.TextChoices):
+        SKIP = "skip", _("skip missed fires")
+        RUN_ONCE = "run_once", _("run once for all missed fires")
+        CATCH_UP = "catch_up", _("run every missed fire (bounded)")
+
+    # What changing one of these means: the next fire time is computed afresh.
+    DEFINITION_FIELDS = (
+        "kind",
+        "cron",
+        "interval",
+        "run_at",
+        "timezone",
+        "start_at",
+        "end_at",
+        "max_fires",
+        "enabled",
+    )
+    # Written by the scheduler only; a form or a code sync saving a row never overwrites them.
+    STATE_FIELDS = (
+        "next_fire_at",
+        "last_fire_at",
+        "last_enqueued_at",
+        "fire_count",
+        "blocked_until",
+        "last_error",
+    )
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    task_path = models.CharField(_("task"), max_length=255)
+    args = models.JSONField(_("positional arguments"), default=list, blank=True)
+    kwargs = models.JSONField(_("keyword arguments"), default=dict, blank=True)
+    queue_name = models.CharField(
+        _("queue"), max_length=64, blank=True, default="", help_text=_("Blank: the task's queue.")
+    )
+    priority = models.SmallIntegerField(
+        _("priority"), null=True, blank=True, help_text=_("Blank: the task's priority.")
+    )
+    backend = models.CharField(
+        _("backend alias"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("The TASKS backend to enqueue on. Blank: the task's own backend."),
+    )
+
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    cron = models.CharField(
+        _("cron expression"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_("5 fields (minute hour day month weekday) or 6 with seconds first."),
+    )
+    interval = models.DurationField(_("interval"), null=True, blank=True)
+    run_at = models.DateTimeField(_("run at"), null=True, blank=True)
+    timezone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=default_time_zone,
+        help_text=_("IANA name; cron expressions are evaluated in it."),
+    )
+    start_at = models.DateTimeField(_("start"), null=True, blank=True)
+    end_at = models.DateTimeField(_("end"), null=True, blank=True)
+    max_fires = models.PositiveIntegerField(_("maximum number of fires"), null=True, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+
+    misfire_grace = models.DurationField(
+        _("misfire grace time"),
+        default=timedelta(seconds=60),
+        help_text=_("A fire later than this is a misfire, handled by the misfire policy."),
+    )
+    misfire_policy = models.CharField(
+        _("misfire policy"),
+        max_length=10,
+        choices=MisfirePolicy.choices,
+        default=MisfirePolicy.RUN_ONCE,
+    )
+    fire_time_kwarg = models.CharField(
+        _("fire time keyword argument"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_("If set, the task receives the fire time (ISO 8601, UTC) in this argument."),
+    )
+    depends_on = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        related_name="dependents",
+        blank=True,
+        verbose_name=_("depends on"),
+        help_text=_(
+            "Fires only when each of these has finished successfully since this one's last "
+            "fire (the first fire is free)."
+        ),
+    )
+    code_owned = models.BooleanField(
+        _("declared in code"),
+        default=False,
+        help_text=_("Created by @taskmill.schedule; the code sync keeps it up to date."),
+    )
+
+    # The scheduler's state. The tick reads only rows whose next fire time has come.
+    next_fire_at = models.DateTimeField(_("next fire time"), null=True, blank=True, db_index=True)
+    last_fire_at = models.DateTimeField(_("last fire time"), null=True, blank=True)
+    # When the last fire was enqueued (the wall clock, not the fire time): dependencies
+    # count successes "since the last fire" from here.
+    last_enqueued_at = models.DateTimeField(_("last enqueued at"), null=True, blank=True)
+    fire_count = models.PositiveIntegerField(_("fire count"), default=0)
+    # Set while a due fire waits for its dependencies, or retries after an error, so the
+    # tick does not re-read it on every pass.
+    blocked_until = models.DateTimeField(_("waiting until"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True, default="")
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        db_table = "taskmill_schedule"
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any, *args: Any, **kwargs: Any):
+        instance = super().from_db(db, field_names, values, *args, **kwargs)
+        instance._loaded_definition = instance._definition()
+        return instance
+
+    def _definition(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name, None) for name in self.DEFINITION_FIELDS)
+
+    @property
+    def definition_changed(self) -> bool:
+        return getattr(self, "_loaded_definition", None) != self._definition()
+
+    # -- validation -----------------------------------------------------------------------
+
+    def clean(self) -> None:
+        from ..scheduler.validation import validate_schedule
+
+        errors = validate_schedule(self)
+        if errors:
+            raise ValidationError(errors)
+
+    # -- the trigger and the first fire ------------------------------------------------------
+
+    def trigger(self, anchor: datetime | None = None):
+        """This schedule's trigger; interval occurrences count from ``anchor``."""
+        from ..scheduler.triggers import CronTrigger, IntervalTrigger, OnceTrigger
+
+        if self.kind == self.Kind.ONCE:
+            return OnceTrigger(self.run_at)
+        if self.kind == self.Kind.INTERVAL:
+            return IntervalTrigger(anchor or self.start_at or timezone.now(), self.interval)
+        return CronTrigger(self.cron, self.timezone)
+
+    def compute_next_fire(self, now: datetime) -> datetime | None:
+        """The first fire time from ``now`` on, as when the schedule is created or edited.
+
+        Never at or before the last fire: an edit cannot make a fired time fire again.
+        """
+        if not self.enabled:
+            return None
+        if self.max_fires is not None and self.fire_count >= self.max_fires:
+            return None
+        floor = max(now, self.last_fire_at) if self.last_fire_at else now
+        if self.kind == self.Kind.ONCE:
+            # A past time still fires (or misfires) once: the misfire policy decides.
+            first = self.run_at
+            if self.last_fire_at and first <= self.last_fire_at:
+                first = None
+        elif self.kind == self.Kind.INTERVAL:
+            if self.start_at and self.start_at > floor:
+                first = self.start_at
+            elif self.start_at:
+                first = self.trigger(anchor=self.start_at).after(floor)
+            else:
+                first = floor + self.interval
+        else:
+            after = floor
+            if self.start_at and self.start_at > floor:
+                after = self.start_at - timedelta(microseconds=1)
+            first = self.trigger().after(after)
+        if first is not None and self.end_at and first > self.end_at:
+            return None
+        return first
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        adding = self._state.adding
+        if adding or self.definition_changed:
+            if not adding and kwargs.get("update_fields") is None:
+                # Fresh state: a scheduler may have fired since this instance was read.
+                fresh = (
+                    type(self)
+                    ._base_manager.using(kwargs.get("using") or self._state.db)
+                    .filter(pk=self.pk)
+                    .values("last_fire_at", "fire_count")
+                    .first()
+                )
+                if fresh:
+                    self.last_fire_at = fresh["last_fire_at"]
+                    self.fire_count = fresh["fire_count"]
+            self.next_fire_at = self.compute_next_fire(timezone.now())
+            self.blocked_until = None
+            self.last_error = ""
+            if not adding and kwargs.get("update_fields") is None:
+                kwargs["update_fields"] = self._editable_fields(
+                    "next_fire_at", "blocked_until", "last_error"
+                )
+        elif not adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = self._editable_fields()
+        super().save(*args, **kwargs)
+        self._loaded_definition = self._definition()
+
+    def _editable_fields(self, *state: str) -> list[str]:
+        names = [
+            field.attname
+            for field in self._meta.concrete_fields
+            if not field.primary_key and field.name not in self.STATE_FIELDS
+        ]
+        return names + list(state)
+
+
+@receiver(m2m_changed, sender=Schedule.depends_on.through, dispatch_uid="taskmill_schedule_dag")
+def _reject_dependency_cycles(sender, instance, action, reverse, pk_set, using, **kwargs) -> None:
+    # Connected here, where the model is defined, so that it is always in force.
+    if action == "pre_add" and pk_set:
+        from ..scheduler.dag import reject_cycles
+
+        reject_cycles(instance, reverse, pk_set, using)

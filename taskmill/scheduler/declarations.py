@@ -1,0 +1,300 @@
+"""Schedules declared in code: ``@taskmill.schedule(...)`` stacked on a task, and the sync.
+
+The decorator checks its arguments at import time (an invalid cron expression or time zone
+fails there, with the reason) and records a declaration. ``sync_schedules()`` (run when
+workers and schedulers start, and by ``manage.py taskmill sync-schedules``) writes the
+declarations to the database: it creates missing schedules, updates changed ones, and
+disables code-owned schedules that are no longer declared. It never deletes: their history
+and fire state stay, and re-declaring one brings it back. For code-owned schedules the code
+is the source of truth, ``enabled`` included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from ..compat import BaseTask
+from .triggers import InvalidSchedule, get_zone, validate_cron
+from .validation import remember_task
+
+logger = logging.getLogger("taskmill.scheduler")
+
+MISFIRE_POLICIES = ("skip", "run_once", "catch_up")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One ``@taskmill.schedule``: the values of its ``Schedule`` row."""
+
+    name: str
+    task_path: str
+    kind: str
+    cron: str = ""
+    interval: timedelta | None = None
+    run_at: datetime | None = None
+    timezone: str = "UTC"
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue_name: str = ""
+    priority: int | None = None
+    backend: str = ""
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    max_fires: int | None = None
+    enabled: bool = True
+    misfire_grace: timedelta = timedelta(seconds=60)
+    misfire_policy: str = "run_once"
+    fire_time_kwarg: str = ""
+    depends_on: tuple[str, ...] = ()
+
+    def values(self) -> dict[str, Any]:
+        values = asdict(self)
+        del values["depends_on"]
+        return values
+
+
+_declarations: dict[str, Declaration] = {}
+
+
+def declarations() -> dict[str, Declaration]:
+    return dict(_declarations)
+
+
+def autodiscover() -> None:
+    """Import each installed app's ``tasks`` and ``schedules`` modules: the declarations."""
+    from django.utils.module_loading import autodiscover_modules
+
+    from .. import registry
+
+    registry.autodiscover()
+    autodiscover_modules("schedules")
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+        raise InvalidSchedule(f"{name} must be an aware datetime, not {value!r}.")
+    return value
+
+
+def schedule(
+    cron: str | None = None,
+    *,
+    every: timedelta | float | None = None,
+    at: datetime | None = None,
+    name: str | None = None,
+    tz: str | None = None,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    queue_name: str = "",
+    priority: int | None = None,
+    backend: str = "",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    max_fires: int | None = None,
+    enabled: bool = True,
+    misfire_grace: timedelta | float = 60,
+    misfire_policy: str = "run_once",
+    fire_time_kwarg: str = "",
+    depends_on: Iterable[str] = (),
+) -> Callable[[BaseTask], BaseTask]:
+    """Declare a schedule for the task below: ``cron=`` (5 or 6 fields), ``every=`` or ``at=``.
+
+    Stack several on one task, each with its own ``name`` (the first defaults to the task's
+    path). ``depends_on`` names other schedules. ``tz`` defaults to settings.TIME_ZONE.
+    """
+    kinds = [kind for kind, value in (("cron", cron), ("interval", every), ("once", at)) if value]
+    if len(kinds) != 1:
+        raise InvalidSchedule("@taskmill.schedule needs exactly one of cron=, every= or at=.")
+    if cron:
+        cron = validate_cron(cron)
+    if every is not None and not isinstance(every, timedelta):
+        every = timedelta(seconds=every)
+    if every is not None and every <= timedelta(0):
+        raise InvalidSchedule(f"every= must be positive, not {every}.")
+    if not isinstance(misfire_grace, timedelta):
+        misfire_grace = timedelta(seconds=misfire_grace)
+    if misfire_policy not in MISFIRE_POLICIES:
+        raise InvalidSchedule(
+            f"misfire_policy must be one of {', '.join(MISFIRE_POLICIES)}, not {misfire_policy!r}."
+        )
+    if tz is None:
+        from ..models.schedules import default_time_zone
+
+        tz = default_time_zone()
+    get_zone(tz)
+    try:
+        json.dumps([list(args), kwargs or {}], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSchedule(f"Schedule arguments must be JSON: {exc}.") from exc
+    if fire_time_kwarg and not fire_time_kwarg.isidentifier():
+        raise InvalidSchedule(f"fire_time_kwarg {fire_time_kwarg!r} is not a valid name.")
+
+    def decorator(task: BaseTask) -> BaseTask:
+        if not isinstance(task, BaseTask):
+            raise TypeError(
+                f"@taskmill.schedule goes above @task: it schedules a task object, not {task!r}."
+            )
+        declaration = Declaration(
+            name=name or task.module_path,
+            task_path=task.module_path,
+            kind=kinds[0],
+            cron=cron or "",
+            interval=every,
+            run_at=_aware("at", at),
+            timezone=tz,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            queue_name=queue_name,
+            priority=priority,
+            backend=backend,
+            start_at=_aware("start", start),
+            end_at=_aware("end", end),
+            max_fires=max_fires,
+            enabled=enabled,
+            misfire_grace=misfire_grace,
+            misfire_policy=misfire_policy,
+            fire_time_kwarg=fire_time_kwarg,
+            depends_on=tuple(depends_on),
+        )
+        existing = _declarations.get(declaration.name)
+        if existing is not None and existing != declaration:
+            # Re-importing a module declares the same thing again; anything else is a clash.
+            raise InvalidSchedule(
+                f"Two schedules are named {declaration.name!r}: give each schedule of a task "
+                "its own name=."
+            )
+        remember_task(task)
+        _declarations[declaration.name] = declaration
+        return task
+
+    return decorator
+
+
+@dataclass
+class SyncReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.disabled)} disabled, {len(self.unchanged)} unchanged"
+        )
+
+
+def sync_schedules(database: str = "default") -> SyncReport:
+    """Write the code's declarations to the database (see the module's docstring)."""
+    try:
+        return _sync(database)
+    except IntegrityError:
+        # Another process created the same schedule at the same moment: its rows are
+        # committed now, so a second pass sees them and updates instead.
+        return _sync(database)
+
+
+def _check_declared_graph(declared: dict[str, Declaration], known: set[str]) -> None:
+    for declaration in declared.values():
+        for dependency in declaration.depends_on:
+            if dependency not in known:
+                raise ValidationError(
+                    f"Schedule {declaration.name!r} depends on {dependency!r}, which is "
+                    "not a schedule."
+                )
+    # Depth-first search over the declared edges: a back edge is a cycle.
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dependency in getattr(declared.get(name), "depends_on", ()):
+            if state.get(dependency) == 1:
+                cycle = [*path[path.index(dependency) :], dependency]
+                raise ValidationError(
+                    "Schedule dependencies must not form a cycle: " + " -> ".join(cycle)
+                )
+            if dependency not in state:
+                visit(dependency, [*path, dependency])
+        state[name] = 2
+
+    for name in declared:
+        if name not in state:
+            visit(name, [name])
+
+
+def _sync(database: str) -> SyncReport:
+    from ..models import Schedule
+
+    report = SyncReport()
+    declared = declarations()
+    with transaction.atomic(using=database):
+        rows = _locked_rows(Schedule, database, list(declared))
+        known = set(rows) | set(declared)
+        if any(declaration.depends_on for declaration in declared.values()):
+            known |= set(Schedule.objects.using(database).values_list("name", flat=True))
+        _check_declared_graph(declared, known)
+        for declaration in declared.values():
+            row = rows.get(declaration.name)
+            values = declaration.values()
+            if row is None:
+                row = Schedule(**values, code_owned=True)
+                row.full_clean(validate_unique=False)
+                row.save(using=database)
+                rows[row.name] = row
+                report.created.append(row.name)
+                continue
+            changed = [name for name, value in values.items() if getattr(row, name) != value]
+            if changed or not row.code_owned:
+                for name in changed:
+                    setattr(row, name, values[name])
+                row.code_owned = True
+                row.full_clean(validate_unique=False)
+                row.save(using=database)
+                report.updated.append(row.name)
+            else:
+                report.unchanged.append(row.name)
+        for name, row in rows.items():
+            if name not in declared and row.code_owned and row.enabled:
+                row.enabled = False
+                row.save(using=database)
+                report.disabled.append(name)
+                logger.warning("Schedule %r is no longer declared in code: disabled", name)
+        _sync_dependencies(declared, rows, database)
+    return report
+
+
+def _locked_rows(model: Any, database: str, names: list[str]) -> dict[str, Any]:
+    # Locked for the sync, so that concurrent syncs (workers starting together) take turns.
+    from django.db.models import Q
+
+    query = (
+        model.objects.using(database)
+        .select_for_update()
+        .filter(Q(code_owned=True) | Q(name__in=names))
+    )
+    return {row.name: row for row in query}
+
+
+def _sync_dependencies(
+    declared: dict[str, Declaration], rows: dict[str, Any], database: str
+) -> None:
+    from ..models import Schedule
+
+    wanted_names = {name for d in declared.values() for name in d.depends_on}
+    ids = dict(
+        Schedule.objects.using(database).filter(name__in=wanted_names).values_list("name", "pk")
+    )
+    for declaration in declared.values():
+        row = rows[declaration.name]
+        wanted = {ids[name] for name in declaration.depends_on}
+        current = set(row.depends_on.values_list("pk", flat=True))
+        if wanted != current:
+            row.depends_on.set(wanted)

@@ -1,0 +1,189 @@
+"""The fire transaction: how a due schedule becomes enqueued runs exactly once.
+
+One tick is one transaction over a batch of due schedules (``next_fire_at <= now``, read
+through its index, nothing else). Where the database has ``SKIP LOCKED`` the batch is
+selected ``FOR UPDATE SKIP LOCKED``, so concurrent schedulers take different schedules
+instead of queueing behind each other. For each schedule, inside a savepoint:
+
+1. compare-and-set: ``UPDATE ... SET next_fire_at = <next> WHERE id = ? AND next_fire_at =
+   <value read>``; if no row changed, another scheduler fired it: do nothing;
+2. insert its runs (on taskmill's backend, in this same transaction). The runs carry
+   (schedule, scheduled_for), which is unique: even a schedule rewound by hand cannot
+   enqueue a fire time twice while that run is stored.
+
+Both commit together or not at all. The schedule's own ``next_fire_at`` decides what fires,
+so pruning runs never lets a time fire again.
+
+A schedule on another django.tasks backend is enqueued through that backend inside the same
+transaction, after the compare-and-set won. A backend that stores its tasks in the same
+database (django-tasks-db, say) thus gets exactly-once too; one that stores them elsewhere
+gets at-least-once: if the process dies after that backend accepted the task and before
+this transaction commits, the schedule is still due and another scheduler enqueues the
+same fire time again. Enqueueing after the commit would turn that into at-most-once (a
+lost fire); a duplicate is the lesser evil, and the window is one commit long.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..backend import DatabaseBackend
+from ..models import Schedule
+from . import dag, misfires
+from .validation import task_for
+
+logger = logging.getLogger("taskmill.scheduler")
+
+BATCH_SIZE = 100
+# How long a due fire waits before its dependencies are checked again.
+DEPENDENCY_RECHECK = timedelta(seconds=2)
+# How long a schedule whose enqueue failed (task gone, backend down...) waits to retry.
+ERROR_RETRY = timedelta(seconds=30)
+
+
+@dataclass
+class TickResult:
+    schedules: int = 0  # due schedules this tick looked at
+    runs: int = 0  # runs enqueued
+
+
+def due_schedules(database: str, now: datetime) -> Any:
+    return (
+        Schedule.objects.using(database)
+        .filter(enabled=True, next_fire_at__lte=now)
+        .filter(Q(blocked_until__isnull=True) | Q(blocked_until__lte=now))
+        .order_by("next_fire_at")
+    )
+
+
+def tick(
+    database: str = "default", now: datetime | None = None, batch_size: int = BATCH_SIZE
+) -> TickResult:
+    """Fire up to ``batch_size`` due schedules, as of ``now`` (the wall clock by default)."""
+    now = now or timezone.now()
+    result = TickResult()
+    with transaction.atomic(using=database):
+        query = due_schedules(database, now)
+        if connections[database].features.has_select_for_update_skip_locked:
+            query = query.select_for_update(skip_locked=True)
+        due = list(query[:batch_size])
+        if not due:
+            return result
+        dependencies = dag.dependencies_of([schedule.pk for schedule in due], database)
+        for schedule in due:
+            result.schedules += 1
+            result.runs += fire(schedule, now, dependencies.get(schedule.pk, []), database)
+    return result
+
+
+def next_due_at(database: str, now: datetime) -> datetime | None:
+    """When the earliest schedule that is not due yet will be (for the loop's sleep)."""
+    return (
+        Schedule.objects.using(database)
+        .filter(enabled=True, next_fire_at__gt=now)
+        .order_by("next_fire_at")
+        .values_list("next_fire_at", flat=True)
+        .first()
+    )
+
+
+def fire(schedule: Schedule, now: datetime, dependency_ids: list[int], database: str) -> int:
+    """Fire one due schedule; return how many runs it enqueued (0 if another scheduler won)."""
+    read = schedule.next_fire_at
+    plan = misfires.plan(schedule, now)
+    if plan.dropped:
+        logger.warning(
+            "Schedule %r: missed fires since %s dropped by policy %s (%d fire(s) now)",
+            schedule.name,
+            read.isoformat(),
+            schedule.misfire_policy,
+            len(plan.fire_times),
+        )
+    cas = Schedule.objects.using(database).filter(pk=schedule.pk, next_fire_at=read)
+    if plan.fire_times and not dag.dependencies_met(
+        schedule.last_enqueued_at, dependency_ids, database
+    ):
+        cas.update(blocked_until=now + DEPENDENCY_RECHECK)
+        return 0
+    try:
+        with transaction.atomic(using=database):
+            changes: dict[str, Any] = {
+                "next_fire_at": plan.next_fire_at,
+                "blocked_until": None,
+                "last_error": "",
+            }
+            if plan.fire_times:
+                changes.update(
+                    fire_count=F("fire_count") + len(plan.fire_times),
+                    last_fire_at=plan.fire_times[-1],
+                    last_enqueued_at=now,
+                )
+            if not cas.update(**changes):
+                return 0  # another scheduler fired it first
+            return enqueue(schedule, plan.fire_times, now, database)
+    except DatabaseError:
+        raise  # the whole tick rolls back; the loop reconnects and tries again
+    except Exception as exc:
+        logger.exception("Schedule %r could not be enqueued; retrying later", schedule.name)
+        cas.update(blocked_until=now + ERROR_RETRY, last_error=f"{type(exc).__name__}: {exc}")
+        return 0
+
+
+def call_kwargs(schedule: Schedule, fire_time: datetime) -> dict[str, Any]:
+    kwargs = dict(schedule.kwargs)
+    if schedule.fire_time_kwarg:
+        kwargs[schedule.fire_time_kwarg] = fire_time.isoformat()  # JSON holds strings only
+    return kwargs
+
+
+def enqueue(
+    schedule: Schedule, fire_times: Sequence[datetime], now: datetime, database: str
+) -> int:
+    if not fire_times:
+        return 0
+    task = task_for(schedule)
+    backend = task.get_backend()
+    if not (isinstance(backend, DatabaseBackend) and backend.database == database):
+        for fire_time in fire_times:
+            task.enqueue(*schedule.args, **call_kwargs(schedule, fire_time))
+        return len(fire_times)
+    runs = [
+        backend.new_run(
+            task,
+            schedule.args,
+            call_kwargs(schedule, fire_time),
+            now=now,
+            schedule_id=schedule.pk,
+            scheduled_for=fire_time,
+        )
+        for fire_time in fire_times
+    ]
+    try:
+        with transaction.atomic(using=database):
+            backend.save_runs(task, runs)
+        return len(runs)
+    except IntegrityError:
+        pass
+    # Some fire time already has its run (the schedule was rewound): insert the others.
+    inserted = 0
+    for run in runs:
+        run.pk = None
+        try:
+            with transaction.atomic(using=database):
+                backend.save_runs(task, [run])
+            inserted += 1
+        except IntegrityError:
+            logger.warning(
+                "Schedule %r already fired %s; not enqueued again",
+                schedule.name,
+                run.scheduled_for.isoformat(),
+            )
+    return inserted

@@ -1,0 +1,95 @@
+"""The scheduler loop: tick, then sleep until the next schedule is due.
+
+It runs alone (``manage.py taskmill scheduler``) or as a thread inside each worker. Any
+number may run at once: the fire transaction makes each fire happen once, whoever wins.
+It never busy-loops: after a tick that left nothing due, it sleeps until the earliest next
+fire time, at most ``max_sleep`` seconds (so schedules created or edited elsewhere are seen
+within that), and it survives database errors by reconnecting with a growing back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from . import firing
+
+logger = logging.getLogger("taskmill.scheduler")
+
+RECONNECT_BACKOFF_MAX = 5.0
+
+
+@dataclass
+class SchedulerOptions:
+    database: str = "default"
+    max_sleep: float = 1.0
+    batch_size: int = firing.BATCH_SIZE
+
+
+class Scheduler:
+    def __init__(self, options: SchedulerOptions) -> None:
+        self.options = options
+        self.fired = 0
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        logger.info("Scheduler started: database=%s", self.options.database)
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    delay = self.run_once()
+                    failures = 0
+                except DatabaseError as exc:
+                    failures += 1
+                    self._reset_connection()
+                    delay = min(0.1 * 2**failures, RECONNECT_BACKOFF_MAX)
+                    logger.warning("Scheduler database error (%s); retrying in %.1fs", exc, delay)
+                self._stop.wait(delay)
+        finally:
+            # This thread's connection: a worker's scheduler thread must not leak it.
+            connections[self.options.database].close()
+        logger.info("Scheduler stopped after %d run(s) enqueued", self.fired)
+
+    def run_once(self) -> float:
+        """Fire what is due; return how long to sleep before the next pass."""
+        options = self.options
+        while not self._stop.is_set():
+            result = firing.tick(options.database, batch_size=options.batch_size)
+            self.fired += result.runs
+            if result.runs:
+                logger.debug("Enqueued %d scheduled run(s)", result.runs)
+            if result.schedules < options.batch_size:
+                break  # a full batch means more may be due right now
+        now = timezone.now()
+        upcoming = firing.next_due_at(options.database, now)
+        if upcoming is None:
+            return options.max_sleep
+        return min(max((upcoming - now).total_seconds(), 0.0), options.max_sleep)
+
+    def _reset_connection(self) -> None:
+        connection = connections[self.options.database]
+        try:
+            connection.close()
+        except Exception:
+            # A dead connection can fail to close; drop it so the next query reconnects.
+            connection.connection = None
+
+
+def start_thread(options: SchedulerOptions) -> tuple[Scheduler, threading.Thread]:
+    """Run a scheduler on a daemon thread (a worker's); stop it with ``request_stop()``."""
+    scheduler = Scheduler(options)
+    thread = threading.Thread(target=scheduler.run, name="taskmill-scheduler", daemon=True)
+    thread.start()
+    return scheduler, thread

@@ -1,0 +1,195 @@
+"""Triggers: when a schedule's occurrences fall, as aware UTC datetimes.
+
+Three kinds share one small interface (``after`` and ``latest``), so the fire transaction
+and the misfire rules never ask which kind they hold. Everything returned is UTC; a cron
+expression is evaluated in its schedule's time zone.
+
+Cron expressions are parsed and iterated by cronsim (5 fields, or 6 with seconds first).
+Daylight-saving follows Debian cron's rule, for 5 and 6 fields alike:
+
+* a *wall-clock* expression (its minute and hour fields are not ``*``-based, e.g.
+  ``30 2 * * *``) is iterated in local wall time: a time inside a skipped hour fires once,
+  at the first valid instant after the gap (03:00 on the spring-forward day in Paris); a
+  time inside a repeated hour fires once, at its first occurrence;
+* a *frequent* expression (``*/15 * * * *``, ``0 * * * * *``...) is iterated in absolute
+  time: it fires in both passes of a repeated hour and not at all in a skipped one, so
+  its rhythm never breaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class InvalidSchedule(ValueError):
+    """A cron expression, time zone or trigger definition that cannot work."""
+
+
+def get_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidSchedule(
+            f"Unknown time zone {name!r}: use an IANA name such as 'Europe/Paris' or 'UTC'."
+        ) from exc
+
+
+def validate_cron(expression: str) -> str:
+    """Return the normalised expression or raise ``InvalidSchedule`` saying what is wrong."""
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        raise InvalidSchedule(
+            f"Invalid cron expression {expression!r}: expected 5 fields (minute hour "
+            "day-of-month month day-of-week) or 6 with seconds first, "
+            f"got {len(fields)}."
+        )
+    try:
+        iterator = CronSim(" ".join(fields), datetime(2000, 1, 1))
+        next(iterator)
+    except CronSimError as exc:
+        raise InvalidSchedule(
+            f"Invalid cron expression {expression!r}: {str(exc).rstrip('.')} "
+            "(the fields are [second] minute hour day-of-month month day-of-week)."
+        ) from exc
+    except StopIteration:
+        raise InvalidSchedule(
+            f"Invalid cron expression {expression!r}: it never matches any date."
+        ) from None
+    return " ".join(fields)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: taskmill stores aware UTC datetimes")
+    return value.astimezone(UTC)
+
+
+class Trigger:
+    """When occurrences fall. Subclasses answer two questions, in UTC."""
+
+    def after(self, moment: datetime) -> datetime | None:
+        """The first occurrence strictly after ``moment``; None if there is none."""
+        raise NotImplementedError
+
+    def latest(self, since: datetime, until: datetime, limit: int) -> list[datetime]:
+        """Up to ``limit`` most recent occurrences in [since, until], oldest first."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class OnceTrigger(Trigger):
+    at: datetime
+
+    def after(self, moment: datetime) -> datetime | None:
+        at = _as_utc(self.at)
+        return at if at > moment else None
+
+    def latest(self, since: datetime, until: datetime, limit: int) -> list[datetime]:
+        at = _as_utc(self.at)
+        return [at] if since <= at <= until and limit > 0 else []
+
+
+@dataclass(frozen=True)
+class IntervalTrigger(Trigger):
+    """Every ``every``, counted in absolute time from ``anchor`` (an occurrence)."""
+
+    anchor: datetime
+    every: timedelta
+
+    def __post_init__(self) -> None:
+        if self.every <= timedelta(0):
+            raise InvalidSchedule(f"An interval must be positive, not {self.every}.")
+
+    def _index_at_or_before(self, moment: datetime) -> int:
+        # Whole microseconds keep the arithmetic exact: no float drift over years.
+        return (moment - _as_utc(self.anchor)) // self.every
+
+    def after(self, moment: datetime) -> datetime | None:
+        return _as_utc(self.anchor) + (self._index_at_or_before(moment) + 1) * self.every
+
+    def latest(self, since: datetime, until: datetime, limit: int) -> list[datetime]:
+        anchor = _as_utc(self.anchor)
+        last = self._index_at_or_before(until)
+        first = max(-((anchor - since) // self.every), last - limit + 1)  # ceil((since-a)/e)
+        return [anchor + index * self.every for index in range(first, last + 1)]
+
+
+@dataclass(frozen=True)
+class CronTrigger(Trigger):
+    expression: str
+    zone_name: str = "UTC"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expression", validate_cron(self.expression))
+        object.__setattr__(self, "zone", get_zone(self.zone_name))
+        fields = self.expression.split()
+        minute, hour = (fields[0], fields[1]) if len(fields) == 5 else (fields[1], fields[2])
+        wall_clock = not minute.startswith("*") and not hour.startswith("*")
+        object.__setattr__(self, "wall_clock", wall_clock and self.zone_name != "UTC")
+        # Six fields always: cronsim applies its own DST fix-ups to 5-field expressions
+        # only; taskmill applies one rule to both forms (below), so cronsim must not.
+        object.__setattr__(
+            self, "six_fields", self.expression if len(fields) == 6 else "0 " + self.expression
+        )
+
+    # -- absolute time: cronsim iterates an aware datetime, ticking in UTC -----------------
+
+    def _iterate(self, start: datetime, reverse: bool):
+        if not self.wall_clock:
+            for value in CronSim(self.six_fields, start.astimezone(self.zone), reverse=reverse):
+                yield value.astimezone(UTC)
+            return
+        # Wall clock: iterate naive local time, then map each time onto the real timeline.
+        local = start.astimezone(self.zone)
+        previous: datetime | None = None
+        for naive in CronSim(self.six_fields, local.replace(tzinfo=None), reverse=reverse):
+            value = self._wall_to_utc(naive)
+            if value == previous:
+                continue  # several skipped-hour times map onto the same instant
+            previous = value
+            yield value
+
+    def _wall_to_utc(self, naive: datetime) -> datetime:
+        first = naive.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+        if first.astimezone(self.zone).replace(tzinfo=None) == naive:
+            return first  # valid; in a repeated hour fold=0 is the first occurrence
+        # Skipped by a spring-forward gap: fire at the first valid instant after it.
+        low = naive.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        high = first
+        before = low.astimezone(self.zone).utcoffset()
+        while high - low > timedelta(seconds=1):
+            middle = low + (high - low) / 2
+            if middle.astimezone(self.zone).utcoffset() == before:
+                low = middle
+            else:
+                high = middle
+        return high.replace(microsecond=0)
+
+    def after(self, moment: datetime) -> datetime | None:
+        # cronsim's forward iteration is strictly after its start, at whole seconds.
+        for value in self._iterate(moment, reverse=False):
+            if value > moment:
+                return value
+        return None
+
+    def latest(self, since: datetime, until: datetime, limit: int) -> list[datetime]:
+        found: list[datetime] = []
+        if limit <= 0:
+            return found
+        # Reverse iteration is strictly before its start: start just after `until`.
+        for value in self._iterate(until + ONE_MICROSECOND, reverse=True):
+            if value > until:
+                continue
+            if value < since:
+                break
+            found.append(value)
+            if len(found) >= limit:
+                break
+        found.reverse()
+        return found

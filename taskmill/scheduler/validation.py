@@ -1,0 +1,127 @@
+"""What a schedule may name and hold: the checks behind ``Schedule.clean()`` and the decorator.
+
+A schedule names its task by import path, and only a task object declared in code can be
+named: taskmill's registered tasks, or a django.tasks task of another backend defined in an
+installed app (a project whose tasks go elsewhere still gets taskmill's scheduler).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .. import registry
+from ..compat import BaseTask, InvalidTask, task_backends
+from ..exceptions import TaskNotRegistered
+from .triggers import InvalidSchedule, get_zone, validate_cron
+
+if TYPE_CHECKING:
+    from ..models import Schedule
+
+# Tasks named by code declarations, which may live on a backend that is not taskmill's.
+_declared_tasks: dict[str, BaseTask] = {}
+
+
+def remember_task(task: BaseTask) -> None:
+    _declared_tasks.setdefault(task.module_path, task)
+
+
+def schedulable_tasks() -> dict[str, BaseTask]:
+    """Every task a schedule may name, by module path (the admin's choice list)."""
+    return {**_declared_tasks, **registry.registered_tasks()}
+
+
+def resolve_task(task_path: str) -> BaseTask:
+    """The task object at ``task_path``; raises ``TaskNotRegistered`` if there is none."""
+    task = _declared_tasks.get(task_path)
+    if task is not None:
+        return task
+    try:
+        return registry.resolve(task_path)
+    except TaskNotRegistered:
+        # Not a taskmill task: a task of another backend, if code in an installed app has one.
+        module_name, _, attribute = task_path.rpartition(".")
+        if module_name and registry._in_installed_app(module_name):
+            try:
+                candidate = getattr(import_module(module_name), attribute, None)
+            except ImportError:
+                candidate = None
+            if isinstance(candidate, BaseTask) and candidate.module_path == task_path:
+                return candidate
+        raise
+
+
+def task_for(schedule: Any) -> BaseTask:
+    """The task a schedule enqueues, with its queue, priority and backend applied."""
+    task = resolve_task(schedule.task_path)
+    overrides: dict[str, Any] = {}
+    if schedule.queue_name:
+        overrides["queue_name"] = schedule.queue_name
+    if schedule.priority is not None:
+        overrides["priority"] = schedule.priority
+    if schedule.backend:
+        overrides["backend"] = schedule.backend
+    return task.using(**overrides) if overrides else task
+
+
+def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
+    """Field name -> messages for everything wrong with ``schedule`` (empty when valid)."""
+    errors: dict[str, list[str]] = {}
+
+    def error(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    kind = schedule.kind
+    if kind == "cron":
+        if not schedule.cron:
+            error("cron", "A cron schedule needs a cron expression.")
+        else:
+            try:
+                schedule.cron = validate_cron(schedule.cron)
+            except InvalidSchedule as exc:
+                error("cron", str(exc))
+    elif kind == "interval":
+        if schedule.interval is None:
+            error("interval", "An interval schedule needs an interval.")
+        elif schedule.interval.total_seconds() <= 0:
+            error("interval", "The interval must be positive.")
+    elif kind == "once" and schedule.run_at is None:
+        error("run_at", "A once schedule needs the time to run at.")
+    try:
+        get_zone(schedule.timezone)
+    except InvalidSchedule as exc:
+        error("timezone", str(exc))
+    if schedule.start_at and schedule.end_at and schedule.end_at <= schedule.start_at:
+        error("end_at", "The end must come after the start.")
+    if schedule.misfire_grace is not None and schedule.misfire_grace.total_seconds() < 0:
+        error("misfire_grace", "The misfire grace time cannot be negative.")
+
+    if not isinstance(schedule.args, list):
+        error("args", "Positional arguments must be a JSON list.")
+    if not isinstance(schedule.kwargs, dict):
+        error("kwargs", "Keyword arguments must be a JSON object.")
+    else:
+        try:
+            json.dumps([schedule.args, schedule.kwargs], allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            error("kwargs", f"Arguments must be JSON: {exc}.")
+    name = schedule.fire_time_kwarg
+    if name and not name.isidentifier():
+        error("fire_time_kwarg", f"{name!r} is not a valid keyword argument name.")
+    elif name and isinstance(schedule.kwargs, dict) and name in schedule.kwargs:
+        error("fire_time_kwarg", f"The keyword arguments already hold {name!r}.")
+
+    if schedule.backend and schedule.backend not in task_backends.settings:
+        error("backend", f"There is no TASKS backend named {schedule.backend!r}.")
+    elif schedule.task_path:
+        try:
+            task_for(schedule)
+        except TaskNotRegistered as exc:
+            error("task_path", str(exc))
+        except InvalidTask as exc:
+            field = "queue_name" if "queue" in str(exc).lower() else "priority"
+            error(field, str(exc))
+    else:
+        error("task_path", "Choose the task to run.")
+    return errors

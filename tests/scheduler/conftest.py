@@ -1,0 +1,56 @@
+"""Helpers for the scheduler tests: schedules created at a simulated time, a simulated clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from django.db.models import Min
+
+from taskmill.models import Run, Schedule
+from taskmill.scheduler import declarations, firing
+
+TASK = "tests.testapp.scheduled_tasks.heartbeat"
+
+
+def make_schedule(now: datetime, **fields) -> Schedule:
+    """A saved schedule whose first fire time is computed as if created at ``now``."""
+    fields.setdefault("task_path", TASK)
+    fields.setdefault("name", f"schedule-{Schedule.objects.count()}")
+    fields.setdefault("timezone", "UTC")
+    schedule = Schedule(**fields)
+    schedule.full_clean()
+    schedule.save()
+    schedule.next_fire_at = schedule.compute_next_fire(now)
+    Schedule.objects.filter(pk=schedule.pk).update(next_fire_at=schedule.next_fire_at)
+    return schedule
+
+
+def simulate(until: datetime) -> int:
+    """Tick at each next fire time up to ``until`` (a clock that jumps); return ticks run."""
+    ticks = 0
+    while True:
+        upcoming = Schedule.objects.filter(enabled=True).aggregate(at=Min("next_fire_at"))["at"]
+        if upcoming is None or upcoming > until:
+            return ticks
+        firing.tick(now=upcoming)
+        ticks += 1
+
+
+def fire_times(schedule: Schedule) -> list[datetime]:
+    return list(
+        Run.objects.filter(schedule=schedule)
+        .order_by("scheduled_for")
+        .values_list("scheduled_for", flat=True)
+    )
+
+
+@pytest.fixture
+def clean_declarations() -> Iterator[None]:
+    """Code declarations made by a test do not leak into the next one."""
+    saved = declarations.declarations()
+    declarations._declarations.clear()
+    yield
+    declarations._declarations.clear()
+    declarations._declarations.update(saved)
