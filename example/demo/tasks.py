@@ -1,0 +1,83 @@
+"""The demo's tasks: plain Django tasks, run by taskmill's worker.
+
+Nothing here is taskmill-specific except ``enqueue_many``: the decorator, ``.using()``,
+``.enqueue()`` and the results are Django's own tasks API.
+"""
+
+import asyncio
+import logging
+import random
+import time
+
+from django.core import mail
+from django.core.mail import send_mail
+
+try:
+    from django.tasks import task
+except ImportError:  # Django 5.2: the django-tasks backport
+    from django_tasks import task
+
+logger = logging.getLogger("demo")
+
+
+@task(queue_name="emails")
+def send_welcome_email(email: str, name: str) -> int:
+    """Send a welcome mail through Django's mail API (the demo keeps mail in memory)."""
+    sent = send_mail(
+        subject=f"Welcome, {name}!",
+        message=f"Hi {name},\n\nthis mail was sent by a taskmill worker.\n",
+        from_email=None,
+        recipient_list=[email],
+    )
+    logger.info("Sent a welcome mail to %s", email)
+    # The locmem backend keeps every message in mail.outbox; a demo worker runs for
+    # hours, so keep only the latest few.
+    del getattr(mail, "outbox", [])[:-20]
+    return sent
+
+
+@task(queue_name="reports")
+def rebuild_report(report: str, days: int = 7) -> dict:
+    """A slow task that returns a result: the return value must be JSON."""
+    began = time.monotonic()
+    time.sleep(random.uniform(0.2, 1.5))
+    return {
+        "report": report,
+        "days": days,
+        "rows": random.randint(100, 10_000),
+        "seconds": round(time.monotonic() - began, 3),
+    }
+
+
+@task
+async def check_website(url: str) -> dict:
+    """An async task: the worker runs async tasks on one event loop, side by side."""
+    await asyncio.sleep(random.uniform(0.05, 0.3))
+    return {"url": url, "status": random.choice([200, 200, 200, 301, 503])}
+
+
+@task
+def import_batch(batch: int) -> int:
+    """Fails for every third batch, so the admin shows FAILED runs with a traceback."""
+    if batch % 3 == 0:
+        raise ConnectionError(f"upstream closed the connection while importing batch {batch}")
+    return batch * 100
+
+
+@task(takes_context=True)
+def process_upload(context, upload_id: int) -> dict:
+    """A task that takes the context: its first argument says which run and attempt this is."""
+    logger.info(
+        "Processing upload %s: run %s, attempt %s",
+        upload_id,
+        context.task_result.id,
+        context.attempt,
+    )
+    return {"upload_id": upload_id, "run": context.task_result.id, "attempt": context.attempt}
+
+
+@task(priority=50)
+def page_on_call(message: str) -> str:
+    """A high-priority task: workers take it before any waiting run of lower priority."""
+    logger.warning("PAGE: %s", message)
+    return message
