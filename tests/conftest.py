@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,6 +79,8 @@ class WorkerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Its own process group: cleanup also reaches an autoreloader's child process.
+            start_new_session=True,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -108,8 +111,9 @@ class WorkerProcess:
         return code
 
     def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         if self.process.poll() is None:
-            self.process.kill()
             self.process.wait(10)
 
 
@@ -117,8 +121,9 @@ class WorkerProcess:
 def start_worker(subprocess_env: dict[str, str]) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(["--no-reload", *args], {**subprocess_env, **(env or {})})
+    def start(*args: str, env: dict[str, str] | None = None, reload: bool = False) -> WorkerProcess:
+        reload_flag = "--reload" if reload else "--no-reload"
+        worker = WorkerProcess([reload_flag, *args], {**subprocess_env, **(env or {})})
         started.append(worker)
         return worker
 
@@ -131,10 +136,11 @@ def start_worker(subprocess_env: dict[str, str]) -> Iterator[Callable[..., Worke
 def run_worker(start_worker: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
     """Run a worker to completion (use with --burst or --max-tasks)."""
 
-    def run(*args: str, timeout: float = 120.0, expect_code: int = 0) -> WorkerProcess:
+    def run(*args: str, timeout: float = 120.0, expect_code: int | None = 0) -> WorkerProcess:
         worker = start_worker(*args)
         code = worker.wait(timeout)
-        assert code == expect_code, f"worker exited {code}:\n{worker.output}"
+        if expect_code is not None:
+            assert code == expect_code, f"worker exited {code}:\n{worker.output}"
         return worker
 
     return run

@@ -10,9 +10,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import autoreload
 
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
+from ..worker.reload import CodeWatcher, restart_process
 from .common import configure_logging, taskmill_backend
 
 HELP = "Run tasks from the queue; SIGINT/SIGTERM stop gracefully, a second one at once."
@@ -104,8 +104,9 @@ def build_options(options: dict[str, Any]) -> WorkerOptions:
     )
 
 
-def run_worker(command: BaseCommand, worker_options: WorkerOptions) -> None:
+def run_worker(worker_options: WorkerOptions, *, reload: bool) -> None:
     worker = Worker(worker_options)
+    watcher = CodeWatcher(lambda path: worker.request_stop()) if reload else None
 
     def on_signal(signum: int, frame: Any) -> None:
         if worker.stopping:
@@ -114,7 +115,11 @@ def run_worker(command: BaseCommand, worker_options: WorkerOptions) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if watcher is not None:
+        watcher.start()
     code = worker.run()
+    if watcher is not None and watcher.changed is not None and code == 0:
+        restart_process()
     if worker.abandoned_tasks:
         # Threads still inside abandoned tasks would keep the interpreter alive.
         sys.stdout.flush()
@@ -126,7 +131,4 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     configure_logging(options["verbosity"])
     worker_options = build_options(options)
     reload = options["reload"] if options["reload"] is not None else settings.DEBUG
-    if reload:
-        autoreload.run_with_reloader(run_worker, command, worker_options)
-    else:
-        run_worker(command, worker_options)
+    run_worker(worker_options, reload=reload)

@@ -157,6 +157,7 @@ class Worker:
         except WorkerInterrupted:
             logger.warning("Worker %s interrupted: returning held runs and exiting", self.id)
             self.emergency_exit()
+            return 1
         finally:
             wakeup.unsubscribe(self._on_wakeup)
             if listener is not None:

@@ -1,0 +1,208 @@
+"""``manage.py taskmill worker``: every flag, signals and a lost connection, in real processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from taskmill.compat import TaskResultStatus
+from taskmill.models import Run
+from tests.conftest import read_records, wait_until
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def status(result) -> str:
+    return Run.objects.get(pk=int(result.id)).status
+
+
+def statuses(results) -> list[str]:
+    return [status(result) for result in results]
+
+
+def test_burst_drains_the_queue_and_exits(run_worker):
+    results = tasks.add.enqueue_many([((i, i), {}) for i in range(20)])
+    deferred = tasks.noop.using(run_after=dt.timedelta(hours=1)).enqueue()
+    worker = run_worker("--burst")
+    assert statuses(results) == ["SUCCESSFUL"] * 20
+    assert status(deferred) == "READY"
+    assert "started" in worker.output and "stopped after 20 task(s)" in worker.output
+
+
+def test_queue_flag_is_repeatable(run_worker):
+    default = tasks.noop.enqueue()
+    email = tasks.send_email.enqueue("x@example.com")
+    high = tasks.noop.using(queue_name="high").enqueue()
+    run_worker("--burst", "--queue", "emails", "--queue", "high")
+    assert statuses([default, email, high]) == ["READY", "SUCCESSFUL", "SUCCESSFUL"]
+
+
+def test_exclude_queue_flag(run_worker):
+    default = tasks.noop.enqueue()
+    email = tasks.send_email.enqueue("x@example.com")
+    low = tasks.noop.using(queue_name="low").enqueue()
+    run_worker("--burst", "--exclude-queue", "emails", "--exclude-queue", "low")
+    assert statuses([default, email, low]) == ["SUCCESSFUL", "READY", "READY"]
+
+
+def test_concurrency_runs_that_many_tasks_at_once(run_worker):
+    together = tasks.sync_rendezvous.enqueue_many([(("c3", 3), {})] * 3)
+    run_worker("--burst", "--concurrency", "3")
+    assert statuses(together) == ["SUCCESSFUL"] * 3
+
+
+def test_concurrency_is_a_limit(run_worker):
+    # Three tasks that each wait (1 s at most) for all three to be running at once: with
+    # two slots they cannot meet, so every one of them gives up.
+    apart = tasks.sync_rendezvous.enqueue_many([(("c2", 3), {"timeout": 1.0})] * 3)
+    run_worker("--burst", "--concurrency", "2")
+    assert statuses(apart) == ["FAILED"] * 3
+
+
+def test_max_tasks_exits_after_that_many(run_worker):
+    results = tasks.noop.enqueue_many([((), {})] * 5)
+    run_worker("--max-tasks", "2")
+    assert sorted(statuses(results)) == ["READY"] * 3 + ["SUCCESSFUL"] * 2
+
+
+def test_label_names_the_worker(run_worker):
+    result = tasks.noop.enqueue()
+    run_worker("--burst", "--label", "mailer-1")
+    result.refresh()
+    assert len(result.worker_ids) == 1
+    assert result.worker_ids[0].startswith("mailer-1@")
+
+
+def test_poll_interval_picks_up_a_deferred_run_when_it_is_due(start_worker):
+    worker = start_worker("--poll-interval", "0.1")
+    worker.wait_for_output("started")
+    due = timezone.now() + dt.timedelta(seconds=1)
+    result = tasks.noop.using(run_after=due).enqueue()
+    wait_until(lambda: status(result) == "SUCCESSFUL", 15, message="the deferred run")
+    result.refresh()
+    assert result.started_at >= due
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--queue", "nope"], "Unknown queue 'nope'"),
+        (["--exclude-queue", "nope"], "Unknown queue 'nope'"),
+        (["--concurrency", "0"], "must be at least 1"),
+        (["--max-tasks", "-3"], "must be at least 1"),
+        (["--poll-interval", "0"], "must be more than 0"),
+        (["--backend", "nope"], "There is no TASKS backend named 'nope'"),
+    ],
+)
+def test_bad_arguments_are_refused_clearly(run_worker, args, message):
+    worker = run_worker(*args, "--burst", expect_code=None)
+    assert worker.process.returncode != 0
+    assert message in worker.output
+    assert "Traceback" not in worker.output
+
+
+def test_reload_restarts_the_worker_when_code_changes(start_worker):
+    worker = start_worker(reload=True)
+    worker.wait_for_output("Worker", count=1)
+    worker.wait_for_output("started")
+    watched = Path(tasks.__file__)
+    # Touch a module the worker imported; the autoreloader restarts it.
+    wait_until(
+        lambda: _touch(watched) or sum("started:" in line for line in worker.lines) >= 2,
+        30,
+        interval=0.5,
+        message=f"a restart after touching {watched}:\n{worker.output}",
+    )
+
+
+def _touch(path: Path) -> None:
+    os.utime(path, None)
+
+
+def test_sigterm_lets_the_running_task_finish_and_returns_unstarted_runs(
+    start_worker, tmp_path, record_dir
+):
+    gate = tmp_path / "gate"
+    blocked = tasks.wait_for_file.enqueue(str(gate))
+    queued = tasks.noop.enqueue_many([((), {})] * 3)
+    worker = start_worker("--concurrency", "1")
+    wait_until(lambda: any("waiting" in line for line in read_records(record_dir)), 20)
+    worker.signal(signal.SIGTERM)
+    worker.wait_for_output("stopping")
+    worker.wait_for_output("unstarted run(s) to the queue")
+    assert worker.process.poll() is None, "the worker waits for its running task"
+    assert status(blocked) == "RUNNING"
+    gate.touch()
+    assert worker.wait(30) == 0
+    blocked.refresh()
+    assert blocked.status == TaskResultStatus.SUCCESSFUL
+    for run in Run.objects.filter(pk__in=[int(r.id) for r in queued]):
+        assert (run.status, run.attempt, run.worker_ids, run.started_at) == ("READY", 0, [], None)
+
+
+def test_a_second_signal_exits_at_once_and_returns_the_running_run(
+    start_worker, tmp_path, record_dir
+):
+    blocked = tasks.wait_for_file.enqueue(str(tmp_path / "never"), 600)
+    worker = start_worker()
+    wait_until(lambda: read_records(record_dir), 20)
+    worker.signal(signal.SIGINT)
+    worker.wait_for_output("stopping")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(15) == 1
+    run = Run.objects.get(pk=int(blocked.id))
+    # It did start, so the attempt counts; it is ready to run again.
+    assert (run.status, run.attempt, run.worker_id) == ("READY", 1, "")
+
+
+def test_shutdown_timeout_returns_a_task_that_outlives_it(start_worker, tmp_path, record_dir):
+    blocked = tasks.wait_for_file.enqueue(str(tmp_path / "never"), 600)
+    worker = start_worker("--shutdown-timeout", "0.5")
+    wait_until(lambda: read_records(record_dir), 20)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    assert "Returned 1 unfinished run(s) to the queue" in worker.output
+    assert status(blocked) == "READY"
+
+
+def _kill_other_connections() -> int:
+    """Terminate every other session on the test database: the worker's included."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT id FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        for session_id in ids:
+            cursor.execute(f"KILL {int(session_id)}")
+        return len(ids)
+
+
+def test_the_worker_survives_a_lost_database_connection(start_worker):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no server connection to lose")
+    first = tasks.add.enqueue(1, 1)
+    worker = start_worker("--poll-interval", "0.1")
+    wait_until(lambda: status(first) == "SUCCESSFUL", 20)
+    assert _kill_other_connections() >= 1
+    second = tasks.add.enqueue(2, 2)
+    wait_until(lambda: status(second) == "SUCCESSFUL", 30, message=worker.output)
+    assert "Database error" in worker.output
+    assert worker.process.poll() is None
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
