@@ -81,3 +81,10 @@ def page_on_call(message: str) -> str:
     """A high-priority task: workers take it before any waiting run of lower priority."""
     logger.warning("PAGE: %s", message)
     return message
+
+
+@task
+def clean_up_sessions(fired_at: str | None = None) -> str:
+    """Run by a cron schedule (demo/schedules.py), which passes the fire time it stands for."""
+    logger.info("Cleaning up expired sessions for the fire time %s", fired_at)
+    return f"cleaned up for {fired_at}"

@@ -1,0 +1,29 @@
+"""The demo's schedules, declared in code.
+
+taskmill's scheduler imports every installed app's ``schedules`` module (as the worker does
+with ``tasks``); ``manage.py demo_setup`` and ``manage.py taskmill sync-schedules`` write
+these declarations to the database, where the admin shows them.
+"""
+
+from datetime import timedelta
+
+import taskmill
+
+from demo import tasks
+
+# An interval: the sales report, rebuilt every 30 seconds.
+taskmill.schedule(
+    every=timedelta(seconds=30),
+    name="demo: sales report every 30s",
+    args=["sales"],
+    kwargs={"days": 1},
+)(tasks.rebuild_report)
+
+# A cron expression (every two minutes); the task receives the fire time it runs for, and
+# a fire missed while no scheduler was running is skipped rather than run late.
+taskmill.schedule(
+    "*/2 * * * *",
+    name="demo: session clean-up every 2 minutes",
+    fire_time_kwarg="fired_at",
+    misfire_policy="skip",
+)(tasks.clean_up_sessions)
