@@ -8,7 +8,6 @@ these declarations to the database, where the admin shows them.
 from datetime import timedelta
 
 import taskmill
-
 from demo import tasks
 
 # An interval: the sales report, rebuilt every 30 seconds.
