@@ -138,7 +138,8 @@ class DatabaseBackend(BaseTaskBackend):
     def _wake_workers(self, queue_name: str) -> None:
         # NOTIFY inside the caller's transaction is delivered at its commit, as it should be.
         get_engine(self.database).notify({queue_name})
-        wakeup.wake_local(queue_name)
+        # Workers in this process claim at once, so only after the runs are committed.
+        transaction.on_commit(lambda: wakeup.wake_local(queue_name), using=self.database)
 
     # -- results ------------------------------------------------------------------------
 

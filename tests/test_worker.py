@@ -73,7 +73,7 @@ def test_a_return_value_that_is_not_json_fails_the_run():
     result.refresh()
     assert result.status == TaskResultStatus.FAILED
     assert result.errors[0].exception_class_path == "taskmill.exceptions.InvalidTaskArguments"
-    assert "its return value is a builtins.object" in result.errors[0].traceback
+    assert "the return value is a builtins.object" in result.errors[0].traceback
 
 
 @pytest.mark.parametrize(

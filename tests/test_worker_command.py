@@ -100,6 +100,7 @@ def test_poll_interval_picks_up_a_deferred_run_when_it_is_due(start_worker):
         (["--concurrency", "0"], "must be at least 1"),
         (["--max-tasks", "-3"], "must be at least 1"),
         (["--poll-interval", "0"], "must be more than 0"),
+        (["--shutdown-timeout", "-1"], "must be 0 or more"),
         (["--backend", "nope"], "There is no TASKS backend named 'nope'"),
     ],
 )

@@ -32,6 +32,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--backend", help="The TASKS alias whose database to serve (default: the default one)."
@@ -68,7 +75,7 @@ def add_arguments(parser: CommandParser) -> None:
     )
     parser.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=non_negative_float,
         default=30.0,
         metavar="SECONDS",
         help="On SIGTERM, how long running tasks may take before their runs are "

@@ -188,13 +188,6 @@ class Engine:
         """Start a background listener calling ``on_wakeup(queue)``; None if not supported."""
         return None
 
-    # Claim-index DDL, run by the migration on this engine's database.
-    def create_claim_index_sql(self) -> list[str]:
-        raise NotImplementedError
-
-    def drop_claim_index_sql(self) -> list[str]:
-        raise NotImplementedError
-
     # -- helpers --------------------------------------------------------------------------
 
     def adapt_datetime(self, value: datetime | None) -> Any:

@@ -12,8 +12,6 @@ from django.db import transaction
 
 from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine
 
-CLAIM_INDEX = "taskmill_run_claim"
-
 SELECT_SQL = f"""
 SELECT {", ".join(CLAIMED_COLUMNS)} FROM {RUN_TABLE}
 WHERE status = 'READY' AND available_at <= %s{{queue_filter}}
@@ -81,12 +79,3 @@ class MySQLEngine(Engine):
         ]
         claimed.sort(key=ClaimedRun.sort_key)
         return claimed
-
-    def create_claim_index_sql(self) -> list[str]:
-        # No partial indexes here: status leads, so the claim reads only the READY slice.
-        return [
-            f"CREATE INDEX {CLAIM_INDEX} ON {RUN_TABLE} (status, priority DESC, available_at, id)"
-        ]
-
-    def drop_claim_index_sql(self) -> list[str]:
-        return [f"DROP INDEX {CLAIM_INDEX} ON {RUN_TABLE}"]

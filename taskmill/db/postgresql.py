@@ -14,7 +14,6 @@ from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine, Listener, Outc
 logger = logging.getLogger("taskmill.db")
 
 CHANNEL = "taskmill"
-CLAIM_INDEX = "taskmill_run_claim"
 
 _RETURNING = ", ".join(f"run.{column}" for column in CLAIMED_COLUMNS)
 
@@ -113,17 +112,6 @@ class PostgreSQLEngine(Engine):
         listener = PostgreSQLListener(self.connection.get_connection_params(), on_wakeup)
         listener.start()
         return listener
-
-    def create_claim_index_sql(self) -> list[str]:
-        # Partial: finished runs (the bulk of the table) are not in it at all, so the
-        # claim stays fast with millions of them kept.
-        return [
-            f"CREATE INDEX IF NOT EXISTS {CLAIM_INDEX} ON {RUN_TABLE} "
-            "(priority DESC, available_at, id) WHERE status = 'READY'"
-        ]
-
-    def drop_claim_index_sql(self) -> list[str]:
-        return [f"DROP INDEX IF EXISTS {CLAIM_INDEX}"]
 
 
 class PostgreSQLListener(Listener):

@@ -8,8 +8,6 @@ from datetime import datetime
 
 from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine
 
-CLAIM_INDEX = "taskmill_run_claim"
-
 CLAIM_SQL = f"""
 UPDATE {RUN_TABLE}
 SET status = 'RUNNING',
@@ -62,12 +60,3 @@ class SQLiteEngine(Engine):
         claimed = [self.claimed_from_row(row) for row in rows]
         claimed.sort(key=ClaimedRun.sort_key)
         return claimed
-
-    def create_claim_index_sql(self) -> list[str]:
-        return [
-            f"CREATE INDEX IF NOT EXISTS {CLAIM_INDEX} ON {RUN_TABLE} "
-            "(priority DESC, available_at, id) WHERE status = 'READY'"
-        ]
-
-    def drop_claim_index_sql(self) -> list[str]:
-        return [f"DROP INDEX IF EXISTS {CLAIM_INDEX}"]

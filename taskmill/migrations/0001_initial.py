@@ -2,21 +2,7 @@
 
 from django.db import migrations, models
 
-
-def create_claim_index(apps, schema_editor):
-    # The claim index's shape is the engine's business (partial on PostgreSQL/SQLite).
-    from taskmill.db import get_engine
-
-    for statement in get_engine(schema_editor.connection.alias).create_claim_index_sql():
-        schema_editor.execute(statement)
-
-
-def drop_claim_index(apps, schema_editor):
-    from taskmill.db import get_engine
-
-    for statement in get_engine(schema_editor.connection.alias).drop_claim_index_sql():
-        schema_editor.execute(statement)
-
+import taskmill.models.indexes
 
 
 class Migration(migrations.Migration):
@@ -56,7 +42,7 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'task runs',
                 'db_table': 'taskmill_run',
                 'ordering': ['-id'],
+                'indexes': [taskmill.models.indexes.ClaimIndex(name='taskmill_run_claim')],
             },
         ),
-        migrations.RunPython(create_claim_index, drop_claim_index, elidable=False, atomic=False),
     ]

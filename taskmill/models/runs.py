@@ -1,8 +1,7 @@
 """Storage: one row per enqueued run of a task.
 
-The claim index is not declared here: its shape differs per database (a partial index on
-PostgreSQL and SQLite, a status-prefixed composite on MySQL/MariaDB), so each engine in
-``taskmill.db`` owns its DDL and the migration asks the engine for it.
+The claim index (``taskmill.models.indexes``) is shaped per database so that millions of
+finished runs never slow a claim.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ..compat import TaskResultStatus
+from .indexes import ClaimIndex
 
 
 class Run(models.Model):
@@ -71,6 +71,7 @@ class Run(models.Model):
         verbose_name = _("task run")
         verbose_name_plural = _("task runs")
         ordering = ["-id"]
+        indexes = [ClaimIndex(name="taskmill_run_claim")]
         constraints = [
             models.UniqueConstraint(
                 fields=["schedule", "scheduled_for"], name="taskmill_run_unique_fire"

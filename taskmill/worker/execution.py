@@ -112,7 +112,9 @@ class Attempt:
     def succeeded(self, value: Any, duration: float) -> Completed:
         try:
             value = to_json_value(
-                value, "its return value", f"Task {self.run.task_path!r} finished but"
+                value,
+                "the return value",
+                f"Task {self.run.task_path!r} returned what JSON cannot hold",
             )
         except Exception as exc:  # the task ran, but its result cannot be stored
             return self._failed(exc, duration)

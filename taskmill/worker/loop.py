@@ -279,7 +279,7 @@ class Worker:
         except BaseException:
             self._unflushed = batch + self._unflushed  # keep them: nothing is lost
             raise
-        self.processed += len(batch)
+        self.processed += len(landed)
         for completed in batch:
             if completed.run.id not in landed:
                 logger.warning(

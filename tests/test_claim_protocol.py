@@ -1,0 +1,204 @@
+"""The claim / finish / release protocol, straight against each database engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from taskmill.db import Outcome, get_engine
+from taskmill.models import Run
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LEASE = dt.timedelta(minutes=5)
+
+
+def claim(worker_id: str, limit: int, **filters):
+    now = timezone.now()
+    return get_engine(connection.alias).claim(
+        worker_id=worker_id,
+        limit=limit,
+        now=now,
+        lease_until=now + LEASE,
+        queues=filters.get("queues"),
+        exclude_queues=filters.get("exclude_queues", ()),
+    )
+
+
+def test_a_claim_marks_runs_as_held_by_the_worker():
+    enqueued = tasks.add.enqueue_many([((i, i), {}) for i in range(3)])
+    claimed = claim("w1", 10)
+    assert [run.id for run in claimed] == [int(result.id) for result in enqueued]
+    for run in claimed:
+        assert run.attempt == 1 and run.worker_ids == ["w1"]
+        assert run.started_at is not None and run.last_attempted_at == run.started_at
+        stored = Run.objects.get(pk=run.id)
+        assert (stored.status, stored.attempt, stored.worker_id) == ("RUNNING", 1, "w1")
+        assert stored.worker_ids == ["w1"] and stored.lease_expires_at > timezone.now()
+        assert stored.args == run.args
+    assert claim("w2", 10) == []
+
+
+def test_claim_respects_the_limit_and_queue_filters():
+    tasks.noop.enqueue_many([((), {})] * 5)
+    tasks.send_email.enqueue_many([(("a",), {})] * 2)
+    assert len(claim("w", 3, queues=["default"])) == 3
+    assert {run.queue_name for run in claim("w", 10, exclude_queues=["default"])} == {"emails"}
+    assert len(claim("w", 10)) == 2
+    assert claim("w", 10) == []
+
+
+def test_concurrent_claimers_never_share_a_run():
+    total = 600
+    tasks.noop.enqueue_many([((), {})] * total)
+    taken: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        try:
+            while True:
+                batch = claim(name, 7)
+                if not batch:
+                    return
+                with lock:
+                    taken.extend(run.id for run in batch)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    counts = Counter(taken)
+    assert len(counts) == total and set(counts.values()) == {1}
+    assert Run.objects.filter(status="RUNNING", attempt=1).count() == total
+
+
+def finished(run, status="SUCCESSFUL", value=None, attempt=None) -> Outcome:
+    return Outcome(
+        run_id=run.id,
+        attempt=run.attempt if attempt is None else attempt,
+        status=status,
+        finished_at=timezone.now(),
+        return_value=value,
+        errors=[],
+    )
+
+
+def test_finish_writes_outcomes_in_one_batch():
+    tasks.add.enqueue_many([((i, 1), {}) for i in range(4)])
+    claimed = claim("w", 10)
+    landed = get_engine(connection.alias).finish(
+        [finished(run, value={"n": run.args[0]}) for run in claimed]
+    )
+    assert landed == {run.id for run in claimed}
+    for run in claimed:
+        stored = Run.objects.get(pk=run.id)
+        assert stored.status == "SUCCESSFUL"
+        assert stored.return_value == {"n": run.args[0]}
+        assert stored.worker_id == "" and stored.lease_expires_at is None
+        assert stored.finished_at is not None
+
+
+def test_a_stale_attempt_cannot_overwrite_the_outcome_fencing():
+    tasks.add.enqueue(1, 2)
+    (old,) = claim("presumed-dead", 1)
+    # The run is rescued and taken again (attempt 2) while the first worker is away.
+    Run.objects.filter(pk=old.id).update(status="READY")
+    (new,) = claim("rescuer", 1)
+    assert new.attempt == 2 and new.worker_ids == ["presumed-dead", "rescuer"]
+    engine = get_engine(connection.alias)
+    # The first worker wakes up and reports: its write must not land.
+    assert engine.finish([finished(old, status="FAILED")]) == set()
+    stored = Run.objects.get(pk=new.id)
+    assert (stored.status, stored.worker_id) == ("RUNNING", "rescuer")
+    assert engine.finish([finished(new, value=3)]) == {new.id}
+    assert Run.objects.get(pk=new.id).return_value == 3
+    # And once finished, nobody can finish it again.
+    assert engine.finish([finished(new, status="FAILED")]) == set()
+    assert Run.objects.get(pk=new.id).status == "SUCCESSFUL"
+
+
+def test_release_of_unstarted_runs_undoes_the_claim():
+    tasks.noop.enqueue_many([((), {})] * 2)
+    claimed = claim("w", 2)
+    released = get_engine(connection.alias).release(claimed, now=timezone.now(), started=False)
+    assert released == 2
+    for run in Run.objects.all():
+        assert (run.status, run.attempt, run.worker_ids, run.worker_id) == ("READY", 0, [], "")
+        assert run.started_at is None and run.last_attempted_at is None
+    assert len(claim("w2", 5)) == 2
+
+
+def test_release_of_started_runs_keeps_the_attempt():
+    tasks.noop.enqueue()
+    claimed = claim("w", 1)
+    assert get_engine(connection.alias).release(claimed, now=timezone.now(), started=True) == 1
+    run = Run.objects.get()
+    assert (run.status, run.attempt, run.worker_ids) == ("READY", 1, ["w"])
+    (again,) = claim("w2", 1)
+    assert again.attempt == 2
+
+
+def test_release_skips_runs_taken_over_meanwhile():
+    tasks.noop.enqueue()
+    (old,) = claim("w", 1)
+    Run.objects.filter(pk=old.id).update(status="READY")
+    claim("w2", 1)
+    assert get_engine(connection.alias).release([old], now=timezone.now(), started=True) == 0
+    assert Run.objects.get().worker_id == "w2"
+
+
+def _explain_claim() -> str:
+    """The database's plan for the claim's SELECT, as text."""
+    vendor = connection.vendor
+    sql = (
+        "SELECT id FROM taskmill_run WHERE status = 'READY' AND available_at <= %s "
+        "ORDER BY priority DESC, available_at, id LIMIT 10"
+    )
+    prefix = {"postgresql": "EXPLAIN ", "mysql": "EXPLAIN ", "sqlite": "EXPLAIN QUERY PLAN "}
+    with connection.cursor() as cursor:
+        if vendor == "postgresql":
+            cursor.execute("ANALYZE taskmill_run")
+        elif vendor == "mysql":
+            cursor.execute("ANALYZE TABLE taskmill_run")
+            cursor.fetchall()
+        else:
+            cursor.execute("ANALYZE")
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        cursor.execute(prefix[vendor] + sql, [now])
+        return "\n".join(" ".join(str(col) for col in row) for row in cursor.fetchall())
+
+
+def test_the_claim_uses_its_index_with_many_finished_runs():
+    finished_count = 20_000
+    now = timezone.now()
+    Run.objects.bulk_create(
+        [
+            Run(
+                task_path="tests.testapp.tasks.noop",
+                backend="default",
+                queue_name="default",
+                status="SUCCESSFUL",
+                enqueued_at=now,
+                available_at=now,
+                finished_at=now,
+            )
+            for _ in range(finished_count)
+        ],
+        batch_size=2_000,
+    )
+    tasks.noop.enqueue_many([((), {})] * 20)
+    plan = _explain_claim()
+    assert "taskmill_run_claim" in plan, plan
