@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ..scheduler.loop import start_in_worker
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
 from ..worker.reload import CodeWatcher, restart_process
 from .common import configure_logging, taskmill_backend
@@ -82,6 +83,12 @@ def add_arguments(parser: CommandParser) -> None:
         "returned to the queue (default 30).",
     )
     parser.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="Do not fire schedules in this worker (by default each worker runs a scheduler "
+        "thread; any number may run at once).",
+    )
+    parser.add_argument(
         "--reload",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -111,7 +118,7 @@ def build_options(options: dict[str, Any]) -> WorkerOptions:
     )
 
 
-def run_worker(worker_options: WorkerOptions, *, reload: bool) -> None:
+def run_worker(worker_options: WorkerOptions, *, reload: bool, scheduler: bool = True) -> None:
     worker = Worker(worker_options)
     watcher = CodeWatcher(lambda path: worker.request_stop()) if reload else None
 
@@ -124,7 +131,12 @@ def run_worker(worker_options: WorkerOptions, *, reload: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     if watcher is not None:
         watcher.start()
-    code = worker.run()
+    stop_scheduler = start_in_worker(worker_options.database) if scheduler else None
+    try:
+        code = worker.run()
+    finally:
+        if stop_scheduler is not None:
+            stop_scheduler()
     if watcher is not None and watcher.changed is not None and code == 0:
         restart_process()
     if worker.abandoned_tasks:
@@ -138,4 +150,4 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     configure_logging(options["verbosity"])
     worker_options = build_options(options)
     reload = options["reload"] if options["reload"] is not None else settings.DEBUG
-    run_worker(worker_options, reload=reload)
+    run_worker(worker_options, reload=reload, scheduler=not options["no_scheduler"])

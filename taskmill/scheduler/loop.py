@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import DatabaseError, connections
@@ -93,3 +94,27 @@ def start_thread(options: SchedulerOptions) -> tuple[Scheduler, threading.Thread
     thread = threading.Thread(target=scheduler.run, name="taskmill-scheduler", daemon=True)
     thread.start()
     return scheduler, thread
+
+
+def start_in_worker(database: str, max_sleep: float = 1.0) -> Callable[[], None]:
+    """A worker's scheduler: sync the code's schedules, start the thread; return its stop.
+
+    A failed sync (an invalid declaration, the database away) is logged, not fatal: the
+    worker still runs tasks and fires the schedules already stored.
+    """
+    from .declarations import autodiscover, sync_schedules
+
+    try:
+        autodiscover()
+        logger.info("Schedules declared in code synced: %s", sync_schedules(database))
+    except Exception:
+        logger.exception("Could not sync the schedules declared in code")
+    finally:
+        connections[database].close()  # opened on the worker's thread: leave it clean
+    scheduler, thread = start_thread(SchedulerOptions(database=database, max_sleep=max_sleep))
+
+    def stop() -> None:
+        scheduler.request_stop()
+        thread.join(timeout=10)
+
+    return stop

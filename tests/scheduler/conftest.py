@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -10,6 +13,7 @@ from django.db.models import Min
 
 from taskmill.models import Run, Schedule
 from taskmill.scheduler import declarations, firing
+from tests.conftest import ROOT, WorkerProcess
 
 TASK = "tests.testapp.scheduled_tasks.heartbeat"
 
@@ -54,3 +58,41 @@ def clean_declarations() -> Iterator[None]:
     yield
     declarations._declarations.clear()
     declarations._declarations.update(saved)
+
+
+class SchedulerProcess(WorkerProcess):
+    """A real ``manage.py taskmill scheduler`` process."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django", "taskmill", "scheduler", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+
+@pytest.fixture
+def scheduler_env(subprocess_env: dict[str, str]) -> dict[str, str]:
+    # These settings add tests.scheduler as an app, so its schedules.py is discovered.
+    return {**subprocess_env, "DJANGO_SETTINGS_MODULE": "tests.scheduler.settings"}
+
+
+@pytest.fixture
+def start_scheduler(scheduler_env: dict[str, str]) -> Iterator[Callable[..., SchedulerProcess]]:
+    started: list[SchedulerProcess] = []
+
+    def start(*args: str) -> SchedulerProcess:
+        process = SchedulerProcess([*args], scheduler_env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
