@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
-from .models import Run
+from .models import Run, Schedule
+from .scheduler.dag import check_acyclic
+from .scheduler.validation import schedulable_tasks
 
 
 @admin.register(Run)
@@ -29,3 +33,93 @@ class RunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         # Runs are created by enqueueing a task, never by hand.
         return False
+
+
+class ScheduleForm(forms.ModelForm):
+    """The task is a choice among tasks declared in code; dependency cycles are refused here."""
+
+    class Meta:
+        model = Schedule
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "task_path" in self.fields:
+            from .scheduler.declarations import autodiscover
+
+            autodiscover()  # this process may not have imported the project's tasks yet
+            paths = sorted(schedulable_tasks())
+            if self.instance.task_path and self.instance.task_path not in paths:
+                paths.append(self.instance.task_path)  # shown, and refused by clean()
+            field = self.fields["task_path"]
+            self.fields["task_path"] = forms.ChoiceField(
+                choices=[("", "---------"), *((path, path) for path in paths)],
+                label=field.label,
+                help_text="Only tasks declared in code can be scheduled.",
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        dependencies = cleaned.get("depends_on")
+        if dependencies is not None and self.instance.pk:
+            try:
+                database = self.instance._state.db or "default"
+                check_acyclic(self.instance, [d.pk for d in dependencies], database)
+            except ValidationError as exc:
+                self.add_error("depends_on", exc)
+        return cleaned
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
+    list_display = (
+        "name",
+        "task_path",
+        "when",
+        "timezone",
+        "enabled",
+        "next_fire_at",
+        "last_fire_at",
+        "fire_count",
+        "code_owned",
+    )
+    list_filter = ("kind", "enabled", "code_owned", "misfire_policy")
+    search_fields = ("name", "task_path")
+    ordering = ("name",)
+    filter_horizontal = ("depends_on",)
+    state_fields = (*Schedule.STATE_FIELDS, "code_owned", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "task_path", "args", "kwargs", "enabled", "code_owned")}),
+        (
+            "When",
+            {"fields": ("kind", "cron", "interval", "run_at", "timezone", "start_at", "end_at",
+                        "max_fires")},
+        ),
+        ("Where", {"fields": ("queue_name", "priority", "backend")}),
+        (
+            "Late fires and dependencies",
+            {"fields": ("misfire_grace", "misfire_policy", "fire_time_kwarg", "depends_on")},
+        ),
+        (
+            "State",
+            {"fields": ("next_fire_at", "last_fire_at", "last_enqueued_at", "fire_count",
+                        "blocked_until", "last_error", "created_at", "updated_at")},
+        ),
+    )
+
+    @admin.display(description="when")
+    def when(self, obj: Schedule) -> str:
+        if obj.kind == Schedule.Kind.CRON:
+            return obj.cron
+        if obj.kind == Schedule.Kind.INTERVAL:
+            return f"every {obj.interval}"
+        return f"once at {obj.run_at:%Y-%m-%d %H:%M:%S %Z}" if obj.run_at else "once"
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.code_owned:
+            # The code is the source of truth: an edit here would be undone by the next sync.
+            return [field.name for field in Schedule._meta.fields if not field.primary_key] + [
+                "depends_on"
+            ]
+        return self.state_fields

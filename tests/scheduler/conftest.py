@@ -14,6 +14,7 @@ from django.db.models import Min
 from taskmill.models import Run, Schedule
 from taskmill.scheduler import declarations, firing
 from tests.conftest import ROOT, WorkerProcess
+from tests.testapp import scheduled_tasks  # noqa: F401  (registers the tasks schedules name)
 
 TASK = "tests.testapp.scheduled_tasks.heartbeat"
 
