@@ -155,3 +155,31 @@ def test_the_tick_reads_only_due_schedules():
             )
             plan = " ".join(row[0] for row in cursor.fetchall())
         assert "taskmill_schedule_next_fire_at" in plan
+
+
+def test_a_schedule_can_enqueue_on_another_django_tasks_backend():
+    from django.test import override_settings
+
+    from taskmill.compat import TASKS_FRAMEWORK, task_backends
+
+    dummy = f"{TASKS_FRAMEWORK}.backends.dummy.DummyBackend"
+    tasks_setting = {
+        "default": {"BACKEND": "taskmill.backend.DatabaseBackend"},
+        "elsewhere": {"BACKEND": dummy},
+    }
+    with override_settings(TASKS=tasks_setting):
+        now = datetime(2027, 3, 1, tzinfo=UTC)
+        schedule = make_schedule(
+            now,
+            kind="interval",
+            interval=timedelta(minutes=1),
+            backend="elsewhere",
+            fire_time_kwarg="fired_at",
+        )
+        firing.tick(now=schedule.next_fire_at)
+        firing.tick(now=schedule.next_fire_at)  # the same due time again: nothing more
+        results = task_backends["elsewhere"].results
+        assert [result.kwargs for result in results] == [{"fired_at": "2027-03-01T00:01:00+00:00"}]
+        assert not Run.objects.exists()  # nothing went to taskmill's table
+        schedule.refresh_from_db()
+        assert schedule.fire_count == 1

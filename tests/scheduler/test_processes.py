@@ -57,3 +57,46 @@ def test_a_worker_fires_schedules_unless_told_not_to(start_worker, scheduler_env
     assert done.return_value == done.scheduled_for.isoformat()  # the task got its fire time
     worker.signal()
     assert worker.wait(30) == 0, worker.output
+
+
+def kill_other_connections() -> int:
+    """Cut every other session to the test database, as a failover or a restart would."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT id FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        for ident in ids:
+            cursor.execute(f"KILL {int(ident)}")
+        return len(ids)
+
+
+def test_the_scheduler_survives_a_lost_database_connection(start_scheduler):
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no server connection to lose")
+    scheduler = start_scheduler("--max-sleep", "0.2")
+    declared = wait_until(
+        lambda: Schedule.objects.filter(name="declared-every-second").first(), timeout=30
+    )
+    wait_until(lambda: Run.objects.filter(schedule=declared).exists(), timeout=30)
+    wait_until(kill_other_connections, timeout=10, message="the scheduler's connection")
+    fired = Run.objects.filter(schedule=declared).count()
+    wait_until(
+        lambda: Run.objects.filter(schedule=declared).count() >= fired + 2,
+        timeout=30,
+        message=f"fires after the cut; output:\n{scheduler.output}",
+    )
+    assert "Scheduler database error" in scheduler.output  # it did lose it, and went on
+    scheduler.signal()
+    assert scheduler.wait(30) == 0, scheduler.output
