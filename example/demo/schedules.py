@@ -5,7 +5,7 @@ with ``tasks``); ``manage.py demo_setup`` and ``manage.py taskmill sync-schedule
 these declarations to the database, where the admin shows them.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import taskmill
 from demo import tasks
@@ -26,3 +26,22 @@ taskmill.schedule(
     fire_time_kwarg="fired_at",
     misfire_policy="skip",
 )(tasks.clean_up_sessions)
+
+# Once, at a fixed time: long past, so the first scheduler that sees it fires it once (the
+# run_once misfire policy), and then the schedule is finished.
+taskmill.schedule(
+    at=datetime(2026, 1, 1, tzinfo=UTC),
+    name="demo: once, a launch page",
+    args=["the taskmill demo is up"],
+    misfire_policy="run_once",
+)(tasks.page_on_call)
+
+# Cron with seconds (6 fields), in a time zone, depending on another schedule: every 20
+# seconds, but only once the sales report has succeeded since this one last fired.
+taskmill.schedule(
+    "*/20 * * * * *",
+    name="demo: signups report after the sales report",
+    tz="Europe/Paris",
+    args=["signups"],
+    depends_on=["demo: sales report every 30s"],
+)(tasks.rebuild_report)
