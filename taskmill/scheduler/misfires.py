@@ -64,8 +64,8 @@ def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
     else:  # run_once: the most recent missed time stands for all of them
         last_missed = trigger.latest(first_due, min(horizon, grace_start - ONE_MICROSECOND), 1)
         fires = (last_missed + on_time)[-limit:] if limit > 0 else []
-    # Fire times are consecutive occurrences ending at the latest due one, so something
-    # was dropped (by the policy or the bound) exactly when the earliest due one is missing.
+    # Something was dropped (by the policy, the coalescing or the bound) exactly when the
+    # earliest due time is not among the fires: they always end at the latest due times.
     dropped = first_due <= horizon and (not fires or fires[0] != first_due)
 
     next_fire_at = trigger.after(now)

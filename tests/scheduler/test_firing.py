@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from taskmill.models import Run, Schedule
 from taskmill.scheduler import firing
@@ -183,3 +184,31 @@ def test_a_schedule_can_enqueue_on_another_django_tasks_backend():
         assert not Run.objects.exists()  # nothing went to taskmill's table
         schedule.refresh_from_db()
         assert schedule.fire_count == 1
+
+
+def test_saving_a_stale_copy_never_rewinds_the_schedule():
+    now = datetime(2027, 3, 1, tzinfo=UTC)
+    schedule = make_schedule(now, kind="interval", interval=timedelta(minutes=1))
+    stale = Schedule.objects.get(pk=schedule.pk)  # an admin form opened before the fire
+    firing.tick(now=schedule.next_fire_at)
+    stale.args = ["edited"]
+    stale.save()
+    fresh = Schedule.objects.get(pk=schedule.pk)
+    assert fresh.args == ["edited"]
+    assert fresh.next_fire_at == schedule.next_fire_at + timedelta(minutes=1)
+    assert fresh.fire_count == 1
+    firing.tick(now=schedule.next_fire_at)  # the fired time is not due again
+    assert fire_times(schedule) == [schedule.next_fire_at]
+
+
+def test_editing_the_trigger_computes_the_next_fire_time_afresh():
+    schedule = make_schedule(datetime(2027, 3, 1, tzinfo=UTC), kind="cron", cron="0 0 1 1 *")
+    schedule.cron = "*/5 * * * *"
+    schedule.save()
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at.minute % 5 == 0
+    assert timedelta(0) < schedule.next_fire_at - timezone.now() <= timedelta(minutes=5)
+    schedule.enabled = False
+    schedule.save()
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at is None  # disabled: never due
