@@ -1,19 +1,11 @@
-"""Running one claimed run: resolve its task, send the signals, call it, record the outcome.
-
-Sync tasks run in a pool of threads, async tasks on one event loop in its own thread; both
-report each finished attempt through the same callback.
-"""
+"""Running one claimed run: resolve its task, send the signals, call it, record the outcome."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import threading
 import time
 import traceback
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +90,7 @@ class Attempt:
             self.task = registry.resolve(self.run.task_path)
         except TaskNotRegistered as exc:
             logger.error("Run %s refused: %s", self.run.id, exc)
-            return self._failed(exc, 0.0)
+            return self.failed(exc, 0.0)
         self.result = running_result(self.task, self.run)
         return None
 
@@ -117,7 +109,7 @@ class Attempt:
                 f"Task {self.run.task_path!r} returned what JSON cannot hold",
             )
         except Exception as exc:  # the task ran, but its result cannot be stored
-            return self._failed(exc, duration)
+            return self.failed(exc, duration)
         outcome = Outcome(
             run_id=self.run.id,
             attempt=self.run.attempt,
@@ -128,7 +120,7 @@ class Attempt:
         )
         return Completed(self.run, self.task, outcome, duration)
 
-    def _failed(self, exc: BaseException, duration: float) -> Completed:
+    def failed(self, exc: BaseException, duration: float) -> Completed:
         outcome = Outcome(
             run_id=self.run.id,
             attempt=self.run.attempt,
@@ -149,7 +141,7 @@ class Attempt:
         try:
             value = self.task.call(*args, **kwargs)
         except BaseException as exc:
-            return self._failed(exc, time.monotonic() - began)
+            return self.failed(exc, time.monotonic() - began)
         finally:
             close_old_connections()
         return self.succeeded(value, time.monotonic() - began)
@@ -166,58 +158,5 @@ class Attempt:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
                 raise
-            return self._failed(exc, time.monotonic() - began)
+            return self.failed(exc, time.monotonic() - began)
         return self.succeeded(value, time.monotonic() - began)
-
-
-def is_async_run(run: ClaimedRun) -> bool:
-    try:
-        return inspect.iscoroutinefunction(registry.resolve(run.task_path).func)
-    except TaskNotRegistered:
-        return False
-
-
-class Executor:
-    """Runs attempts: sync ones on ``concurrency`` threads, async ones on one event loop."""
-
-    def __init__(self, concurrency: int, on_done: Callable[[Completed], None]) -> None:
-        self._on_done = on_done
-        self._threads = ThreadPoolExecutor(
-            max_workers=concurrency, thread_name_prefix="taskmill-task"
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-
-    def submit(self, run: ClaimedRun) -> None:
-        if is_async_run(run):
-            asyncio.run_coroutine_threadsafe(self._run_async(run), self._event_loop())
-        else:
-            self._threads.submit(self._run_sync, run)
-
-    def _run_sync(self, run: ClaimedRun) -> None:
-        try:
-            completed = Attempt(run).run_sync()
-        except BaseException as exc:
-            completed = Attempt(run)._failed(exc, 0.0)
-        self._on_done(completed)
-
-    async def _run_async(self, run: ClaimedRun) -> None:
-        try:
-            completed = await Attempt(run).run_async()
-        except BaseException as exc:
-            completed = Attempt(run)._failed(exc, 0.0)
-        self._on_done(completed)
-
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(
-                target=self._loop.run_forever, name="taskmill-async", daemon=True
-            )
-            self._loop_thread.start()
-        return self._loop
-
-    def shutdown(self, *, wait: bool) -> None:
-        self._threads.shutdown(wait=wait, cancel_futures=True)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)

@@ -1,8 +1,9 @@
 """The worker: claim runs in batches, hand them to the executor, write outcomes in batches.
 
 One thread (the caller's) owns the database conversation: claims, finishes, releases and
-the ``task_finished`` signal. Tasks run on the executor's threads or event loop and report
-back through a queue, so a slow or failing task never stalls the protocol.
+the ``task_finished`` signal. Tasks run on the executor's threads or event loop, which take
+claimed runs from a queue and report outcomes back, so tasks keep running while this thread
+talks to the database, and it wakes only when there is a batch to write or to claim.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from django.utils import timezone
 
 from .. import registry, wakeup
 from ..compat import task_finished
-from ..db import ClaimedRun, get_engine
+from ..db import get_engine
 from ..results import build_result
-from .execution import Completed, Executor, _signal_sender
+from .execution import Completed, _signal_sender
+from .executor import Executor
 
 logger = logging.getLogger("taskmill.worker")
 
 # Outcomes are written when this many have piled up...
 FLUSH_BATCH = 200
 # ...or when the oldest has waited this long, so results show up promptly.
-FLUSH_DELAY = 0.005
+FLUSH_DELAY = 0.02
 # A worker holds no more waiting runs than it expects to start within this window.
 PREFETCH_WINDOW = 0.05
 MAX_PREFETCH = 200
@@ -92,13 +94,13 @@ class Worker:
         self.engine = get_engine(options.database)
         self.processed = 0
         self._claimed_total = 0
-        self._pending: deque[ClaimedRun] = deque()
-        self._running: dict[int, ClaimedRun] = {}
-        self._done: deque[Completed] = deque()  # filled by executor threads
+        self._outstanding = 0  # claimed and not yet reported back by the executor
+        self._done: deque[Completed] = deque()  # filled by the executor's threads
         self._unflushed: list[Completed] = []
         self._oldest_unflushed = 0.0
         self._wake = threading.Event()
         self._maybe_ready = True  # something may be ready: claim before sleeping
+        self._low_water = 0  # wake to claim when fewer runs than this wait
         self._stopping = False
         self._stop_deadline: float | None = None
         self._prefetch = Prefetch(options.concurrency)
@@ -109,7 +111,14 @@ class Worker:
 
     def _on_done(self, completed: Completed) -> None:
         self._done.append(completed)
-        self._wake.set()
+        # Wake the worker's thread only when there is something for it to do: a batch to
+        # write, runs to claim, or nothing left running.
+        if (
+            len(self._done) >= FLUSH_BATCH
+            or self._executor.waiting_count() <= self._low_water
+            or len(self._done) >= self._outstanding
+        ):
+            self._wake.set()
 
     def _on_wakeup(self, queue_name: str) -> None:
         if queue_name and not self._serves(queue_name):
@@ -126,7 +135,9 @@ class Worker:
         """Stop claiming, finish what runs (within the shutdown timeout), then return."""
         if not self._stopping:
             logger.info(
-                "Worker %s stopping: finishing %d running task(s)", self.id, len(self._running)
+                "Worker %s stopping: finishing %d running task(s)",
+                self.id,
+                len(self._executor.started()),
             )
             self._stopping = True
             self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
@@ -162,7 +173,7 @@ class Worker:
             wakeup.unsubscribe(self._on_wakeup)
             if listener is not None:
                 listener.stop()
-            self._executor.shutdown(wait=not self.abandoned_tasks)
+            self._executor.shutdown()
         logger.info("Worker %s stopped after %d task(s)", self.id, self.processed)
         return 0
 
@@ -171,6 +182,7 @@ class Worker:
         next_poll = 0.0
         failures = 0
         while True:
+            self._wake.clear()
             self._collect_done()
             try:
                 if self._should_flush():
@@ -179,17 +191,14 @@ class Worker:
                     if self._finish_stopping():
                         return
                 else:
-                    self._dispatch()
                     now = time.monotonic()
                     if self._maybe_ready or now >= next_poll:
-                        claimed = self._claim()
-                        if claimed:
+                        if self._claim():
                             idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
-                        elif not self._pending:
+                        elif not self._outstanding:
                             # Empty: sleep until woken, backing off while nothing comes.
                             next_poll = now + idle_poll
                             idle_poll = min(idle_poll * 2, self.options.poll_interval)
-                    self._dispatch()
                     if self._done_for_good():
                         self._flush()
                         return
@@ -200,25 +209,26 @@ class Worker:
                 delay = min(0.1 * 2**failures, RECONNECT_BACKOFF_MAX)
                 logger.warning("Database error (%s); retrying in %.1fs", exc, delay)
                 self._wake.wait(delay)
-                self._wake.clear()
                 continue
             self._wake.wait(self._sleep_for(next_poll))
-            self._wake.clear()
 
     def _sleep_for(self, next_poll: float) -> float:
         now = time.monotonic()
-        if self._unflushed:
-            return max(0.0, self._oldest_unflushed + FLUSH_DELAY - now)
+        if self._done and not self._outstanding - len(self._done):
+            return 0.0  # everything came back: write it now
+        deadlines = [next_poll] if next_poll else [now + self.options.poll_interval]
+        if self._unflushed or self._done:
+            deadlines.append(self._oldest_unflushed + FLUSH_DELAY if self._unflushed else now)
         if self._stopping:
-            return max(0.0, (self._stop_deadline or now) - now)
-        if self._maybe_ready and self._claim_limit() > 0:
+            deadlines.append(self._stop_deadline or now)
+        elif self._maybe_ready and self._claim_limit() > 0:
             return 0.0
-        return max(0.0, next_poll - now) if next_poll else self.options.poll_interval
+        return max(0.0, min(deadlines) - now)
 
     def _collect_done(self) -> None:
         while self._done:
             completed = self._done.popleft()
-            self._running.pop(completed.run.id, None)
+            self._outstanding -= 1
             self._prefetch.observe(completed.duration)
             if not self._unflushed:
                 self._oldest_unflushed = time.monotonic()
@@ -230,17 +240,17 @@ class Worker:
         return (
             len(self._unflushed) >= FLUSH_BATCH
             or time.monotonic() - self._oldest_unflushed >= FLUSH_DELAY
-            or (not self._running and not self._pending)
+            or not self._outstanding
             or self._stopping
         )
 
     def _claim_limit(self) -> int:
         options = self.options
-        free_slots = options.concurrency - len(self._running)
         backlog = self._prefetch.backlog()
-        if len(self._pending) > backlog // 2:
+        self._low_water = backlog // 2
+        if self._executor.waiting_count() > self._low_water:
             return 0  # enough waiting already; claim again when it runs low
-        limit = free_slots + backlog - len(self._pending)
+        limit = options.concurrency + backlog - self._outstanding
         if options.max_tasks is not None:
             limit = min(limit, options.max_tasks - self._claimed_total)
         return max(limit, 0)
@@ -262,14 +272,9 @@ class Worker:
         if len(runs) == limit:
             self._maybe_ready = True  # a full batch: there is probably more
         self._claimed_total += len(runs)
-        self._pending.extend(runs)
+        self._outstanding += len(runs)
+        self._executor.submit(runs)
         return len(runs)
-
-    def _dispatch(self) -> None:
-        while self._pending and len(self._running) < self.options.concurrency:
-            run = self._pending.popleft()
-            self._running[run.id] = run
-            self._executor.submit(run)
 
     def _flush(self) -> None:
         batch = self._unflushed
@@ -317,7 +322,7 @@ class Worker:
 
     def _done_for_good(self) -> bool:
         """Burst and max-tasks workers end once their work is done and written."""
-        if self._running or self._pending or self._done:
+        if self._outstanding or self._done:
             return False
         options = self.options
         if options.max_tasks is not None and self._claimed_total >= options.max_tasks:
@@ -326,24 +331,24 @@ class Worker:
 
     def _finish_stopping(self) -> bool:
         """While stopping: give back unstarted runs, wait for running ones; True when done."""
-        if self._pending:
-            pending = list(self._pending)
-            self._pending.clear()
-            released = self.engine.release(pending, now=timezone.now(), started=False)
+        waiting = self._executor.take_waiting()
+        if waiting:
+            self._outstanding -= len(waiting)
+            released = self.engine.release(waiting, now=timezone.now(), started=False)
             logger.info("Returned %d unstarted run(s) to the queue", released)
-        if self._running and time.monotonic() < (self._stop_deadline or 0):
+        if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
             return False
-        if self._running:
-            self.abandon_running()
         self._collect_done()
+        if self._outstanding:
+            self.abandon_running()
         if self._unflushed:
             self._flush()
         return True
 
     def abandon_running(self) -> None:
         """Return still-running runs to the queue (their attempt counts) and stop waiting."""
-        running = list(self._running.values())
-        self._running.clear()
+        running = self._executor.started()
+        self._outstanding = 0
         self.abandoned_tasks = True
         released = self.engine.release(running, now=timezone.now(), started=True)
         logger.warning("Returned %d unfinished run(s) to the queue", released)
@@ -351,11 +356,13 @@ class Worker:
     def emergency_exit(self) -> None:
         """Second signal: give every held run back and leave at once."""
         try:
-            self.engine.release(list(self._pending), now=timezone.now(), started=False)
-            self._pending.clear()
+            waiting = self._executor.take_waiting()
+            self.engine.release(waiting, now=timezone.now(), started=False)
+            self._outstanding -= len(waiting)
             self._collect_done()
             self._flush()
-            self.abandon_running()
+            if self._outstanding:
+                self.abandon_running()
         except Exception:
             logger.exception("Could not return held runs; their leases will expire")
 
