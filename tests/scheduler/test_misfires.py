@@ -102,3 +102,20 @@ def test_a_late_fire_within_the_grace_time_is_not_a_misfire():
     )
     firing.tick(now=CREATED + timedelta(hours=1, minutes=9))
     assert fire_times(schedule) == [CREATED + timedelta(hours=1)]
+
+
+def test_a_per_second_cron_back_from_a_week_catches_up_only_the_latest_hundred():
+    schedule = make_schedule(
+        CREATED,
+        kind="cron",
+        cron="* * * * * *",
+        misfire_policy="catch_up",
+        timezone="Europe/Paris",
+    )
+    back = CREATED + timedelta(weeks=1, microseconds=500)
+    result = firing.tick(now=back)
+    assert result.runs == 100
+    latest = back.replace(microsecond=0)
+    assert fire_times(schedule) == [latest - timedelta(seconds=k) for k in range(99, -1, -1)]
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at == latest + timedelta(seconds=1)
