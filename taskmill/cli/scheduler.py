@@ -11,7 +11,8 @@ import logging
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ..scheduler.declarations import autodiscover, sync_schedules
 from ..scheduler.firing import BATCH_SIZE
@@ -30,8 +31,23 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_scheduler_arguments(parser: CommandParser) -> None:
-    """The options a worker's scheduler thread shares with this command."""
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_arguments(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--backend", help="The TASKS alias whose database holds the schedules (default one)."
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=BATCH_SIZE,
+        help=f"Due schedules fired per transaction (default {BATCH_SIZE}).",
+    )
     parser.add_argument(
         "--max-sleep",
         type=positive_float,
@@ -45,19 +61,6 @@ def add_scheduler_arguments(parser: CommandParser) -> None:
         action="store_true",
         help="Do not write the schedules declared in code to the database at start.",
     )
-
-
-def add_arguments(parser: CommandParser) -> None:
-    parser.add_argument(
-        "--backend", help="The TASKS alias whose database holds the schedules (default one)."
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=BATCH_SIZE,
-        help=f"Due schedules fired per transaction (default {BATCH_SIZE}).",
-    )
-    add_scheduler_arguments(parser)
 
 
 def prepare(database: str, options: dict[str, Any]) -> SchedulerOptions:
@@ -76,7 +79,10 @@ def prepare(database: str, options: dict[str, Any]) -> SchedulerOptions:
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     configure_logging(options["verbosity"])
     backend = taskmill_backend(options["backend"])
-    scheduler = Scheduler(prepare(backend.database, options))
+    try:
+        scheduler = Scheduler(prepare(backend.database, options))
+    except ValidationError as exc:  # a declaration that cannot be stored: say which, and why
+        raise CommandError("; ".join(exc.messages)) from exc
 
     def on_signal(signum: int, frame: Any) -> None:
         scheduler.request_stop()
