@@ -147,14 +147,10 @@ def test_the_tick_reads_only_due_schedules():
     result = firing.tick(now=due.next_fire_at)
     assert (result.schedules, result.runs) == (1, 1)
     if connection.vendor == "postgresql":
+        # The tick's own query, as the planner runs it once the table is large.
         with connection.cursor() as cursor:
             cursor.execute("SET enable_seqscan = off")
-            cursor.execute(
-                "EXPLAIN SELECT id FROM taskmill_schedule WHERE next_fire_at <= %s "
-                "ORDER BY next_fire_at LIMIT 100",
-                [now],
-            )
-            plan = " ".join(row[0] for row in cursor.fetchall())
+        plan = firing.due_schedules("default", now)[:100].explain()
         assert "taskmill_schedule_next_fire_at" in plan
 
 
