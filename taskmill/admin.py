@@ -93,8 +93,18 @@ class ScheduleAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "task_path", "args", "kwargs", "enabled", "code_owned")}),
         (
             "When",
-            {"fields": ("kind", "cron", "interval", "run_at", "timezone", "start_at", "end_at",
-                        "max_fires")},
+            {
+                "fields": (
+                    "kind",
+                    "cron",
+                    "interval",
+                    "run_at",
+                    "timezone",
+                    "start_at",
+                    "end_at",
+                    "max_fires",
+                )
+            },
         ),
         ("Where", {"fields": ("queue_name", "priority", "backend")}),
         (
@@ -103,8 +113,18 @@ class ScheduleAdmin(admin.ModelAdmin):
         ),
         (
             "State",
-            {"fields": ("next_fire_at", "last_fire_at", "last_enqueued_at", "fire_count",
-                        "blocked_until", "last_error", "created_at", "updated_at")},
+            {
+                "fields": (
+                    "next_fire_at",
+                    "last_fire_at",
+                    "last_enqueued_at",
+                    "fire_count",
+                    "blocked_until",
+                    "last_error",
+                    "created_at",
+                    "updated_at",
+                )
+            },
         ),
     )
 

@@ -19,11 +19,12 @@ from .compat import (
     InvalidTask,
     TaskResult,
     TaskResultDoesNotExist,
+    TaskResultStatus,
     task_enqueued,
 )
-from .db import get_engine
+from .db import NewRun, get_engine
 from .models import Run
-from .results import result_from_row
+from .results import build_result, result_from_row
 from .serialization import normalize_arguments
 from .tasks import Call, Task
 
@@ -86,13 +87,15 @@ class DatabaseBackend(BaseTaskBackend):
         runs = [self.new_run(task, args, kwargs, now=now) for args, kwargs in calls]
         return self.save_runs(task, runs)
 
-    def new_run(self, task: Task, args: Any, kwargs: Any, *, now: datetime, **fields: Any) -> Run:
+    def new_run(
+        self, task: Task, args: Any, kwargs: Any, *, now: datetime, **fields: Any
+    ) -> NewRun:
         """An unsaved run of ``task``; ``fields`` sets further columns (the scheduler's)."""
         run_after = task.run_after
         if isinstance(run_after, timedelta):
             run_after = now + run_after
         args, kwargs = normalize_arguments(task.module_path, args, kwargs)
-        return Run(
+        return NewRun(
             task_path=task.module_path,
             backend=self.alias,
             queue_name=task.queue_name,
@@ -102,10 +105,10 @@ class DatabaseBackend(BaseTaskBackend):
             enqueued_at=now,
             run_after=run_after,
             available_at=run_after or now,
-            **fields,
+            extra=fields,
         )
 
-    def save_runs(self, task: Task, runs: list[Run]) -> list[TaskResult]:
+    def save_runs(self, task: Task, runs: list[NewRun]) -> list[TaskResult]:
         """Insert runs of one task, wake workers, send ``task_enqueued``; return the results.
 
         Inside the caller's transaction when there is one: the wake-up is delivered, and the
@@ -113,33 +116,38 @@ class DatabaseBackend(BaseTaskBackend):
         """
         if not runs:
             return []
-        self._insert(runs)
         now = timezone.now()
+        # Deferred runs wake nobody: idle workers poll for them.
         queues = {run.queue_name for run in runs if run.available_at <= now}
+        get_engine(self.database).insert_runs(runs, queues)
         for queue_name in queues:
-            self._wake_workers(queue_name)
-        results = [result_from_row(task, run) for run in runs]
+            # Workers in this process claim at once, so only after the runs are committed.
+            transaction.on_commit(
+                lambda queue_name=queue_name: wakeup.wake_local(queue_name), using=self.database
+            )
+        results = [
+            build_result(
+                task,
+                run_id=run.pk,
+                status=TaskResultStatus.READY,
+                backend=run.backend,
+                queue_name=run.queue_name,
+                priority=run.priority,
+                run_after=run.run_after,
+                args=run.args,
+                kwargs=run.kwargs,
+                enqueued_at=run.enqueued_at,
+                started_at=None,
+                finished_at=None,
+                last_attempted_at=None,
+                errors=[],
+                worker_ids=[],
+            )
+            for run in runs
+        ]
         for result in results:
             task_enqueued.send(type(self), task_result=result)
         return results
-
-    def _insert(self, runs: list[Run]) -> None:
-        manager = Run.objects.using(self.database)
-        if len(runs) == 1:
-            runs[0].save(using=self.database, force_insert=True)
-            return
-        with transaction.atomic(using=self.database):
-            if connections[self.database].features.can_return_rows_from_bulk_insert:
-                manager.bulk_create(runs)
-            else:  # MySQL 8 cannot hand back the ids of a multi-row INSERT
-                for run in runs:
-                    run.save(using=self.database, force_insert=True)
-
-    def _wake_workers(self, queue_name: str) -> None:
-        # NOTIFY inside the caller's transaction is delivered at its commit, as it should be.
-        get_engine(self.database).notify({queue_name})
-        # Workers in this process claim at once, so only after the runs are committed.
-        transaction.on_commit(lambda: wakeup.wake_local(queue_name), using=self.database)
 
     # -- results ------------------------------------------------------------------------
 

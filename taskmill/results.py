@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +44,7 @@ def build_result(
     worker_ids: list[str],
     return_value: Any = None,
 ) -> TaskResult:
-    result = TaskResult(
+    return _new_result(
         task=task_variant(
             task, queue_name=queue_name, priority=priority, run_after=run_after, backend=backend
         ),
@@ -59,8 +59,28 @@ def build_result(
         backend=backend,
         errors=[TaskError(**error) for error in errors],
         worker_ids=list(worker_ids),
+        _return_value=return_value,
     )
-    object.__setattr__(result, "_return_value", return_value)
+
+
+_RESULT_FIELDS = fields(TaskResult)
+
+
+def _new_result(**values: Any) -> TaskResult:
+    """A TaskResult without its ``__post_init__``, which re-normalises args and kwargs.
+
+    Stored arguments are JSON already (they were checked at enqueue and read back from
+    JSON), so that walk only costs time: bulk enqueue builds thousands of results.
+    """
+    result = object.__new__(TaskResult)
+    for result_field in _RESULT_FIELDS:
+        if result_field.name in values:
+            value = values[result_field.name]
+        elif result_field.default_factory is not MISSING:
+            value = result_field.default_factory()
+        else:
+            value = result_field.default
+        object.__setattr__(result, result_field.name, value)
     return result
 
 

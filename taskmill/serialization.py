@@ -7,6 +7,8 @@ from typing import Any
 
 from .exceptions import InvalidTaskArguments
 
+_NOT_JSON = object()
+
 
 def _describe_path(path: str, value: Any) -> str:
     return f"{path} is a {type(value).__module__}.{type(value).__qualname__}"
@@ -45,11 +47,19 @@ def to_json_value(value: Any, path: str, context: str) -> Any:
     ``path`` names the value in the message (``args[0]``), ``context`` says what was being
     done (``Cannot enqueue 'app.tasks.send'``).
     """
+    # Fast path, all in C: plain lists, dicts, strings and numbers survive a round trip
+    # unchanged. Anything else (tuples, odd keys, objects, NaN) takes the careful walk,
+    # which accepts tuples as lists and names the first thing JSON cannot hold.
+    try:
+        loaded = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        loaded = _NOT_JSON
+    if loaded is not _NOT_JSON and loaded == value:
+        return loaded
     problem = _find_non_json(value, path)
     if problem:
         raise InvalidTaskArguments(f"{context}: {problem}. taskmill stores only JSON (no pickle).")
-    # A round trip gives exactly what a worker will read back from the database.
-    return json.loads(json.dumps(value))
+    return loaded
 
 
 def normalize_arguments(task_path: str, args: Any, kwargs: Any) -> tuple[list, dict]:

@@ -6,9 +6,9 @@ from functools import cache
 
 from django.db import connections
 
-from .base import ClaimedRun, Engine, Listener, Outcome
+from .base import ClaimedRun, Engine, Listener, NewRun, Outcome
 
-__all__ = ["ClaimedRun", "Engine", "Listener", "Outcome", "get_engine"]
+__all__ = ["ClaimedRun", "Engine", "Listener", "NewRun", "Outcome", "get_engine"]
 
 
 @cache

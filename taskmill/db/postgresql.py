@@ -8,8 +8,12 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine, Listener, Outcome
+from django.db import models
+
+from ..models import Run
+from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine, Listener, NewRun, Outcome
 
 logger = logging.getLogger("taskmill.db")
 
@@ -59,9 +63,74 @@ RETURNING run.id
 """
 
 
+def _insert_sql(connection: Any) -> str:
+    """One statement that inserts a batch of runs from a JSON document and sends NOTIFY.
+
+    Built from the model's fields, so columns added by later migrations come along.
+    """
+    quote = connection.ops.quote_name
+    fields = _insert_fields()
+    record = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields)
+    selected = ", ".join(
+        # A None in a nullable JSON column is SQL NULL, as the ORM would store it.
+        f"NULLIF(r.{quote(f.column)}, 'null'::jsonb)"
+        if isinstance(f, models.JSONField) and f.null
+        else f"r.{quote(f.column)}"
+        for f in fields
+    )
+    return f"""
+WITH inserted AS (
+    INSERT INTO {RUN_TABLE} ({", ".join(quote(f.column) for f in fields)})
+    SELECT {selected}
+    FROM jsonb_to_recordset(%s::jsonb) AS r({record}, "_position" integer)
+    ORDER BY r."_position"
+    RETURNING id
+),
+woken AS (SELECT pg_notify('{CHANNEL}', queue) FROM unnest(%s::text[]) AS queue)
+SELECT id FROM inserted WHERE (SELECT count(*) FROM woken) >= 0
+"""
+
+
+def _insert_fields() -> list[models.Field]:
+    return [field for field in Run._meta.concrete_fields if not field.primary_key]
+
+
+def _json_ready(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 class PostgreSQLEngine(Engine):
     vendor = "postgresql"
     pushes_wakeups = True
+    _insert_statement: str | None = None
+
+    def insert_runs(self, runs: Sequence[NewRun], wake_queues: set[str]) -> None:
+        # One round trip whatever the batch size, NOTIFY included: an enqueue outside a
+        # transaction is then a single commit.
+        if PostgreSQLEngine._insert_statement is None:
+            PostgreSQLEngine._insert_statement = _insert_sql(self.connection)
+        fields = _insert_fields()
+        column_of = {f.attname: f.column for f in fields}
+        defaults = {f.column: _json_ready(f.get_default()) for f in fields}
+        document = json.dumps(
+            [
+                {
+                    **defaults,
+                    **{
+                        column_of[name]: _json_ready(value)
+                        for name, value in run.column_values().items()
+                    },
+                    "_position": position,
+                }
+                for position, run in enumerate(runs)
+            ]
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(PostgreSQLEngine._insert_statement, [document, sorted(wake_queues)])
+            ids = sorted(row[0] for row in cursor.fetchall())
+        # Ids follow the SELECT's order, which is the order of ``runs``.
+        for run, run_id in zip(runs, ids, strict=True):
+            run.pk = run_id
 
     def claim(
         self,
