@@ -113,22 +113,28 @@ def fire(schedule: Schedule, now: datetime, dependency_ids: list[int], database:
     ):
         cas.update(blocked_until=now + DEPENDENCY_RECHECK)
         return 0
+    changes: dict[str, Any] = {"next_fire_at": plan.next_fire_at, "blocked_until": None}
+    if plan.fire_times:
+        changes.update(
+            fire_count=F("fire_count") + len(plan.fire_times),
+            last_fire_at=plan.fire_times[-1],
+            last_enqueued_at=now,
+            last_error="",
+        )
+    # One savepoint holds the compare-and-set and the runs, so a failure rolls back both and
+    # costs this schedule only, not the batch.
     try:
-        with transaction.atomic(using=database):
-            changes: dict[str, Any] = {
-                "next_fire_at": plan.next_fire_at,
-                "blocked_until": None,
-                "last_error": "",
-            }
-            if plan.fire_times:
-                changes.update(
-                    fire_count=F("fire_count") + len(plan.fire_times),
-                    last_fire_at=plan.fire_times[-1],
-                    last_enqueued_at=now,
-                )
-            if not cas.update(**changes):
-                return 0  # another scheduler fired it first
-            return enqueue(schedule, plan.fire_times, now, database)
+        try:
+            with transaction.atomic(using=database):
+                if not cas.update(**changes):
+                    return 0  # another scheduler fired it first
+                return enqueue(schedule, plan.fire_times, now, database)
+        except IntegrityError:
+            # A fire time already has its run (the schedule was rewound by hand).
+            with transaction.atomic(using=database):
+                if not cas.update(**changes):
+                    return 0
+                return enqueue(schedule, plan.fire_times, now, database, one_by_one=True)
     except DatabaseError:
         raise  # the whole tick rolls back; the loop reconnects and tries again
     except Exception as exc:
@@ -145,8 +151,13 @@ def call_kwargs(schedule: Schedule, fire_time: datetime) -> dict[str, Any]:
 
 
 def enqueue(
-    schedule: Schedule, fire_times: Sequence[datetime], now: datetime, database: str
+    schedule: Schedule,
+    fire_times: Sequence[datetime],
+    now: datetime,
+    database: str,
+    one_by_one: bool = False,
 ) -> int:
+    """Enqueue the fire times (inside the caller's transaction); return how many went in."""
     if not fire_times:
         return 0
     task = task_for(schedule)
@@ -166,16 +177,11 @@ def enqueue(
         )
         for fire_time in fire_times
     ]
-    try:
-        with transaction.atomic(using=database):
-            backend.save_runs(task, runs)
+    if not one_by_one:
+        backend.save_runs(task, runs)
         return len(runs)
-    except IntegrityError:
-        pass
-    # Some fire time already has its run (the schedule was rewound): insert the others.
     inserted = 0
     for run in runs:
-        run.pk = None
         try:
             with transaction.atomic(using=database):
                 backend.save_runs(task, [run])

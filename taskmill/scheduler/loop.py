@@ -57,6 +57,12 @@ class Scheduler:
                     self._reset_connection()
                     delay = min(0.1 * 2**failures, RECONNECT_BACKOFF_MAX)
                     logger.warning("Scheduler database error (%s); retrying in %.1fs", exc, delay)
+                except Exception:
+                    # A bug or a misbehaving signal receiver: the tick rolled back; a
+                    # scheduler thread that died silently would stop every schedule.
+                    failures += 1
+                    delay = min(0.1 * 2**failures, RECONNECT_BACKOFF_MAX)
+                    logger.exception("Scheduler error; retrying in %.1fs", delay)
                 self._stop.wait(delay)
         finally:
             # This thread's connection: a worker's scheduler thread must not leak it.

@@ -54,6 +54,11 @@ def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
     grace_start = now - (schedule.misfire_grace or timedelta(0))
 
     recent = trigger.latest(first_due, horizon, limit) if limit > 0 else []
+    due_itself = first_due <= horizon
+    if due_itself and len(recent) < limit and (not recent or recent[0] != first_due):
+        # next_fire_at is a fire time even when the trigger would not produce it (set by
+        # hand, or by a bulk insert): what the schedule says is due, fires.
+        recent.insert(0, first_due)
     on_time = [moment for moment in recent if moment >= grace_start]
     missed = first_due < grace_start and first_due <= horizon
     policy = schedule.misfire_policy
@@ -63,10 +68,11 @@ def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
         fires = on_time
     else:  # run_once: the most recent missed time stands for all of them
         last_missed = trigger.latest(first_due, min(horizon, grace_start - ONE_MICROSECOND), 1)
+        last_missed = last_missed or [first_due]
         fires = (last_missed + on_time)[-limit:] if limit > 0 else []
     # Something was dropped (by the policy, the coalescing or the bound) exactly when the
     # earliest due time is not among the fires: they always end at the latest due times.
-    dropped = first_due <= horizon and (not fires or fires[0] != first_due)
+    dropped = due_itself and (not fires or fires[0] != first_due)
 
     next_fire_at = trigger.after(now)
     fired = schedule.fire_count + len(fires)

@@ -208,3 +208,12 @@ def test_editing_the_trigger_computes_the_next_fire_time_afresh():
     schedule.save()
     schedule.refresh_from_db()
     assert schedule.next_fire_at is None  # disabled: never due
+
+
+def test_a_next_fire_time_set_by_hand_fires_then_the_trigger_resumes():
+    now = datetime(2027, 3, 1, 10, 0, 7, 250, tzinfo=UTC)
+    schedule = make_schedule(now, kind="cron", cron="0 * * * *")
+    Schedule.objects.filter(pk=schedule.pk).update(next_fire_at=now)  # "fire now"
+    firing.tick(now=now)
+    firing.tick(now=datetime(2027, 3, 1, 11, tzinfo=UTC))
+    assert fire_times(schedule) == [now, datetime(2027, 3, 1, 11, tzinfo=UTC)]
