@@ -221,10 +221,15 @@ class Schedule(models.Model):
         return first
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the definition; never overwrite the scheduler's state with a stale copy.
+
+        A changed trigger (or enabling) computes the next fire time afresh, from now and
+        after the last fire as stored, so an edit cannot make a fired time fire again.
+        """
         adding = self._state.adding
-        if adding or self.definition_changed:
-            if not adding and kwargs.get("update_fields") is None:
-                # Fresh state: a scheduler may have fired since this instance was read.
+        recompute = adding or self.definition_changed
+        if recompute:
+            if not adding:
                 fresh = (
                     type(self)
                     ._base_manager.using(kwargs.get("using") or self._state.db)
@@ -232,18 +237,18 @@ class Schedule(models.Model):
                     .values("last_fire_at", "fire_count")
                     .first()
                 )
-                if fresh:
+                if fresh:  # a scheduler may have fired since this instance was read
                     self.last_fire_at = fresh["last_fire_at"]
                     self.fire_count = fresh["fire_count"]
             self.next_fire_at = self.compute_next_fire(timezone.now())
             self.blocked_until = None
             self.last_error = ""
-            if not adding and kwargs.get("update_fields") is None:
-                kwargs["update_fields"] = self._editable_fields(
-                    "next_fire_at", "blocked_until", "last_error"
-                )
-        elif not adding and kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = self._editable_fields()
+        if not adding:
+            state = ("next_fire_at", "blocked_until", "last_error") if recompute else ()
+            if kwargs.get("update_fields") is None:
+                kwargs["update_fields"] = self._editable_fields(*state)
+            else:
+                kwargs["update_fields"] = {*kwargs["update_fields"], *state}
         super().save(*args, **kwargs)
         self._loaded_definition = self._definition()
 
