@@ -11,6 +11,8 @@ import json
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
+
 from .. import registry
 from ..compat import BaseTask, InvalidTask, task_backends
 from ..exceptions import TaskNotRegistered
@@ -120,8 +122,17 @@ def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
         except TaskNotRegistered as exc:
             error("task_path", str(exc))
         except InvalidTask as exc:
-            field = "queue_name" if "queue" in str(exc).lower() else "priority"
-            error(field, str(exc))
+            # The backend's own validation: show it next to the field it is about.
+            message = str(exc)
+            field = next(
+                (
+                    name
+                    for key, name in (("queue", "queue_name"), ("priorit", "priority"))
+                    if key in message.lower()
+                ),
+                NON_FIELD_ERRORS,
+            )
+            error(field, message)
     else:
         error("task_path", "Choose the task to run.")
     return errors

@@ -127,3 +127,12 @@ def test_the_sync_schedules_command(capsys):
     call_command("taskmill", "sync-schedules")
     assert "created: cmd" in capsys.readouterr().out
     assert Schedule.objects.filter(name="cmd", code_owned=True).exists()
+
+
+def test_the_model_refuses_a_queue_the_backend_does_not_have():
+    schedule = Schedule(
+        name="q", task_path=TASK, kind="cron", cron="* * * * *", queue_name="nowhere"
+    )
+    with pytest.raises(ValidationError) as caught:
+        schedule.full_clean()
+    assert "nowhere" in caught.value.message_dict["queue_name"][0]
