@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
+from taskmill.compat import TASKS_FRAMEWORK
 from taskmill.models import Run, Schedule
 from tests.conftest import wait_until
 
@@ -20,8 +21,11 @@ SCHEDULERS = 4
 
 
 def test_four_schedulers_fire_every_schedule_time_exactly_once(start_scheduler):
-    # The full load on the production engines; SQLite (one writer) gets a lighter one.
-    schedules, seconds = (200, 60) if connection.vendor != "sqlite" else (40, 20)
+    # The full load once per production engine (the Django 6 leg); SQLite (one writer) and
+    # the backport leg, which runs the same fire transaction, get a lighter one so that the
+    # test matrix, run in parallel on two cores, stays within its time.
+    full = connection.vendor != "sqlite" and TASKS_FRAMEWORK == "django.tasks"
+    schedules, seconds = (200, 60) if full else (40, 20)
     start = (timezone.now() + timedelta(seconds=4)).replace(microsecond=0)
     end = start + timedelta(seconds=seconds - 1)
     Schedule.objects.bulk_create(
