@@ -138,7 +138,7 @@ class CronTrigger(Trigger):
             self, "six_fields", self.expression if len(fields) == 6 else "0 " + self.expression
         )
 
-    # -- absolute time: cronsim iterates an aware datetime, ticking in UTC -----------------
+    # -- iteration: absolute time for frequent expressions, wall time for the others -------
 
     def _iterate(self, start: datetime, reverse: bool):
         if not self.wall_clock:
