@@ -579,9 +579,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description="taskmill vs django-tasks-db on one PostgreSQL (see bench/README.md).",
     )
-    p.add_argument(
-        "--runs", type=int, help="N: runs per bulk/drain measurement (default 3000)"
-    )
+    p.add_argument("--runs", type=int, help="N: runs per bulk/drain measurement (default 3000)")
     p.add_argument(
         "--enqueue-runs",
         type=int,
