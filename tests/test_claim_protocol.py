@@ -181,24 +181,29 @@ def _explain_claim() -> str:
         return "\n".join(" ".join(str(col) for col in row) for row in cursor.fetchall())
 
 
+def _insert_finished_runs(count: int) -> None:
+    """Insert ``count`` finished runs inside the database: far faster than from Python."""
+    digits = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
+    # Five digit tables cross-joined count 0..99,999 on every engine (MySQL 8 caps
+    # recursive CTEs at 1,000 rows by default, so no WITH RECURSIVE).
+    numbers = " CROSS JOIN ".join(f"({digits}) AS {name}" for name in "abcde")
+    number = "a.d + 10 * b.d + 100 * c.d + 1000 * d.d + 10000 * e.d"
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO taskmill_run (task_path, backend, queue_name, priority, status, args, "
+            "kwargs, enqueued_at, available_at, finished_at, attempt, worker_id, worker_ids, "
+            "errors) "
+            "SELECT 'tests.testapp.tasks.noop', 'default', 'default', 0, 'SUCCESSFUL', '[]', "
+            "'{}', %s, %s, %s, 1, '', '[]', '[]' "
+            f"FROM {numbers} WHERE {number} < %s",
+            [now, now, now, count],
+        )
+
+
 def test_the_claim_uses_its_index_with_many_finished_runs():
-    finished_count = 20_000
-    now = timezone.now()
-    Run.objects.bulk_create(
-        [
-            Run(
-                task_path="tests.testapp.tasks.noop",
-                backend="default",
-                queue_name="default",
-                status="SUCCESSFUL",
-                enqueued_at=now,
-                available_at=now,
-                finished_at=now,
-            )
-            for _ in range(finished_count)
-        ],
-        batch_size=2_000,
-    )
+    _insert_finished_runs(20_000)
+    assert Run.objects.filter(status="SUCCESSFUL").count() == 20_000
     tasks.noop.enqueue_many([((), {})] * 20)
     plan = _explain_claim()
     assert "taskmill_run_claim" in plan, plan
