@@ -19,12 +19,11 @@ from .compat import (
     InvalidTask,
     TaskResult,
     TaskResultDoesNotExist,
-    TaskResultStatus,
     task_enqueued,
 )
 from .db import NewRun, get_engine
 from .models import Run
-from .results import build_result, result_from_row
+from .results import result_of
 from .serialization import normalize_arguments
 from .tasks import Call, Task
 
@@ -125,26 +124,7 @@ class DatabaseBackend(BaseTaskBackend):
             transaction.on_commit(
                 lambda queue_name=queue_name: wakeup.wake_local(queue_name), using=self.database
             )
-        results = [
-            build_result(
-                task,
-                run_id=run.pk,
-                status=TaskResultStatus.READY,
-                backend=run.backend,
-                queue_name=run.queue_name,
-                priority=run.priority,
-                run_after=run.run_after,
-                args=run.args,
-                kwargs=run.kwargs,
-                enqueued_at=run.enqueued_at,
-                started_at=None,
-                finished_at=None,
-                last_attempted_at=None,
-                errors=[],
-                worker_ids=[],
-            )
-            for run in runs
-        ]
+        results = [result_of(task, run) for run in runs]
         for result in results:
             task_enqueued.send(type(self), task_result=result)
         return results
@@ -160,7 +140,7 @@ class DatabaseBackend(BaseTaskBackend):
             run = Run.objects.using(self.database).get(pk=run_id, backend=self.alias)
         except Run.DoesNotExist:
             raise TaskResultDoesNotExist(result_id) from None
-        return result_from_row(registry.resolve(run.task_path), run)
+        return result_of(registry.resolve(run.task_path), run)
 
     # -- system checks ------------------------------------------------------------------
 

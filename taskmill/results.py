@@ -84,12 +84,34 @@ def _new_result(**values: Any) -> TaskResult:
     return result
 
 
-def result_from_row(task: BaseTask, run: Any) -> TaskResult:
-    """A ``TaskResult`` for a ``Run`` model instance."""
+# What a run that has not got that far yet says about itself.
+_NOT_YET: dict[str, Any] = {
+    "status": TaskResultStatus.READY,
+    "started_at": None,
+    "finished_at": None,
+    "last_attempted_at": None,
+    "errors": (),
+    "worker_ids": (),
+    "return_value": None,
+}
+
+
+def result_of(task: BaseTask, run: Any, **overrides: Any) -> TaskResult:
+    """A ``TaskResult`` for any run record: a ``Run`` row, a ``ClaimedRun``, a ``NewRun``.
+
+    Attributes the record does not have take their not-yet value; ``overrides`` set the ones
+    the caller knows better (a finished attempt's status, errors and return value).
+    """
+
+    def value(name: str) -> Any:
+        if name in overrides:
+            return overrides[name]
+        return getattr(run, name, _NOT_YET.get(name))
+
     return build_result(
         task,
         run_id=run.pk,
-        status=run.status,
+        status=value("status"),
         backend=run.backend,
         queue_name=run.queue_name,
         priority=run.priority,
@@ -97,10 +119,10 @@ def result_from_row(task: BaseTask, run: Any) -> TaskResult:
         args=run.args,
         kwargs=run.kwargs,
         enqueued_at=run.enqueued_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        last_attempted_at=run.last_attempted_at,
-        errors=run.errors,
-        worker_ids=run.worker_ids,
-        return_value=run.return_value,
+        started_at=value("started_at"),
+        finished_at=value("finished_at"),
+        last_attempted_at=value("last_attempted_at"),
+        errors=value("errors"),
+        worker_ids=value("worker_ids"),
+        return_value=value("return_value"),
     )

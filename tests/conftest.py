@@ -69,11 +69,11 @@ def subprocess_env(record_dir: Path) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real ``manage.py taskmill worker`` process whose output the test can watch."""
+    """A real ``manage.py taskmill <subcommand>`` process whose output the test can watch."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], subcommand: str = "worker") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "django", "taskmill", "worker", *args],
+            [sys.executable, "-m", "django", "taskmill", subcommand, *args],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -144,3 +144,22 @@ def run_worker(start_worker: Callable[..., WorkerProcess]) -> Callable[..., Work
         return worker
 
     return run
+
+
+def kill_other_connections() -> int:
+    """Cut every other session to the test database, as a failover or a restart would."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT id FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        for session_id in ids:
+            cursor.execute(f"KILL {int(session_id)}")
+        return len(ids)

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from taskmill.compat import TaskResultStatus
 from taskmill.models import Run
-from tests.conftest import read_records, wait_until
+from tests.conftest import kill_other_connections, read_records, wait_until
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -175,32 +175,13 @@ def test_shutdown_timeout_returns_a_task_that_outlives_it(start_worker, tmp_path
     assert status(blocked) == "READY"
 
 
-def _kill_other_connections() -> int:
-    """Terminate every other session on the test database: the worker's included."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT id FROM information_schema.processlist "
-            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        for session_id in ids:
-            cursor.execute(f"KILL {int(session_id)}")
-        return len(ids)
-
-
 def test_the_worker_survives_a_lost_database_connection(start_worker):
     if connection.vendor == "sqlite":
         pytest.skip("SQLite has no server connection to lose")
     first = tasks.add.enqueue(1, 1)
     worker = start_worker("--poll-interval", "0.1")
     wait_until(lambda: status(first) == "SUCCESSFUL", 20)
-    assert _kill_other_connections() >= 1
+    assert kill_other_connections() >= 1
     second = tasks.add.enqueue(2, 2)
     wait_until(lambda: status(second) == "SUCCESSFUL", 30, message=worker.output)
     assert "Database error" in worker.output

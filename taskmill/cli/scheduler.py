@@ -6,7 +6,6 @@ that want it apart. Any number may run at once.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 from typing import Any
@@ -17,25 +16,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ..scheduler.declarations import autodiscover, sync_schedules
 from ..scheduler.firing import BATCH_SIZE
 from ..scheduler.loop import Scheduler, SchedulerOptions
-from .common import configure_logging, taskmill_backend
+from .common import (
+    configure_logging,
+    positive_float,
+    positive_int,
+    taskmill_backend,
+)
 
 logger = logging.getLogger("taskmill.scheduler")
 
 HELP = "Fire due schedules until stopped; any number of schedulers may run at once."
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def add_arguments(parser: CommandParser) -> None:

@@ -14,30 +14,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ..scheduler.loop import start_in_worker
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
 from ..worker.reload import CodeWatcher, restart_process
-from .common import configure_logging, taskmill_backend
+from .common import (
+    configure_logging,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    taskmill_backend,
+)
 
 HELP = "Run tasks from the queue; SIGINT/SIGTERM stop gracefully, a second one at once."
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
 
 
 def add_arguments(parser: CommandParser) -> None:

@@ -110,8 +110,24 @@ class ClaimedRun:
     worker_ids: list[str]
     errors: list[dict[str, str]]
 
+    @property
+    def pk(self) -> int:
+        return self.id
+
     def sort_key(self) -> tuple[int, datetime, int]:
         return (-self.priority, self.available_at, self.id)
+
+
+@dataclass(slots=True, frozen=True)
+class ClaimRequest:
+    """What a claim asks for, with the queue restriction already as SQL (``AND ...``)."""
+
+    worker_id: str
+    limit: int
+    now: datetime
+    lease_until: datetime
+    queue_sql: str
+    queue_params: list[str]
 
 
 @dataclass(slots=True)
@@ -169,6 +185,15 @@ class Engine:
         exclude_queues: Sequence[str] = (),
     ) -> list[ClaimedRun]:
         """Take up to ``limit`` ready runs for ``worker_id``, best first, atomically."""
+        queue_sql, queue_params = self.queue_filter(queues, exclude_queues)
+        request = ClaimRequest(worker_id, limit, now, lease_until, queue_sql, queue_params)
+        claimed = self.claim_runs(request)
+        # RETURNING (or a second statement) does not keep the ORDER BY: sort again.
+        claimed.sort(key=ClaimedRun.sort_key)
+        return claimed
+
+    def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
+        """The engine's claim statement(s): mark the picked runs as held, return them."""
         raise NotImplementedError
 
     def finish(self, outcomes: Sequence[Outcome]) -> set[int]:

@@ -4,13 +4,11 @@ claimed rows' new values are computed here from what the SELECT read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 
 from django.db import transaction
 
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine
+from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine
 
 SELECT_SQL = f"""
 SELECT {", ".join(CLAIMED_COLUMNS)} FROM {RUN_TABLE}
@@ -36,46 +34,27 @@ WHERE id IN ({{ids}})
 class MySQLEngine(Engine):
     vendor = "mysql"
 
-    def claim(
-        self,
-        *,
-        worker_id: str,
-        limit: int,
-        now: datetime,
-        lease_until: datetime,
-        queues: Sequence[str] | None,
-        exclude_queues: Sequence[str] = (),
-    ) -> list[ClaimedRun]:
-        queue_sql, queue_params = self.queue_filter(queues, exclude_queues)
-        now_value = self.adapt_datetime(now)
+    def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
+        r = request
+        now = self.adapt_datetime(r.now)
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            cursor.execute(
-                SELECT_SQL.format(queue_filter=queue_sql), [now_value, *queue_params, limit]
-            )
+            select = SELECT_SQL.format(queue_filter=r.queue_sql)
+            cursor.execute(select, [now, *r.queue_params, r.limit])
             picked = [self.claimed_from_row(row) for row in cursor.fetchall()]
             if not picked:
                 return []
             ids = [run.id for run in picked]
-            cursor.execute(
-                MARK_SQL.format(ids=", ".join(["%s"] * len(ids))),
-                [
-                    worker_id,
-                    worker_id,
-                    now_value,
-                    now_value,
-                    self.adapt_datetime(lease_until),
-                    *ids,
-                ],
-            )
-        claimed = [
+            mark = MARK_SQL.format(ids=", ".join(["%s"] * len(ids)))
+            lease_until = self.adapt_datetime(r.lease_until)
+            cursor.execute(mark, [r.worker_id, r.worker_id, now, now, lease_until, *ids])
+        # What the UPDATE did, applied to what the SELECT read.
+        return [
             replace(
                 run,
                 attempt=run.attempt + 1,
-                worker_ids=[*run.worker_ids, worker_id],
-                started_at=run.started_at or now,
-                last_attempted_at=now,
+                worker_ids=[*run.worker_ids, r.worker_id],
+                started_at=run.started_at or r.now,
+                last_attempted_at=r.now,
             )
             for run in picked
         ]
-        claimed.sort(key=ClaimedRun.sort_key)
-        return claimed

@@ -13,7 +13,16 @@ from typing import Any
 from django.db import models
 
 from ..models import Run
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine, Listener, NewRun, Outcome
+from .base import (
+    CLAIMED_COLUMNS,
+    RUN_TABLE,
+    ClaimedRun,
+    ClaimRequest,
+    Engine,
+    Listener,
+    NewRun,
+    Outcome,
+)
 
 logger = logging.getLogger("taskmill.db")
 
@@ -132,25 +141,13 @@ class PostgreSQLEngine(Engine):
         for run, run_id in zip(runs, ids, strict=True):
             run.pk = run_id
 
-    def claim(
-        self,
-        *,
-        worker_id: str,
-        limit: int,
-        now: datetime,
-        lease_until: datetime,
-        queues: Sequence[str] | None,
-        exclude_queues: Sequence[str] = (),
-    ) -> list[ClaimedRun]:
-        queue_sql, queue_params = self.queue_filter(queues, exclude_queues)
-        sql = CLAIM_SQL.format(queue_filter=queue_sql)
-        params = [now, *queue_params, limit, worker_id, worker_id, now, now, lease_until]
+    def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
+        r = request
+        sql = CLAIM_SQL.format(queue_filter=r.queue_sql)
+        params = [r.now, *r.queue_params, r.limit, r.worker_id, r.worker_id, r.now, r.now]
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        claimed = [self.claimed_from_row(row) for row in rows]
-        claimed.sort(key=ClaimedRun.sort_key)
-        return claimed
+            cursor.execute(sql, [*params, r.lease_until])
+            return [self.claimed_from_row(row) for row in cursor.fetchall()]
 
     def finish(self, outcomes: Sequence[Outcome]) -> set[int]:
         if not outcomes:

@@ -3,10 +3,7 @@ single-writer transaction, so two workers can never take the same run."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, Engine
+from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine
 
 CLAIM_SQL = f"""
 UPDATE {RUN_TABLE}
@@ -30,33 +27,12 @@ RETURNING {", ".join(CLAIMED_COLUMNS)}
 class SQLiteEngine(Engine):
     vendor = "sqlite"
 
-    def claim(
-        self,
-        *,
-        worker_id: str,
-        limit: int,
-        now: datetime,
-        lease_until: datetime,
-        queues: Sequence[str] | None,
-        exclude_queues: Sequence[str] = (),
-    ) -> list[ClaimedRun]:
-        queue_sql, queue_params = self.queue_filter(queues, exclude_queues)
-        sql = CLAIM_SQL.format(queue_filter=queue_sql)
-        now_value = self.adapt_datetime(now)
-        params = [
-            worker_id,
-            worker_id,
-            now_value,
-            now_value,
-            self.adapt_datetime(lease_until),
-            now_value,
-            *queue_params,
-            limit,
-        ]
+    def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
+        r = request
+        now = self.adapt_datetime(r.now)
+        lease_until = self.adapt_datetime(r.lease_until)
+        params = [r.worker_id, r.worker_id, now, now, lease_until, now, *r.queue_params, r.limit]
         # Outside any transaction: the statement is its own write transaction.
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        claimed = [self.claimed_from_row(row) for row in rows]
-        claimed.sort(key=ClaimedRun.sort_key)
-        return claimed
+            cursor.execute(CLAIM_SQL.format(queue_filter=r.queue_sql), params)
+            return [self.claimed_from_row(row) for row in cursor.fetchall()]

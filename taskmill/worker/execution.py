@@ -23,7 +23,7 @@ from ..compat import (
 )
 from ..db import ClaimedRun, Outcome
 from ..exceptions import TaskNotRegistered
-from ..results import build_result
+from ..results import result_of
 from ..serialization import to_json_value
 
 logger = logging.getLogger("taskmill.worker")
@@ -37,26 +37,6 @@ class Completed:
     task: BaseTask | None  # None when the run named no registered task
     outcome: Outcome
     duration: float  # seconds spent in the task itself
-
-
-def running_result(task: BaseTask, run: ClaimedRun) -> TaskResult:
-    return build_result(
-        task,
-        run_id=run.id,
-        status=TaskResultStatus.RUNNING,
-        backend=run.backend,
-        queue_name=run.queue_name,
-        priority=run.priority,
-        run_after=run.run_after,
-        args=run.args,
-        kwargs=run.kwargs,
-        enqueued_at=run.enqueued_at,
-        started_at=run.started_at,
-        finished_at=None,
-        last_attempted_at=run.last_attempted_at,
-        errors=run.errors,
-        worker_ids=run.worker_ids,
-    )
 
 
 def error_entry(exc: BaseException) -> dict[str, str]:
@@ -91,7 +71,7 @@ class Attempt:
         except TaskNotRegistered as exc:
             logger.error("Run %s refused: %s", self.run.id, exc)
             return self.failed(exc, 0.0)
-        self.result = running_result(self.task, self.run)
+        self.result = result_of(self.task, self.run, status=TaskResultStatus.RUNNING)
         return None
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from .. import registry, wakeup
 from ..compat import task_finished
 from ..db import get_engine
-from ..results import build_result
+from ..results import result_of
 from .execution import Completed, _signal_sender
 from .executor import Executor
 
@@ -297,22 +297,12 @@ class Worker:
 
     def _send_finished(self, completed: Completed) -> None:
         run, outcome = completed.run, completed.outcome
-        result = build_result(
+        result = result_of(
             completed.task,
-            run_id=run.id,
+            run,
             status=outcome.status,
-            backend=run.backend,
-            queue_name=run.queue_name,
-            priority=run.priority,
-            run_after=run.run_after,
-            args=run.args,
-            kwargs=run.kwargs,
-            enqueued_at=run.enqueued_at,
-            started_at=run.started_at,
             finished_at=outcome.finished_at,
-            last_attempted_at=run.last_attempted_at,
             errors=outcome.errors,
-            worker_ids=run.worker_ids,
             return_value=outcome.return_value,
         )
         try:

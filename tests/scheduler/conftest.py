@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -13,7 +10,7 @@ from django.db.models import Min
 
 from taskmill.models import Run, Schedule
 from taskmill.scheduler import declarations, firing
-from tests.conftest import ROOT, WorkerProcess
+from tests.conftest import WorkerProcess
 from tests.testapp import scheduled_tasks  # noqa: F401  (registers the tasks schedules name)
 
 TASK = "tests.testapp.scheduled_tasks.heartbeat"
@@ -65,18 +62,7 @@ class SchedulerProcess(WorkerProcess):
     """A real ``manage.py taskmill scheduler`` process."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "django", "taskmill", "scheduler", *args],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(args, env, subcommand="scheduler")
 
 
 @pytest.fixture

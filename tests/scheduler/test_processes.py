@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from taskmill.models import Run, Schedule
-from tests.conftest import wait_until
+from tests.conftest import kill_other_connections, wait_until
 
 from .conftest import make_schedule
 
@@ -57,27 +57,6 @@ def test_a_worker_fires_schedules_unless_told_not_to(start_worker, scheduler_env
     assert done.return_value == done.scheduled_for.isoformat()  # the task got its fire time
     worker.signal()
     assert worker.wait(30) == 0, worker.output
-
-
-def kill_other_connections() -> int:
-    """Cut every other session to the test database, as a failover or a restart would."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT id FROM information_schema.processlist "
-            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        for ident in ids:
-            cursor.execute(f"KILL {int(ident)}")
-        return len(ids)
 
 
 def test_the_scheduler_survives_a_lost_database_connection(start_scheduler):
