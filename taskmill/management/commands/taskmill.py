@@ -10,6 +10,8 @@ SUBCOMMANDS = {
     "worker": "taskmill.cli.worker",
     "scheduler": "taskmill.cli.scheduler",
     "sync-schedules": "taskmill.cli.sync_schedules",
+    "export-schedules": "taskmill.cli.export_schedules",
+    "import-schedules": "taskmill.cli.import_schedules",
 }
 
 

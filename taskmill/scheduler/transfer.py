@@ -1,0 +1,550 @@
+"""Export and import of schedules as a versioned JSON document (``manage.py taskmill
+export-schedules`` / ``import-schedules``).
+
+The document holds each schedule's definition, never the scheduler's state: an imported
+schedule gets its next fire time from ``Schedule.save()``, as one created in the admin does.
+Import is all or nothing: the whole document is checked (structure first, then each
+schedule through the model's own ``full_clean()``, then the dependency graph as it would be
+after the import) before anything is written, and the writes share one transaction.
+
+Schedules declared in code are exported (marked ``"code_owned": true``) for the record, but
+an import never writes them: the code and its sync own them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import IntegrityError, transaction
+
+from ..models import Schedule
+
+FORMAT = "taskmill-schedules"
+VERSION = 1
+
+Edge = Schedule.depends_on.through
+
+
+class TransferError(Exception):
+    """A document that cannot be imported; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _WrongType(ValueError):
+    pass
+
+
+# -- JSON values <-> field values ----------------------------------------------------------
+# Durations are seconds (a JSON number, like the decorator's every= and misfire_grace=), and
+# datetimes are ISO 8601 strings with an offset (exported in UTC). Each reader raises
+# _WrongType with what the value must be.
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _WrongType("must be a string")
+    return value
+
+
+def _optional_int(value: Any) -> int | None:
+    # bool is an int in Python but never a priority or a count in a document.
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _WrongType("must be an integer or null")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _WrongType("must be true or false")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise _WrongType("must be a JSON list")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _WrongType("must be a JSON object")
+    return value
+
+
+def _seconds(value: Any) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _WrongType("must be a number of seconds")
+    return timedelta(seconds=value)
+
+
+def _optional_seconds(value: Any) -> timedelta | None:
+    return None if value is None else _seconds(value)
+
+
+def _optional_datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _WrongType("must be an ISO 8601 date and time string or null")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _WrongType(f"{value!r} is not an ISO 8601 date and time") from None
+    if parsed.tzinfo is None:
+        raise _WrongType(f"{value!r} needs a UTC offset, e.g. '2027-01-01T08:00:00+00:00'")
+    return parsed
+
+
+def _names(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _WrongType("must be a list of schedule names")
+    return value
+
+
+def _seconds_out(value: timedelta | None) -> int | float | None:
+    if value is None:
+        return None
+    microseconds = value // timedelta(microseconds=1)
+    whole, rest = divmod(microseconds, 1_000_000)
+    return whole if rest == 0 else microseconds / 1_000_000
+
+
+def _datetime_out(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class _Field:
+    read: Callable[[Any], Any]
+    write: Callable[[Any], Any] = _same
+
+
+# Every user-editable field of a schedule, in the order an export writes them. The keys are
+# the model's field names, so a validation error lands on the key the user wrote.
+FIELDS: dict[str, _Field] = {
+    "name": _Field(_text),
+    "task_path": _Field(_text),
+    "kind": _Field(_text),
+    "cron": _Field(_text),
+    "interval": _Field(_optional_seconds, _seconds_out),
+    "run_at": _Field(_optional_datetime, _datetime_out),
+    "timezone": _Field(_text),
+    "start_at": _Field(_optional_datetime, _datetime_out),
+    "end_at": _Field(_optional_datetime, _datetime_out),
+    "max_fires": _Field(_optional_int),
+    "enabled": _Field(_boolean),
+    "args": _Field(_list),
+    "kwargs": _Field(_object),
+    "queue_name": _Field(_text),
+    "priority": _Field(_optional_int),
+    "backend": _Field(_text),
+    "misfire_grace": _Field(_seconds, _seconds_out),
+    "misfire_policy": _Field(_text),
+    "fire_time_kwarg": _Field(_text),
+}
+REQUIRED = ("name", "task_path", "kind")
+# Besides FIELDS: dependencies by name, and whether the schedule is declared in code.
+EXTRA_KEYS = ("depends_on", "code_owned")
+DOCUMENT_KEYS = ("format", "version", "schedules")
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+def export_document(
+    database: str, names: Iterable[str] | None = None, *, include_code_owned: bool = True
+) -> dict[str, Any]:
+    """The document for the schedules named (all by default), sorted by name.
+
+    Raises ``TransferError`` if a name given is not a schedule.
+    """
+    rows = Schedule.objects.using(database).order_by("name")
+    if names is not None:
+        names = list(dict.fromkeys(names))
+        rows = rows.filter(name__in=names)
+    schedules = list(rows)
+    if names is not None:
+        missing = sorted(set(names) - {row.name for row in schedules})
+        if missing:
+            raise TransferError([f"No schedule named {name!r}." for name in missing])
+    if not include_code_owned:
+        schedules = [row for row in schedules if not row.code_owned]
+    edges = Edge.objects.using(database)
+    if names is not None:
+        edges = edges.filter(from_schedule_id__in=[row.pk for row in schedules])
+    dependencies: dict[int, list[str]] = {}
+    for source, target in edges.values_list("from_schedule_id", "to_schedule__name"):
+        dependencies.setdefault(source, []).append(target)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "schedules": [
+            {
+                **{key: spec.write(getattr(row, key)) for key, spec in FIELDS.items()},
+                "depends_on": sorted(dependencies.get(row.pk, [])),
+                "code_owned": row.code_owned,
+            }
+            for row in schedules
+        ],
+    }
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- reading a document ---------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One schedule of a document, with its values read into the model's types."""
+
+    position: int
+    name: str
+    values: dict[str, Any]  # every field of FIELDS; omitted ones hold the model's default
+    depends_on: list[str]
+    code_owned: bool
+
+    @property
+    def label(self) -> str:
+        return f"Schedule {self.name!r} (schedules[{self.position}])"
+
+
+def _label(position: int, item: Any) -> str:
+    name = item.get("name") if isinstance(item, dict) else None
+    if isinstance(name, str):
+        return f"Schedule {name!r} (schedules[{position}])"
+    return f"schedules[{position}]"
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys silently; a document that says a thing
+    # twice is refused instead of guessed at.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_document(text: str | bytes) -> list[Entry]:
+    """Read and check the document's structure and types; raise ``TransferError`` if wrong.
+
+    Checks that need the database (tasks, names, the graph) come later, in the import.
+    """
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise TransferError([f"The file is not valid JSON: {exc}."]) from None
+    if not isinstance(data, dict):
+        raise TransferError(["The document must be a JSON object."])
+    if data.get("format") != FORMAT:
+        raise TransferError(
+            [
+                f"The document's format is {data.get('format')!r}, not {FORMAT!r}: not a "
+                "taskmill schedules export."
+            ]
+        )
+    if data.get("version") != VERSION:
+        raise TransferError(
+            [
+                f"The document's version is {data.get('version')!r}; this taskmill reads "
+                f"version {VERSION}."
+            ]
+        )
+    problems = [f"Unknown top-level key {key!r}." for key in data if key not in DOCUMENT_KEYS]
+    schedules = data.get("schedules")
+    if not isinstance(schedules, list):
+        problems.append("The document needs a 'schedules' list.")
+        raise TransferError(problems)
+    entries: list[Entry] = []
+    seen: dict[str, int] = {}
+    for position, item in enumerate(schedules):
+        entry = _read_entry(position, item, problems)
+        if entry is None:
+            continue
+        if entry.name in seen:
+            problems.append(
+                f"{entry.label}: the name is already used by schedules[{seen[entry.name]}]."
+            )
+            continue
+        seen[entry.name] = position
+        entries.append(entry)
+    if problems:
+        raise TransferError(problems)
+    return entries
+
+
+def _read_entry(position: int, item: Any, problems: list[str]) -> Entry | None:
+    label = _label(position, item)
+    if not isinstance(item, dict):
+        problems.append(f"{label} must be a JSON object.")
+        return None
+    found: list[str] = []
+    for key in item:
+        if key not in FIELDS and key not in EXTRA_KEYS:
+            found.append(f"{label}: unknown field {key!r}.")
+    for key in REQUIRED:
+        if key not in item:
+            found.append(f"{label}: the field {key!r} is missing.")
+    values: dict[str, Any] = {}
+    for key, spec in FIELDS.items():
+        if key not in item:
+            # An omitted field takes the model's default: the document is the whole
+            # definition, so an update resets what the file leaves out.
+            values[key] = Schedule._meta.get_field(key).get_default()
+            continue
+        try:
+            values[key] = spec.read(item[key])
+        except (_WrongType, OverflowError) as exc:
+            found.append(f"{label}, field {key!r}: {exc}.")
+    depends_on: list[str] = []
+    code_owned = False
+    try:
+        depends_on = _names(item.get("depends_on", []))
+    except _WrongType as exc:
+        found.append(f"{label}, field 'depends_on': {exc}.")
+    try:
+        code_owned = _boolean(item.get("code_owned", False))
+    except _WrongType as exc:
+        found.append(f"{label}, field 'code_owned': {exc}.")
+    if found:
+        problems.extend(found)
+        return None
+    return Entry(position, values["name"], values, list(dict.fromkeys(depends_on)), code_owned)
+
+
+# -- import ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # declared in code: never imported
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped (declared in code)"
+        )
+
+
+@dataclass
+class _Planned:
+    entry: Entry
+    row: Schedule
+    changed: bool
+
+
+def import_entries(
+    entries: list[Entry], database: str, *, update: bool = True, dry_run: bool = False
+) -> ImportReport:
+    """Create or update the schedules in ``entries``, all or nothing.
+
+    Raises ``TransferError`` listing every problem, having written nothing.
+    """
+    try:
+        with transaction.atomic(using=database):
+            return _import(entries, database, update=update, dry_run=dry_run)
+    except IntegrityError as exc:
+        # A schedule of the same name was created by someone else meanwhile.
+        raise TransferError([f"The database refused the import: {exc}."]) from exc
+    except ValidationError as exc:
+        # The model's own cycle check on adding an edge: the backstop for a concurrent edit.
+        raise TransferError(exc.messages) from exc
+
+
+def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool) -> ImportReport:
+    report = ImportReport()
+    problems: list[str] = []
+    # Locked so that a concurrent code sync or import cannot change them under this one.
+    rows = {
+        row.name: row
+        for row in Schedule.objects.using(database)
+        .select_for_update()
+        .filter(name__in=[entry.name for entry in entries])
+    }
+    current_dependencies = _dependency_names(database, [row.pk for row in rows.values()])
+    planned: list[_Planned] = []
+    for entry in entries:
+        row = rows.get(entry.name)
+        if entry.code_owned:
+            report.skipped.append(entry.name)
+            continue
+        if row is not None and row.code_owned:
+            problems.append(
+                f"{entry.label}: a schedule of this name is declared in code here; the code "
+                "owns it and an import cannot change it (remove it from the file)."
+            )
+            continue
+        if row is not None and not update:
+            problems.append(f"{entry.label}: a schedule of this name exists (--no-update).")
+            continue
+        target = row if row is not None else Schedule()
+        before = {key: getattr(target, key) for key in FIELDS} if row is not None else None
+        for key, value in entry.values.items():
+            setattr(target, key, value)
+        try:
+            # The model's own validation (cron, time zone, task, backend, queue...), the
+            # same as the admin form and the code sync.
+            target.full_clean(validate_unique=False)
+        except ValidationError as exc:
+            for key, messages in exc.message_dict.items():
+                where = entry.label if key == NON_FIELD_ERRORS else f"{entry.label}, field {key!r}"
+                problems.extend(f"{where}: {message}" for message in messages)
+            continue
+        changed = (
+            before is None
+            or before != {key: getattr(target, key) for key in FIELDS}
+            or set(current_dependencies.get(target.pk, ())) != set(entry.depends_on)
+        )
+        planned.append(_Planned(entry, target, changed))
+    problems.extend(_check_graph(entries, database))
+    if problems:
+        raise TransferError(problems)
+
+    for item in planned:
+        if item.row.pk is None:
+            report.created.append(item.entry.name)
+        elif item.changed:
+            report.updated.append(item.entry.name)
+        else:
+            report.unchanged.append(item.entry.name)
+    if dry_run:
+        return report
+    for item in planned:
+        if item.changed:
+            # save() computes the next fire time for a new or changed trigger.
+            item.row.save(using=database)
+    _write_dependencies(planned, database)
+    return report
+
+
+def _dependency_names(database: str, ids: list[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    edges = Edge.objects.using(database).filter(from_schedule_id__in=ids)
+    for source, target in edges.values_list("from_schedule_id", "to_schedule__name"):
+        found.setdefault(source, []).append(target)
+    return found
+
+
+def _check_graph(entries: list[Entry], database: str) -> list[str]:
+    """Unknown dependency names, and cycles in the graph as it would be after the import."""
+    to_write = [entry for entry in entries if not entry.code_owned]
+    if not any(entry.depends_on for entry in to_write):
+        # No edge added, so no cycle can appear (removing edges never makes one).
+        return []
+    existing = set(Schedule.objects.using(database).values_list("name", flat=True))
+    written = {entry.name for entry in to_write}
+    in_file_code_owned = {entry.name for entry in entries if entry.code_owned}
+    problems: list[str] = []
+    # Every entry's names are checked, even one refused for another reason: one run of the
+    # command reports all that is wrong.
+    for entry in to_write:
+        for name in entry.depends_on:
+            if name in existing or name in written:
+                continue
+            hint = (
+                " (it is declared in code in the exported project: run "
+                "'manage.py taskmill sync-schedules' here first)"
+                if name in in_file_code_owned
+                else ""
+            )
+            problems.append(
+                f"{entry.label}, field 'depends_on': {name!r} is not a schedule in the "
+                f"file or the database{hint}."
+            )
+    if problems:
+        return problems
+    # The graph after the import: the stored edges, with each imported schedule's own
+    # dependencies replaced by the file's.
+    graph: dict[str, list[str]] = {}
+    for source, target in Edge.objects.using(database).values_list(
+        "from_schedule__name", "to_schedule__name"
+    ):
+        graph.setdefault(source, []).append(target)
+    for entry in to_write:
+        graph[entry.name] = entry.depends_on
+    cycle = _find_cycle(graph, [entry.name for entry in to_write])
+    if cycle:
+        label = next(entry.label for entry in to_write if entry.name == cycle[0])
+        return [
+            f"{label}, field 'depends_on': schedule dependencies must not form a cycle: "
+            f"{' -> '.join(cycle)} (each depends on the next)."
+        ]
+    return []
+
+
+def _find_cycle(graph: dict[str, list[str]], starts: list[str]) -> list[str]:
+    """A cycle through the graph reachable from ``starts`` (as a closed path), or []."""
+    # Iterative depth-first search: a graph of many schedules must not hit the recursion
+    # limit. Any cycle involves an imported schedule (the stored graph was acyclic), so
+    # starting from them finds it.
+    done: set[str] = set()
+    for start in starts:
+        if start in done:
+            continue
+        path: list[str] = [start]
+        on_path = {start}
+        stack = [iter(graph.get(start, ()))]
+        while stack:
+            following = next(stack[-1], None)
+            if following is None:
+                stack.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                continue
+            if following in on_path:
+                return [*path[path.index(following) :], following]
+            if following not in done:
+                path.append(following)
+                on_path.add(following)
+                stack.append(iter(graph.get(following, ())))
+    return []
+
+
+def _write_dependencies(planned: list[_Planned], database: str) -> None:
+    # Removals first, then additions: every graph in between is part of the final one,
+    # which is acyclic, so the model's own cycle check (on each added edge) cannot object
+    # to a state that exists only halfway through the import.
+    names = {name for item in planned for name in item.entry.depends_on}
+    ids = dict(Schedule.objects.using(database).filter(name__in=names).values_list("name", "pk"))
+    current: dict[int, set[int]] = {}
+    edges = Edge.objects.using(database).filter(
+        from_schedule_id__in=[item.row.pk for item in planned]
+    )
+    for source, target in edges.values_list("from_schedule_id", "to_schedule_id"):
+        current.setdefault(source, set()).add(target)
+    wanted = {item.row.pk: {ids[name] for name in item.entry.depends_on} for item in planned}
+    for item in planned:
+        extra = current.get(item.row.pk, set()) - wanted[item.row.pk]
+        if extra:
+            item.row.depends_on.remove(*extra)
+    for item in planned:
+        missing = wanted[item.row.pk] - current.get(item.row.pk, set())
+        if missing:
+            item.row.depends_on.add(*missing)
