@@ -188,3 +188,16 @@ def test_the_worker_survives_a_lost_database_connection(start_worker):
     assert worker.process.poll() is None
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0
+
+
+def test_postgresql_notify_wakes_an_idle_worker_at_once(start_worker):
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    # A poll interval of an hour: only the notification can explain a prompt start.
+    worker = start_worker("--poll-interval", "3600", "--verbosity", "2", "--no-scheduler")
+    worker.wait_for_output("Listening for NOTIFY")
+    result = tasks.add.enqueue(3, 4)
+    wait_until(lambda: status(result) == "SUCCESSFUL", 20, message=worker.output)
+    assert "NOTIFY received for queue 'default'" in worker.output
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0

@@ -210,12 +210,14 @@ class PostgreSQLListener(Listener):
             try:
                 with psycopg.connect(**self._params, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    logger.debug("Listening for NOTIFY on channel %r", CHANNEL)
                     self.connected.set()
                     backoff = 0.1
                     # A notification sent while we were reconnecting is lost, so wake once.
                     self._on_wakeup("")
                     while not self._stopping.is_set():
                         for notification in conn.notifies(timeout=0.1):
+                            logger.debug("NOTIFY received for queue %r", notification.payload)
                             self._on_wakeup(notification.payload)
             except Exception as exc:  # a dropped connection must not end the listener
                 self.connected.clear()

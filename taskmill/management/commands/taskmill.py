@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from importlib import import_module
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -25,6 +26,15 @@ class Command(BaseCommand):
         for name, module_path in SUBCOMMANDS.items():
             module = import_module(module_path)
             subparser = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+            # `taskmill worker -v 2` reads naturally; Django only knows `taskmill -v 2 worker`.
+            subparser.add_argument(
+                "-v",
+                "--verbosity",
+                type=int,
+                choices=[0, 1, 2, 3],
+                default=argparse.SUPPRESS,
+                help="0 quiet, 1 normal, 2 debug logs, 3 debug logs (default 1).",
+            )
             module.add_arguments(subparser)
 
     def handle(self, *args, **options) -> None:
