@@ -8,7 +8,15 @@ from django.db import connections
 
 from .base import ClaimedRun, Engine, Listener, NewRun, Outcome
 
-__all__ = ["ClaimedRun", "Engine", "Listener", "NewRun", "Outcome", "get_engine"]
+__all__ = [
+    "ClaimedRun",
+    "Engine",
+    "Listener",
+    "NewRun",
+    "Outcome",
+    "get_engine",
+    "reset_connection",
+]
 
 
 @cache
@@ -28,6 +36,16 @@ def _engine_class(vendor: str) -> type[Engine]:
     raise NotImplementedError(
         f"taskmill supports PostgreSQL, MySQL/MariaDB and SQLite, not {vendor!r}."
     )
+
+
+def reset_connection(alias: str) -> None:
+    """Drop a connection after a database error so that the next query reconnects."""
+    connection = connections[alias]
+    try:
+        connection.close()
+    except Exception:
+        # A dead connection can fail to close; forget it all the same.
+        connection.connection = None
 
 
 def get_engine(alias: str) -> Engine:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from ..db import reset_connection
 from . import firing
 
 logger = logging.getLogger("taskmill.scheduler")
@@ -54,7 +55,7 @@ class Scheduler:
                     failures = 0
                 except DatabaseError as exc:
                     failures += 1
-                    self._reset_connection()
+                    reset_connection(self.options.database)
                     delay = min(0.1 * 2**failures, RECONNECT_BACKOFF_MAX)
                     logger.warning("Scheduler database error (%s); retrying in %.1fs", exc, delay)
                 except Exception:
@@ -84,14 +85,6 @@ class Scheduler:
         if upcoming is None:
             return options.max_sleep
         return min(max((upcoming - now).total_seconds(), 0.0), options.max_sleep)
-
-    def _reset_connection(self) -> None:
-        connection = connections[self.options.database]
-        try:
-            connection.close()
-        except Exception:
-            # A dead connection can fail to close; drop it so the next query reconnects.
-            connection.connection = None
 
 
 def start_thread(options: SchedulerOptions) -> tuple[Scheduler, threading.Thread]:

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .. import registry, wakeup
 from ..compat import task_finished
-from ..db import get_engine
+from ..db import get_engine, reset_connection
 from ..results import result_of
 from .execution import Completed, _signal_sender
 from .executor import Executor
@@ -205,7 +205,7 @@ class Worker:
                 failures = 0
             except DatabaseError as exc:
                 failures += 1
-                self._reset_connection()
+                reset_connection(self.options.database)
                 delay = min(0.1 * 2**failures, RECONNECT_BACKOFF_MAX)
                 logger.warning("Database error (%s); retrying in %.1fs", exc, delay)
                 self._wake.wait(delay)
@@ -355,11 +355,3 @@ class Worker:
                 self.abandon_running()
         except Exception:
             logger.exception("Could not return held runs; their leases will expire")
-
-    def _reset_connection(self) -> None:
-        connection = connections[self.options.database]
-        try:
-            connection.close()
-        except Exception:
-            # A dead connection can fail to close; drop it so the next query reconnects.
-            connection.connection = None
