@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,17 +77,8 @@ class NewRun:
         return Run(**self.column_values())
 
 
-NEW_RUN_COLUMNS = (
-    "task_path",
-    "backend",
-    "queue_name",
-    "priority",
-    "args",
-    "kwargs",
-    "enqueued_at",
-    "run_after",
-    "available_at",
-)
+# NewRun's own fields are Run columns of the same names; ``extra`` and ``pk`` are not.
+NEW_RUN_COLUMNS = tuple(f.name for f in fields(NewRun) if f.name not in {"extra", "pk"})
 
 
 @dataclass(slots=True)
