@@ -104,6 +104,7 @@ class DatabaseBackend(BaseTaskBackend):
             enqueued_at=now,
             run_after=run_after,
             available_at=run_after or now,
+            due=run_after is None or run_after <= now,
             extra=fields,
         )
 

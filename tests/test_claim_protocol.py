@@ -160,13 +160,9 @@ def test_release_skips_runs_taken_over_meanwhile():
     assert Run.objects.get().worker_id == "w2"
 
 
-def _explain_claim() -> str:
-    """The database's plan for the claim's SELECT, as text."""
+def _explain(sql: str, params: list | tuple | None = None) -> str:
+    """The database's plan for ``sql`` (by default with one %s: now), as text."""
     vendor = connection.vendor
-    sql = (
-        "SELECT id FROM taskmill_run WHERE status = 'READY' AND available_at <= %s "
-        "ORDER BY priority DESC, available_at, id LIMIT 10"
-    )
     prefix = {"postgresql": "EXPLAIN ", "mysql": "EXPLAIN ", "sqlite": "EXPLAIN QUERY PLAN "}
     with connection.cursor() as cursor:
         if vendor == "postgresql":
@@ -176,34 +172,76 @@ def _explain_claim() -> str:
             cursor.fetchall()
         else:
             cursor.execute("ANALYZE")
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
-        cursor.execute(prefix[vendor] + sql, [now])
+        if params is None:
+            params = [connection.ops.adapt_datetimefield_value(timezone.now())]
+        cursor.execute(prefix[vendor] + sql, params)
         return "\n".join(" ".join(str(col) for col in row) for row in cursor.fetchall())
 
 
-def _insert_finished_runs(count: int) -> None:
-    """Insert ``count`` finished runs inside the database: far faster than from Python."""
+def _insert_runs(count: int, *, status: str, due: bool, available_at: dt.datetime) -> None:
+    """Insert ``count`` runs inside the database: far faster than from Python."""
     digits = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
     # Five digit tables cross-joined count 0..99,999 on every engine (MySQL 8 caps
     # recursive CTEs at 1,000 rows by default, so no WITH RECURSIVE).
     numbers = " CROSS JOIN ".join(f"({digits}) AS {name}" for name in "abcde")
     number = "a.d + 10 * b.d + 100 * c.d + 1000 * d.d + 10000 * e.d"
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    adapt = connection.ops.adapt_datetimefield_value
+    now, available = adapt(timezone.now()), adapt(available_at)
+    finished = now if status == "SUCCESSFUL" else None
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO taskmill_run (task_path, backend, queue_name, priority, status, args, "
-            "kwargs, enqueued_at, available_at, finished_at, attempt, worker_id, worker_ids, "
-            "errors) "
-            "SELECT 'tests.testapp.tasks.noop', 'default', 'default', 0, 'SUCCESSFUL', '[]', "
-            "'{}', %s, %s, %s, 1, '', '[]', '[]' "
+            "kwargs, enqueued_at, available_at, due, finished_at, attempt, worker_id, "
+            "worker_ids, errors) "
+            "SELECT 'tests.testapp.tasks.noop', 'default', 'default', 0, %s, '[]', "
+            "'{}', %s, %s, %s, %s, 1, '', '[]', '[]' "
             f"FROM {numbers} WHERE {number} < %s",
-            [now, now, now, count],
+            [status, now, available, due, finished, count],
         )
 
 
-def test_the_claim_uses_its_index_with_many_finished_runs():
-    _insert_finished_runs(20_000)
-    assert Run.objects.filter(status="SUCCESSFUL").count() == 20_000
+def test_claim_and_staging_use_their_indexes_with_many_finished_and_deferred_runs():
+    _insert_runs(20_000, status="SUCCESSFUL", due=True, available_at=timezone.now())
+    later = timezone.now() + dt.timedelta(days=30)
+    _insert_runs(20_000, status="READY", due=False, available_at=later)
     tasks.noop.enqueue_many([((), {})] * 20)
-    plan = _explain_claim()
-    assert "taskmill_run_claim" in plan, plan
+    engine = get_engine(connection.alias)
+    # The engines' own conditions, as the claim and the staging UPDATE use them.
+    claim_plan = _explain(
+        f"SELECT id FROM taskmill_run WHERE {engine.due_condition} AND available_at <= %s "
+        "ORDER BY priority DESC, available_at, id LIMIT 10"
+    )
+    assert "taskmill_run_claim" in claim_plan, claim_plan
+    stage_plan = _explain(
+        f"SELECT id FROM taskmill_run WHERE {engine.deferred_condition} AND available_at <= %s"
+    )
+    assert "taskmill_run_stage" in stage_plan, stage_plan
+    # And the claim takes the 20 ready runs, none of the 20,000 deferred ones.
+    assert len(claim("w", 100)) == 20
+
+
+def test_deferred_runs_are_claimed_only_once_staged():
+    engine = get_engine(connection.alias)
+    soon = timezone.now() + dt.timedelta(seconds=30)
+    result = tasks.noop.using(run_after=soon).enqueue()
+    run = Run.objects.get(pk=int(result.id))
+    assert (run.status, run.due, run.available_at) == ("READY", False, soon)
+    assert engine.stage_due(timezone.now()) == 0
+    assert claim("w", 10) == []
+    # Time passes (simulated): staging marks it due, then a claim takes it.
+    assert engine.stage_due(soon + dt.timedelta(seconds=1)) == 1
+    assert Run.objects.get(pk=run.pk).due is True
+    assert engine.stage_due(soon + dt.timedelta(seconds=1)) == 0
+    now = soon + dt.timedelta(seconds=1)
+    (claimed,) = engine.claim(
+        worker_id="w", limit=10, now=now, lease_until=now + LEASE, queues=None
+    )
+    assert claimed.id == run.pk
+
+
+def test_released_runs_are_due_at_once():
+    tasks.noop.enqueue()
+    claimed = claim("w", 1)
+    Run.objects.filter(pk=claimed[0].id).update(due=False)  # as a future retry would leave it
+    get_engine(connection.alias).release(claimed, now=timezone.now(), started=True)
+    assert Run.objects.get().due is True

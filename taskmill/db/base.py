@@ -58,6 +58,7 @@ class NewRun:
     enqueued_at: datetime
     run_after: datetime | None
     available_at: datetime
+    due: bool = True  # False when available_at is later than now (see Run.due)
     extra: dict[str, Any] = field(default_factory=dict)  # further columns (the scheduler's)
     pk: int | None = None
 
@@ -139,6 +140,12 @@ class Engine:
     vendor = ""
     # Whether the engine can wake idle workers itself (LISTEN/NOTIFY); if not, workers poll.
     pushes_wakeups = False
+    # How this database spells "a READY run that is due" / "deferred": the exact terms of
+    # the partial indexes (taskmill.models.indexes), so the planner can use them.
+    ready_condition = "status = 'READY'"
+    due_condition = "status = 'READY' AND due = 1"
+    deferred_condition = "status = 'READY' AND due = 0"
+    true_literal = "1"
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -244,11 +251,13 @@ class Engine:
                         row.started_at = None
                         row.last_attempted_at = None
                 row.status = "READY"
+                row.due = True
                 row.worker_id = ""
                 row.lease_expires_at = None
                 row.available_at = now
                 row.save(
                     update_fields=[
+                        "due",
                         "attempt",
                         "worker_ids",
                         "started_at",
@@ -261,6 +270,23 @@ class Engine:
                 )
                 released += 1
         return released
+
+    def stage_due(self, now: datetime) -> int:
+        """Mark deferred runs whose time has come as due, so claims see them; return how many.
+
+        Reads only the stage index (deferred READY runs, by available_at): cheap when none is
+        due, however many wait for later. Several workers may stage at once; an UPDATE that
+        finds a row already staged by another simply leaves it.
+        """
+        # Literal conditions, not parameters: SQLite uses a partial index only when the query
+        # spells out the index's own terms.
+        sql = (
+            f"UPDATE {RUN_TABLE} SET due = {self.true_literal} "
+            f"WHERE {self.deferred_condition} AND available_at <= %s"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [self.adapt_datetime(now)])
+            return cursor.rowcount
 
     def notify(self, queue_names: set[str]) -> None:
         """Tell idle workers elsewhere that runs are ready in these queues."""

@@ -12,7 +12,7 @@ from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine
 
 SELECT_SQL = f"""
 SELECT {", ".join(CLAIMED_COLUMNS)} FROM {RUN_TABLE}
-WHERE status = 'READY' AND available_at <= %s{{queue_filter}}
+WHERE {{due_condition}} AND available_at <= %s{{queue_filter}}
 ORDER BY priority DESC, available_at, id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -38,7 +38,7 @@ class MySQLEngine(Engine):
         r = request
         now = self.adapt_datetime(r.now)
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            select = SELECT_SQL.format(queue_filter=r.queue_sql)
+            select = SELECT_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql)
             cursor.execute(select, [now, *r.queue_params, r.limit])
             picked = [self.claimed_from_row(row) for row in cursor.fetchall()]
             if not picked:

@@ -35,7 +35,7 @@ _RETURNING = ", ".join(f"run.{column}" for column in CLAIMED_COLUMNS)
 CLAIM_SQL = f"""
 WITH picked AS (
     SELECT id FROM {RUN_TABLE}
-    WHERE status = 'READY' AND available_at <= %s{{queue_filter}}
+    WHERE {{due_condition}} AND available_at <= %s{{queue_filter}}
     ORDER BY priority DESC, available_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
@@ -111,6 +111,9 @@ def _json_ready(value: Any) -> Any:
 class PostgreSQLEngine(Engine):
     vendor = "postgresql"
     pushes_wakeups = True
+    due_condition = "status = 'READY' AND due"
+    deferred_condition = "status = 'READY' AND NOT due"
+    true_literal = "true"
     _insert_statement: str | None = None
 
     def insert_runs(self, runs: Sequence[NewRun], wake_queues: set[str]) -> None:
@@ -143,7 +146,7 @@ class PostgreSQLEngine(Engine):
 
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request
-        sql = CLAIM_SQL.format(queue_filter=r.queue_sql)
+        sql = CLAIM_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql)
         params = [r.now, *r.queue_params, r.limit, r.worker_id, r.worker_id, r.now, r.now]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [*params, r.lease_until])

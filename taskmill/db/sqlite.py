@@ -16,7 +16,7 @@ SET status = 'RUNNING',
     lease_expires_at = %s
 WHERE id IN (
     SELECT id FROM {RUN_TABLE}
-    WHERE status = 'READY' AND available_at <= %s{{queue_filter}}
+    WHERE {{due_condition}} AND available_at <= %s{{queue_filter}}
     ORDER BY priority DESC, available_at, id
     LIMIT %s
 )
@@ -34,5 +34,7 @@ class SQLiteEngine(Engine):
         params = [r.worker_id, r.worker_id, now, now, lease_until, now, *r.queue_params, r.limit]
         # Outside any transaction: the statement is its own write transaction.
         with self.connection.cursor() as cursor:
-            cursor.execute(CLAIM_SQL.format(queue_filter=r.queue_sql), params)
+            cursor.execute(
+                CLAIM_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql), params
+            )
             return [self.claimed_from_row(row) for row in cursor.fetchall()]

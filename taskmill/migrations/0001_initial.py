@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'task runs',
                 'db_table': 'taskmill_run',
                 'ordering': ['-id'],
-                'indexes': [taskmill.models.indexes.ClaimIndex(name='taskmill_run_claim')],
+                'indexes': [taskmill.models.indexes.ReadyIndex(name='taskmill_run_claim')],
             },
         ),
     ]

@@ -1,9 +1,13 @@
-"""The index the claim query reads, shaped for each database.
+"""The indexes the worker's hot path reads, shaped for each database.
 
-PostgreSQL and SQLite get a partial index holding READY runs only, so millions of finished
-runs never touch a claim. MySQL/MariaDB have no partial indexes: there ``status`` leads the
-key instead, and the claim reads only the READY slice of it. Declaring it as one ``Index``
-on the model keeps it alive through Django's table rebuilds (SQLite remakes tables).
+PostgreSQL and SQLite get partial indexes, so rows outside them (finished runs, runs deferred
+to later) never touch a claim. MySQL/MariaDB have no partial indexes: there the filtering
+columns lead the key instead, and a query reads only its slice. Declaring them as ``Index``
+objects on the model keeps them alive through Django's table rebuilds (SQLite remakes tables).
+
+- ``ClaimIndex``: READY runs that are due, in the claim's order.
+- ``StageIndex``: READY runs deferred to later, by the time they become due; the worker's
+  staging step reads it to mark them due, so claims never scan deferred runs.
 """
 
 from __future__ import annotations
@@ -11,22 +15,68 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
-from django.db.models import Q
 
 # The claim's ORDER BY: priority first, then when the run became available, then enqueue order.
 CLAIM_ORDER = ["-priority", "available_at", "id"]
 
 
-class ClaimIndex(models.Index):
+class _ShapedIndex(models.Index):
+    """An index whose DDL depends on whether the database has partial indexes."""
+
+    ordering: list[str] = []
+    # The engine attribute that spells the partial index's condition (taskmill.db): the
+    # queries use the same text, which SQLite needs to match a partial index.
+    condition_attribute = ""
+    leading: list[str] = []  # the condition's columns, leading the key where not partial
+
     def __init__(self, *, name: str) -> None:
-        super().__init__(fields=CLAIM_ORDER, name=name)
+        super().__init__(fields=self.ordering, name=name)
 
     def deconstruct(self) -> tuple[str, tuple, dict[str, Any]]:
-        return ("taskmill.models.indexes.ClaimIndex", (), {"name": self.name})
+        return (f"taskmill.models.indexes.{type(self).__name__}", (), {"name": self.name})
 
     def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        from ..db import get_engine  # here: the engines import the models
+
         if schema_editor.connection.features.supports_partial_indexes:
-            shaped = models.Index(fields=CLAIM_ORDER, condition=Q(status="READY"), name=self.name)
+            engine = get_engine(schema_editor.connection.alias)
+            condition = getattr(engine, self.condition_attribute)
+            shaped = _LiteralConditionIndex(fields=self.ordering, name=self.name)
+            shaped.condition_sql = condition
         else:
-            shaped = models.Index(fields=["status", *CLAIM_ORDER], name=self.name)
+            shaped = models.Index(fields=[*self.leading, *self.ordering], name=self.name)
         return shaped.create_sql(model, schema_editor, using=using, **kwargs)
+
+
+class _LiteralConditionIndex(models.Index):
+    """A partial index whose WHERE is given as SQL text rather than rendered from a Q.
+
+    Django renders ``Q(due=True)`` as ``"due"`` in one version and ``"due" = 1`` in another;
+    the claim must repeat the index's terms exactly, so the text comes from one place.
+    """
+
+    condition_sql = ""
+
+    def _get_condition_sql(self, model: Any, schema_editor: Any) -> str:
+        return self.condition_sql
+
+
+class ReadyIndex(_ShapedIndex):
+    """The first claim index (migration 0001), before deferred runs were staged; kept so
+    that old migrations still build what they built."""
+
+    ordering = CLAIM_ORDER
+    condition_attribute = "ready_condition"
+    leading = ["status"]
+
+
+class ClaimIndex(_ShapedIndex):
+    ordering = CLAIM_ORDER
+    condition_attribute = "due_condition"
+    leading = ["status", "due"]
+
+
+class StageIndex(_ShapedIndex):
+    ordering = ["available_at"]
+    condition_attribute = "deferred_condition"
+    leading = ["status", "due"]

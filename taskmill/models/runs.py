@@ -10,7 +10,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ..compat import TaskResultStatus
-from .indexes import ClaimIndex
+from .indexes import ClaimIndex, StageIndex
 
 
 class Run(models.Model):
@@ -38,6 +38,10 @@ class Run(models.Model):
     # ...and when the run may next be claimed: run_after, or the enqueue time. Retries
     # move it forward, so the claim query never has to reason about why a run waits.
     available_at = models.DateTimeField(_("available at"))
+    # False while available_at is in the future: such runs stay out of the claim index, and
+    # the worker's staging step marks them due when their time comes (a cheap indexed
+    # UPDATE), so claims never scan runs deferred to later, however many there are.
+    due = models.BooleanField(_("due"), default=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     last_attempted_at = models.DateTimeField(_("last attempted at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True, db_index=True)
@@ -71,7 +75,7 @@ class Run(models.Model):
         verbose_name = _("task run")
         verbose_name_plural = _("task runs")
         ordering = ["-id"]
-        indexes = [ClaimIndex(name="taskmill_run_claim")]
+        indexes = [ClaimIndex(name="taskmill_run_claim"), StageIndex(name="taskmill_run_stage")]
         constraints = [
             models.UniqueConstraint(
                 fields=["schedule", "scheduled_for"], name="taskmill_run_unique_fire"

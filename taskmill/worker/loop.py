@@ -39,6 +39,8 @@ FLUSH_DELAY = 0.02
 PREFETCH_WINDOW = 0.05
 MAX_PREFETCH = 200
 FIRST_IDLE_POLL = 0.05
+# How often a worker looks for deferred runs that have come due (or each poll, if sooner).
+STAGE_EVERY = 1.0
 RECONNECT_BACKOFF_MAX = 5.0
 
 
@@ -101,6 +103,7 @@ class Worker:
         self._wake = threading.Event()
         self._maybe_ready = True  # something may be ready: claim before sleeping
         self._low_water = 0  # wake to claim when fewer runs than this wait
+        self._next_stage = 0.0  # when to look for deferred runs that have come due
         self._stopping = False
         self._stop_deadline: float | None = None
         self._prefetch = Prefetch(options.concurrency)
@@ -193,6 +196,7 @@ class Worker:
                 else:
                     now = time.monotonic()
                     if self._maybe_ready or now >= next_poll:
+                        self._stage_if_due(now)
                         if self._claim():
                             idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
                         elif not self._outstanding:
@@ -243,6 +247,14 @@ class Worker:
             or not self._outstanding
             or self._stopping
         )
+
+    def _stage_if_due(self, now: float) -> None:
+        """Make deferred runs whose time has come claimable (at most once per STAGE_EVERY)."""
+        if now < self._next_stage:
+            return
+        self._next_stage = now + min(STAGE_EVERY, self.options.poll_interval)
+        if self.engine.stage_due(timezone.now()):
+            self._maybe_ready = True
 
     def _claim_limit(self) -> int:
         options = self.options
