@@ -92,6 +92,19 @@ def test_poll_interval_picks_up_a_deferred_run_when_it_is_due(start_worker):
     assert worker.wait(30) == 0
 
 
+def test_a_deferred_run_starts_on_time_whatever_the_poll_interval(start_worker):
+    # With an hour between polls, only the once-a-second staging can start it promptly.
+    worker = start_worker("--poll-interval", "3600", "--no-scheduler")
+    worker.wait_for_output("started")
+    due = timezone.now() + dt.timedelta(seconds=2)
+    result = tasks.noop.using(run_after=due).enqueue()
+    wait_until(lambda: status(result) == "SUCCESSFUL", 20, message="the deferred run")
+    result.refresh()
+    assert result.started_at >= due
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

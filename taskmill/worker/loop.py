@@ -195,8 +195,9 @@ class Worker:
                         return
                 else:
                     now = time.monotonic()
+                    # Deferred runs come due on the clock, whatever the poll back-off.
+                    self._stage_if_due(now)
                     if self._maybe_ready or now >= next_poll:
-                        self._stage_if_due(now)
                         if self._claim():
                             idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
                         elif not self._outstanding:
@@ -227,6 +228,8 @@ class Worker:
             deadlines.append(self._stop_deadline or now)
         elif self._maybe_ready and self._claim_limit() > 0:
             return 0.0
+        else:
+            deadlines.append(self._next_stage)
         return max(0.0, min(deadlines) - now)
 
     def _collect_done(self) -> None:
