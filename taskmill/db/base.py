@@ -157,7 +157,11 @@ class Engine:
     # -- the protocol -------------------------------------------------------------------
 
     def insert_runs(self, runs: Sequence[NewRun], wake_queues: set[str]) -> None:
-        """Insert new runs (setting their ``pk``) and wake workers serving ``wake_queues``."""
+        """Insert new runs (setting their ``pk``) and wake workers serving ``wake_queues``.
+
+        Here (SQLite, MySQL) nothing can wake other processes: their workers poll, so
+        ``wake_queues`` only matters to engines that push wake-ups (PostgreSQL).
+        """
         rows = [run.as_model() for run in runs]
         if len(rows) == 1:
             rows[0].save(using=self.alias, force_insert=True)
@@ -170,7 +174,6 @@ class Engine:
                         row.save(using=self.alias, force_insert=True)
         for run, row in zip(runs, rows, strict=True):
             run.pk = row.pk
-        self.notify(wake_queues)
 
     def claim(
         self,
@@ -287,9 +290,6 @@ class Engine:
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [self.adapt_datetime(now)])
             return cursor.rowcount
-
-    def notify(self, queue_names: set[str]) -> None:
-        """Tell idle workers elsewhere that runs are ready in these queues."""
 
     def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener | None:
         """Start a background listener calling ``on_wakeup(queue)``; None if not supported."""

@@ -172,11 +172,6 @@ class PostgreSQLEngine(Engine):
             cursor.execute(FINISH_SQL, [document])
             return {row[0] for row in cursor.fetchall()}
 
-    def notify(self, queue_names: set[str]) -> None:
-        with self.connection.cursor() as cursor:
-            for queue_name in queue_names:
-                cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
-
     def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener:
         listener = PostgreSQLListener(self.connection.get_connection_params(), on_wakeup)
         listener.start()

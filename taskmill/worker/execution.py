@@ -47,7 +47,7 @@ def error_entry(exc: BaseException) -> dict[str, str]:
     }
 
 
-def _signal_sender(run: ClaimedRun) -> type:
+def signal_sender(run: ClaimedRun) -> type:
     try:
         return type(task_backends[run.backend])
     except Exception:  # the alias was removed from settings since the run was enqueued
@@ -114,7 +114,7 @@ class Attempt:
         refused = self.prepare()
         if refused:
             return refused
-        task_started.send(_signal_sender(self.run), task_result=self.result)
+        task_started.send(signal_sender(self.run), task_result=self.result)
         args, kwargs = self.arguments()
         close_old_connections()
         began = time.monotonic()
@@ -130,7 +130,7 @@ class Attempt:
         refused = self.prepare()
         if refused:
             return refused
-        await task_started.asend(_signal_sender(self.run), task_result=self.result)
+        await task_started.asend(signal_sender(self.run), task_result=self.result)
         args, kwargs = self.arguments()
         began = time.monotonic()
         try:

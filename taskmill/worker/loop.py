@@ -26,7 +26,7 @@ from .. import registry, wakeup
 from ..compat import task_finished
 from ..db import get_engine, reset_connection
 from ..results import result_of
-from .execution import Completed, _signal_sender
+from .execution import Completed, signal_sender
 from .executor import Executor
 
 logger = logging.getLogger("taskmill.worker")
@@ -321,7 +321,7 @@ class Worker:
             return_value=outcome.return_value,
         )
         try:
-            task_finished.send(_signal_sender(run), task_result=result)
+            task_finished.send(signal_sender(run), task_result=result)
         except Exception:
             logger.exception("A task_finished receiver raised for run %s", run.id)
 
