@@ -11,16 +11,31 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["enqueue_many", "schedule", "task"]
+# The control API (taskmill.control), re-exported.
+CONTROL = (
+    "cancel",
+    "pause_queue",
+    "resume_queue",
+    "retry",
+    "run_status",
+    "shutdown_worker",
+    "stop",
+)
+
+__all__ = ["enqueue_many", "schedule", "task", *CONTROL]
 
 
 def __getattr__(name: str) -> Any:
     # `task` comes from the framework module, which needs configured settings: import lazily
     # so that `import taskmill` works before django.setup().
     if name == "task":
-        from .compat import task
+        from .tasks import task
 
         return task
+    if name in CONTROL:
+        from . import control
+
+        return getattr(control, name)
     if name == "schedule":
         from .scheduler.declarations import schedule
 

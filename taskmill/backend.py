@@ -10,7 +10,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from . import registry, wakeup
@@ -22,13 +22,27 @@ from .compat import (
     task_enqueued,
 )
 from .db import NewRun, get_engine
-from .models import Run
+from .followups import settle_new_dependent
+from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of
 from .serialization import normalize_arguments
 from .tasks import Call, Task
 
 KNOWN_OPTIONS = {"DATABASE"}
 MAX_QUEUE_NAME_LENGTH = Run._meta.get_field("queue_name").max_length
+
+
+def wake_local_after_commit(database: str, queue_name: str) -> None:
+    """Wake this process's workers serving ``queue_name`` once the transaction commits
+    (they would claim before the run is visible otherwise)."""
+    transaction.on_commit(lambda: wakeup.wake_local(queue_name), using=database)
+
+
+def wake_after_commit(database: str, queue_name: str) -> None:
+    """Wake workers everywhere: this process's at commit, others through the engine
+    (NOTIFY on PostgreSQL, delivered at commit too)."""
+    wake_local_after_commit(database, queue_name)
+    get_engine(database).notify(queue_name)
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -84,6 +98,9 @@ class DatabaseBackend(BaseTaskBackend):
         self.validate_task(task)
         now = timezone.now()
         runs = [self.new_run(task, args, kwargs, now=now) for args, kwargs in calls]
+        if task.depends_on or task.unique or task.unique_key is not None:
+            # One at a time: each may meet an existing unique run or settle its dependencies.
+            return [self._save_guarded(task, run) for run in runs]
         return self.save_runs(task, runs)
 
     def new_run(
@@ -105,6 +122,9 @@ class DatabaseBackend(BaseTaskBackend):
             run_after=run_after,
             available_at=run_after or now,
             due=run_after is None or run_after <= now,
+            status=RunStatus.WAITING if task.depends_on else RunStatus.READY,
+            unique_key=task.unique_key_for(args, kwargs),
+            options=task.stored_options(),
             extra=fields,
         )
 
@@ -117,18 +137,52 @@ class DatabaseBackend(BaseTaskBackend):
         if not runs:
             return []
         now = timezone.now()
-        # Deferred runs wake nobody: idle workers poll for them.
-        queues = {run.queue_name for run in runs if run.available_at <= now}
+        # Deferred and waiting runs wake nobody: idle workers poll for them.
+        queues = {
+            run.queue_name
+            for run in runs
+            if run.available_at <= now and run.status == RunStatus.READY
+        }
         get_engine(self.database).insert_runs(runs, queues)
         for queue_name in queues:
-            # Workers in this process claim at once, so only after the runs are committed.
-            transaction.on_commit(
-                lambda queue_name=queue_name: wakeup.wake_local(queue_name), using=self.database
-            )
+            wake_local_after_commit(self.database, queue_name)
         results = [result_of(task, run) for run in runs]
         for result in results:
             task_enqueued.send(type(self), task_result=result)
         return results
+
+    def _save_guarded(self, task: Task, run: NewRun) -> TaskResult:
+        """Insert one run that has a unique key or dependencies.
+
+        The unique index decides: a duplicate insert fails inside a savepoint and the run
+        already holding the key is returned instead. If that run finished in between (its
+        key is free again), insert once more.
+        """
+        for _ in range(10):
+            try:
+                with transaction.atomic(using=self.database):
+                    result = self.save_runs(task, [run])[0]
+                    if task.depends_on:
+                        status = settle_new_dependent(self.database, run.pk, task.depends_on)
+                        if status != RunStatus.WAITING:
+                            result = self.get_result(str(run.pk))
+                    return result
+            except IntegrityError:
+                if run.unique_key is None:
+                    raise
+                existing = (
+                    Run.objects.using(self.database)
+                    .filter(
+                        task_path=run.task_path,
+                        unique_key=run.unique_key,
+                        status__in=ACTIVE_STATUSES,
+                    )
+                    .first()
+                )
+                if existing is not None:
+                    return result_of(registry.resolve(existing.task_path), existing)
+                run.pk = None
+        raise IntegrityError(f"Could not enqueue unique run {run.unique_key!r} of {run.task_path}")
 
     # -- results ------------------------------------------------------------------------
 

@@ -15,3 +15,44 @@ class TaskNotRegistered(InvalidTask):
 
 class InvalidTaskArguments(InvalidTask, TypeError):
     """The arguments, or a return value, cannot be stored as JSON."""
+
+
+class TaskTimeout(TimeoutError):
+    """The attempt ran past its task's ``timeout`` and was killed (or cancelled)."""
+
+
+class WorkerLost(Exception):
+    """The worker running the attempt died or lost its lease; the attempt's outcome is
+    unknown. Recorded in the run's errors; the run goes again (up to
+    TASKMILL_MAX_LOST_ATTEMPTS lost attempts)."""
+
+
+class RunCancelled(Exception):
+    """The run was cancelled (before it ran) or stopped (while it ran). Never retried."""
+
+
+class DependencyFailed(RunCancelled):
+    """A run this one depends on failed for good or was cancelled, so this one never runs."""
+
+
+def class_path(exc_type: type[BaseException]) -> str:
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"
+
+
+def synthetic_error(exc_type: type[BaseException], message: str) -> dict[str, str]:
+    """An error entry for something that happened to a run rather than inside its task."""
+    return {
+        "exception_class_path": class_path(exc_type),
+        "traceback": f"{exc_type.__qualname__}: {message}\n",
+    }
+
+
+def task_failures(errors: list[dict[str, str]]) -> int:
+    """How many of the run's attempts failed by the task's own doing (lost ones excluded)."""
+    lost = class_path(WorkerLost)
+    return sum(1 for error in errors if error.get("exception_class_path") != lost)
+
+
+def lost_attempts(errors: list[dict[str, str]]) -> int:
+    lost = class_path(WorkerLost)
+    return sum(1 for error in errors if error.get("exception_class_path") == lost)

@@ -8,6 +8,10 @@ from typing import Any
 
 from .compat import BaseTask, TaskError, TaskResult, TaskResultStatus
 
+# What Django's four statuses make of taskmill's six: a run waiting for its dependencies
+# is READY to Django, a cancelled one FAILED (its errors say it was cancelled).
+FRAMEWORK_STATUS = {"WAITING": "READY", "CANCELLED": "FAILED"}
+
 
 def task_variant(task: BaseTask, **values: Any) -> BaseTask:
     """``task`` with some attributes changed, without re-validating it.
@@ -49,7 +53,7 @@ def build_result(
             task, queue_name=queue_name, priority=priority, run_after=run_after, backend=backend
         ),
         id=str(run_id),
-        status=TaskResultStatus(status),
+        status=TaskResultStatus(FRAMEWORK_STATUS.get(status, status)),
         enqueued_at=enqueued_at,
         started_at=started_at,
         finished_at=finished_at,

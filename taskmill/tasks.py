@@ -1,26 +1,176 @@
-"""taskmill's Task: Django's Task, registered for the worker, with bulk enqueue."""
+"""taskmill's Task: Django's Task plus what its API lacks, registered for the worker.
+
+The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique``,
+``on_success``/``on_failure``, ``atomic``, ``result_ttl``) are dataclass fields, so
+``@taskmill.task(...)`` and, on Django 6.1, ``@django.tasks.task(...)`` (which forwards
+extra keywords to the backend's ``task_class``) both accept them. ``.using()`` takes the
+per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and
+``depends_on``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from . import registry
-from .compat import BaseTask, TaskResult
+from .compat import BaseTask, InvalidTask, TaskResult
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
+
+# Options a single call may change with .using(); they are stored on the run when they
+# differ from the task's own. The others (callables, callbacks, atomic) belong to the task.
+PER_CALL_OPTIONS = ("max_attempts", "timeout", "result_ttl", "unique_key", "depends_on")
+STORED_OPTIONS = ("max_attempts", "timeout", "result_ttl")
+MAX_UNIQUE_KEY_LENGTH = 200
+
+Backoff = Callable[[int, BaseException], float | int | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Task(BaseTask):
     """The ``task_class`` of taskmill's backend: ``@task`` on a taskmill backend makes these."""
 
+    # Attempts in all, the first included, before a failure is final (Django's proposal
+    # #142 name). A lost worker does not use one up (see docs/runs.md).
+    max_attempts: int = 1
+    # Exceptions that may retry; any other fails the run at once.
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    # (failures so far, exception) -> seconds to wait, or None not to retry. Default:
+    # exponential with full jitter, base and cap from the fields below or the settings.
+    backoff: Backoff | None = None
+    backoff_base: float | None = None
+    backoff_cap: float | None = None
+    # A hard limit in seconds: sync tasks run in a child process killed at the limit,
+    # async ones are cancelled on the event loop.
+    timeout: float | None = None
+    # At most one READY/WAITING/RUNNING run per key; the key is the task and its arguments,
+    # or unique_key, given per call.
+    unique: bool = False
+    unique_key: str | None = None
+    # Run ids this call waits for (per call, .using(depends_on=[result, ...])).
+    depends_on: tuple[int, ...] = ()
+    # Tasks (or their import paths) enqueued with the finished result's id, in the same
+    # transaction that records the outcome.
+    on_success: Any = None
+    on_failure: Any = None
+    # The body and the recording of its success commit in one transaction.
+    atomic: bool = False
+    # How long a finished run is kept (seconds or a timedelta); None: the setting.
+    result_ttl: float | timedelta | None = None
+
     def __post_init__(self) -> None:
+        self._normalize()
         # Explicit base call: zero-argument super() breaks in slotted dataclasses.
         BaseTask.__post_init__(self)
         registry.register(self)
+
+    def _normalize(self) -> None:
+        def set_(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if isinstance(self.retry_on, type):
+            set_("retry_on", (self.retry_on,))
+        else:
+            set_("retry_on", tuple(self.retry_on))
+        for exc_type in self.retry_on:
+            if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+                raise InvalidTask(f"retry_on must hold exception classes, not {exc_type!r}.")
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or self.max_attempts < 1
+        ):
+            raise InvalidTask(f"max_attempts must be an integer >= 1, not {self.max_attempts!r}.")
+        if self.backoff is not None and not callable(self.backoff):
+            raise InvalidTask("backoff must be a callable (attempt, exception) -> seconds or None.")
+        for name in ("backoff_base", "backoff_cap", "timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, timedelta):
+                    value = value.total_seconds()
+                if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                    raise InvalidTask(
+                        f"{name} must be a positive number of seconds, not {value!r}."
+                    )
+                set_(name, float(value))
+        if self.result_ttl is not None:
+            ttl = self.result_ttl
+            ttl = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+            if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl < 0:
+                raise InvalidTask(f"result_ttl must be seconds >= 0 or a timedelta, not {ttl!r}.")
+            set_("result_ttl", float(ttl))
+        if self.unique_key is not None:
+            if not isinstance(self.unique_key, str) or not self.unique_key:
+                raise InvalidTask(
+                    f"unique_key must be a non-empty string, not {self.unique_key!r}."
+                )
+            if len(self.unique_key) > MAX_UNIQUE_KEY_LENGTH:
+                raise InvalidTask(f"unique_key is longer than {MAX_UNIQUE_KEY_LENGTH} characters.")
+        set_("depends_on", tuple(_run_id(item) for item in self.depends_on))
+        for name in ("on_success", "on_failure"):
+            callback = getattr(self, name)
+            if callback is None:
+                continue
+            if isinstance(callback, BaseTask):
+                set_(name, callback.module_path)
+            elif not isinstance(callback, str) or "." not in callback:
+                raise InvalidTask(f"{name} must be a task or its import path, not {callback!r}.")
+
+    # -- per-call options ----------------------------------------------------------------
+
+    def using(  # type: ignore[override]
+        self,
+        *,
+        priority: int | None = None,
+        queue_name: str | None = None,
+        run_after: Any = None,
+        backend: str | None = None,
+        **options: Any,
+    ) -> Task:
+        """A copy with other defaults; besides Django's, the per-call options
+        ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and ``depends_on``."""
+        unknown = set(options) - set(PER_CALL_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"using() got unexpected option(s) {', '.join(sorted(unknown))}; per call, "
+                f"taskmill takes {', '.join(PER_CALL_OPTIONS)}."
+            )
+        task = BaseTask.using(
+            self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
+        )
+        return replace(task, **options) if options else task
+
+    def stored_options(self) -> dict[str, Any] | None:
+        """The per-call options that differ from the registered task's, for the run row."""
+        try:
+            original = registry.resolve(self.module_path)
+        except InvalidTask:
+            original = None
+        if original is self:
+            return None
+        changed = {
+            name: getattr(self, name)
+            for name in STORED_OPTIONS
+            if original is None or getattr(self, name) != getattr(original, name)
+        }
+        return changed or None
+
+    def unique_key_for(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
+        """The run's unique key: ``unique_key`` if given, else a digest of the arguments."""
+        if self.unique_key is not None:
+            return self.unique_key
+        if not self.unique:
+            return None
+        canonical = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"))
+        return "args:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    # -- bulk enqueue ----------------------------------------------------------------------
 
     def enqueue_many(self, calls: Iterable[Call]) -> list[TaskResult]:
         """Enqueue many calls of this task with one INSERT; ``calls`` holds (args, kwargs) pairs."""
@@ -31,3 +181,49 @@ class Task(BaseTask):
                 "enqueue_many needs taskmill's DatabaseBackend."
             )
         return backend.enqueue_many(self, calls)
+
+
+def _run_id(item: Any) -> int:
+    """A run id from a TaskResult, its id string, or an int."""
+    value = getattr(item, "id", item)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidTask(f"depends_on takes task results or their ids, not {item!r}.") from None
+
+
+def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) -> Any:
+    """An option for one run: the per-call value stored on the run, else the task's."""
+    if stored and name in stored:
+        return stored[name]
+    return getattr(task, name, None)
+
+
+def task(
+    function: Callable[..., Any] | None = None,
+    *,
+    priority: int | None = None,
+    queue_name: str | None = None,
+    backend: str | None = None,
+    takes_context: bool = False,
+    **options: Any,
+) -> Any:
+    """``@taskmill.task``: Django's ``@task`` with taskmill's options; always makes
+    taskmill's ``Task`` (on Django 5.2 too, where the backport's decorator is the other way).
+    """
+    from .compat import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_PRIORITY, DEFAULT_TASK_QUEUE_NAME
+
+    if "run_after" in options:
+        raise TypeError("run_after is set per call: use .using(run_after=...).")
+
+    def wrapper(func: Callable[..., Any]) -> Task:
+        return Task(
+            func=func,
+            priority=DEFAULT_TASK_PRIORITY if priority is None else priority,
+            queue_name=queue_name or DEFAULT_TASK_QUEUE_NAME,
+            backend=backend or DEFAULT_TASK_BACKEND_ALIAS,
+            takes_context=takes_context,
+            **options,
+        )
+
+    return wrapper(function) if function is not None else wrapper

@@ -102,7 +102,7 @@ def test_finish_writes_outcomes_in_one_batch():
     landed = get_engine(connection.alias).finish(
         [finished(run, value={"n": run.args[0]}) for run in claimed]
     )
-    assert landed == {run.id for run in claimed}
+    assert set(landed) == {run.id for run in claimed}
     for run in claimed:
         stored = Run.objects.get(pk=run.id)
         assert stored.status == "SUCCESSFUL"
@@ -120,13 +120,13 @@ def test_a_stale_attempt_cannot_overwrite_the_outcome_fencing():
     assert new.attempt == 2 and new.worker_ids == ["presumed-dead", "rescuer"]
     engine = get_engine(connection.alias)
     # The first worker wakes up and reports: its write must not land.
-    assert engine.finish([finished(old, status="FAILED")]) == set()
+    assert engine.finish([finished(old, status="FAILED")]) == {}
     stored = Run.objects.get(pk=new.id)
     assert (stored.status, stored.worker_id) == ("RUNNING", "rescuer")
-    assert engine.finish([finished(new, value=3)]) == {new.id}
+    assert set(engine.finish([finished(new, value=3)])) == {new.id}
     assert Run.objects.get(pk=new.id).return_value == 3
     # And once finished, nobody can finish it again.
-    assert engine.finish([finished(new, status="FAILED")]) == set()
+    assert engine.finish([finished(new, status="FAILED")]) == {}
     assert Run.objects.get(pk=new.id).status == "SUCCESSFUL"
 
 

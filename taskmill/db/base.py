@@ -17,9 +17,10 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils.dateparse import parse_datetime
 
-from ..models import Run
+from ..models import Queue, Run
 
 RUN_TABLE = Run._meta.db_table
+QUEUE_TABLE = Queue._meta.db_table
 
 # Columns a claim hands back, in this order, on every engine.
 CLAIMED_COLUMNS = (
@@ -38,6 +39,8 @@ CLAIMED_COLUMNS = (
     "last_attempted_at",
     "worker_ids",
     "errors",
+    "options",
+    "has_dependents",
 )
 
 
@@ -59,6 +62,9 @@ class NewRun:
     run_after: datetime | None
     available_at: datetime
     due: bool = True  # False when available_at is later than now (see Run.due)
+    status: str = "READY"  # WAITING when it depends on runs not yet successful
+    unique_key: str | None = None
+    options: dict[str, Any] | None = None  # per-call options (Task.stored_options)
     extra: dict[str, Any] = field(default_factory=dict)  # further columns (the scheduler's)
     pk: int | None = None
 
@@ -101,6 +107,8 @@ class ClaimedRun:
     last_attempted_at: datetime | None
     worker_ids: list[str]
     errors: list[dict[str, str]]
+    options: dict[str, Any] | None = None
+    has_dependents: bool = False
 
     @property
     def pk(self) -> int:
@@ -124,14 +132,36 @@ class ClaimRequest:
 
 @dataclass(slots=True)
 class Outcome:
-    """How one attempt ended, as the worker will write it."""
+    """How one attempt ended, as the worker will write it.
+
+    ``status`` is SUCCESSFUL, FAILED or CANCELLED (final), or READY: a retry, due again at
+    ``available_at``. A retry of a run whose stop was requested meanwhile is written as
+    CANCELLED instead (the statement checks the row's flag).
+    """
 
     run_id: int
     attempt: int  # the fencing token
-    status: str  # a TaskResultStatus value: SUCCESSFUL or FAILED
-    finished_at: datetime
+    status: str
+    finished_at: datetime  # when the attempt ended
     return_value: Any = None
     errors: list[dict[str, str]] = field(default_factory=list)  # the run's full error list
+    available_at: datetime | None = None  # retries: when the next attempt may start
+    expires_at: datetime | None = None  # final outcomes: when the run may be pruned
+
+    @property
+    def due(self) -> bool | None:
+        if self.available_at is None:
+            return None
+        return self.available_at <= self.finished_at
+
+
+@dataclass(slots=True, frozen=True)
+class Landed:
+    """An outcome the database accepted, with the status it was written as."""
+
+    run_id: int
+    status: str
+    has_dependents: bool
 
 
 class Engine:
@@ -145,6 +175,7 @@ class Engine:
     ready_condition = "status = 'READY'"
     due_condition = "status = 'READY' AND due = 1"
     deferred_condition = "status = 'READY' AND due = 0"
+    running_condition = "status = 'RUNNING'"
     true_literal = "1"
 
     def __init__(self, alias: str) -> None:
@@ -197,36 +228,51 @@ class Engine:
         """The engine's claim statement(s): mark the picked runs as held, return them."""
         raise NotImplementedError
 
-    def finish(self, outcomes: Sequence[Outcome]) -> set[int]:
-        """Write outcomes in one transaction; return the ids whose write landed.
+    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+        """Write outcomes; return those whose write landed, by run id.
 
         A write lands only if the row is still RUNNING with the attempt the worker ran:
         a worker presumed dead cannot overwrite what happened after its run was rescued.
+        Runs in the caller's transaction if there is one (callbacks and dependents are
+        written in the same one), else in its own.
         """
         if not outcomes:
-            return set()
-        sql = (
-            f"UPDATE {RUN_TABLE} SET status = %s, finished_at = %s, return_value = %s, "
-            "errors = %s, worker_id = '', lease_expires_at = NULL "
-            "WHERE id = %s AND attempt = %s AND status = 'RUNNING'"
-        )
-        landed: set[int] = set()
+            return {}
+        params = [self.finish_params(outcome) for outcome in outcomes]
+        landed: list[int] = []
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
-            for outcome in outcomes:
-                cursor.execute(
-                    sql,
-                    [
-                        outcome.status,
-                        self.adapt_datetime(outcome.finished_at),
-                        dump_json_or_null(outcome.return_value),
-                        json.dumps(outcome.errors),
-                        outcome.run_id,
-                        outcome.attempt,
-                    ],
-                )
+            for row in params:
+                cursor.execute(FINISH_ROW_SQL, row)
                 if cursor.rowcount:
-                    landed.add(outcome.run_id)
-        return landed
+                    landed.append(row[-2])
+            return self.landed_rows(cursor, landed)
+
+    def finish_params(self, outcome: Outcome) -> list[Any]:
+        status = outcome.status
+        return [
+            status,
+            status,
+            status,
+            self.adapt_datetime(outcome.finished_at),
+            status,
+            self.adapt_datetime(outcome.expires_at),
+            self.adapt_datetime(outcome.available_at),
+            outcome.due,
+            dump_json_or_null(outcome.return_value),
+            json.dumps(outcome.errors),
+            outcome.run_id,
+            outcome.attempt,
+        ]
+
+    def landed_rows(self, cursor: Any, ids: Sequence[int]) -> dict[int, Landed]:
+        if not ids:
+            return {}
+        cursor.execute(
+            f"SELECT id, status, has_dependents FROM {RUN_TABLE} "
+            f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
+            list(ids),
+        )
+        return {row[0]: Landed(row[0], row[1], bool(row[2])) for row in cursor.fetchall()}
 
     def release(self, runs: Sequence[ClaimedRun], *, now: datetime, started: bool) -> int:
         """Put held runs back in the queue (worker shutdown); return how many went back.
@@ -291,6 +337,23 @@ class Engine:
             cursor.execute(sql, [self.adapt_datetime(now)])
             return cursor.rowcount
 
+    # How this database locks a row it read (SQLite locks the whole database on write).
+    for_update = " FOR UPDATE"
+
+    def lock_attempt(self, run_id: int, attempt: int) -> bool:
+        """Lock the run's row if it still holds ``attempt``, RUNNING (atomic tasks)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {RUN_TABLE} WHERE id = %s AND attempt = %s "
+                f"AND status = 'RUNNING'{self.for_update}",
+                [run_id, attempt],
+            )
+            return cursor.fetchone() is not None
+
+    def notify(self, queue_name: str) -> None:
+        """Wake idle workers of other processes serving ``queue_name`` (at commit, if in a
+        transaction). Here, nothing: their workers poll."""
+
     def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener | None:
         """Start a background listener calling ``on_wakeup(queue)``; None if not supported."""
         return None
@@ -304,7 +367,12 @@ class Engine:
         self, queues: Sequence[str] | None, exclude: Sequence[str]
     ) -> tuple[str, list]:
         """SQL (starting with AND) and params restricting the claim to some queues."""
-        sql, params = "", []
+        # Paused queues are skipped: a tiny table, read by the claim itself, so a pause
+        # holds from the moment it commits.
+        sql, params = (
+            f" AND queue_name NOT IN (SELECT name FROM {QUEUE_TABLE} WHERE paused = TRUE)",
+            [],
+        )
         if queues is not None:
             sql += f" AND queue_name IN ({', '.join(['%s'] * len(queues))})"
             params.extend(queues)
@@ -315,11 +383,32 @@ class Engine:
 
     def claimed_from_row(self, row: Sequence[Any]) -> ClaimedRun:
         values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
-        for name in ("args", "kwargs", "worker_ids", "errors"):
+        for name in ("args", "kwargs", "worker_ids", "errors", "options"):
             values[name] = load_json(values[name])
+        values["has_dependents"] = bool(values["has_dependents"])
         for name in ("enqueued_at", "run_after", "available_at", "started_at", "last_attempted_at"):
             values[name] = load_datetime(values[name])
         return ClaimedRun(**values)
+
+
+# One outcome, fenced. A retry (READY) of a run whose stop was requested meanwhile becomes
+# CANCELLED: a stop is final even when the attempt failed on its own first. No assignment
+# reads a column assigned before it: MySQL would see the new value.
+FINISH_ROW_SQL = f"""
+UPDATE {RUN_TABLE}
+SET status = CASE WHEN %s <> 'READY' THEN %s WHEN stop_requested THEN 'CANCELLED'
+                  ELSE 'READY' END,
+    finished_at = CASE WHEN %s <> 'READY' OR stop_requested THEN %s ELSE NULL END,
+    expires_at = CASE WHEN %s <> 'READY' OR stop_requested THEN %s ELSE NULL END,
+    available_at = COALESCE(%s, available_at),
+    due = COALESCE(%s, due),
+    return_value = %s,
+    errors = %s,
+    worker_id = '',
+    lease_expires_at = NULL,
+    prefetched = FALSE
+WHERE id = %s AND attempt = %s AND status = 'RUNNING'
+"""
 
 
 class Listener:

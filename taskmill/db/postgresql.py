@@ -19,6 +19,7 @@ from .base import (
     ClaimedRun,
     ClaimRequest,
     Engine,
+    Landed,
     Listener,
     NewRun,
     Outcome,
@@ -57,18 +58,25 @@ RETURNING {_RETURNING}
 # join on (id, attempt, RUNNING) is the fencing check.
 FINISH_SQL = f"""
 UPDATE {RUN_TABLE} AS run
-SET status = done.status,
-    finished_at = done.finished_at,
+SET status = CASE WHEN done.status <> 'READY' THEN done.status
+                  WHEN run.stop_requested THEN 'CANCELLED' ELSE 'READY' END,
+    finished_at = CASE WHEN done.status <> 'READY' OR run.stop_requested
+                       THEN done.finished_at END,
+    expires_at = CASE WHEN done.status <> 'READY' OR run.stop_requested
+                      THEN done.expires_at END,
+    available_at = COALESCE(done.available_at, run.available_at),
+    due = COALESCE(done.due, run.due),
     return_value = done.return_value,
     errors = done.errors,
     worker_id = '',
-    lease_expires_at = NULL
+    lease_expires_at = NULL,
+    prefetched = false
 FROM jsonb_to_recordset(%s::jsonb) AS done(
-    id bigint, attempt integer, status text, finished_at timestamptz,
-    return_value jsonb, errors jsonb
+    id bigint, attempt integer, status text, finished_at timestamptz, expires_at timestamptz,
+    available_at timestamptz, due boolean, return_value jsonb, errors jsonb
 )
 WHERE run.id = done.id AND run.attempt = done.attempt AND run.status = 'RUNNING'
-RETURNING run.id
+RETURNING run.id, run.status, run.has_dependents
 """
 
 
@@ -101,7 +109,11 @@ SELECT id FROM inserted WHERE (SELECT count(*) FROM woken) >= 0
 
 
 def _insert_fields() -> list[models.Field]:
-    return [field for field in Run._meta.concrete_fields if not field.primary_key]
+    return [
+        field
+        for field in Run._meta.concrete_fields
+        if not field.primary_key and not getattr(field, "generated", False)
+    ]
 
 
 def _json_ready(value: Any) -> Any:
@@ -152,9 +164,9 @@ class PostgreSQLEngine(Engine):
             cursor.execute(sql, [*params, r.lease_until])
             return [self.claimed_from_row(row) for row in cursor.fetchall()]
 
-    def finish(self, outcomes: Sequence[Outcome]) -> set[int]:
+    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
         if not outcomes:
-            return set()
+            return {}
         document = json.dumps(
             [
                 {
@@ -162,6 +174,9 @@ class PostgreSQLEngine(Engine):
                     "attempt": outcome.attempt,
                     "status": outcome.status,
                     "finished_at": outcome.finished_at.isoformat(),
+                    "expires_at": _json_ready(outcome.expires_at),
+                    "available_at": _json_ready(outcome.available_at),
+                    "due": outcome.due,
                     "return_value": outcome.return_value,
                     "errors": outcome.errors,
                 }
@@ -170,7 +185,11 @@ class PostgreSQLEngine(Engine):
         )
         with self.connection.cursor() as cursor:
             cursor.execute(FINISH_SQL, [document])
-            return {row[0] for row in cursor.fetchall()}
+            return {row[0]: Landed(row[0], row[1], row[2]) for row in cursor.fetchall()}
+
+    def notify(self, queue_name: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
 
     def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener:
         listener = PostgreSQLListener(self.connection.get_connection_params(), on_wakeup)

@@ -26,6 +26,7 @@ RETURNING {", ".join(CLAIMED_COLUMNS)}
 
 class SQLiteEngine(Engine):
     vendor = "sqlite"
+    for_update = ""  # a write transaction holds the whole database
 
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request

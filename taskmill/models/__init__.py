@@ -1,6 +1,16 @@
 """taskmill's tables: one module per concept."""
 
-from .runs import Run
+from .runs import ACTIVE_STATUSES, FINISHED_STATUSES, Run, RunDependency, RunStatus
 from .schedules import Schedule
+from .workers import Queue, Worker
 
-__all__ = ["Run", "Schedule"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINISHED_STATUSES",
+    "Queue",
+    "Run",
+    "RunDependency",
+    "RunStatus",
+    "Schedule",
+    "Worker",
+]

@@ -6,6 +6,7 @@ columns lead the key instead, and a query reads only its slice. Declaring them a
 objects on the model keeps them alive through Django's table rebuilds (SQLite remakes tables).
 
 - ``ClaimIndex``: READY runs that are due, in the claim's order.
+- ``RunningIndex``: RUNNING runs by worker, for the heartbeat and the rescue.
 - ``StageIndex``: READY runs deferred to later, by the time they become due; the worker's
   staging step reads it to mark them due, so claims never scan deferred runs.
 """
@@ -74,6 +75,15 @@ class ClaimIndex(_ShapedIndex):
     ordering = CLAIM_ORDER
     condition_attribute = "due_condition"
     leading = ["status", "due"]
+
+
+class RunningIndex(_ShapedIndex):
+    """RUNNING runs by worker: what the heartbeat renews and the rescue scans. Not the lease
+    time: renewing a lease then changes no indexed column, a cheap update."""
+
+    ordering = ["worker_id"]
+    condition_attribute = "running_condition"
+    leading = ["status"]
 
 
 class StageIndex(_ShapedIndex):

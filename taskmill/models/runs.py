@@ -7,10 +7,28 @@ finished runs never slow a claim.
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Case, F, Value, When
 from django.utils.translation import gettext_lazy as _
 
-from ..compat import TaskResultStatus
-from .indexes import ClaimIndex, StageIndex
+from .indexes import ClaimIndex, RunningIndex, StageIndex
+
+
+class RunStatus(models.TextChoices):
+    """A run's true state. Django's API knows only READY/RUNNING/SUCCESSFUL/FAILED: it sees
+    WAITING as READY and CANCELLED as FAILED (``taskmill.results``)."""
+
+    READY = "READY", _("Ready")
+    # Enqueued with depends_on, waiting for those runs to succeed; outside the claim index.
+    WAITING = "WAITING", _("Waiting")
+    RUNNING = "RUNNING", _("Running")
+    SUCCESSFUL = "SUCCESSFUL", _("Successful")
+    FAILED = "FAILED", _("Failed")
+    CANCELLED = "CANCELLED", _("Cancelled")
+
+
+# States a unique key is held in: at most one such run per (task, key).
+ACTIVE_STATUSES = (RunStatus.READY, RunStatus.WAITING, RunStatus.RUNNING)
+FINISHED_STATUSES = (RunStatus.SUCCESSFUL, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class Run(models.Model):
@@ -26,8 +44,8 @@ class Run(models.Model):
     status = models.CharField(
         _("status"),
         max_length=10,
-        choices=TaskResultStatus.choices,
-        default=TaskResultStatus.READY,
+        choices=RunStatus.choices,
+        default=RunStatus.READY,
     )
     args = models.JSONField(_("positional arguments"), default=list)
     kwargs = models.JSONField(_("keyword arguments"), default=dict)
@@ -52,6 +70,31 @@ class Run(models.Model):
     worker_id = models.CharField(_("current worker"), max_length=128, blank=True, default="")
     worker_ids = models.JSONField(_("workers, one per attempt"), default=list)
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
+    # Claimed but not started as of the worker's last heartbeat: if the worker dies, the run
+    # goes back as if never claimed (no lost attempt).
+    prefetched = models.BooleanField(_("claimed, not started"), default=False, db_default=False)
+    # Cancel or stop asked for while it runs; the worker's heartbeat reads it.
+    stop_requested = models.BooleanField(_("stop requested"), default=False, db_default=False)
+    # Per-call options (max_attempts, timeout, result_ttl) that differ from the task's own.
+    options = models.JSONField(_("per-call options"), null=True, blank=True)
+
+    # At most one READY/WAITING/RUNNING run per (task, unique key): the database enforces
+    # it through a unique index on a column that holds the key only while the run is active.
+    unique_key = models.CharField(_("unique key"), max_length=200, null=True, blank=True)
+    active_unique_key = models.GeneratedField(
+        expression=Case(
+            When(status__in=ACTIVE_STATUSES, then=F("unique_key")),
+            default=Value(None),
+            output_field=models.CharField(max_length=200, null=True),
+        ),
+        output_field=models.CharField(max_length=200, null=True),
+        db_persist=True,
+    )
+    # Set (under the row's lock) when a run enqueued with depends_on names this one, so the
+    # finish knows to release or cancel its dependents.
+    has_dependents = models.BooleanField(_("has dependents"), default=False, db_default=False)
+    # When a finished run may be pruned (its task's result_ttl); None: kept.
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True, db_index=True)
 
     return_value = models.JSONField(_("return value"), null=True, blank=True)
     errors = models.JSONField(_("errors, one per failed attempt"), default=list)
@@ -75,12 +118,33 @@ class Run(models.Model):
         verbose_name = _("task run")
         verbose_name_plural = _("task runs")
         ordering = ["-id"]
-        indexes = [ClaimIndex(name="taskmill_run_claim"), StageIndex(name="taskmill_run_stage")]
+        indexes = [
+            ClaimIndex(name="taskmill_run_claim"),
+            StageIndex(name="taskmill_run_stage"),
+            RunningIndex(name="taskmill_run_running"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["schedule", "scheduled_for"], name="taskmill_run_unique_fire"
+            ),
+            models.UniqueConstraint(
+                fields=["task_path", "active_unique_key"], name="taskmill_run_unique_active"
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.task_path} #{self.pk} ({self.status})"
+
+
+class RunDependency(models.Model):
+    """``run`` waits until ``depends_on`` has succeeded (``.using(depends_on=[...])``)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="dependency_links")
+    depends_on = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="dependent_links")
+
+    class Meta:
+        db_table = "taskmill_run_dependency"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "depends_on"], name="taskmill_dependency_unique")
+        ]
+        indexes = [models.Index(fields=["depends_on"], name="taskmill_dependency_on")]

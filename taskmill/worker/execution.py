@@ -1,32 +1,54 @@
-"""Running one claimed run: resolve its task, send the signals, call it, record the outcome."""
+"""Running one claimed run: resolve its task, send the signals, call it, decide the outcome.
+
+Where the call happens depends on the task: a task thread (sync, no timeout), the event
+loop (async; a timeout cancels it), or a child process (sync with a timeout: the only way to
+stop a blocking call is to kill the process running it). The outcome is decided here, the
+same way for all three: success, a retry after a backoff, or a final failure.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
 from .. import registry
-from ..compat import (
-    BaseTask,
-    TaskContext,
-    TaskResult,
-    TaskResultStatus,
-    task_backends,
-    task_started,
-)
-from ..db import ClaimedRun, Outcome
-from ..exceptions import TaskNotRegistered
+from ..compat import BaseTask, TaskResult, TaskResultStatus, task_backends, task_started
+from ..compat import TaskContext as BaseTaskContext
+from ..conf import seconds, setting
+from ..db import ClaimedRun, Outcome, get_engine
+from ..db.base import RUN_TABLE, Landed, load_datetime
+from ..exceptions import RunCancelled, TaskNotRegistered, TaskTimeout, task_failures
 from ..results import result_of
+from ..retries import retry_delay
 from ..serialization import to_json_value
+from ..tasks import effective_option
 
 logger = logging.getLogger("taskmill.worker")
+
+
+class TaskCrashed(Exception):
+    """The child process running the attempt died by itself (a crash, out of memory)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskContext(BaseTaskContext):
+    """Django's context, plus what a long task needs to cooperate with a stop request."""
+
+    stop_event: threading.Event | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once someone asked to stop this run: return or raise soon."""
+        return self.stop_event is not None and self.stop_event.is_set()
 
 
 @dataclass(slots=True)
@@ -37,6 +59,9 @@ class Completed:
     task: BaseTask | None  # None when the run named no registered task
     outcome: Outcome
     duration: float  # seconds spent in the task itself
+    # Set when the attempt wrote its own outcome (atomic tasks): the flush skips it.
+    landed: Landed | None = None
+    recorded: bool = False
 
 
 def error_entry(exc: BaseException) -> dict[str, str]:
@@ -56,13 +81,37 @@ def signal_sender(run: ClaimedRun) -> type:
         return DatabaseBackend
 
 
-class Attempt:
-    """One attempt of one run; ``run_sync`` or ``run_async`` it, then read ``completed``."""
+def expiry_for(
+    task: Any, stored_options: dict[str, Any] | None, finished_at: datetime
+) -> datetime | None:
+    """When a run finished at ``finished_at`` may be pruned: its task's result_ttl, else
+    TASKMILL_RESULT_TTL; None keeps it."""
+    ttl = effective_option(task, stored_options, "result_ttl") if task is not None else None
+    if ttl is None:
+        ttl = seconds(setting("TASKMILL_RESULT_TTL"))
+    return None if ttl is None else finished_at + timedelta(seconds=ttl)
 
-    def __init__(self, run: ClaimedRun) -> None:
+
+class Attempt:
+    """One attempt of one run: ``run_sync`` (on a thread, or in a child process when the
+    task has a timeout and a process pool is given) or ``run_async``."""
+
+    def __init__(
+        self,
+        run: ClaimedRun,
+        *,
+        database: str = "default",
+        stop_event: threading.Event | None = None,
+        pool: Any = None,
+    ) -> None:
         self.run = run
+        self.database = database
+        self.stop_event = stop_event
+        self.pool = pool
         self.task: BaseTask | None = None
         self.result: TaskResult | None = None
+
+    # -- preparing and deciding -----------------------------------------------------------
 
     def prepare(self) -> Completed | None:
         """Resolve the task; a run naming no registered task fails here and runs nothing."""
@@ -74,12 +123,18 @@ class Attempt:
         self.result = result_of(self.task, self.run, status=TaskResultStatus.RUNNING)
         return None
 
+    def option(self, name: str) -> Any:
+        return effective_option(self.task, self.run.options, name)
+
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         assert self.task is not None and self.result is not None
         args = list(self.run.args)
         if self.task.takes_context:
-            args.insert(0, TaskContext(task_result=self.result))
+            args.insert(0, TaskContext(task_result=self.result, stop_event=self.stop_event))
         return args, self.run.kwargs
+
+    def stop_was_requested(self) -> bool:
+        return self.stop_event is not None and self.stop_event.is_set()
 
     def succeeded(self, value: Any, duration: float) -> Completed:
         try:
@@ -90,41 +145,131 @@ class Attempt:
             )
         except Exception as exc:  # the task ran, but its result cannot be stored
             return self.failed(exc, duration)
+        now = timezone.now()
         outcome = Outcome(
             run_id=self.run.id,
             attempt=self.run.attempt,
             status=TaskResultStatus.SUCCESSFUL,
-            finished_at=timezone.now(),
+            finished_at=now,
             return_value=value,
             errors=self.run.errors,
+            expires_at=expiry_for(self.task, self.run.options, now),
         )
         return Completed(self.run, self.task, outcome, duration)
 
     def failed(self, exc: BaseException, duration: float) -> Completed:
+        if self.stop_was_requested() and not isinstance(exc, RunCancelled):
+            exc = _chained(RunCancelled("stopped on request while running"), exc)
+        errors = [*self.run.errors, error_entry(exc)]
+        now = timezone.now()
+        delay = None
+        if self.task is not None and isinstance(exc, Exception):
+            delay = retry_delay(self.task, self.run.options, task_failures(errors), exc)
+        if delay is not None:
+            status = "READY"
+            available_at = now + timedelta(seconds=delay)
+        else:
+            status = "CANCELLED" if isinstance(exc, RunCancelled) else TaskResultStatus.FAILED
+            available_at = None
         outcome = Outcome(
             run_id=self.run.id,
             attempt=self.run.attempt,
-            status=TaskResultStatus.FAILED,
-            finished_at=timezone.now(),
-            errors=[*self.run.errors, error_entry(exc)],
+            status=status,
+            finished_at=now,
+            errors=errors,
+            available_at=available_at,
+            expires_at=expiry_for(self.task, self.run.options, now),
         )
         return Completed(self.run, self.task, outcome, duration)
+
+    # -- sync -----------------------------------------------------------------------------
 
     def run_sync(self) -> Completed:
         refused = self.prepare()
         if refused:
             return refused
         task_started.send(signal_sender(self.run), task_result=self.result)
+        timeout = self.option("timeout")
+        if timeout and self.pool is not None:
+            return self.run_in_child(timeout)
+        return self.call_here()
+
+    def call_here(self) -> Completed:
+        """Call the task on this thread (a task thread, or a child process's main thread)."""
         args, kwargs = self.arguments()
         close_old_connections()
         began = time.monotonic()
         try:
+            if getattr(self.task, "atomic", False):
+                return self.call_atomic(args, kwargs, began)
             value = self.task.call(*args, **kwargs)
+        except _ResultNotStorable as exc:
+            return exc.completed
         except BaseException as exc:
             return self.failed(exc, time.monotonic() - began)
         finally:
             close_old_connections()
         return self.succeeded(value, time.monotonic() - began)
+
+    def call_atomic(self, args: list[Any], kwargs: dict[str, Any], began: float) -> Completed:
+        """Body and success in one transaction, fenced by the attempt.
+
+        The transaction first locks the run's row if it still holds this attempt; rescue
+        (SKIP LOCKED) passes over it while we hold it. If the worker dies, the transaction
+        rolls back and the rescued attempt starts clean: the body's rows exist once.
+        """
+        from ..followups import callback_path, enqueue_callback, resolve_dependents
+
+        engine = get_engine(self.database)
+        with transaction.atomic(using=self.database):
+            if not engine.lock_attempt(self.run.id, self.run.attempt):
+                raise RunCancelled("the run was taken over before its atomic body started")
+            value = self.task.call(*args, **kwargs)
+            completed = self.succeeded(value, time.monotonic() - began)
+            if completed.outcome.status != TaskResultStatus.SUCCESSFUL:
+                raise _ResultNotStorable(completed)
+            landed = engine.finish([completed.outcome]).get(self.run.id)
+            if landed is None:
+                raise RunCancelled("the run was taken over while its atomic body ran")
+            path = callback_path(self.task, landed.status)
+            if path:
+                enqueue_callback(path, self.run.id)
+            if landed.has_dependents:
+                resolve_dependents(self.database, [self.run.id])
+            completed.landed = landed
+            completed.recorded = True
+        return completed
+
+    def run_in_child(self, timeout: float) -> Completed:
+        from .processes import Killed
+
+        payload = {"database": self.database, "run": _run_to_json(self.run)}
+        began = time.monotonic()
+        reply = self.pool.call(payload, timeout=timeout, stop=self.stop_event)
+        duration = time.monotonic() - began
+        if isinstance(reply, Killed):
+            if reply.reason == "timeout":
+                exc: BaseException = TaskTimeout(
+                    f"Task {self.run.task_path} ran past its timeout of {timeout:g}s; its "
+                    f"process (pid {reply.pid}) was killed."
+                )
+            elif reply.reason == "stopped":
+                exc = RunCancelled(f"stopped on request; its process (pid {reply.pid}) was killed")
+            else:
+                exc = TaskCrashed(
+                    f"The process running the task (pid {reply.pid}) died: {reply.detail}"
+                )
+            return self.failed(exc, duration)
+        if "__child_error__" in reply:
+            return self.failed(TaskCrashed(reply["__child_error__"]["traceback"]), duration)
+        outcome = _outcome_from_json(reply["outcome"])
+        completed = Completed(self.run, self.task, outcome, reply["duration"])
+        if reply.get("landed"):
+            completed.landed = Landed(**reply["landed"])
+            completed.recorded = True
+        return completed
+
+    # -- async ----------------------------------------------------------------------------
 
     async def run_async(self) -> Completed:
         refused = self.prepare()
@@ -132,11 +277,87 @@ class Attempt:
             return refused
         await task_started.asend(signal_sender(self.run), task_result=self.result)
         args, kwargs = self.arguments()
+        timeout = self.option("timeout")
         began = time.monotonic()
+        limit = asyncio.timeout(timeout)
         try:
-            value = await self.task.func(*args, **kwargs)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+            async with limit:
+                value = await self.task.func(*args, **kwargs)
+        except TimeoutError as exc:
+            if limit.expired():
+                exc = _chained(
+                    TaskTimeout(f"Task {self.run.task_path} ran past its timeout of {timeout:g}s"),
+                    exc,
+                )
+            return self.failed(exc, time.monotonic() - began)
+        except asyncio.CancelledError as exc:
+            if self.stop_was_requested():
+                return self.failed(RunCancelled("stopped on request while running"), 0.0)
+            if asyncio.current_task().cancelling():
                 raise
             return self.failed(exc, time.monotonic() - began)
+        except BaseException as exc:
+            return self.failed(exc, time.monotonic() - began)
         return self.succeeded(value, time.monotonic() - began)
+
+
+class _ResultNotStorable(Exception):
+    """Raised inside an atomic attempt to roll back when its return value cannot be stored."""
+
+    def __init__(self, completed: Completed) -> None:
+        self.completed = completed
+
+
+def _chained(exc: BaseException, cause: BaseException) -> BaseException:
+    exc.__cause__ = cause
+    return exc
+
+
+# -- the child process's side -----------------------------------------------------------------
+
+_CLAIMED_DATES = ("enqueued_at", "run_after", "available_at", "started_at", "last_attempted_at")
+
+
+def _run_to_json(run: ClaimedRun) -> dict[str, Any]:
+    values = asdict(run)
+    for name in _CLAIMED_DATES:
+        if values[name] is not None:
+            values[name] = values[name].isoformat()
+    return values
+
+
+def _outcome_to_json(outcome: Outcome) -> dict[str, Any]:
+    values = asdict(outcome)
+    for name in ("finished_at", "available_at", "expires_at"):
+        if values[name] is not None:
+            values[name] = values[name].isoformat()
+    return values
+
+
+def _outcome_from_json(values: dict[str, Any]) -> Outcome:
+    for name in ("finished_at", "available_at", "expires_at"):
+        values[name] = load_datetime(values[name])
+    return Outcome(**values)
+
+
+def run_in_child(payload: dict[str, Any]) -> dict[str, Any]:
+    """The child process's handler: run one attempt here and send back its outcome.
+
+    Signals (task_started) were sent by the worker; the child only calls the task.
+    """
+    values = payload["run"]
+    for name in _CLAIMED_DATES:
+        values[name] = load_datetime(values[name])
+    run = ClaimedRun(**values)
+    attempt = Attempt(run, database=payload["database"])
+    refused = attempt.prepare()
+    completed = refused or attempt.call_here()
+    connections.close_all()
+    return {
+        "outcome": _outcome_to_json(completed.outcome),
+        "duration": completed.duration,
+        "landed": asdict(completed.landed) if completed.landed else None,
+    }
+
+
+__all__ = ["RUN_TABLE", "Attempt", "Completed", "TaskContext", "error_entry", "signal_sender"]

@@ -1,4 +1,5 @@
-"""Where attempts run: ``concurrency`` task threads, and one event loop for async tasks.
+"""Where attempts run: ``concurrency`` task threads, one event loop for async tasks, and
+child processes for sync tasks with a timeout (``processes``).
 
 The task threads take claimed runs from a queue themselves, so a task starts the moment a
 slot is free, while the worker's own thread is busy claiming or writing outcomes. A slot is
@@ -9,14 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db import connections
 
 from .. import registry
 from ..db import ClaimedRun
 from ..exceptions import TaskNotRegistered
+from ..tasks import effective_option
 from .execution import Attempt, Completed
+
+logger = logging.getLogger("taskmill.worker")
+
+
+def _cancel_running_query(wrapper: Any) -> None:
+    """On PostgreSQL, cancel the query a task thread's connection is running (a stop)."""
+    if wrapper.vendor != "postgresql" or wrapper.connection is None:
+        return
+    try:
+        wrapper.connection.cancel_safe(timeout=2)
+    except Exception as exc:  # the connection may be closing; the flag still stands
+        logger.debug("Could not cancel the running query: %s", exc)
 
 
 def is_async_run(run: ClaimedRun) -> bool:
@@ -26,9 +44,33 @@ def is_async_run(run: ClaimedRun) -> bool:
         return False  # refused in Attempt.prepare, on a thread like any sync run
 
 
+def has_timeout(run: ClaimedRun) -> bool:
+    try:
+        task = registry.resolve(run.task_path)
+    except TaskNotRegistered:
+        return False
+    return bool(effective_option(task, run.options, "timeout"))
+
+
 class Executor:
-    def __init__(self, concurrency: int, on_done: Callable[[Completed], None]) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        on_done: Callable[[Completed], None],
+        *,
+        database: str = "default",
+        on_start: Callable[[ClaimedRun], None] | None = None,
+    ) -> None:
         self._on_done = on_done
+        self._on_start = on_start
+        self._database = database
+        # Sync tasks with a timeout run in child processes, started on first need.
+        self._pool = None
+        self._concurrency = concurrency
+        # One stop flag per started run: a stop request sets it (and cancels async ones).
+        self._stops: dict[int, threading.Event] = {}
+        self._futures: dict[int, Any] = {}
+        self._task_connections: dict[int, Any] = {}
         self._slots = threading.Semaphore(concurrency)
         self._waiting: queue.SimpleQueue[ClaimedRun | None] = queue.SimpleQueue()
         self._started: dict[int, ClaimedRun] = {}
@@ -65,12 +107,53 @@ class Executor:
         with self._lock:
             return list(self._started.values())
 
+    def started_ids(self) -> set[int]:
+        with self._lock:
+            return set(self._started)
+
+    def request_stop(self, run_id: int) -> bool:
+        """Ask a started run to stop: its flag is set, an async one is cancelled, a child
+        process is killed (by the pool, which watches the flag), and on PostgreSQL the
+        query its thread is running is cancelled. False if the run is not running here."""
+        with self._lock:
+            event = self._stops.get(run_id)
+            future = self._futures.get(run_id)
+            wrapper = self._task_connections.get(run_id)
+        if event is None:
+            return False
+        event.set()
+        if future is not None:
+            future.cancel()
+        if wrapper is not None:
+            _cancel_running_query(wrapper)
+        return True
+
+    def kill_children(self) -> None:
+        """Self-fencing: kill every child process now (their runs may be rescued elsewhere)."""
+        if self._pool is not None:
+            self._pool.kill_all()
+
     def shutdown(self) -> None:
         """Let the threads end once idle; running tasks are not interrupted."""
         for _ in self._threads:
             self._waiting.put(None)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _process_pool(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                from ..conf import setting
+                from .processes import ProcessPool
+
+                self._pool = ProcessPool(
+                    "taskmill.worker.execution:run_in_child",
+                    max_children=self._concurrency,
+                    grace=float(setting("TASKMILL_TIMEOUT_GRACE")),
+                )
+            return self._pool
 
     # -- the task threads -------------------------------------------------------------------
 
@@ -81,28 +164,48 @@ class Executor:
             if run is None:
                 self._slots.release()
                 return
+            stop = threading.Event()
             with self._lock:
                 self._started[run.id] = run
+                self._stops[run.id] = stop
+            if self._on_start is not None:
+                self._on_start(run)
             if is_async_run(run):
                 # The coroutine keeps the slot; this thread goes back for more work.
-                asyncio.run_coroutine_threadsafe(self._run_async(run), self._event_loop())
+                attempt = Attempt(run, database=self._database, stop_event=stop)
+                future = asyncio.run_coroutine_threadsafe(
+                    self._run_async(attempt), self._event_loop()
+                )
+                with self._lock:
+                    self._futures[run.id] = future
+                if stop.is_set():
+                    future.cancel()
                 continue
+            pool = self._process_pool() if has_timeout(run) else None
+            attempt = Attempt(run, database=self._database, stop_event=stop, pool=pool)
+            if pool is None:
+                with self._lock:
+                    self._task_connections[run.id] = connections[self._database]
             try:
-                completed = Attempt(run).run_sync()
+                completed = attempt.run_sync()
             except BaseException as exc:
-                completed = Attempt(run).failed(exc, 0.0)
+                completed = attempt.failed(exc, 0.0)
             self._done(completed)
 
-    async def _run_async(self, run: ClaimedRun) -> None:
+    async def _run_async(self, attempt: Attempt) -> None:
         try:
-            completed = await Attempt(run).run_async()
+            completed = await attempt.run_async()
         except BaseException as exc:
-            completed = Attempt(run).failed(exc, 0.0)
+            completed = attempt.failed(exc, 0.0)
         self._done(completed)
 
     def _done(self, completed: Completed) -> None:
+        run_id = completed.run.id
         with self._lock:
-            self._started.pop(completed.run.id, None)
+            self._started.pop(run_id, None)
+            self._stops.pop(run_id, None)
+            self._futures.pop(run_id, None)
+            self._task_connections.pop(run_id, None)
         self._slots.release()
         self._on_done(completed)
 

@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from .. import registry, wakeup
 from ..compat import task_finished
 from ..db import get_engine, reset_connection
+from ..db.base import Landed
+from ..followups import callback_path, enqueue_callback, resolve_dependents
 from ..results import result_of
 from .execution import Completed, signal_sender
 from .executor import Executor
@@ -107,7 +109,9 @@ class Worker:
         self._stopping = False
         self._stop_deadline: float | None = None
         self._prefetch = Prefetch(options.concurrency)
-        self._executor = Executor(options.concurrency, self._on_done)
+        self._executor = Executor(
+            options.concurrency, self._on_done, database=options.database, on_start=None
+        )
         self.abandoned_tasks = False
 
     # -- wake-ups and stop requests (any thread, or a signal handler) ----------------------
@@ -295,27 +299,69 @@ class Worker:
         batch = self._unflushed
         self._unflushed = []
         try:
-            landed = self.engine.finish([completed.outcome for completed in batch])
+            landed = self._write_outcomes(batch)
         except BaseException:
             self._unflushed = batch + self._unflushed  # keep them: nothing is lost
             raise
+        for completed in batch:
+            if completed.landed is not None:
+                landed[completed.run.id] = completed.landed
         self.processed += len(landed)
         for completed in batch:
-            if completed.run.id not in landed:
+            written = landed.get(completed.run.id)
+            if written is None:
                 logger.warning(
                     "Outcome of run %s attempt %d discarded: the run was taken over meanwhile",
                     completed.run.id,
                     completed.run.attempt,
                 )
+                continue
+            if written.status == "READY":
+                self._maybe_ready = True  # a retry due now (or staged later)
             elif completed.task is not None:
-                self._send_finished(completed)
+                self._send_finished(completed, written.status)
 
-    def _send_finished(self, completed: Completed) -> None:
+    def _write_outcomes(self, batch: list[Completed]) -> dict[int, Landed]:
+        """Write a batch of outcomes, with what follows them (callbacks, dependents).
+
+        In one transaction when the batch has callbacks or runs known to have dependents;
+        dependents added while a run ran are released in a second one right after.
+        """
+        pending = [completed for completed in batch if not completed.recorded]
+        if not pending:
+            return {}
+        database = self.options.database
+        outcomes = [completed.outcome for completed in pending]
+        follow_up = any(
+            completed.run.has_dependents
+            or getattr(completed.task, "on_success", None)
+            or getattr(completed.task, "on_failure", None)
+            for completed in pending
+        )
+        if not follow_up:
+            landed = self.engine.finish(outcomes)
+            late = [run_id for run_id, row in landed.items() if row.has_dependents]
+            if late:
+                resolve_dependents(database, late)
+            return landed
+        with transaction.atomic(using=database):
+            landed = self.engine.finish(outcomes)
+            for completed in pending:
+                row = landed.get(completed.run.id)
+                path = row and callback_path(completed.task, row.status)
+                if path:
+                    enqueue_callback(path, completed.run.id)
+            finished = [run_id for run_id, row in landed.items() if row.has_dependents]
+            if finished:
+                resolve_dependents(database, finished)
+        return landed
+
+    def _send_finished(self, completed: Completed, status: str) -> None:
         run, outcome = completed.run, completed.outcome
         result = result_of(
             completed.task,
             run,
-            status=outcome.status,
+            status=status,
             finished_at=outcome.finished_at,
             errors=outcome.errors,
             return_value=outcome.return_value,

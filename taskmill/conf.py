@@ -1,0 +1,47 @@
+"""taskmill's settings: flat ``TASKMILL_*`` names in the project's settings, with defaults.
+
+Read at the moment they are needed (not cached at import), so tests can override them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Retries: delay = uniform(0, min(cap, base * 2 ** (failures - 1))) seconds.
+    "TASKMILL_RETRY_BACKOFF_BASE": 1.0,
+    "TASKMILL_RETRY_BACKOFF_CAP": 300.0,
+    # Leases: a worker renews the leases of its runs every HEARTBEAT seconds; a run whose
+    # lease (LEASE seconds) ran out is rescued by any live worker, which looks every
+    # RESCUE_INTERVAL seconds. LEASE must exceed the worst pause you expect plus a few
+    # heartbeats.
+    "TASKMILL_HEARTBEAT_INTERVAL": 10.0,
+    "TASKMILL_LEASE": 60.0,
+    "TASKMILL_RESCUE_INTERVAL": 5.0,
+    # A run whose worker was lost this many times fails ("worker lost") instead of
+    # running again: a task that crashes its worker must not loop forever.
+    "TASKMILL_MAX_LOST_ATTEMPTS": 3,
+    # Hard timeouts: after SIGTERM, how long a task's process has before SIGKILL.
+    "TASKMILL_TIMEOUT_GRACE": 3.0,
+    # Finished runs are deleted this long after they finish (None: kept); per task:
+    # result_ttl. Workers prune every PRUNE_INTERVAL seconds, PRUNE_BATCH rows at a time.
+    "TASKMILL_RESULT_TTL": None,
+    "TASKMILL_PRUNE_INTERVAL": 60.0,
+    "TASKMILL_PRUNE_BATCH": 500,
+}
+
+
+def setting(name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def seconds(value: float | int | timedelta | None) -> float | None:
+    """A duration given as seconds or a timedelta, as seconds."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)

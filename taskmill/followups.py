@@ -1,0 +1,150 @@
+"""What follows a run's final outcome: its callbacks, and the runs that depend on it.
+
+Both are written in the transaction that records the outcome, so a crash cannot record
+the outcome and lose what follows it (or the other way round).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import registry
+from .compat import InvalidTask
+from .exceptions import DependencyFailed, synthetic_error
+from .models import Run, RunDependency, RunStatus
+
+logger = logging.getLogger("taskmill.worker")
+
+FAILED_FOR_GOOD = (RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def callback_path(task: object, status: str) -> str | None:
+    """The task to enqueue after a run of ``task`` ended with ``status``, if any."""
+    if status == RunStatus.SUCCESSFUL:
+        return getattr(task, "on_success", None)
+    if status in FAILED_FOR_GOOD:
+        return getattr(task, "on_failure", None)
+    return None
+
+
+def enqueue_callback(path: str, run_id: int) -> None:
+    """Enqueue the callback task ``path`` with the finished run's result id."""
+    try:
+        callback = registry.resolve(path)
+    except InvalidTask:
+        logger.error("Callback %s of run %s is not a registered task; skipped", path, run_id)
+        return
+    callback.enqueue(str(run_id))
+
+
+def resolve_dependents(database: str, finished_ids: Iterable[int]) -> int:
+    """Release or cancel the WAITING runs that depend on the runs just finished.
+
+    A dependent whose dependencies all succeeded becomes READY; one with a dependency that
+    failed for good or was cancelled is cancelled, naming it, and its own dependents follow.
+    Returns how many runs changed. Call inside the transaction that finished the runs.
+    """
+    changed = 0
+    frontier = list(finished_ids)
+    now = timezone.now()
+    with transaction.atomic(using=database):
+        while frontier:
+            waiting = list(
+                Run.objects.using(database)
+                .select_for_update()
+                .filter(status=RunStatus.WAITING, dependency_links__depends_on_id__in=frontier)
+                .distinct()
+                .order_by("id")
+            )
+            frontier = []
+            for run in waiting:
+                outcome = _settle(database, run, now)
+                if outcome is not None:
+                    changed += 1
+                    if outcome == RunStatus.CANCELLED:
+                        frontier.append(run.pk)
+    return changed
+
+
+def _settle(database: str, run: Run, now: datetime) -> str | None:
+    """Decide a waiting run's fate from its dependencies; None if it must wait on."""
+    statuses = dict(
+        RunDependency.objects.using(database)
+        .filter(run_id=run.pk)
+        .values_list("depends_on_id", "depends_on__status")
+    )
+    failed = sorted(pk for pk, status in statuses.items() if status in FAILED_FOR_GOOD)
+    if failed:
+        cancel_for_dependency(database, run, failed[0], statuses[failed[0]], now)
+        return RunStatus.CANCELLED
+    if all(status == RunStatus.SUCCESSFUL for status in statuses.values()):
+        due = run.available_at <= now
+        Run.objects.using(database).filter(pk=run.pk, status=RunStatus.WAITING).update(
+            status=RunStatus.READY, due=due
+        )
+        if due:
+            from .backend import wake_after_commit
+
+            wake_after_commit(database, run.queue_name)
+        return RunStatus.READY
+    return None
+
+
+def cancel_for_dependency(
+    database: str, run: Run, dependency_id: int, dependency_status: str, now: datetime
+) -> None:
+    word = "was cancelled" if dependency_status == RunStatus.CANCELLED else "failed"
+    error = synthetic_error(
+        DependencyFailed, f"run {dependency_id}, which this run depends on, {word}"
+    )
+    Run.objects.using(database).filter(pk=run.pk).update(
+        status=RunStatus.CANCELLED,
+        finished_at=now,
+        errors=[*run.errors, error],
+        expires_at=_expiry(run.task_path, now),
+    )
+    path = callback_path(_task_or_none(run.task_path), RunStatus.CANCELLED)
+    if path:
+        enqueue_callback(path, run.pk)
+
+
+def _task_or_none(path: str) -> object | None:
+    try:
+        return registry.resolve(path)
+    except InvalidTask:
+        return None
+
+
+def _expiry(task_path: str, finished_at: datetime) -> datetime | None:
+    from .worker.execution import expiry_for
+
+    return expiry_for(_task_or_none(task_path), None, finished_at)
+
+
+def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) -> str:
+    """At enqueue, for a run inserted as WAITING: lock what it depends on, mark them as
+    having dependents, and settle it at once if they have all finished.
+
+    Locking the dependencies (FOR UPDATE) orders this against their finish: either the
+    finish commits first and we read its outcome here, or it waits for this transaction
+    and then sees the new dependent. Returns the run's status after settling.
+    """
+    rows = dict(
+        Run.objects.using(database)
+        .select_for_update()
+        .filter(pk__in=list(depends_on))
+        .values_list("pk", "status")
+    )
+    missing = sorted(set(depends_on) - set(rows))
+    if missing:
+        raise InvalidTask(f"depends_on names runs that do not exist: {missing}.")
+    Run.objects.using(database).filter(pk__in=list(rows), has_dependents=False).update(
+        has_dependents=True
+    )
+    run = Run.objects.using(database).get(pk=run_id)
+    return _settle(database, run, timezone.now()) or RunStatus.WAITING
