@@ -54,11 +54,12 @@ def resolve_dependents(database: str, finished_ids: Iterable[int]) -> int:
     now = timezone.now()
     with transaction.atomic(using=database):
         while frontier:
+            # A subquery, not a join with DISTINCT: PostgreSQL refuses FOR UPDATE with DISTINCT.
+            dependents = RunDependency.objects.using(database).filter(depends_on_id__in=frontier)
             waiting = list(
                 Run.objects.using(database)
                 .select_for_update()
-                .filter(status=RunStatus.WAITING, dependency_links__depends_on_id__in=frontier)
-                .distinct()
+                .filter(status=RunStatus.WAITING, pk__in=dependents.values("run_id"))
                 .order_by("id")
             )
             frontier = []
@@ -145,6 +146,9 @@ def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) 
         raise InvalidTask(f"depends_on names runs that do not exist: {missing}.")
     Run.objects.using(database).filter(pk__in=list(rows), has_dependents=False).update(
         has_dependents=True
+    )
+    RunDependency.objects.using(database).bulk_create(
+        [RunDependency(run_id=run_id, depends_on_id=pk) for pk in sorted(rows)]
     )
     run = Run.objects.using(database).get(pk=run_id)
     return _settle(database, run, timezone.now()) or RunStatus.WAITING

@@ -27,6 +27,7 @@ RETURNING {", ".join(CLAIMED_COLUMNS)}
 class SQLiteEngine(Engine):
     vendor = "sqlite"
     for_update = ""  # a write transaction holds the whole database
+    skip_locked = ""
 
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request

@@ -20,7 +20,7 @@ from django.db import connections
 
 from .. import registry
 from ..db import ClaimedRun
-from ..exceptions import TaskNotRegistered
+from ..exceptions import RunCancelled, TaskNotRegistered
 from ..tasks import effective_option
 from .execution import Attempt, Completed
 
@@ -71,6 +71,14 @@ class Executor:
         self._stops: dict[int, threading.Event] = {}
         self._futures: dict[int, Any] = {}
         self._task_connections: dict[int, Any] = {}
+        # Prefetch marks (see begin_marks): claimed runs not started yet, those a heartbeat
+        # is marking as such in the database, and those it has marked.
+        self._queued: set[int] = set()
+        self._marking: set[int] = set()
+        self._marked: set[int] = set()
+        self._round_done = threading.Event()
+        self._round_done.set()
+        self._dropped: set[int] = set()  # lost before they started: never start them
         self._slots = threading.Semaphore(concurrency)
         self._waiting: queue.SimpleQueue[ClaimedRun | None] = queue.SimpleQueue()
         self._started: dict[int, ClaimedRun] = {}
@@ -86,8 +94,44 @@ class Executor:
     # -- the worker's side ------------------------------------------------------------------
 
     def submit(self, runs: Iterable[ClaimedRun]) -> None:
+        runs = list(runs)
+        with self._lock:
+            self._queued.update(run.id for run in runs)
         for run in runs:
             self._waiting.put(run)
+
+    # -- prefetch marks: exact "was it started?" for the rescue, at no per-task cost --------
+
+    def begin_marks(self) -> set[int]:
+        """A heartbeat is about to mark the runs not started yet; return them. A run that
+        starts before the heartbeat's write is done waits for it, then unmarks itself."""
+        with self._lock:
+            self._marking = set(self._queued)
+            self._round_done.clear()
+            return set(self._marking)
+
+    def end_marks(self, written: set[int]) -> None:
+        with self._lock:
+            self._marked |= written
+            self._marking = set()
+            self._round_done.set()
+
+    def _needs_unmark(self, run: ClaimedRun) -> bool:
+        with self._lock:
+            self._queued.discard(run.id)
+            pending = run.id in self._marking
+            marked = run.id in self._marked
+            self._marked.discard(run.id)
+        if pending:
+            self._round_done.wait(10)
+            with self._lock:
+                self._marked.discard(run.id)
+        return pending or marked
+
+    def drop(self, run_ids: Iterable[int]) -> None:
+        """Runs lost before they started: they will be reported, not run."""
+        with self._lock:
+            self._dropped.update(run_ids)
 
     def waiting_count(self) -> int:
         return self._waiting.qsize()
@@ -102,6 +146,8 @@ class Executor:
                 return taken
             if run is not None:
                 taken.append(run)
+                with self._lock:
+                    self._queued.discard(run.id)
 
     def started(self) -> list[ClaimedRun]:
         with self._lock:
@@ -110,6 +156,19 @@ class Executor:
     def started_ids(self) -> set[int]:
         with self._lock:
             return set(self._started)
+
+    def atomic_ids(self) -> set[int]:
+        """Started runs of atomic tasks: their rows are locked by their own transaction."""
+        with self._lock:
+            started = list(self._started.values())
+        atomic = set()
+        for run in started:
+            try:
+                if registry.resolve(run.task_path).atomic:
+                    atomic.add(run.id)
+            except (TaskNotRegistered, AttributeError):
+                pass
+        return atomic
 
     def request_stop(self, run_id: int) -> bool:
         """Ask a started run to stop: its flag is set, an async one is cancelled, a child
@@ -168,7 +227,14 @@ class Executor:
             with self._lock:
                 self._started[run.id] = run
                 self._stops[run.id] = stop
-            if self._on_start is not None:
+                dropped = run.id in self._dropped
+                self._dropped.discard(run.id)
+            unmark = self._needs_unmark(run)
+            if dropped:
+                attempt = Attempt(run, database=self._database)
+                self._done(attempt.failed(RunCancelled("lost before it started"), 0.0))
+                continue
+            if unmark and self._on_start is not None:
                 self._on_start(run)
             if is_async_run(run):
                 # The coroutine keeps the slot; this thread goes back for more work.

@@ -24,10 +24,16 @@ from django.utils import timezone
 
 from .. import registry, wakeup
 from ..compat import task_finished
-from ..db import get_engine, reset_connection
+from ..conf import setting
+from ..control import CONTROL_WAKEUP
+from ..db import ClaimedRun, get_engine, reset_connection
 from ..db.base import Landed
 from ..followups import callback_path, enqueue_callback, resolve_dependents
 from ..results import result_of
+from .duties import DutyThread
+from .duties.heartbeat import Heartbeat
+from .duties.lifeline import Lifeline
+from .duties.pruner import Pruner
 from .execution import Completed, signal_sender
 from .executor import Executor
 
@@ -57,7 +63,8 @@ class WorkerOptions:
     label: str = ""
     poll_interval: float = 1.0
     shutdown_timeout: float = 30.0
-    lease_seconds: float = 300.0
+    lease_seconds: float | None = None  # None: TASKMILL_LEASE
+    duties: bool = True  # heartbeat, rescue, pruning (off only in protocol tests)
 
 
 def make_worker_id(label: str) -> str:
@@ -110,9 +117,74 @@ class Worker:
         self._stop_deadline: float | None = None
         self._prefetch = Prefetch(options.concurrency)
         self._executor = Executor(
-            options.concurrency, self._on_done, database=options.database, on_start=None
+            options.concurrency, self._on_done, database=options.database, on_start=self._unmark
         )
         self.abandoned_tasks = False
+        if options.lease_seconds is None:
+            options.lease_seconds = float(setting("TASKMILL_LEASE"))
+        # Runs held (claimed, not yet written back), id -> attempt: what the heartbeat renews.
+        self._held: dict[int, int] = {}
+        self._held_lock = threading.Lock()
+        self._fenced = False
+        self.paused_queues: set[str] = set()
+        self.heartbeat = Heartbeat(self)
+        self._heartbeat_thread = DutyThread("heartbeat", options.database, [self.heartbeat])
+        self._duty_thread = DutyThread(
+            "duties",
+            options.database,
+            [Lifeline(options.database, on_rescued=self._rescued), Pruner(options.database)],
+        )
+
+    # -- what the heartbeat thread asks and tells --------------------------------------------
+
+    def held_runs(self) -> tuple[dict[int, int], set[int], set[int]]:
+        """For a heartbeat: id -> attempt of every run held, the ids of those not started,
+        and those of atomic tasks running (their rows are locked by their transaction)."""
+        waiting = self._executor.begin_marks()
+        atomic = self._executor.atomic_ids()
+        with self._held_lock:
+            return dict(self._held), waiting, atomic
+
+    def marks_written(self, written: set[int]) -> None:
+        self._executor.end_marks(written)
+
+    def stop_runs(self, run_ids: set[int]) -> None:
+        """Stop these runs' attempts: lost to us, or asked to stop."""
+        if not run_ids:
+            return
+        started = self._executor.started_ids()
+        self._executor.drop(run_ids - started)
+        for run_id in run_ids & started:
+            self._executor.request_stop(run_id)
+
+    def fence(self) -> None:
+        self._fenced = True
+        self._executor.kill_children()
+        for run_id in self._executor.started_ids():
+            self._executor.request_stop(run_id)
+
+    def unfence(self) -> None:
+        self._fenced = False
+        self._wake.set()
+
+    def _rescued(self) -> None:
+        self._maybe_ready = True
+        self._wake.set()
+
+    def _unmark(self, run: ClaimedRun) -> None:
+        try:
+            self.engine.unmark_prefetched(run.id, run.attempt)
+        except DatabaseError as exc:  # the rescue would then see it as never started
+            logger.warning("Could not record that run %s started: %s", run.id, exc)
+
+    def _hold(self, runs: list[ClaimedRun]) -> None:
+        with self._held_lock:
+            self._held.update((run.id, run.attempt) for run in runs)
+
+    def _let_go(self, run_ids: list[int]) -> None:
+        with self._held_lock:
+            for run_id in run_ids:
+                self._held.pop(run_id, None)
 
     # -- wake-ups and stop requests (any thread, or a signal handler) ----------------------
 
@@ -128,6 +200,9 @@ class Worker:
             self._wake.set()
 
     def _on_wakeup(self, queue_name: str) -> None:
+        if queue_name == CONTROL_WAKEUP:
+            self._heartbeat_thread.kick()  # a stop or shutdown request: learn it now
+            return
         if queue_name and not self._serves(queue_name):
             return
         self._maybe_ready = True
@@ -170,6 +245,9 @@ class Worker:
             ",".join(self.options.queues) if self.options.queues else "*",
             self.options.concurrency,
         )
+        if self.options.duties:
+            self._heartbeat_thread.start()
+            self._duty_thread.start()
         try:
             self._loop()
         except WorkerInterrupted:
@@ -180,6 +258,10 @@ class Worker:
             wakeup.unsubscribe(self._on_wakeup)
             if listener is not None:
                 listener.stop()
+            if self.options.duties:
+                self._duty_thread.stop()
+                self._heartbeat_thread.stop()
+                self.heartbeat.unregister()
             self._executor.shutdown()
         logger.info("Worker %s stopped after %d task(s)", self.id, self.processed)
         return 0
@@ -276,7 +358,7 @@ class Worker:
 
     def _claim(self) -> int:
         limit = self._claim_limit()
-        if limit <= 0:
+        if limit <= 0 or self._fenced:
             return 0
         self._maybe_ready = False
         now = timezone.now()
@@ -292,6 +374,7 @@ class Worker:
             self._maybe_ready = True  # a full batch: there is probably more
         self._claimed_total += len(runs)
         self._outstanding += len(runs)
+        self._hold(runs)
         self._executor.submit(runs)
         return len(runs)
 
@@ -303,6 +386,7 @@ class Worker:
         except BaseException:
             self._unflushed = batch + self._unflushed  # keep them: nothing is lost
             raise
+        self._let_go([completed.run.id for completed in batch])
         for completed in batch:
             if completed.landed is not None:
                 landed[completed.run.id] = completed.landed
@@ -386,6 +470,7 @@ class Worker:
         if waiting:
             self._outstanding -= len(waiting)
             released = self.engine.release(waiting, now=timezone.now(), started=False)
+            self._let_go([run.id for run in waiting])
             logger.info("Returned %d unstarted run(s) to the queue", released)
         if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
             return False
@@ -402,6 +487,7 @@ class Worker:
         self._outstanding = 0
         self.abandoned_tasks = True
         released = self.engine.release(running, now=timezone.now(), started=True)
+        self._let_go([run.id for run in running])
         logger.warning("Returned %d unfinished run(s) to the queue", released)
 
     def emergency_exit(self) -> None:

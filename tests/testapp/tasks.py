@@ -117,3 +117,187 @@ async def async_rendezvous(name: str, parties: int, timeout: float = 20.0) -> st
             raise TimeoutError(f"only {_async_arrivals[name]} of {parties} arrived")
         await asyncio.sleep(0.005)
     return threading.current_thread().name
+
+
+# -- Execution options: retries, unique runs, dependencies, callbacks, atomic tasks ----------
+# Declared with taskmill.task, which makes taskmill's Task on Django 5.2 as on 6.1.
+
+from django.utils import timezone  # noqa: E402
+
+import taskmill  # noqa: E402
+
+
+def _no_delay(failures: int, exc: BaseException) -> float:
+    return 0
+
+
+def _stamp(kind: str, context) -> None:
+    """Record one attempt: kind, run id, attempt number and when it started."""
+    _record(f"{kind} {context.task_result.id} {context.attempt} {timezone.now().isoformat()}")
+
+
+@taskmill.task(takes_context=True, max_attempts=3, backoff=_no_delay)
+def flaky(context, failures: int) -> int:
+    """Fails its first ``failures`` attempts, then returns the attempt that succeeded."""
+    _stamp("flaky", context)
+    if context.attempt <= failures:
+        raise ConnectionError(f"attempt {context.attempt} failed")
+    return context.attempt
+
+
+@taskmill.task(takes_context=True, backoff=_no_delay)
+def always_fails(context) -> None:
+    """Fails every attempt; max_attempts left at 1, for .using(max_attempts=...)."""
+    _stamp("always", context)
+    raise ConnectionError(f"attempt {context.attempt} failed")
+
+
+class Transient(ConnectionError):
+    """A subclass of what ``picky`` retries."""
+
+
+@taskmill.task(takes_context=True, max_attempts=3, retry_on=(ConnectionError,), backoff=_no_delay)
+def picky(context, kind: str) -> None:
+    """Retries only ConnectionError (and subclasses); anything else fails at once."""
+    _stamp(f"picky-{kind}", context)
+    errors = {"connection": ConnectionError, "transient": Transient, "value": ValueError}
+    raise errors[kind](f"{kind} on attempt {context.attempt}")
+
+
+def _recording_backoff(failures: int, exc: BaseException) -> float:
+    delay = 0.3 * failures
+    _record(f"backoff {failures} {type(exc).__name__} {delay}")
+    return delay
+
+
+@taskmill.task(takes_context=True, max_attempts=3, backoff=_recording_backoff)
+def backing_off(context) -> None:
+    """Always fails; its backoff records its arguments and waits 0.3 s, then 0.6 s."""
+    _stamp("backing-off", context)
+    raise ConnectionError(f"attempt {context.attempt} failed")
+
+
+@taskmill.task(takes_context=True, max_attempts=3, backoff_base=0.2, backoff_cap=0.3)
+def jittered(context) -> None:
+    """Always fails; the default backoff (full jitter) with a 0.2 s base and a 0.3 s cap."""
+    _stamp("jittered", context)
+    raise ConnectionError(f"attempt {context.attempt} failed")
+
+
+@taskmill.task(max_attempts=2, backoff=lambda failures, exc: 3600)
+def retry_in_an_hour() -> None:
+    raise ConnectionError("try again later")
+
+
+@taskmill.task(max_attempts=5, backoff=lambda failures, exc: None if failures >= 2 else 0)
+def backoff_gives_up() -> None:
+    """Its backoff says no more after the second failure, whatever max_attempts says."""
+    raise ConnectionError("again")
+
+
+@taskmill.task(
+    takes_context=True,
+    max_attempts=3,
+    backoff=_no_delay,
+    on_failure="tests.testapp.tasks.note_failure",
+)
+def fail_after_file(context, path: str) -> None:
+    """Waits for ``path``, then fails with a retryable error."""
+    _stamp("fail-after-file", context)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    raise ConnectionError("failed after the file appeared")
+
+
+@taskmill.task(unique=True)
+def unique_job(name: str, **extra) -> str:
+    return name
+
+
+@taskmill.task(unique=True)
+def unique_wait(path: str) -> str:
+    """A unique task that stays RUNNING until ``path`` exists."""
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.01)
+    return path
+
+
+@taskmill.task(takes_context=True)
+def step(context, name: str) -> str:
+    """A link in a dependency chain: records when it ran."""
+    _stamp(f"step-{name}", context)
+    return name
+
+
+@taskmill.task
+def note_success(run_id: str) -> str:
+    _record(f"on_success {run_id}")
+    return run_id
+
+
+@taskmill.task
+def note_failure(run_id: str) -> str:
+    _record(f"on_failure {run_id}")
+    return run_id
+
+
+@taskmill.task(
+    takes_context=True,
+    max_attempts=2,
+    backoff=_no_delay,
+    on_success=note_success,  # a task...
+    on_failure="tests.testapp.tasks.note_failure",  # ...or its import path
+)
+def watched(context, failures: int) -> int:
+    """Fails its first ``failures`` attempts (two at most); callbacks on either outcome."""
+    _stamp("watched", context)
+    if context.attempt <= failures:
+        raise ConnectionError(f"attempt {context.attempt} failed")
+    return context.attempt
+
+
+@taskmill.task(on_failure=note_failure)
+def step_with_callback(name: str) -> str:
+    return name
+
+
+@taskmill.task(atomic=True, on_success=note_success)
+def atomic_insert(name: str, fail: bool = False) -> int:
+    """Inserts an Effect row, then fails if told to: the row must then not exist."""
+    from .models import Effect
+
+    effect = Effect.objects.create(name=name)
+    if fail:
+        raise RuntimeError(f"failed after inserting {name}")
+    return effect.pk
+
+
+@taskmill.task
+def plain_insert(name: str, fail: bool = False) -> int:
+    """atomic_insert without atomic=True: a failure keeps the row."""
+    from .models import Effect
+
+    effect = Effect.objects.create(name=name)
+    if fail:
+        raise RuntimeError(f"failed after inserting {name}")
+    return effect.pk
+
+
+@taskmill.task(takes_context=True, atomic=True, max_attempts=2, backoff=_no_delay)
+def atomic_flaky(context, name: str) -> int:
+    """Inserts a row on every attempt and fails the first: one row must remain."""
+    from .models import Effect
+
+    effect = Effect.objects.create(name=f"{name}-{context.attempt}")
+    if context.attempt == 1:
+        raise ConnectionError("first attempt fails after its insert")
+    return effect.pk
+
+
+@taskmill.task(result_ttl=60)
+def short_lived() -> str:
+    return "kept a minute"

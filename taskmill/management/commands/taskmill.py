@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "sync-schedules": "taskmill.cli.sync_schedules",
     "export-schedules": "taskmill.cli.export_schedules",
     "import-schedules": "taskmill.cli.import_schedules",
+    "prune": "taskmill.cli.prune",
 }
 
 

@@ -1,0 +1,128 @@
+"""The heartbeat: renew this worker's leases, learn of stop and shutdown requests.
+
+It runs on a thread of its own with its own connection, so a busy claim loop or an event
+loop full of tasks never starves it (pgqueuer's duplicate runs came from that). If it keeps
+failing for most of a lease, the worker fences itself: it stops claiming, kills its child
+processes and flags its task threads, because other workers are about to rescue its runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.db import DatabaseError
+
+from ...conf import setting
+from ...models import Worker as WorkerRow
+from . import Duty
+
+if TYPE_CHECKING:
+    from ..loop import Worker
+
+logger = logging.getLogger("taskmill.worker")
+
+# Fence once heartbeats have failed for this share of a lease.
+SELF_FENCE_AFTER = 0.75
+
+
+class Heartbeat(Duty):
+    name = "heartbeat"
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.interval = float(setting("TASKMILL_HEARTBEAT_INTERVAL"))
+        self.lease = float(setting("TASKMILL_LEASE"))
+        self.last_success = time.monotonic()
+        self.fenced = False
+        self.registered = False
+
+    def register(self, now: datetime) -> None:
+        """Write this worker's row (again, if it was pruned while we were away)."""
+        options = self.worker.options
+        WorkerRow.objects.using(options.database).update_or_create(
+            pk=self.worker.id,
+            defaults={
+                "host": socket.gethostname()[:255],
+                "pid": os.getpid(),
+                "label": options.label[:100],
+                "database": options.database,
+                "queues": list(options.queues) if options.queues is not None else None,
+                "exclude_queues": list(options.exclude_queues),
+                "concurrency": options.concurrency,
+                "started_at": now,
+                "last_heartbeat_at": now,
+                "state": WorkerRow.State.RUNNING,
+            },
+        )
+        self.registered = True
+
+    def run(self, now: datetime) -> None:
+        try:
+            self.beat(now)
+        except DatabaseError:
+            self.check_fence()
+            raise
+
+    def beat(self, now: datetime) -> None:
+        worker = self.worker
+        if not self.registered:
+            self.register(now)
+        held, waiting, atomic = worker.held_runs()
+        written = waiting  # if the write fails midway, assume the marks may be there
+        try:
+            reply = worker.engine.heartbeat(
+                worker_id=worker.id,
+                held=held,
+                waiting=waiting,
+                skip=atomic,
+                now=now,
+                lease_until=now + timedelta(seconds=self.lease),
+                worker_fields={
+                    "running": sorted(set(held) - waiting)[:1000],
+                    "processed": worker.processed,
+                    "state": (
+                        WorkerRow.State.STOPPING if worker.stopping else WorkerRow.State.RUNNING
+                    ),
+                },
+            )
+            written = waiting & reply.renewed
+        finally:
+            worker.marks_written(written)
+        self.last_success = time.monotonic()
+        if self.fenced:
+            logger.warning("Worker %s reached the database again; claiming again", worker.id)
+            self.fenced = False
+            worker.unfence()
+        for run_id in reply.lost:
+            logger.warning("Run %s is no longer this worker's (rescued or cancelled)", run_id)
+        worker.stop_runs(reply.lost | reply.stop_requested)
+        worker.paused_queues = reply.paused_queues
+        if reply.shutdown_requested and not worker.stopping:
+            logger.warning("Worker %s asked to shut down", worker.id)
+            worker.request_stop()
+
+    def check_fence(self) -> None:
+        silent = time.monotonic() - self.last_success
+        if not self.fenced and silent > SELF_FENCE_AFTER * self.lease:
+            self.fenced = True
+            logger.error(
+                "Worker %s: no heartbeat for %.0fs of a %.0fs lease: fencing itself (no claims, "
+                "children killed, tasks asked to stop) before its runs are rescued elsewhere",
+                self.worker.id,
+                silent,
+                self.lease,
+            )
+            self.worker.fence()
+
+    def unregister(self) -> None:
+        try:
+            WorkerRow.objects.using(self.worker.options.database).filter(pk=self.worker.id).update(
+                state=WorkerRow.State.STOPPED, running=[], processed=self.worker.processed
+            )
+        except DatabaseError as exc:
+            logger.warning("Could not mark worker %s stopped: %s", self.worker.id, exc)

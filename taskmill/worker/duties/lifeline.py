@@ -1,0 +1,131 @@
+"""Rescue: runs whose lease ran out (their worker died, froze, or lost the database) go back.
+
+Any live worker does it, every TASKMILL_RESCUE_INTERVAL seconds. The rows are taken with
+SKIP LOCKED (an atomic task's row, locked by its transaction, is passed over), and each
+UPDATE repeats the lease condition, so a stale read can never revert a run that finished.
+
+- A run that was claimed but never started (prefetched) goes back as if never claimed.
+- A run whose stop was requested is cancelled.
+- Otherwise the attempt is recorded as lost ("worker lost") and the run is READY again,
+  whatever its max_attempts (a SIGKILL at deploy is not the task's fault), up to
+  TASKMILL_MAX_LOST_ATTEMPTS lost attempts, after which it fails: a task that crashes its
+  worker must not loop forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from ... import registry
+from ...compat import InvalidTask
+from ...conf import setting
+from ...db import get_engine
+from ...exceptions import RunCancelled, WorkerLost, lost_attempts, synthetic_error
+from ...followups import callback_path, enqueue_callback, resolve_dependents
+from ..execution import expiry_for
+from . import Duty
+
+logger = logging.getLogger("taskmill.worker")
+
+BATCH = 100
+
+
+class Lifeline(Duty):
+    name = "lifeline"
+
+    def __init__(self, database: str, on_rescued: Any = None) -> None:
+        self.database = database
+        self.interval = float(setting("TASKMILL_RESCUE_INTERVAL"))
+        self.on_rescued = on_rescued
+        self.rescued = 0
+
+    def run(self, now: datetime) -> None:
+        count = rescue_expired(self.database, now)
+        self.rescued += count
+        if count and self.on_rescued is not None:
+            self.on_rescued()
+
+
+def rescue_expired(database: str, now: datetime) -> int:
+    """Rescue up to one batch of runs whose lease expired before ``now``; return how many."""
+    engine = get_engine(database)
+    rescued = 0
+    with transaction.atomic(using=database):
+        for row in engine.expired_runs(now, BATCH):
+            values, final = _rescued_state(row, now)
+            if not engine.rescue(row["id"], row["attempt"], now, values):
+                continue
+            rescued += 1
+            logger.warning(
+                "Rescued run %s (attempt %s of worker %s): %s",
+                row["id"],
+                row["attempt"],
+                row["worker_id"],
+                values["status"],
+            )
+            if final:
+                task = _task_or_none(row["task_path"])
+                path = callback_path(task, values["status"])
+                if path:
+                    enqueue_callback(path, row["id"])
+                resolve_dependents(database, [row["id"]])
+            elif values.get("due"):
+                engine.notify(row["queue_name"])
+    return rescued
+
+
+def _rescued_state(row: dict[str, Any], now: datetime) -> tuple[dict[str, Any], bool]:
+    common = {"worker_id": "", "lease_expires_at": None, "prefetched": False}
+    if row["stop_requested"]:
+        error = synthetic_error(RunCancelled, "stopped on request; its worker was lost meanwhile")
+        return _final(row, "CANCELLED", error, now, common), True
+    if row["prefetched"]:
+        # Never started: as if never claimed. The attempt number stays (it is the fencing
+        # token: the lost worker may still wake up holding it).
+        return {
+            **common,
+            "status": "READY",
+            "due": True,
+            "available_at": now,
+            "worker_ids": row["worker_ids"][:-1],
+        }, False
+    lost = lost_attempts(row["errors"]) + 1
+    limit = int(setting("TASKMILL_MAX_LOST_ATTEMPTS"))
+    message = f"the worker {row['worker_id']} running attempt {row['attempt']} was lost"
+    if lost >= limit:
+        error = synthetic_error(
+            WorkerLost, f"{message}; {lost} lost attempts, the limit: the run fails"
+        )
+        return _final(row, "FAILED", error, now, common), True
+    error = synthetic_error(WorkerLost, f"{message}; the run goes again")
+    return {
+        **common,
+        "status": "READY",
+        "due": True,
+        "available_at": now,
+        "errors": [*row["errors"], error],
+    }, False
+
+
+def _final(
+    row: dict[str, Any], status: str, error: dict[str, str], now: datetime, common: dict
+) -> dict[str, Any]:
+    task = _task_or_none(row["task_path"])
+    return {
+        **common,
+        "status": status,
+        "finished_at": now,
+        "expires_at": expiry_for(task, row["options"], now),
+        "errors": [*row["errors"], error],
+    }
+
+
+def _task_or_none(path: str) -> Any:
+    try:
+        return registry.resolve(path)
+    except InvalidTask:
+        return None

@@ -1,0 +1,142 @@
+"""Leases and rescue with real processes and real signals: SIGKILL, SIGSTOP/SIGCONT."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from taskmill.exceptions import WorkerLost, class_path
+from taskmill.models import Run, RunStatus
+from tests.conftest import read_records, wait_until
+from tests.testapp import execution_tasks as tasks
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# Short leases for these workers only: rescue within about two seconds of a death.
+FAST_LEASES = {
+    "TASKMILL_TEST_HEARTBEAT": "0.2",
+    "TASKMILL_TEST_LEASE": "1.5",
+    "TASKMILL_TEST_RESCUE": "0.2",
+}
+LOST = class_path(WorkerLost)
+
+
+def lost_errors(run: Run) -> int:
+    return sum(1 for error in run.errors if error["exception_class_path"] == LOST)
+
+
+def test_sigkill_mid_task_twenty_times_loses_nothing(start_worker, run_worker, record_dir):
+    # A worker that only rescues (it serves a queue nobody uses) keeps watching the leases.
+    rescuer = start_worker("--queue", "emails", "--no-scheduler", env=FAST_LEASES)
+    ids = []
+    for n in range(20):
+        # Each new run outranks the rescued ones, so the victim (one claim) takes it.
+        result = tasks.block_first_attempt.using(priority=n).enqueue(f"r{n}")
+        ids.append(int(result.id))
+        victim = start_worker("--max-tasks", "1", "--no-scheduler", env=FAST_LEASES)
+        wait_until(
+            lambda n=n: any(line.startswith(f"start r{n} 1 ") for line in read_records(record_dir)),
+            message=f"run r{n} to start",
+        )
+        victim.kill()  # SIGKILL of its whole process group
+    wait_until(
+        lambda: not Run.objects.filter(status=RunStatus.RUNNING).exists(),
+        timeout=60,
+        message="every killed run to be rescued",
+    )
+    run_worker("--burst", "--no-scheduler", "--concurrency", "4")
+    runs = list(Run.objects.filter(pk__in=ids))
+    assert {run.status for run in runs} == {RunStatus.SUCCESSFUL}
+    for run in runs:
+        assert lost_errors(run) == 1, run.errors
+        assert len(run.worker_ids) == 2
+        assert run.return_value.startswith("done ")
+    starts = [line for line in read_records(record_dir) if line.startswith("start ")]
+    assert len(starts) == 40  # each run: the killed attempt and the one that finished
+    assert rescuer.process.poll() is None  # the rescuer lives on
+
+
+def test_a_prefetched_run_goes_back_without_a_lost_attempt(start_worker, run_worker, record_dir):
+    blocking = tasks.block_first_attempt.enqueue("blocker")
+    waiting = tasks.quick_with_timeout.using(priority=-5).enqueue(1)
+    victim = start_worker("--concurrency", "1", "--no-scheduler", env=FAST_LEASES)
+    # Claimed with the blocker, never started: the heartbeat marks it so in the database.
+    wait_until(
+        lambda: Run.objects.filter(pk=waiting.id, status="RUNNING", prefetched=True).exists(),
+        message="the waiting run to be marked prefetched",
+    )
+    victim.kill()
+    start_worker("--queue", "emails", "--no-scheduler", env=FAST_LEASES)
+    wait_until(
+        lambda: not Run.objects.filter(status=RunStatus.RUNNING).exists(),
+        timeout=30,
+        message="both runs rescued",
+    )
+    prefetched = Run.objects.get(pk=waiting.id)
+    assert prefetched.status == RunStatus.READY
+    assert prefetched.errors == [] and prefetched.worker_ids == []
+    started = Run.objects.get(pk=blocking.id)
+    assert lost_errors(started) == 1
+
+
+def test_a_frozen_workers_late_outcome_is_refused(start_worker, record_dir, tmp_path):
+    release = tmp_path / "release"
+    result = tasks.fenced_probe.enqueue(str(release))
+    frozen = start_worker("--no-scheduler", env=FAST_LEASES)
+    wait_until(lambda: "probe 1" in read_records(record_dir), message="attempt 1 to start")
+    os.killpg(frozen.process.pid, signal.SIGSTOP)
+    try:
+        start_worker("--no-scheduler", env=FAST_LEASES)
+        wait_until(
+            lambda: Run.objects.filter(pk=result.id, status=RunStatus.SUCCESSFUL).exists(),
+            timeout=30,
+            message="the rescued attempt to finish",
+        )
+    finally:
+        release.write_text("go")
+        os.killpg(frozen.process.pid, signal.SIGCONT)
+    frozen.wait_for_output("discarded", timeout=30)
+    run = Run.objects.get(pk=result.id)
+    assert run.status == RunStatus.SUCCESSFUL
+    assert run.return_value == "second"  # the rescued attempt's result stands
+    assert lost_errors(run) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried(start_worker, tmp_path):
+    pid_path = tmp_path / "pids"
+    result = tasks.sleep_past_timeout.enqueue(str(pid_path))
+    others = [tasks.quick_with_timeout.enqueue(n) for n in range(3)]
+    start_worker("--concurrency", "2", "--no-scheduler")
+    wait_until(
+        lambda: Run.objects.filter(pk=result.id, status=RunStatus.FAILED).exists(),
+        timeout=60,
+        message="the run to fail after two timed-out attempts",
+    )
+    run = Run.objects.get(pk=result.id)
+    assert [e["exception_class_path"] for e in run.errors] == [
+        "taskmill.exceptions.TaskTimeout"
+    ] * 2
+    assert len(run.worker_ids) == 2
+    pids = [path.read_text().split() for path in tmp_path.glob("pids.*")]
+    assert len(pids) == 2
+    for child_pid, grandchild_pid in pids:
+        wait_until(lambda p=int(child_pid): not _alive(p), timeout=10, message="child gone")
+        wait_until(
+            lambda p=int(grandchild_pid): not _alive(p), timeout=10, message="grandchild gone"
+        )
+    for other in others:
+        wait_until(lambda o=other: Run.objects.get(pk=o.id).status == RunStatus.SUCCESSFUL)
+        assert Run.objects.get(pk=other.id).return_value == other.args[0] * 2
