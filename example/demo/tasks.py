@@ -1,7 +1,7 @@
 """The demo's tasks: plain Django tasks, run by taskmill's worker.
 
-Nothing here is taskmill-specific except ``enqueue_many``: the decorator, ``.using()``,
-``.enqueue()`` and the results are Django's own tasks API.
+Most are Django's own tasks API; the last two use what taskmill adds: retries with
+backoff (``flaky_sync``) and a hard timeout (``stuck_export``), through ``taskmill.task``.
 """
 
 import asyncio
@@ -16,6 +16,8 @@ try:
     from django.tasks import task
 except ImportError:  # Django 5.2: the django-tasks backport
     from django_tasks import task
+
+import taskmill
 
 logger = logging.getLogger("demo")
 
@@ -88,3 +90,21 @@ def clean_up_sessions(fired_at: str | None = None) -> str:
     """Run by a cron schedule (demo/schedules.py), which passes the fire time it stands for."""
     logger.info("Cleaning up expired sessions for the fire time %s", fired_at)
     return f"cleaned up for {fired_at}"
+
+
+@taskmill.task(max_attempts=4, retry_on=(ConnectionError,), backoff_base=1.0, takes_context=True)
+def flaky_sync(context, account: int) -> str:
+    """Fails its first two attempts with a ConnectionError, then succeeds: the admin shows
+    one run with two errors and a success (a retry is the same run, not a new one)."""
+    if context.attempt < 3:
+        raise ConnectionError(
+            f"partner API timed out for account {account} (attempt {context.attempt})"
+        )
+    return f"account {account} synced on attempt {context.attempt}"
+
+
+@taskmill.task(timeout=2, max_attempts=2, backoff_base=1.0)
+def stuck_export(export_id: int) -> None:
+    """Hangs far past its 2 s timeout: the worker kills the child process running it, retries
+    once, then fails the run with TaskTimeout, while other tasks go on."""
+    time.sleep(3600)

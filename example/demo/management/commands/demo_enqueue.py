@@ -74,6 +74,15 @@ class Command(BaseCommand):
         ids = ", ".join(result.id for result in results)
         self.say(f"[round {n}] send_welcome_email x{len(results)} in bulk -> runs {ids}")
 
+        if n % 5 == 2:
+            # taskmill's options: retries with backoff, and a hard timeout.
+            result = tasks.flaky_sync.enqueue(n)
+            self.say(f"[round {n}] flaky_sync({n}) -> run {result.id} (fails twice, then succeeds)")
+            result = tasks.stuck_export.enqueue(n)
+            self.say(
+                f"[round {n}] stuck_export({n}) -> run {result.id} (killed at its 2 s timeout)"
+            )
+
         if n % 5 == 1:
             # priority=50 is set on the task; .using() could override it per call.
             result = tasks.page_on_call.enqueue(f"disk almost full (round {n})")
