@@ -22,7 +22,7 @@ from .compat import (
     task_enqueued,
 )
 from .db import NewRun, get_engine
-from .followups import settle_new_dependent
+from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of
 from .serialization import normalize_arguments
@@ -161,6 +161,8 @@ class DatabaseBackend(BaseTaskBackend):
         for _ in range(10):
             try:
                 with transaction.atomic(using=self.database):
+                    if task.depends_on:
+                        lock_dependencies(self.database, task.depends_on)
                     result = self.save_runs(task, [run])[0]
                     if task.depends_on:
                         status = settle_new_dependent(self.database, run.pk, task.depends_on)

@@ -16,7 +16,7 @@ from django.utils import timezone
 from . import registry
 from .compat import InvalidTask
 from .exceptions import DependencyFailed, synthetic_error
-from .models import Run, RunDependency, RunStatus
+from .models import ACTIVE_STATUSES, Run, RunDependency, RunStatus
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -127,13 +127,11 @@ def _expiry(task_path: str, finished_at: datetime) -> datetime | None:
     return expiry_for(_task_or_none(task_path), None, finished_at)
 
 
-def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) -> str:
-    """At enqueue, for a run inserted as WAITING: lock what it depends on, mark them as
-    having dependents, and settle it at once if they have all finished.
+def lock_dependencies(database: str, depends_on: Sequence[int]) -> dict[int, str]:
+    """Lock the runs a new run depends on (FOR UPDATE); return their statuses by id.
 
-    Locking the dependencies (FOR UPDATE) orders this against their finish: either the
-    finish commits first and we read its outcome here, or it waits for this transaction
-    and then sees the new dependent. Returns the run's status after settling.
+    Raises InvalidTask if one does not exist: call it before inserting the dependent, so a
+    refused enqueue inserts nothing and sends no ``task_enqueued``.
     """
     rows = dict(
         Run.objects.using(database)
@@ -144,6 +142,18 @@ def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) 
     missing = sorted(set(depends_on) - set(rows))
     if missing:
         raise InvalidTask(f"depends_on names runs that do not exist: {missing}.")
+    return rows
+
+
+def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) -> str:
+    """At enqueue, for a run inserted as WAITING: lock what it depends on, mark them as
+    having dependents, and settle it at once if they have all finished.
+
+    Locking the dependencies (FOR UPDATE) orders this against their finish: either the
+    finish commits first and we read its outcome here, or it waits for this transaction
+    and then sees the new dependent. Returns the run's status after settling.
+    """
+    rows = lock_dependencies(database, depends_on)
     Run.objects.using(database).filter(pk__in=list(rows), has_dependents=False).update(
         has_dependents=True
     )
@@ -152,3 +162,32 @@ def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) 
     )
     run = Run.objects.using(database).get(pk=run_id)
     return _settle(database, run, timezone.now()) or RunStatus.WAITING
+
+
+def settle_strays(database: str, limit: int = 100) -> int:
+    """Settle WAITING runs whose dependencies have all finished but that nobody settled (the
+    worker that finished the last one died between its two transactions). A sweep, run now
+    and then by the lifeline; returns how many it settled."""
+    strays = list(
+        Run.objects.using(database)
+        .filter(status=RunStatus.WAITING)
+        .exclude(dependency_links__depends_on__status__in=ACTIVE_STATUSES)
+        .values_list("pk", flat=True)
+        .order_by("pk")[:limit]
+    )
+    settled = 0
+    now = timezone.now()
+    for run_id in strays:
+        with transaction.atomic(using=database):
+            run = (
+                Run.objects.using(database)
+                .select_for_update()
+                .filter(pk=run_id, status=RunStatus.WAITING)
+                .first()
+            )
+            outcome = _settle(database, run, now) if run is not None else None
+            if outcome is not None:
+                settled += 1
+                if outcome == RunStatus.CANCELLED:
+                    resolve_dependents(database, [run_id])
+    return settled

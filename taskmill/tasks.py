@@ -11,6 +11,7 @@ per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -113,6 +114,13 @@ class Task(BaseTask):
             if len(self.unique_key) > MAX_UNIQUE_KEY_LENGTH:
                 raise InvalidTask(f"unique_key is longer than {MAX_UNIQUE_KEY_LENGTH} characters.")
         set_("depends_on", tuple(_run_id(item) for item in self.depends_on))
+        if self.atomic and inspect.iscoroutinefunction(self.func):
+            # The worker runs only sync bodies inside the run's transaction: an async one
+            # would silently run outside it.
+            raise InvalidTask(
+                "atomic=True needs a sync task: an async task's database calls cannot run "
+                "in the transaction that records its success."
+            )
         for name in ("on_success", "on_failure"):
             callback = getattr(self, name)
             if callback is None:

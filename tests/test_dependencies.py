@@ -4,16 +4,20 @@ when all it depends on succeeded, cancelled (naming the culprit) when one fails 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
-from taskmill.compat import InvalidTask, TaskResultStatus
+from taskmill.compat import InvalidTask, TaskResultStatus, task_enqueued
 from taskmill.models import Run, RunDependency, RunStatus
 from tests.conftest import read_records, wait_until
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# Tests that run no worker: rolled back at the end, much cheaper than a flush.
+IN_A_TRANSACTION = pytest.mark.django_db(transaction=False)
 
 DEPENDENCY_FAILED = "taskmill.exceptions.DependencyFailed"
 
@@ -24,6 +28,13 @@ def row(result) -> Run:
 
 def status(result) -> str:
     return row(result).status
+
+
+def step_started(record_dir, name: str) -> dt.datetime:
+    """When the step task ``name`` started, as it recorded it (a claim's started_at can be
+    earlier than the task's start: the claim may wait for a lock after taking its time)."""
+    (line,) = [line for line in read_records(record_dir) if line.startswith(f"step-{name} ")]
+    return dt.datetime.fromisoformat(line.split()[3])
 
 
 def step_order(record_dir) -> list[str]:
@@ -55,8 +66,8 @@ def test_dependents_run_after_success_and_are_cancelled_after_failure(run_worker
 
     assert [status(r) for r in (a, b, c)] == [RunStatus.SUCCESSFUL] * 3
     assert step_order(record_dir) == ["b", "c"]
-    assert row(b).started_at >= row(a).finished_at and row(b).attempt == 1
-    assert row(c).started_at >= row(b).finished_at
+    assert step_started(record_dir, "b") >= row(a).finished_at and row(b).attempt == 1
+    assert step_started(record_dir, "c") >= row(b).finished_at
     assert row(a).attempt == 2  # b waited through a's retry instead of being cancelled
 
     assert status(f) == RunStatus.FAILED
@@ -74,7 +85,9 @@ def test_dependents_run_after_success_and_are_cancelled_after_failure(run_worker
     assert [(c.args, c.status) for c in callbacks] == [([g.id], RunStatus.SUCCESSFUL)]
 
 
-def test_a_dependent_added_while_its_dependency_runs(start_worker, run_worker, tmp_path):
+def test_a_dependent_added_while_its_dependency_runs(
+    start_worker, run_worker, tmp_path, record_dir
+):
     release = tmp_path / "release"
     running = tasks.wait_for_file.enqueue(str(release))
     later = tasks.add.using(run_after=dt.timedelta(hours=1)).enqueue(2, 2)
@@ -97,9 +110,52 @@ def test_a_dependent_added_while_its_dependency_runs(start_worker, run_worker, t
     run_worker("--burst", "--no-scheduler")
     assert status(later) == RunStatus.SUCCESSFUL
     assert status(both) == RunStatus.SUCCESSFUL
-    assert row(both).started_at >= row(later).finished_at
+    assert step_started(record_dir, "both") >= row(later).finished_at
 
 
+def test_dependents_enqueued_while_their_dependency_finishes_all_run(start_worker, tmp_path):
+    # Threads keep enqueueing dependents of a run before, while and after it finishes: each
+    # must be released, whichever side of the finish its enqueue falls on.
+    release = tmp_path / "release"
+    dependency = tasks.wait_for_file.enqueue(str(release))
+    worker = start_worker("--no-scheduler", "--poll-interval", "0.05", "--concurrency", "4")
+    wait_until(lambda: status(dependency) == RunStatus.RUNNING, message="the run to start")
+    ids: list[str] = []
+    failures: list[BaseException] = []
+    started = threading.Barrier(5)
+
+    def enqueue(thread: int) -> None:
+        try:
+            started.wait(30)
+            for n in range(12):
+                result = tasks.step.using(depends_on=[dependency]).enqueue(f"t{thread}-{n}")
+                ids.append(result.id)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=enqueue, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait(30)
+    wait_until(lambda: len(ids) >= 4, message="the first dependents")
+    release.touch()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures
+    assert len(ids) == 48
+    dependents = Run.objects.filter(pk__in=[int(run_id) for run_id in ids])
+    wait_until(
+        lambda: set(dependents.values_list("status", flat=True)) == {RunStatus.SUCCESSFUL},
+        30,
+        message="every dependent to succeed",
+    )
+    worker.signal()
+    assert worker.wait(30) == 0, worker.output
+
+
+@IN_A_TRANSACTION
 def test_depending_on_finished_runs_settles_at_once():
     succeeded = tasks.add.enqueue(1, 2)
     failed = tasks.add.enqueue(3, 4)
@@ -135,11 +191,22 @@ def test_depending_on_finished_runs_settles_at_once():
     assert status(deferred) == RunStatus.READY and not row(deferred).due
 
 
+@IN_A_TRANSACTION
 def test_unknown_or_malformed_dependencies_are_refused():
     exists = tasks.add.enqueue(1, 1)
     count = Run.objects.count()
-    with pytest.raises(InvalidTask, match=r"depends_on names runs that do not exist: \[999999\]"):
-        tasks.step.using(depends_on=[exists, 999999]).enqueue("x")
+    enqueued = []
+
+    def on_enqueued(sender, task_result, **kwargs):
+        enqueued.append(task_result.id)
+
+    task_enqueued.connect(on_enqueued)
+    try:
+        with pytest.raises(InvalidTask, match=r"runs that do not exist: \[999999\]"):
+            tasks.step.using(depends_on=[exists, 999999]).enqueue("x")
+    finally:
+        task_enqueued.disconnect(on_enqueued)
+    assert enqueued == []  # no signal for a run that was never enqueued
     with pytest.raises(InvalidTask, match="depends_on takes task results or their ids"):
         tasks.step.using(depends_on=["not-an-id"])
     with pytest.raises(InvalidTask, match="depends_on takes task results or their ids"):
@@ -150,6 +217,7 @@ def test_unknown_or_malformed_dependencies_are_refused():
     assert not row(exists).has_dependents
 
 
+@IN_A_TRANSACTION
 def test_the_same_dependency_twice_counts_once():
     first = tasks.add.enqueue(1, 1)
     twice = tasks.step.using(depends_on=[first, first.id, int(first.id)]).enqueue("twice")

@@ -140,3 +140,68 @@ def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried(start_w
     for other in others:
         wait_until(lambda o=other: Run.objects.get(pk=o.id).status == RunStatus.SUCCESSFUL)
         assert Run.objects.get(pk=other.id).return_value == other.args[0] * 2
+
+
+def test_atomic_rows_exist_once_after_sigkill_inside_the_body(start_worker, run_worker, record_dir):
+    from tests.testapp.models import Effect
+
+    start_worker("--queue", "emails", "--no-scheduler", env=FAST_LEASES)  # the rescuer
+    ids = []
+    for n in range(10):
+        result = tasks.atomic_effect_then_block.using(priority=n).enqueue(f"a{n}")
+        ids.append(int(result.id))
+        victim = start_worker("--max-tasks", "1", "--no-scheduler", env=FAST_LEASES)
+        wait_until(
+            lambda n=n: f"inserted a{n} 1" in read_records(record_dir),
+            message=f"a{n} to insert its row",
+        )
+        victim.kill()  # inside the body: the row is inserted, not committed
+    wait_until(
+        lambda: not Run.objects.filter(status=RunStatus.RUNNING).exists(),
+        timeout=60,
+        message="every killed run to be rescued",
+    )
+    run_worker("--burst", "--no-scheduler")
+    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {
+        RunStatus.SUCCESSFUL
+    }
+    names = sorted(Effect.objects.values_list("name", flat=True))
+    assert names == sorted(f"a{n}" for n in range(10))  # each exactly once
+    inserted = [line for line in read_records(record_dir) if line.startswith("inserted ")]
+    assert len(inserted) == 20  # each body ran twice; only the rescued one committed
+
+
+def test_a_worker_that_cannot_heartbeat_fences_itself(start_worker, record_dir):
+    from django.db import connection, transaction
+
+    from taskmill.models import Worker
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no row locks to hang one statement with")
+    result = tasks.sleep_in_child.enqueue(300)
+    worker = start_worker("--no-scheduler", env=FAST_LEASES)
+    child_pid = int(
+        wait_until(
+            lambda: next(
+                (line.split()[1] for line in read_records(record_dir) if line.startswith("child ")),
+                None,
+            ),
+            message="the task to start in its child process",
+        )
+    )
+    worker_id = wait_until(lambda: Worker.objects.values_list("pk", flat=True).first())
+    # Hold the worker's row: its heartbeat hangs on it, as on a partitioned network.
+    with transaction.atomic():
+        Worker.objects.select_for_update().get(pk=worker_id)
+        worker.wait_for_output("fencing itself", timeout=30)
+        wait_until(lambda: not _alive(child_pid), timeout=10, message="the child to be killed")
+    worker.wait_for_output("claiming again", timeout=30)
+    # Its run was stopped: rescued (its lease ran out) or cancelled, never left running.
+    wait_until(
+        lambda: (
+            Run.objects.get(pk=result.id).status != RunStatus.RUNNING
+            or Run.objects.get(pk=result.id).attempt > 1
+        ),
+        timeout=30,
+        message="the fenced run to leave RUNNING",
+    )

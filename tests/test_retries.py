@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from taskmill.compat import TaskResultStatus
+from taskmill.db import Outcome, get_engine
 from taskmill.exceptions import RunCancelled
 from taskmill.models import Run, RunStatus
 from taskmill.retries import default_backoff, retry_delay
@@ -18,6 +20,8 @@ from tests.conftest import read_records, wait_until
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# Tests that run no worker: rolled back at the end, much cheaper than a flush.
+IN_A_TRANSACTION = pytest.mark.django_db(transaction=False)
 
 
 def row(result) -> Run:
@@ -53,6 +57,7 @@ def test_a_burst_worker_retries_by_the_rules(run_worker, record_dir):
     fewer = tasks.flaky.using(max_attempts=1).enqueue(1)  # would succeed on attempt 2
     same = tasks.flaky.using(max_attempts=3).enqueue(1)  # equal to the task's: not stored
     later = tasks.retry_in_an_hour.enqueue()  # its retry is an hour away
+    async_task = tasks.async_flaky.enqueue()  # retried on the event loop
     # Per-call options are stored on the run, only when they differ from the task's.
     assert row(more).options == {"max_attempts": 4}
     assert row(fewer).options == {"max_attempts": 1}
@@ -108,7 +113,10 @@ def test_a_burst_worker_retries_by_the_rules(run_worker, record_dir):
     later.refresh()
     assert later.status == TaskResultStatus.READY
     assert len(later.errors) == 1 and later.finished_at is None
-    assert "stopped after 24 task(s)" in worker.output, worker.output
+    async_task.refresh()
+    assert (async_task.status, async_task.return_value) == (TaskResultStatus.SUCCESSFUL, 2)
+    assert [e.exception_class_path for e in async_task.errors] == ["builtins.ConnectionError"]
+    assert "stopped after 26 task(s)" in worker.output, worker.output
 
 
 def test_retries_wait_for_their_backoff(start_worker, record_dir):
@@ -163,9 +171,84 @@ def test_a_stop_requested_while_running_makes_a_failure_final(start_worker, tmp_
     assert [c.args for c in callbacks] == [[result.id]]
 
 
+@pytest.mark.xfail(
+    strict=False,  # a race: it does not lose a run on every try, so it cannot be strict
+    reason=(
+        "worker bug: a heartbeat that judged attempt N of a run lost (from its snapshot of "
+        "held runs, taken before that attempt's retry was written) drops the run by id "
+        "(Executor._dropped holds run ids), so the same worker's next claim of that run "
+        "fails attempt N+1 with RunCancelled('lost before it started') and writes it "
+        "CANCELLED (taskmill/worker/executor.py drop/_serve, loop.py stop_runs/_flush)"
+    ),
+)
+def test_retries_survive_a_busy_heartbeat(start_worker):
+    # Many zero-delay retries under a heartbeat every millisecond: runs come back to the
+    # same worker while heartbeats judge them. None may be taken for lost.
+    results = tasks.always_fails.using(max_attempts=6).enqueue_many([((), {})] * 60)
+    worker = start_worker(
+        "--burst", "--no-scheduler", "--concurrency", "4", env={"TASKMILL_TEST_HEARTBEAT": "0.001"}
+    )
+    assert worker.wait(60) == 0, worker.output
+    runs = Run.objects.filter(pk__in=[int(result.id) for result in results])
+    outcomes = sorted({(run.status, run.attempt) for run in runs})
+    assert outcomes == [(RunStatus.FAILED, 6)], outcomes
+    assert "no longer this worker's" not in worker.output
+
+
+# -- the retry as the database writes it ----------------------------------------------------------
+
+
+@IN_A_TRANSACTION
+def test_the_finish_writes_a_retry_fenced_and_a_stop_makes_it_final():
+    engine = get_engine("default")
+    retried = tasks.always_fails.enqueue()
+    stopped = tasks.always_fails.enqueue()
+    now = timezone.now()
+
+    def claim(at: dt.datetime) -> list:
+        lease = at + dt.timedelta(minutes=5)
+        return engine.claim(worker_id="w", limit=10, now=at, lease_until=lease, queues=None)
+
+    assert sorted(run.id for run in claim(now)) == [int(retried.id), int(stopped.id)]
+    Run.objects.filter(pk=int(stopped.id)).update(stop_requested=True)
+    errors = [{"exception_class_path": "builtins.ConnectionError", "traceback": "x\n"}]
+    later = now + dt.timedelta(seconds=30)
+
+    def retry(result, attempt: int = 1) -> Outcome:
+        return Outcome(
+            run_id=int(result.id),
+            attempt=attempt,
+            status="READY",
+            finished_at=now,
+            errors=errors,
+            available_at=later,
+            expires_at=now + dt.timedelta(hours=1),
+        )
+
+    assert engine.finish([retry(retried, attempt=2)]) == {}  # not the attempt it holds
+    landed = engine.finish([retry(retried), retry(stopped)])
+    assert {run_id: row.status for run_id, row in landed.items()} == {
+        int(retried.id): RunStatus.READY,
+        int(stopped.id): RunStatus.CANCELLED,  # a stop is final, whatever the attempt said
+    }
+    run = row(retried)
+    assert (run.status, run.due, run.attempt, run.worker_id) == ("READY", False, 1, "")
+    assert run.available_at == later and run.errors == errors
+    assert run.finished_at is None and run.expires_at is None and run.lease_expires_at is None
+    run = row(stopped)
+    assert run.status == RunStatus.CANCELLED and run.finished_at == now
+    assert run.expires_at == now + dt.timedelta(hours=1) and run.errors == errors
+    # The retry is not claimable before its time, and once staged it is, as attempt 2.
+    assert engine.stage_due(later - dt.timedelta(seconds=1)) == 0
+    assert claim(later - dt.timedelta(seconds=1)) == []
+    assert engine.stage_due(later) == 1
+    assert [(run.id, run.attempt) for run in claim(later)] == [(int(retried.id), 2)]
+
+
 # -- the decision itself ------------------------------------------------------------------------
 
 
+@IN_A_TRANSACTION
 def test_default_backoff_is_full_jitter_under_an_exponential_cap():
     random.seed(1234)
     for failures, bound in [(1, 2.0), (2, 4.0), (3, 8.0), (4, 10.0), (9, 10.0)]:
@@ -174,6 +257,7 @@ def test_default_backoff_is_full_jitter_under_an_exponential_cap():
         assert max(delays) > 0.9 * bound and min(delays) < 0.1 * bound  # spread, not fixed
 
 
+@IN_A_TRANSACTION
 def test_retry_delay_follows_the_task_and_the_settings():
     task = tasks.always_fails.using(max_attempts=5)
     exc = ConnectionError("x")
@@ -196,6 +280,7 @@ def test_retry_delay_follows_the_task_and_the_settings():
     assert all(0 <= retry_delay(tasks.jittered, None, 2, exc) <= 0.3 for _ in range(200))
 
 
+@IN_A_TRANSACTION
 def test_a_backoff_that_raises_means_no_retry():
     def broken(failures, exc):
         raise ZeroDivisionError
@@ -205,6 +290,7 @@ def test_a_backoff_that_raises_means_no_retry():
     assert retry_delay(task, None, 1, ConnectionError()) is None
 
 
+@IN_A_TRANSACTION
 def test_a_negative_delay_is_now():
     task = tasks.flaky.using()
     object.__setattr__(task, "backoff", lambda failures, exc: -5)

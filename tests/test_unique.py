@@ -17,6 +17,8 @@ from tests.conftest import ROOT, wait_until
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# Tests that run no worker: rolled back at the end, much cheaper than a flush.
+IN_A_TRANSACTION = pytest.mark.django_db(transaction=False)
 
 UNIQUE_JOB = "tests.testapp.tasks.unique_job"
 
@@ -77,6 +79,7 @@ def test_a_duplicate_of_a_running_run_gets_it(start_worker, tmp_path):
     assert tasks.unique_wait.enqueue(str(release)).id != running.id
 
 
+@IN_A_TRANSACTION
 def test_a_waiting_run_holds_its_key():
     later = tasks.add.using(run_after=dt.timedelta(hours=1)).enqueue(1, 1)
     waiting = tasks.unique_job.using(depends_on=[later]).enqueue("w")
@@ -173,6 +176,7 @@ def test_concurrent_enqueues_from_threads_and_processes_leave_one_run(subprocess
     assert Run.objects.count() == 1
 
 
+@IN_A_TRANSACTION
 def test_the_unique_key_is_stored_on_the_run():
     keyed = tasks.unique_job.using(unique_key="k-1").enqueue("x")
     by_args = tasks.unique_job.enqueue("x")

@@ -101,6 +101,10 @@ class Migration(migrations.Migration):
             model_name='run',
             index=taskmill.models.indexes.RunningIndex(name='taskmill_run_running'),
         ),
+        migrations.AddIndex(
+            model_name='run',
+            index=taskmill.models.indexes.WaitingIndex(name='taskmill_run_waiting'),
+        ),
         migrations.AddField(
             model_name='rundependency',
             name='depends_on',

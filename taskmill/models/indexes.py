@@ -7,6 +7,7 @@ objects on the model keeps them alive through Django's table rebuilds (SQLite re
 
 - ``ClaimIndex``: READY runs that are due, in the claim's order.
 - ``RunningIndex``: RUNNING runs by worker, for the heartbeat and the rescue.
+- ``WaitingIndex``: runs waiting for their dependencies, for the sweep that settles strays.
 - ``StageIndex``: READY runs deferred to later, by the time they become due; the worker's
   staging step reads it to mark them due, so claims never scan deferred runs.
 """
@@ -83,6 +84,14 @@ class RunningIndex(_ShapedIndex):
 
     ordering = ["worker_id"]
     condition_attribute = "running_condition"
+    leading = ["status"]
+
+
+class WaitingIndex(_ShapedIndex):
+    """Runs WAITING for their dependencies: what the lifeline's sweep reads."""
+
+    ordering = ["id"]
+    condition_attribute = "waiting_condition"
     leading = ["status"]
 
 

@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Case, F, Value, When
 from django.utils.translation import gettext_lazy as _
 
-from .indexes import ClaimIndex, RunningIndex, StageIndex
+from .indexes import ClaimIndex, RunningIndex, StageIndex, WaitingIndex
 
 
 class RunStatus(models.TextChoices):
@@ -122,6 +122,7 @@ class Run(models.Model):
             ClaimIndex(name="taskmill_run_claim"),
             StageIndex(name="taskmill_run_stage"),
             RunningIndex(name="taskmill_run_running"),
+            WaitingIndex(name="taskmill_run_waiting"),
         ]
         constraints = [
             models.UniqueConstraint(

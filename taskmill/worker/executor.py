@@ -62,7 +62,7 @@ class Executor:
         on_start: Callable[[ClaimedRun], None] | None = None,
     ) -> None:
         self._on_done = on_done
-        self._on_start = on_start
+        self.on_start = on_start
         self._database = database
         # Sync tasks with a timeout run in child processes, started on first need.
         self._pool = None
@@ -234,8 +234,8 @@ class Executor:
                 attempt = Attempt(run, database=self._database)
                 self._done(attempt.failed(RunCancelled("lost before it started"), 0.0))
                 continue
-            if unmark and self._on_start is not None:
-                self._on_start(run)
+            if unmark and self.on_start is not None:
+                self.on_start(run)
             if is_async_run(run):
                 # The coroutine keeps the slot; this thread goes back for more work.
                 attempt = Attempt(run, database=self._database, stop_event=stop)

@@ -19,23 +19,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .. import registry, wakeup
-from ..compat import task_finished
 from ..conf import setting
 from ..control import CONTROL_WAKEUP
 from ..db import ClaimedRun, get_engine, reset_connection
-from ..db.base import Landed
-from ..followups import callback_path, enqueue_callback, resolve_dependents
-from ..results import result_of
 from .duties import DutyThread
-from .duties.heartbeat import Heartbeat
+from .duties.heartbeat import Heartbeat, StartRecorder
 from .duties.lifeline import Lifeline
 from .duties.pruner import Pruner
-from .execution import Completed, signal_sender
+from .duties.stager import Stager
+from .execution import Completed
 from .executor import Executor
+from .outcomes import send_finished, write_outcomes
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -117,7 +115,7 @@ class Worker:
         self._stop_deadline: float | None = None
         self._prefetch = Prefetch(options.concurrency)
         self._executor = Executor(
-            options.concurrency, self._on_done, database=options.database, on_start=self._unmark
+            options.concurrency, self._on_done, database=options.database, on_start=None
         )
         self.abandoned_tasks = False
         if options.lease_seconds is None:
@@ -127,7 +125,10 @@ class Worker:
         self._held_lock = threading.Lock()
         self._fenced = False
         self.paused_queues: set[str] = set()
+        self._stager = Stager(self.engine, min(STAGE_EVERY, options.poll_interval), self._staged)
         self.heartbeat = Heartbeat(self)
+        self._record_start = StartRecorder(self)
+        self._executor.on_start = self._record_start
         self._heartbeat_thread = DutyThread("heartbeat", options.database, [self.heartbeat])
         self._duty_thread = DutyThread(
             "duties",
@@ -148,6 +149,11 @@ class Worker:
     def marks_written(self, written: set[int]) -> None:
         self._executor.end_marks(written)
 
+    def still_held(self, run_ids: set[int], snapshot: dict[int, int]) -> set[int]:
+        """Those of ``run_ids`` this worker still holds with the attempt in ``snapshot``."""
+        with self._held_lock:
+            return {i for i in run_ids if self._held.get(i) == snapshot.get(i) is not None}
+
     def stop_runs(self, run_ids: set[int]) -> None:
         """Stop these runs' attempts: lost to us, or asked to stop."""
         if not run_ids:
@@ -167,15 +173,12 @@ class Worker:
         self._fenced = False
         self._wake.set()
 
+    def _staged(self) -> None:
+        self._maybe_ready = True
+
     def _rescued(self) -> None:
         self._maybe_ready = True
         self._wake.set()
-
-    def _unmark(self, run: ClaimedRun) -> None:
-        try:
-            self.engine.unmark_prefetched(run.id, run.attempt)
-        except DatabaseError as exc:  # the rescue would then see it as never started
-            logger.warning("Could not record that run %s started: %s", run.id, exc)
 
     def _hold(self, runs: list[ClaimedRun]) -> None:
         with self._held_lock:
@@ -262,6 +265,7 @@ class Worker:
                 self._duty_thread.stop()
                 self._heartbeat_thread.stop()
                 self.heartbeat.unregister()
+                self._record_start.close()
             self._executor.shutdown()
         logger.info("Worker %s stopped after %d task(s)", self.id, self.processed)
         return 0
@@ -272,6 +276,9 @@ class Worker:
         failures = 0
         while True:
             self._wake.clear()
+            if self.options.duties:
+                # Also here: a heartbeat stuck in a hung statement never reports a failure.
+                self.heartbeat.check_fence()
             self._collect_done()
             try:
                 if self._should_flush():
@@ -338,12 +345,11 @@ class Worker:
         )
 
     def _stage_if_due(self, now: float) -> None:
-        """Make deferred runs whose time has come claimable (at most once per STAGE_EVERY)."""
+        """Make deferred runs whose time has come claimable (at most once per interval)."""
         if now < self._next_stage:
             return
-        self._next_stage = now + min(STAGE_EVERY, self.options.poll_interval)
-        if self.engine.stage_due(timezone.now()):
-            self._maybe_ready = True
+        self._next_stage = now + self._stager.interval
+        self._stager.run(timezone.now())
 
     def _claim_limit(self) -> int:
         options = self.options
@@ -382,7 +388,7 @@ class Worker:
         batch = self._unflushed
         self._unflushed = []
         try:
-            landed = self._write_outcomes(batch)
+            landed = write_outcomes(self.engine, self.options.database, batch)
         except BaseException:
             self._unflushed = batch + self._unflushed  # keep them: nothing is lost
             raise
@@ -403,57 +409,7 @@ class Worker:
             if written.status == "READY":
                 self._maybe_ready = True  # a retry due now (or staged later)
             elif completed.task is not None:
-                self._send_finished(completed, written.status)
-
-    def _write_outcomes(self, batch: list[Completed]) -> dict[int, Landed]:
-        """Write a batch of outcomes, with what follows them (callbacks, dependents).
-
-        In one transaction when the batch has callbacks or runs known to have dependents;
-        dependents added while a run ran are released in a second one right after.
-        """
-        pending = [completed for completed in batch if not completed.recorded]
-        if not pending:
-            return {}
-        database = self.options.database
-        outcomes = [completed.outcome for completed in pending]
-        follow_up = any(
-            completed.run.has_dependents
-            or getattr(completed.task, "on_success", None)
-            or getattr(completed.task, "on_failure", None)
-            for completed in pending
-        )
-        if not follow_up:
-            landed = self.engine.finish(outcomes)
-            late = [run_id for run_id, row in landed.items() if row.has_dependents]
-            if late:
-                resolve_dependents(database, late)
-            return landed
-        with transaction.atomic(using=database):
-            landed = self.engine.finish(outcomes)
-            for completed in pending:
-                row = landed.get(completed.run.id)
-                path = row and callback_path(completed.task, row.status)
-                if path:
-                    enqueue_callback(path, completed.run.id)
-            finished = [run_id for run_id, row in landed.items() if row.has_dependents]
-            if finished:
-                resolve_dependents(database, finished)
-        return landed
-
-    def _send_finished(self, completed: Completed, status: str) -> None:
-        run, outcome = completed.run, completed.outcome
-        result = result_of(
-            completed.task,
-            run,
-            status=status,
-            finished_at=outcome.finished_at,
-            errors=outcome.errors,
-            return_value=outcome.return_value,
-        )
-        try:
-            task_finished.send(signal_sender(run), task_result=result)
-        except Exception:
-            logger.exception("A task_finished receiver raised for run %s", run.id)
+                send_finished(completed, written.status)
 
     def _done_for_good(self) -> bool:
         """Burst and max-tasks workers end once their work is done and written."""

@@ -77,3 +77,16 @@ async def async_past_timeout() -> None:
     import asyncio
 
     await asyncio.sleep(300)
+
+
+@taskmill.task(takes_context=True, atomic=True)
+def atomic_effect_then_block(context, name: str) -> str:
+    """Inserts its row inside the attempt's transaction; attempt 1 then blocks until its
+    worker is killed, so the insert must roll back with it."""
+    from .models import Effect
+
+    Effect.objects.create(name=name)
+    _record(f"inserted {name} {context.attempt}")
+    if context.attempt == 1:
+        time.sleep(300)
+    return name

@@ -301,3 +301,12 @@ def atomic_flaky(context, name: str) -> int:
 @taskmill.task(result_ttl=60)
 def short_lived() -> str:
     return "kept a minute"
+
+
+@taskmill.task(takes_context=True, max_attempts=2, backoff=_no_delay)
+async def async_flaky(context) -> int:
+    """An async task that fails its first attempt: retries on the event loop too."""
+    await asyncio.sleep(0)
+    if context.attempt == 1:
+        raise ConnectionError("async attempt 1 failed")
+    return context.attempt

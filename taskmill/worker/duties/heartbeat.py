@@ -8,26 +8,60 @@ processes and flags its task threads, because other workers are about to rescue 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
 from ...conf import setting
 from ...models import Worker as WorkerRow
 from . import Duty
 
 if TYPE_CHECKING:
+    from ...db import ClaimedRun
     from ..loop import Worker
 
 logger = logging.getLogger("taskmill.worker")
 
 # Fence once heartbeats have failed for this share of a lease.
 SELF_FENCE_AFTER = 0.75
+
+
+class StartRecorder:
+    """Records, before it starts, that a run a heartbeat marked as not started is starting.
+
+    Task threads call it; it has a connection of its own, kept open, because a task
+    thread's connection is closed after every task (Django's close_old_connections) and
+    reconnecting for each record would cost more than the task.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def __call__(self, run: ClaimedRun) -> None:
+        with self._lock:
+            try:
+                if self._connection is None:
+                    self._connection = connections.create_connection(self.worker.options.database)
+                    self._connection.inc_thread_sharing()  # task threads take turns
+                self.worker.engine.unmark_prefetched(run.id, run.attempt, self._connection)
+            except DatabaseError as exc:  # the rescue would then see it as never started
+                logger.warning("Could not record that run %s started: %s", run.id, exc)
+                self.close()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(DatabaseError):  # a dead connection cannot close cleanly
+                self._connection.close()
+            self._connection = None
 
 
 class Heartbeat(Duty):
@@ -98,9 +132,11 @@ class Heartbeat(Duty):
             logger.warning("Worker %s reached the database again; claiming again", worker.id)
             self.fenced = False
             worker.unfence()
-        for run_id in reply.lost:
+        # A run written back while this heartbeat ran is not lost: only those still held.
+        lost = worker.still_held(reply.lost, held)
+        for run_id in lost:
             logger.warning("Run %s is no longer this worker's (rescued or cancelled)", run_id)
-        worker.stop_runs(reply.lost | reply.stop_requested)
+        worker.stop_runs(lost | worker.still_held(reply.stop_requested, held))
         worker.paused_queues = reply.paused_queues
         if reply.shutdown_requested and not worker.stopping:
             logger.warning("Worker %s asked to shut down", worker.id)

@@ -25,13 +25,16 @@ from ...compat import InvalidTask
 from ...conf import setting
 from ...db import get_engine
 from ...exceptions import RunCancelled, WorkerLost, lost_attempts, synthetic_error
-from ...followups import callback_path, enqueue_callback, resolve_dependents
+from ...followups import callback_path, enqueue_callback, resolve_dependents, settle_strays
 from ..execution import expiry_for
 from . import Duty
 
 logger = logging.getLogger("taskmill.worker")
 
 BATCH = 100
+# Now and then (every 12 passes, a minute by default) settle WAITING runs left behind by a
+# worker that died between finishing their dependency and settling them.
+SWEEP_EVERY_PASSES = 12
 
 
 class Lifeline(Duty):
@@ -42,8 +45,12 @@ class Lifeline(Duty):
         self.interval = float(setting("TASKMILL_RESCUE_INTERVAL"))
         self.on_rescued = on_rescued
         self.rescued = 0
+        self.passes = 0
 
     def run(self, now: datetime) -> None:
+        self.passes += 1
+        if self.passes % SWEEP_EVERY_PASSES == 1:
+            settle_strays(self.database)
         count = rescue_expired(self.database, now)
         self.rescued += count
         if count and self.on_rescued is not None:

@@ -1,0 +1,188 @@
+"""The records that cross the engine boundary: runs to insert, runs claimed, outcomes to
+write, what a heartbeat learned; and the JSON and datetime conversions raw cursors need."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+
+from ..models import Queue, Run
+
+RUN_TABLE = Run._meta.db_table
+QUEUE_TABLE = Queue._meta.db_table
+
+# Columns a claim hands back, in this order, on every engine.
+CLAIMED_COLUMNS = (
+    "id",
+    "task_path",
+    "backend",
+    "queue_name",
+    "priority",
+    "args",
+    "kwargs",
+    "attempt",
+    "enqueued_at",
+    "run_after",
+    "available_at",
+    "started_at",
+    "last_attempted_at",
+    "worker_ids",
+    "errors",
+    "options",
+    "has_dependents",
+)
+
+
+@dataclass(slots=True)
+class NewRun:
+    """A run about to be inserted: what the enqueue decides, and no model instance.
+
+    Building Django model instances was most of a bulk enqueue's time; engines insert
+    these directly (PostgreSQL) or turn them into ``Run`` rows (the ORM path).
+    """
+
+    task_path: str
+    backend: str
+    queue_name: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    enqueued_at: datetime
+    run_after: datetime | None
+    available_at: datetime
+    due: bool = True  # False when available_at is later than now (see Run.due)
+    status: str = "READY"  # WAITING when it depends on runs not yet successful
+    unique_key: str | None = None
+    options: dict[str, Any] | None = None  # per-call options (Task.stored_options)
+    extra: dict[str, Any] = field(default_factory=dict)  # further columns (the scheduler's)
+    pk: int | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.extra[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def column_values(self) -> dict[str, Any]:
+        """Model attribute name -> value, for every column this run sets."""
+        values = {name: getattr(self, name) for name in NEW_RUN_COLUMNS}
+        values.update(self.extra)
+        return values
+
+    def as_model(self) -> Run:
+        return Run(**self.column_values())
+
+
+# NewRun's own fields are Run columns of the same names; ``extra`` and ``pk`` are not.
+NEW_RUN_COLUMNS = tuple(f.name for f in fields(NewRun) if f.name not in {"extra", "pk"})
+
+
+@dataclass(slots=True)
+class ClaimedRun:
+    """A run this worker holds: the row as it is after the claim."""
+
+    id: int
+    task_path: str
+    backend: str
+    queue_name: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempt: int
+    enqueued_at: datetime
+    run_after: datetime | None
+    available_at: datetime
+    started_at: datetime | None
+    last_attempted_at: datetime | None
+    worker_ids: list[str]
+    errors: list[dict[str, str]]
+    options: dict[str, Any] | None = None
+    has_dependents: bool = False
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    def sort_key(self) -> tuple[int, datetime, int]:
+        return (-self.priority, self.available_at, self.id)
+
+
+@dataclass(slots=True, frozen=True)
+class ClaimRequest:
+    """What a claim asks for, with the queue restriction already as SQL (``AND ...``)."""
+
+    worker_id: str
+    limit: int
+    now: datetime
+    lease_until: datetime
+    queue_sql: str
+    queue_params: list[str]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one attempt ended, as the worker will write it.
+
+    ``status`` is SUCCESSFUL, FAILED or CANCELLED (final), or READY: a retry, due again at
+    ``available_at``. A retry of a run whose stop was requested meanwhile is written as
+    CANCELLED instead (the statement checks the row's flag).
+    """
+
+    run_id: int
+    attempt: int  # the fencing token
+    status: str
+    finished_at: datetime  # when the attempt ended
+    return_value: Any = None
+    errors: list[dict[str, str]] = field(default_factory=list)  # the run's full error list
+    available_at: datetime | None = None  # retries: when the next attempt may start
+    expires_at: datetime | None = None  # final outcomes: when the run may be pruned
+
+    @property
+    def due(self) -> bool | None:
+        if self.available_at is None:
+            return None
+        return self.available_at <= self.finished_at
+
+
+@dataclass(slots=True, frozen=True)
+class Landed:
+    """An outcome the database accepted, with the status it was written as."""
+
+    run_id: int
+    status: str
+    has_dependents: bool
+
+
+@dataclass(slots=True)
+class HeartbeatReply:
+    """What one heartbeat learned."""
+
+    renewed: set[int]
+    lost: set[int]  # no longer ours: drop their outcomes, stop their attempts
+    stop_requested: set[int]
+    shutdown_requested: bool
+    paused_queues: set[str]
+
+
+def load_json(value: Any) -> Any:
+    # Raw cursors return JSON columns as text on SQLite and MySQL, decoded on PostgreSQL.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def dump_json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def load_datetime(value: Any) -> datetime | None:
+    # Raw cursors return datetimes as text on SQLite, naive UTC on MySQL.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
