@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .db import get_engine
@@ -20,6 +20,10 @@ from .followups import callback_path, enqueue_callback, resolve_dependents
 from .models import FINISHED_STATUSES, Queue, Run, RunStatus, Worker
 
 CONTROL_WAKEUP = "taskmill:control"
+
+
+class RunConflict(ValueError):
+    """A control request that would break a rule the database keeps (a unique key)."""
 
 
 def _run_id(run: Any) -> int:
@@ -79,30 +83,41 @@ def _request_stop(row: Run, database: str) -> bool:
 
 
 def retry(run: Any, *, database: str = "default") -> bool:
-    """Run a FAILED or CANCELLED run once more: the same run, its errors kept, READY now."""
+    """Run a FAILED or CANCELLED run once more: the same run, its errors kept, READY now.
+
+    Raises ``RunConflict`` if a newer run with the same unique key is active."""
     run_id = _run_id(run)
     now = timezone.now()
-    with transaction.atomic(using=database):
-        updated = (
-            Run.objects.using(database)
-            .filter(pk=run_id, status__in=[RunStatus.FAILED, RunStatus.CANCELLED])
-            .update(
-                status=RunStatus.READY,
-                due=True,
-                available_at=now,
-                finished_at=None,
-                expires_at=None,
-                stop_requested=False,
-                return_value=None,
-            )
-        )
-        if updated:
-            queue_name = (
-                Run.objects.using(database).values_list("queue_name", flat=True).get(pk=run_id)
-            )
-            from .backend import wake_after_commit
+    try:
+        with transaction.atomic(using=database):
+            return _retry(run_id, now, database)
+    except IntegrityError:
+        # The unique index: a newer run with the same unique key is active.
+        raise RunConflict(
+            f"Run {run_id} cannot run again while another run of its task with the same "
+            "unique key is ready or running."
+        ) from None
 
-            wake_after_commit(database, queue_name)
+
+def _retry(run_id: int, now: Any, database: str) -> bool:
+    updated = (
+        Run.objects.using(database)
+        .filter(pk=run_id, status__in=[RunStatus.FAILED, RunStatus.CANCELLED])
+        .update(
+            status=RunStatus.READY,
+            due=True,
+            available_at=now,
+            finished_at=None,
+            expires_at=None,
+            stop_requested=False,
+            return_value=None,
+        )
+    )
+    if updated:
+        from .backend import wake_after_commit
+
+        queue_name = Run.objects.using(database).values_list("queue_name", flat=True).get(pk=run_id)
+        wake_after_commit(database, queue_name)
     return bool(updated)
 
 

@@ -249,3 +249,13 @@ def test_on_postgresql_a_stop_is_seen_before_the_next_heartbeat(start_worker, re
     assert control.stop(result) is True
     run = _wait_status(result.id, RunStatus.CANCELLED, timeout=5)
     assert run.errors[-1]["exception_class_path"] == CANCELLED
+
+
+def test_retry_refuses_a_run_whose_unique_key_is_taken_again():
+    first = tasks.unique_job.enqueue("r")
+    Run.objects.filter(pk=int(first.id)).update(status=RunStatus.FAILED)
+    second = tasks.unique_job.enqueue("r")
+    assert second.id != first.id
+    with pytest.raises(control.RunConflict, match="same unique key"):
+        control.retry(first)
+    assert control.run_status(first) == RunStatus.FAILED  # nothing changed

@@ -171,16 +171,6 @@ def test_a_stop_requested_while_running_makes_a_failure_final(start_worker, tmp_
     assert [c.args for c in callbacks] == [[result.id]]
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: it does not lose a run on every try, so it cannot be strict
-    reason=(
-        "worker bug: a heartbeat that judged attempt N of a run lost (from its snapshot of "
-        "held runs, taken before that attempt's retry was written) drops the run by id "
-        "(Executor._dropped holds run ids), so the same worker's next claim of that run "
-        "fails attempt N+1 with RunCancelled('lost before it started') and writes it "
-        "CANCELLED (taskmill/worker/executor.py drop/_serve, loop.py stop_runs/_flush)"
-    ),
-)
 def test_retries_survive_a_busy_heartbeat(start_worker):
     # Many zero-delay retries under a heartbeat every millisecond: runs come back to the
     # same worker while heartbeats judge them. None may be taken for lost.

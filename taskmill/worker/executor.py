@@ -73,12 +73,13 @@ class Executor:
         self._task_connections: dict[int, Any] = {}
         # Prefetch marks (see begin_marks): claimed runs not started yet, those a heartbeat
         # is marking as such in the database, and those it has marked.
-        self._queued: set[int] = set()
+        self._queued: dict[int, int] = {}  # id -> attempt
         self._marking: set[int] = set()
         self._marked: set[int] = set()
         self._round_done = threading.Event()
         self._round_done.set()
-        self._dropped: set[int] = set()  # lost before they started: never start them
+        # (id, attempt) of queued runs lost before they started: never start them.
+        self._dropped: set[tuple[int, int]] = set()
         self._slots = threading.Semaphore(concurrency)
         self._waiting: queue.SimpleQueue[ClaimedRun | None] = queue.SimpleQueue()
         self._started: dict[int, ClaimedRun] = {}
@@ -96,7 +97,7 @@ class Executor:
     def submit(self, runs: Iterable[ClaimedRun]) -> None:
         runs = list(runs)
         with self._lock:
-            self._queued.update(run.id for run in runs)
+            self._queued.update((run.id, run.attempt) for run in runs)
         for run in runs:
             self._waiting.put(run)
 
@@ -118,7 +119,7 @@ class Executor:
 
     def _needs_unmark(self, run: ClaimedRun) -> bool:
         with self._lock:
-            self._queued.discard(run.id)
+            self._queued.pop(run.id, None)
             pending = run.id in self._marking
             marked = run.id in self._marked
             self._marked.discard(run.id)
@@ -128,10 +129,27 @@ class Executor:
                 self._marked.discard(run.id)
         return pending or marked
 
-    def drop(self, run_ids: Iterable[int]) -> None:
-        """Runs lost before they started: they will be reported, not run."""
+    def drop(self, held: dict[int, int]) -> None:
+        """Queued runs (id -> attempt) lost before they started: report them, never run them.
+        Only attempts still queued here count: a run written back meanwhile, or claimed
+        again under a new attempt, is left alone."""
         with self._lock:
-            self._dropped.update(run_ids)
+            self._dropped.update(
+                (run_id, attempt)
+                for run_id, attempt in held.items()
+                if self._queued.get(run_id) == attempt
+            )
+
+    def stop_started(self, held: dict[int, int]) -> None:
+        """Stop the started runs among ``held`` (id -> attempt), if still that attempt."""
+        with self._lock:
+            started = [
+                run_id
+                for run_id, attempt in held.items()
+                if (run := self._started.get(run_id)) is not None and run.attempt == attempt
+            ]
+        for run_id in started:
+            self.request_stop(run_id)
 
     def waiting_count(self) -> int:
         return self._waiting.qsize()
@@ -147,7 +165,7 @@ class Executor:
             if run is not None:
                 taken.append(run)
                 with self._lock:
-                    self._queued.discard(run.id)
+                    self._queued.pop(run.id, None)
 
     def started(self) -> list[ClaimedRun]:
         with self._lock:
@@ -227,8 +245,8 @@ class Executor:
             with self._lock:
                 self._started[run.id] = run
                 self._stops[run.id] = stop
-                dropped = run.id in self._dropped
-                self._dropped.discard(run.id)
+                dropped = (run.id, run.attempt) in self._dropped
+                self._dropped.discard((run.id, run.attempt))
             unmark = self._needs_unmark(run)
             if dropped:
                 attempt = Attempt(run, database=self._database)

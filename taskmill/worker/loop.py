@@ -149,19 +149,21 @@ class Worker:
     def marks_written(self, written: set[int]) -> None:
         self._executor.end_marks(written)
 
-    def still_held(self, run_ids: set[int], snapshot: dict[int, int]) -> set[int]:
-        """Those of ``run_ids`` this worker still holds with the attempt in ``snapshot``."""
+    def stop_runs(self, run_ids: set[int], snapshot: dict[int, int], reason: str) -> None:
+        """Stop these runs' attempts (lost to us, or asked to stop), each only if this worker
+        still holds it under the attempt the heartbeat saw in ``snapshot``: a run written
+        back meanwhile, or claimed again since, is not the one that was lost."""
         with self._held_lock:
-            return {i for i in run_ids if self._held.get(i) == snapshot.get(i) is not None}
-
-    def stop_runs(self, run_ids: set[int]) -> None:
-        """Stop these runs' attempts: lost to us, or asked to stop."""
-        if not run_ids:
-            return
-        started = self._executor.started_ids()
-        self._executor.drop(run_ids - started)
-        for run_id in run_ids & started:
-            self._executor.request_stop(run_id)
+            held = {
+                run_id: snapshot[run_id]
+                for run_id in run_ids
+                if run_id in snapshot and self._held.get(run_id) == snapshot[run_id]
+            }
+        for run_id, attempt in held.items():
+            logger.warning("Stopping run %s attempt %s: %s", run_id, attempt, reason)
+        if held:
+            self._executor.drop(held)
+            self._executor.stop_started(held)
 
     def fence(self) -> None:
         self._fenced = True
@@ -387,12 +389,16 @@ class Worker:
     def _flush(self) -> None:
         batch = self._unflushed
         self._unflushed = []
-        try:
-            landed = write_outcomes(self.engine, self.options.database, batch)
-        except BaseException:
-            self._unflushed = batch + self._unflushed  # keep them: nothing is lost
-            raise
-        self._let_go([completed.run.id for completed in batch])
+        # Under the held lock: a heartbeat must not judge a run lost from the outcome this
+        # worker is writing, so it sees the run either held and RUNNING, or let go.
+        with self._held_lock:
+            try:
+                landed = write_outcomes(self.engine, self.options.database, batch)
+            except BaseException:
+                self._unflushed = batch + self._unflushed  # keep them: nothing is lost
+                raise
+            for completed in batch:
+                self._held.pop(completed.run.id, None)
         for completed in batch:
             if completed.landed is not None:
                 landed[completed.run.id] = completed.landed

@@ -132,11 +132,10 @@ class Heartbeat(Duty):
             logger.warning("Worker %s reached the database again; claiming again", worker.id)
             self.fenced = False
             worker.unfence()
-        # A run written back while this heartbeat ran is not lost: only those still held.
-        lost = worker.still_held(reply.lost, held)
-        for run_id in lost:
-            logger.warning("Run %s is no longer this worker's (rescued or cancelled)", run_id)
-        worker.stop_runs(lost | worker.still_held(reply.stop_requested, held))
+        # A run written back while this heartbeat ran is not lost: the worker checks each
+        # against what it still holds, attempt included.
+        worker.stop_runs(reply.lost, held, "no longer this worker's (rescued or cancelled)")
+        worker.stop_runs(reply.stop_requested, held, "a stop was requested")
         worker.paused_queues = reply.paused_queues
         if reply.shutdown_requested and not worker.stopping:
             logger.warning("Worker %s asked to shut down", worker.id)
