@@ -54,7 +54,7 @@ def truncate(*systems_: System) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(s.table for s in systems_)} RESTART IDENTITY")
+        cursor.execute(f"TRUNCATE {', '.join(s.table for s in systems_)} RESTART IDENTITY CASCADE")
 
 
 def analyze(system: System) -> None:

@@ -42,6 +42,27 @@ def wait_until(
         time.sleep(interval)
 
 
+# For workers in the lease, rescue and control tests: heartbeats every 0.2 s, leases of 1.5 s,
+# so a stop is seen and a dead worker's run rescued within a couple of seconds everywhere.
+FAST_LEASES = {
+    "TASKMILL_TEST_HEARTBEAT": "0.2",
+    "TASKMILL_TEST_LEASE": "1.5",
+    "TASKMILL_TEST_RESCUE": "0.2",
+}
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not reaped yet) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+    except FileNotFoundError:
+        return False
+
+
 @pytest.fixture
 def record_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "records"

@@ -3,26 +3,16 @@ pausing a queue and asking a worker to shut down."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from taskmill import control
 from taskmill.exceptions import RunCancelled, class_path
 from taskmill.models import Queue, Run, RunStatus, Worker
-from tests.conftest import read_records, wait_until
+from tests.conftest import FAST_LEASES, process_alive, read_records, wait_until
 from tests.testapp import execution_tasks, tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-# Heartbeats every 0.2 s: a stop or shutdown request is seen quickly on every database,
-# even where no NOTIFY pushes it.
-FAST_LEASES = {
-    "TASKMILL_TEST_HEARTBEAT": "0.2",
-    "TASKMILL_TEST_LEASE": "1.5",
-    "TASKMILL_TEST_RESCUE": "0.2",
-}
 CANCELLED = class_path(RunCancelled)
 STOP_DEADLINE = 15.0
 
@@ -42,19 +32,6 @@ def _wait_status(run_id, status: str, timeout: float = STOP_DEADLINE) -> Run:
 
 def _wait_running(run_id) -> None:
     _wait_status(run_id, RunStatus.RUNNING, timeout=30)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose.
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return not stat.read_text().split(") ")[-1].startswith("Z")
-    except FileNotFoundError:
-        return False
 
 
 def test_cancel_a_ready_run(run_worker):
@@ -123,11 +100,11 @@ def test_stop_a_running_child_process_task_kills_the_child(start_worker, record_
     )
     assert pid != worker.process.pid
     _wait_running(result.id)
-    assert _alive(pid)
+    assert process_alive(pid)
     assert control.stop(result) is True
     run = _wait_status(result.id, RunStatus.CANCELLED)
     assert run.errors[-1]["exception_class_path"] == CANCELLED
-    wait_until(lambda: not _alive(pid), timeout=STOP_DEADLINE, message=f"child {pid} to die")
+    wait_until(lambda: not process_alive(pid), timeout=STOP_DEADLINE, message=f"child {pid} to die")
     assert worker.process.poll() is None, worker.output
 
 
@@ -259,3 +236,22 @@ def test_retry_refuses_a_run_whose_unique_key_is_taken_again():
     with pytest.raises(control.RunConflict, match="same unique key"):
         control.retry(first)
     assert control.run_status(first) == RunStatus.FAILED  # nothing changed
+
+
+def test_on_postgresql_a_stop_cancels_the_query_a_thread_task_runs(start_worker, record_dir):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_cancel_backend is PostgreSQL's")
+    result = execution_tasks.long_query.enqueue()
+    worker = start_worker("--no-scheduler", env=FAST_LEASES)
+    wait_until(lambda: "query started" in read_records(record_dir), message="the query")
+    assert control.stop(result) is True
+    wait_until(
+        lambda: control.run_status(result) == RunStatus.CANCELLED,
+        timeout=STOP_DEADLINE,
+        message="the run to end CANCELLED",
+    )
+    run = Run.objects.get(pk=int(result.id))
+    assert "canceling statement" in run.errors[-1]["traceback"]  # the server cancelled it
+    assert worker.process.poll() is None

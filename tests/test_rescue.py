@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 from taskmill.exceptions import WorkerLost, class_path
 from taskmill.models import Run, RunStatus
-from tests.conftest import read_records, wait_until
+from tests.conftest import FAST_LEASES, process_alive, read_records, wait_until
 from tests.testapp import execution_tasks as tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-# Short leases for these workers only: rescue within about two seconds of a death.
-FAST_LEASES = {
-    "TASKMILL_TEST_HEARTBEAT": "0.2",
-    "TASKMILL_TEST_LEASE": "1.5",
-    "TASKMILL_TEST_RESCUE": "0.2",
-}
 LOST = class_path(WorkerLost)
 
 
@@ -105,16 +98,6 @@ def test_a_frozen_workers_late_outcome_is_refused(start_worker, record_dir, tmp_
     assert lost_errors(run) == 1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
-
-
 def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried(start_worker, tmp_path):
     pid_path = tmp_path / "pids"
     result = tasks.sleep_past_timeout.enqueue(str(pid_path))
@@ -133,9 +116,11 @@ def test_a_task_past_its_timeout_is_killed_with_its_children_and_retried(start_w
     pids = [path.read_text().split() for path in tmp_path.glob("pids.*")]
     assert len(pids) == 2
     for child_pid, grandchild_pid in pids:
-        wait_until(lambda p=int(child_pid): not _alive(p), timeout=10, message="child gone")
+        wait_until(lambda p=int(child_pid): not process_alive(p), timeout=10, message="child gone")
         wait_until(
-            lambda p=int(grandchild_pid): not _alive(p), timeout=10, message="grandchild gone"
+            lambda p=int(grandchild_pid): not process_alive(p),
+            timeout=10,
+            message="grandchild gone",
         )
     for other in others:
         wait_until(lambda o=other: Run.objects.get(pk=o.id).status == RunStatus.SUCCESSFUL)
@@ -194,7 +179,9 @@ def test_a_worker_that_cannot_heartbeat_fences_itself(start_worker, record_dir):
     with transaction.atomic():
         Worker.objects.select_for_update().get(pk=worker_id)
         worker.wait_for_output("fencing itself", timeout=30)
-        wait_until(lambda: not _alive(child_pid), timeout=10, message="the child to be killed")
+        wait_until(
+            lambda: not process_alive(child_pid), timeout=10, message="the child to be killed"
+        )
     worker.wait_for_output("claiming again", timeout=30)
     # Its run was stopped: rescued (its lease ran out) or cancelled, never left running.
     wait_until(

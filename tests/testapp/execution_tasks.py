@@ -90,3 +90,13 @@ def atomic_effect_then_block(context, name: str) -> str:
     if context.attempt == 1:
         time.sleep(300)
     return name
+
+
+@taskmill.task
+def long_query() -> None:
+    """Runs a query that lasts five minutes: only cancelling it on the server stops it."""
+    from django.db import connection
+
+    _record("query started")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(300)")
