@@ -104,7 +104,7 @@ TASKS = {
 
 # Leases: long by default so that a loaded machine never rescues a live worker's runs in
 # tests not about rescue; the rescue tests shorten them for their workers through the env.
-TASKMILL_HEARTBEAT_INTERVAL = float(os.environ.get("TASKMILL_TEST_HEARTBEAT", "1"))
+TASKMILL_HEARTBEAT_INTERVAL = float(os.environ.get("TASKMILL_TEST_HEARTBEAT", "2"))
 TASKMILL_LEASE = float(os.environ.get("TASKMILL_TEST_LEASE", "60"))
-TASKMILL_RESCUE_INTERVAL = float(os.environ.get("TASKMILL_TEST_RESCUE", "0.5"))
+TASKMILL_RESCUE_INTERVAL = float(os.environ.get("TASKMILL_TEST_RESCUE", "2"))
 TASKMILL_TIMEOUT_GRACE = 1.0

@@ -223,3 +223,28 @@ def test_the_same_dependency_twice_counts_once():
     twice = tasks.step.using(depends_on=[first, first.id, int(first.id)]).enqueue("twice")
     assert status(twice) == RunStatus.WAITING
     assert RunDependency.objects.filter(run_id=int(twice.id)).count() == 1
+
+
+@IN_A_TRANSACTION
+def test_the_sweep_settles_waiting_runs_nobody_settled():
+    from taskmill.followups import settle_strays
+
+    first = tasks.add.enqueue(1, 2)
+    second = tasks.add.enqueue(3, 4)
+    released = tasks.step.using(depends_on=[first]).enqueue("released")
+    doomed = tasks.step.using(depends_on=[second]).enqueue("doomed")
+    after_doomed = tasks.step.using(depends_on=[doomed]).enqueue("after")
+    waiting = tasks.step.using(depends_on=[first, second]).enqueue("waits")
+    # Their dependencies finish behind the finish's back, as when the worker that finished
+    # them died before settling their dependents.
+    now = timezone.now()
+    Run.objects.filter(pk=int(first.id)).update(status="SUCCESSFUL", finished_at=now)
+    assert settle_strays("default") == 1
+    assert status(released) == RunStatus.READY
+    assert status(waiting) == RunStatus.WAITING  # the second is still READY
+    Run.objects.filter(pk=int(second.id)).update(status="FAILED", finished_at=now)
+    assert settle_strays("default") == 2  # doomed, and waiting; after_doomed follows doomed
+    assert status(doomed) == RunStatus.CANCELLED
+    assert status(waiting) == RunStatus.CANCELLED
+    assert status(after_doomed) == RunStatus.CANCELLED
+    assert settle_strays("default") == 0
