@@ -214,3 +214,11 @@ def test_postgresql_notify_wakes_an_idle_worker_at_once(start_worker):
     assert "NOTIFY received for queue 'default'" in worker.output
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0
+
+
+def test_a_worker_refuses_a_database_without_its_tables(start_worker, tmp_path):
+    if connection.vendor != "sqlite":
+        pytest.skip("an empty database file is SQLite's; elsewhere it would not exist")
+    worker = start_worker(env={"TASKMILL_TEST_DB_NAME": str(tmp_path / "empty.sqlite3")})
+    assert worker.wait(60) != 0
+    assert "missing" in worker.output and "manage.py migrate" in worker.output

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
 
 from ..scheduler.loop import start_in_worker
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
@@ -131,8 +132,39 @@ def run_worker(worker_options: WorkerOptions, *, reload: bool, scheduler: bool =
         os._exit(code)
 
 
+def check_migrations(database: str) -> None:
+    """Refuse to start on a database whose taskmill tables are behind the code: the worker
+    would otherwise retry failing queries forever. An unreachable database is not refused
+    here: the worker waits for it, saying so. (Cheap: one query and a directory listing,
+    not Django's migration graph.)"""
+    import pkgutil
+
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from .. import migrations
+
+    needed = {module.name for module in pkgutil.iter_modules(migrations.__path__)}
+    try:
+        applied = {
+            name
+            for app, name in MigrationRecorder(connections[database]).applied_migrations()
+            if app == "taskmill"
+        }
+    except DatabaseError:
+        return
+    finally:
+        connections[database].close()
+    missing = sorted(needed - applied)
+    if missing:
+        raise CommandError(
+            f"The database {database!r} is missing {len(missing)} taskmill migration(s) the "
+            f"worker needs ({', '.join(missing)}). Run `python manage.py migrate` first."
+        )
+
+
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     configure_logging(options["verbosity"])
     worker_options = build_options(options)
+    check_migrations(worker_options.database)
     reload = options["reload"] if options["reload"] is not None else settings.DEBUG
     run_worker(worker_options, reload=reload, scheduler=not options["no_scheduler"])
