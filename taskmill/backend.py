@@ -32,19 +32,6 @@ KNOWN_OPTIONS = {"DATABASE"}
 MAX_QUEUE_NAME_LENGTH = Run._meta.get_field("queue_name").max_length
 
 
-def wake_local_after_commit(database: str, queue_name: str) -> None:
-    """Wake this process's workers serving ``queue_name`` once the transaction commits
-    (they would claim before the run is visible otherwise)."""
-    transaction.on_commit(lambda: wakeup.wake_local(queue_name), using=database)
-
-
-def wake_after_commit(database: str, queue_name: str) -> None:
-    """Wake workers everywhere: this process's at commit, others through the engine
-    (NOTIFY on PostgreSQL, delivered at commit too)."""
-    wake_local_after_commit(database, queue_name)
-    get_engine(database).notify(queue_name)
-
-
 class DatabaseBackend(BaseTaskBackend):
     """Stores runs in a table of the project's database; ``manage.py taskmill worker`` runs them.
 
@@ -145,7 +132,7 @@ class DatabaseBackend(BaseTaskBackend):
         }
         get_engine(self.database).insert_runs(runs, queues)
         for queue_name in queues:
-            wake_local_after_commit(self.database, queue_name)
+            wakeup.wake_local_after_commit(self.database, queue_name)
         results = [result_of(task, run) for run in runs]
         for result in results:
             task_enqueued.send(type(self), task_result=result)
@@ -162,10 +149,10 @@ class DatabaseBackend(BaseTaskBackend):
             try:
                 with transaction.atomic(using=self.database):
                     if task.depends_on:
-                        lock_dependencies(self.database, task.depends_on)
+                        locked = lock_dependencies(self.database, task.depends_on)
                     result = self.save_runs(task, [run])[0]
                     if task.depends_on:
-                        status = settle_new_dependent(self.database, run.pk, task.depends_on)
+                        status = settle_new_dependent(self.database, run.pk, list(locked))
                         if status != RunStatus.WAITING:
                             result = self.get_result(str(run.pk))
                     return result

@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from .db import get_engine
 from .exceptions import RunCancelled, synthetic_error
-from .followups import callback_path, enqueue_callback, resolve_dependents
+from .followups import cancel_unstarted
 from .models import FINISHED_STATUSES, Queue, Run, RunStatus, Worker
+from .wakeup import wake_after_commit
 
 CONTROL_WAKEUP = "taskmill:control"
 
@@ -47,21 +48,8 @@ def cancel(run: Any, *, database: str = "default", reason: str = "cancelled on r
             return False
         if row.status == RunStatus.RUNNING:
             return _request_stop(row, database)
-        from .followups import _task_or_none
-        from .worker.execution import expiry_for
-
-        task = _task_or_none(row.task_path)
-        Run.objects.using(database).filter(pk=run_id).update(
-            status=RunStatus.CANCELLED,
-            finished_at=now,
-            errors=[*row.errors, synthetic_error(RunCancelled, reason)],
-            expires_at=expiry_for(task, row.options, now),
-        )
-        path = callback_path(task, RunStatus.CANCELLED)
-        if path:
-            enqueue_callback(path, run_id)
-        if row.has_dependents:
-            resolve_dependents(database, [run_id])
+        error = synthetic_error(RunCancelled, reason)
+        cancel_unstarted(database, row, error, now, has_dependents=row.has_dependents)
     return True
 
 
@@ -114,8 +102,6 @@ def _retry(run_id: int, now: Any, database: str) -> bool:
         )
     )
     if updated:
-        from .backend import wake_after_commit
-
         queue_name = Run.objects.using(database).values_list("queue_name", flat=True).get(pk=run_id)
         wake_after_commit(database, queue_name)
     return bool(updated)
@@ -138,10 +124,7 @@ def resume_queue(name: str, *, database: str = "default") -> bool:
         .update(paused=False, paused_at=None)
     )
     if updated:
-        from .backend import wake_after_commit
-
-        with transaction.atomic(using=database):
-            wake_after_commit(database, name)
+        wake_after_commit(database, name)  # outside a transaction: at once
     return bool(updated)
 
 

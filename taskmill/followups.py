@@ -15,8 +15,11 @@ from django.utils import timezone
 
 from . import registry
 from .compat import InvalidTask
+from .db.records import Landed
 from .exceptions import DependencyFailed, synthetic_error
 from .models import ACTIVE_STATUSES, Run, RunDependency, RunStatus
+from .tasks import expiry_for
+from .wakeup import wake_after_commit
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -32,6 +35,13 @@ def callback_path(task: object, status: str) -> str | None:
     return None
 
 
+def enqueue_callbacks(task: object | None, run_id: int, status: str) -> None:
+    """Enqueue the callback of ``task`` for a run that ended with ``status``, if it has one."""
+    path = callback_path(task, status)
+    if path:
+        enqueue_callback(path, run_id)
+
+
 def enqueue_callback(path: str, run_id: int) -> None:
     """Enqueue the callback task ``path`` with the finished run's result id."""
     try:
@@ -40,6 +50,14 @@ def enqueue_callback(path: str, run_id: int) -> None:
         logger.error("Callback %s of run %s is not a registered task; skipped", path, run_id)
         return
     callback.enqueue(str(run_id))
+
+
+def after_final(database: str, task: object | None, run_id: int, landed: Landed) -> None:
+    """What follows a run's final outcome, in the transaction that wrote it: its callback,
+    and its dependents released or cancelled. Nothing for a retry (READY)."""
+    enqueue_callbacks(task, run_id, landed.status)
+    if landed.has_dependents and landed.status != RunStatus.READY:
+        resolve_dependents(database, [run_id])
 
 
 def resolve_dependents(database: str, finished_ids: Iterable[int]) -> int:
@@ -89,8 +107,6 @@ def _settle(database: str, run: Run, now: datetime) -> str | None:
             status=RunStatus.READY, due=due
         )
         if due:
-            from .backend import wake_after_commit
-
             wake_after_commit(database, run.queue_name)
         return RunStatus.READY
     return None
@@ -103,28 +119,23 @@ def cancel_for_dependency(
     error = synthetic_error(
         DependencyFailed, f"run {dependency_id}, which this run depends on, {word}"
     )
+    # Its own dependents follow through the caller's frontier, not here.
+    cancel_unstarted(database, run, error, now, has_dependents=False)
+
+
+def cancel_unstarted(
+    database: str, run: Run, error: dict[str, str], now: datetime, *, has_dependents: bool
+) -> None:
+    """Write a run that never started (READY or WAITING) as CANCELLED with ``error``, and
+    what follows (its on_failure callback; its dependents if ``has_dependents``)."""
+    task = registry.resolve_or_none(run.task_path)
     Run.objects.using(database).filter(pk=run.pk).update(
         status=RunStatus.CANCELLED,
         finished_at=now,
         errors=[*run.errors, error],
-        expires_at=_expiry(run.task_path, now),
+        expires_at=expiry_for(task, run.options, now),
     )
-    path = callback_path(_task_or_none(run.task_path), RunStatus.CANCELLED)
-    if path:
-        enqueue_callback(path, run.pk)
-
-
-def _task_or_none(path: str) -> object | None:
-    try:
-        return registry.resolve(path)
-    except InvalidTask:
-        return None
-
-
-def _expiry(task_path: str, finished_at: datetime) -> datetime | None:
-    from .worker.execution import expiry_for
-
-    return expiry_for(_task_or_none(task_path), None, finished_at)
+    after_final(database, task, run.pk, Landed(run.pk, RunStatus.CANCELLED, has_dependents))
 
 
 def lock_dependencies(database: str, depends_on: Sequence[int]) -> dict[int, str]:
@@ -145,20 +156,21 @@ def lock_dependencies(database: str, depends_on: Sequence[int]) -> dict[int, str
     return rows
 
 
-def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) -> str:
-    """At enqueue, for a run inserted as WAITING: lock what it depends on, mark them as
-    having dependents, and settle it at once if they have all finished.
+def settle_new_dependent(database: str, run_id: int, locked: Sequence[int]) -> str:
+    """At enqueue, for a run inserted as WAITING after ``lock_dependencies`` locked the
+    runs it depends on (``locked``): mark them as having dependents, link them, and settle
+    the run at once if they have all finished.
 
-    Locking the dependencies (FOR UPDATE) orders this against their finish: either the
-    finish commits first and we read its outcome here, or it waits for this transaction
-    and then sees the new dependent. Returns the run's status after settling.
+    The lock orders this against their finish: either the finish committed first and we
+    read its outcome here, or it waits for this transaction and then sees the new
+    dependent. Returns the run's status after settling.
     """
-    rows = lock_dependencies(database, depends_on)
-    Run.objects.using(database).filter(pk__in=list(rows), has_dependents=False).update(
+    rows = sorted(locked)
+    Run.objects.using(database).filter(pk__in=rows, has_dependents=False).update(
         has_dependents=True
     )
     RunDependency.objects.using(database).bulk_create(
-        [RunDependency(run_id=run_id, depends_on_id=pk) for pk in sorted(rows)]
+        [RunDependency(run_id=run_id, depends_on_id=pk) for pk in rows]
     )
     run = Run.objects.using(database).get(pk=run_id)
     return _settle(database, run, timezone.now()) or RunStatus.WAITING

@@ -62,6 +62,14 @@ def resolve(task_path: str) -> Task:
     )
 
 
+def resolve_or_none(task_path: str) -> Task | None:
+    """The registered task for ``task_path``, or None (a run whose task is gone from code)."""
+    try:
+        return resolve(task_path)
+    except TaskNotRegistered:
+        return None
+
+
 def autodiscover() -> None:
     """Import each installed app's ``tasks`` module, as a worker does at start-up."""
     from django.utils.module_loading import autodiscover_modules

@@ -15,7 +15,7 @@ import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import registry
@@ -205,6 +205,19 @@ def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) ->
     if stored and name in stored:
         return stored[name]
     return getattr(task, name, None)
+
+
+def expiry_for(
+    task: Task | None, stored: Mapping[str, Any] | None, finished_at: datetime
+) -> datetime | None:
+    """When a run finished at ``finished_at`` may be pruned: its result_ttl (per call, else
+    the task's), else TASKMILL_RESULT_TTL; None keeps it."""
+    from .conf import seconds, setting
+
+    ttl = effective_option(task, stored, "result_ttl") if task is not None else None
+    if ttl is None:
+        ttl = seconds(setting("TASKMILL_RESULT_TTL"))
+    return None if ttl is None else finished_at + timedelta(seconds=ttl)
 
 
 def task(

@@ -113,7 +113,7 @@ class LeaseQueries:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id, attempt, task_path, queue_name, worker_id, prefetched, "
-                f"stop_requested, errors, worker_ids, options FROM {RUN_TABLE} "
+                f"stop_requested, has_dependents, errors, worker_ids, options FROM {RUN_TABLE} "
                 f"WHERE {self.running_condition} AND lease_expires_at < %s "
                 f"ORDER BY id LIMIT %s{self.skip_locked}",
                 [self.adapt_datetime(now), limit],
@@ -125,6 +125,7 @@ class LeaseQueries:
                 row[name] = load_json(row[name])
             row["prefetched"] = bool(row["prefetched"])
             row["stop_requested"] = bool(row["stop_requested"])
+            row["has_dependents"] = bool(row["has_dependents"])
         return rows
 
     def rescue(self, run_id: int, attempt: int, now: datetime, values: dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import close_old_connections, connections, transaction
@@ -23,14 +23,13 @@ from django.utils import timezone
 from .. import registry
 from ..compat import BaseTask, TaskResult, TaskResultStatus, task_backends, task_started
 from ..compat import TaskContext as BaseTaskContext
-from ..conf import seconds, setting
 from ..db import ClaimedRun, Outcome, get_engine
 from ..db.base import RUN_TABLE, Landed, load_datetime
 from ..exceptions import RunCancelled, TaskNotRegistered, TaskTimeout, task_failures
 from ..results import result_of
 from ..retries import retry_delay
 from ..serialization import to_json_value
-from ..tasks import effective_option
+from ..tasks import effective_option, expiry_for
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -79,17 +78,6 @@ def signal_sender(run: ClaimedRun) -> type:
         from ..backend import DatabaseBackend
 
         return DatabaseBackend
-
-
-def expiry_for(
-    task: Any, stored_options: dict[str, Any] | None, finished_at: datetime
-) -> datetime | None:
-    """When a run finished at ``finished_at`` may be pruned: its task's result_ttl, else
-    TASKMILL_RESULT_TTL; None keeps it."""
-    ttl = effective_option(task, stored_options, "result_ttl") if task is not None else None
-    if ttl is None:
-        ttl = seconds(setting("TASKMILL_RESULT_TTL"))
-    return None if ttl is None else finished_at + timedelta(seconds=ttl)
 
 
 class Attempt:
@@ -218,7 +206,7 @@ class Attempt:
         (SKIP LOCKED) passes over it while we hold it. If the worker dies, the transaction
         rolls back and the rescued attempt starts clean: the body's rows exist once.
         """
-        from ..followups import callback_path, enqueue_callback, resolve_dependents
+        from ..followups import after_final
 
         engine = get_engine(self.database)
         with transaction.atomic(using=self.database):
@@ -231,11 +219,7 @@ class Attempt:
             landed = engine.finish([completed.outcome]).get(self.run.id)
             if landed is None:
                 raise RunCancelled("the run was taken over while its atomic body ran")
-            path = callback_path(self.task, landed.status)
-            if path:
-                enqueue_callback(path, self.run.id)
-            if landed.has_dependents:
-                resolve_dependents(self.database, [self.run.id])
+            after_final(self.database, self.task, self.run.id, landed)
             completed.landed = landed
             completed.recorded = True
         return completed

@@ -10,7 +10,7 @@ from django.db import DatabaseError, transaction
 from ..compat import task_finished
 from ..db import Engine
 from ..db.base import Landed
-from ..followups import callback_path, enqueue_callback, resolve_dependents
+from ..followups import enqueue_callbacks, resolve_dependents
 from ..results import result_of
 from .execution import Completed, signal_sender
 
@@ -49,11 +49,10 @@ def write_outcomes(engine: Engine, database: str, batch: list[Completed]) -> dic
         landed = engine.finish(outcomes)
         for completed in pending:
             row = landed.get(completed.run.id)
-            path = row and callback_path(completed.task, row.status)
-            if path:
-                enqueue_callback(path, completed.run.id)
+            if row is not None:
+                enqueue_callbacks(completed.task, completed.run.id, row.status)
         finished = [run_id for run_id, row in landed.items() if row.has_dependents]
-        if finished:
+        if finished:  # one pass for the whole batch
             resolve_dependents(database, finished)
     return landed
 

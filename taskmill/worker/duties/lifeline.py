@@ -21,12 +21,12 @@ from typing import Any
 from django.db import transaction
 
 from ... import registry
-from ...compat import InvalidTask
 from ...conf import setting
 from ...db import get_engine
+from ...db.records import Landed
 from ...exceptions import RunCancelled, WorkerLost, lost_attempts, synthetic_error
-from ...followups import callback_path, enqueue_callback, resolve_dependents, settle_strays
-from ..execution import expiry_for
+from ...followups import after_final, settle_strays
+from ...tasks import expiry_for
 from . import Duty
 
 logger = logging.getLogger("taskmill.worker")
@@ -75,11 +75,9 @@ def rescue_expired(database: str, now: datetime) -> int:
                 values["status"],
             )
             if final:
-                task = _task_or_none(row["task_path"])
-                path = callback_path(task, values["status"])
-                if path:
-                    enqueue_callback(path, row["id"])
-                resolve_dependents(database, [row["id"]])
+                task = registry.resolve_or_none(row["task_path"])
+                landed = Landed(row["id"], values["status"], row["has_dependents"])
+                after_final(database, task, row["id"], landed)
             elif values.get("due"):
                 engine.notify(row["queue_name"])
     return rescued
@@ -121,7 +119,7 @@ def _rescued_state(row: dict[str, Any], now: datetime) -> tuple[dict[str, Any], 
 def _final(
     row: dict[str, Any], status: str, error: dict[str, str], now: datetime, common: dict
 ) -> dict[str, Any]:
-    task = _task_or_none(row["task_path"])
+    task = registry.resolve_or_none(row["task_path"])
     return {
         **common,
         "status": status,
@@ -129,10 +127,3 @@ def _final(
         "expires_at": expiry_for(task, row["options"], now),
         "errors": [*row["errors"], error],
     }
-
-
-def _task_or_none(path: str) -> Any:
-    try:
-        return registry.resolve(path)
-    except InvalidTask:
-        return None
