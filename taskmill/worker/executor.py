@@ -20,7 +20,7 @@ from django.db import connections
 
 from .. import registry
 from ..db import ClaimedRun
-from ..exceptions import RunCancelled, TaskNotRegistered
+from ..exceptions import RunCancelled
 from ..tasks import effective_option
 from .execution import Attempt, Completed
 
@@ -37,19 +37,16 @@ def _cancel_running_query(wrapper: Any) -> None:
         logger.debug("Could not cancel the running query: %s", exc)
 
 
-def is_async_run(run: ClaimedRun) -> bool:
-    try:
-        return inspect.iscoroutinefunction(registry.resolve(run.task_path).func)
-    except TaskNotRegistered:
-        return False  # refused in Attempt.prepare, on a thread like any sync run
-
-
-def has_timeout(run: ClaimedRun) -> bool:
-    try:
-        task = registry.resolve(run.task_path)
-    except TaskNotRegistered:
-        return False
-    return bool(effective_option(task, run.options, "timeout"))
+def where_to_run(run: ClaimedRun) -> str:
+    """ "async" (the event loop), "child" (a sync task with a timeout: a child process) or
+    "thread". A run naming no registered task goes to a thread, where Attempt.prepare
+    refuses it."""
+    task = registry.resolve_or_none(run.task_path)
+    if task is None:
+        return "thread"
+    if inspect.iscoroutinefunction(task.func):
+        return "async"
+    return "child" if effective_option(task, run.options, "timeout") else "thread"
 
 
 class Executor:
@@ -62,7 +59,7 @@ class Executor:
         on_start: Callable[[ClaimedRun], None] | None = None,
     ) -> None:
         self._on_done = on_done
-        self.on_start = on_start
+        self._on_start = on_start
         self._database = database
         # Sync tasks with a timeout run in child processes, started on first need.
         self._pool = None
@@ -179,14 +176,11 @@ class Executor:
         """Started runs of atomic tasks: their rows are locked by their own transaction."""
         with self._lock:
             started = list(self._started.values())
-        atomic = set()
-        for run in started:
-            try:
-                if registry.resolve(run.task_path).atomic:
-                    atomic.add(run.id)
-            except (TaskNotRegistered, AttributeError):
-                pass
-        return atomic
+        return {
+            run.id
+            for run in started
+            if getattr(registry.resolve_or_none(run.task_path), "atomic", False)
+        }
 
     def request_stop(self, run_id: int) -> bool:
         """Ask a started run to stop: its flag is set, an async one is cancelled, a child
@@ -235,6 +229,9 @@ class Executor:
     # -- the task threads -------------------------------------------------------------------
 
     def _serve(self) -> None:
+        # This thread's connection wrapper (Django's are per thread): the one a stop's query
+        # cancel targets. The same object all along; close_old_connections only closes it.
+        own_connection = connections[self._database]
         while True:
             self._slots.acquire()
             run = self._waiting.get()
@@ -252,9 +249,10 @@ class Executor:
                 attempt = Attempt(run, database=self._database)
                 self._done(attempt.failed(RunCancelled("lost before it started"), 0.0))
                 continue
-            if unmark and self.on_start is not None:
-                self.on_start(run)
-            if is_async_run(run):
+            if unmark and self._on_start is not None:
+                self._on_start(run)
+            where = where_to_run(run)
+            if where == "async":
                 # The coroutine keeps the slot; this thread goes back for more work.
                 attempt = Attempt(run, database=self._database, stop_event=stop)
                 future = asyncio.run_coroutine_threadsafe(
@@ -265,11 +263,11 @@ class Executor:
                 if stop.is_set():
                     future.cancel()
                 continue
-            pool = self._process_pool() if has_timeout(run) else None
+            pool = self._process_pool() if where == "child" else None
             attempt = Attempt(run, database=self._database, stop_event=stop, pool=pool)
             if pool is None:
                 with self._lock:
-                    self._task_connections[run.id] = connections[self._database]
+                    self._task_connections[run.id] = own_connection
             try:
                 completed = attempt.run_sync()
             except BaseException as exc:

@@ -114,8 +114,12 @@ class Worker:
         self._stopping = False
         self._stop_deadline: float | None = None
         self._prefetch = Prefetch(options.concurrency)
+        self._record_start = StartRecorder(self)
         self._executor = Executor(
-            options.concurrency, self._on_done, database=options.database, on_start=None
+            options.concurrency,
+            self._on_done,
+            database=options.database,
+            on_start=self._record_start,
         )
         self.abandoned_tasks = False
         if options.lease_seconds is None:
@@ -127,8 +131,6 @@ class Worker:
         self.paused_queues: set[str] = set()
         self._stager = Stager(self.engine, min(STAGE_EVERY, options.poll_interval), self._staged)
         self.heartbeat = Heartbeat(self)
-        self._record_start = StartRecorder(self)
-        self._executor.on_start = self._record_start
         self._heartbeat_thread = DutyThread("heartbeat", options.database, [self.heartbeat])
         self._duty_thread = DutyThread(
             "duties",
