@@ -53,9 +53,9 @@ class LeaseQueries:
         (claimed, not started) are marked prefetched, so that a rescue returns them
         without a lost attempt.
         """
-        from ..models import Queue, Worker
+        from ..models import Worker
 
-        reply = HeartbeatReply(set(), set(), set(), False, set())
+        reply = HeartbeatReply(set(), set(), set(), False)
         renew = {run_id: attempt for run_id, attempt in held.items() if run_id not in skip}
         with self.connection.cursor() as cursor:
             if renew:
@@ -93,9 +93,6 @@ class LeaseQueries:
             reply.shutdown_requested = bool(
                 workers.filter(pk=worker_id).values_list("shutdown_requested", flat=True).first()
             )
-        reply.paused_queues = set(
-            Queue.objects.using(self.alias).filter(paused=True).values_list("name", flat=True)
-        )
         return reply
 
     def unmark_prefetched(self, run_id: int, attempt: int, connection: Any = None) -> None:

@@ -165,7 +165,6 @@ class HeartbeatReply:
     lost: set[int]  # no longer ours: drop their outcomes, stop their attempts
     stop_requested: set[int]
     shutdown_requested: bool
-    paused_queues: set[str]
 
 
 def load_json(value: Any) -> Any:

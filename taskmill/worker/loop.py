@@ -128,7 +128,6 @@ class Worker:
         self._held: dict[int, int] = {}
         self._held_lock = threading.Lock()
         self._fenced = False
-        self.paused_queues: set[str] = set()
         self._stager = Stager(self.engine, min(STAGE_EVERY, options.poll_interval), self._staged)
         self.heartbeat = Heartbeat(self)
         self._heartbeat_thread = DutyThread("heartbeat", options.database, [self.heartbeat])

@@ -136,7 +136,6 @@ class Heartbeat(Duty):
         # against what it still holds, attempt included.
         worker.stop_runs(reply.lost, held, "no longer this worker's (rescued or cancelled)")
         worker.stop_runs(reply.stop_requested, held, "a stop was requested")
-        worker.paused_queues = reply.paused_queues
         if reply.shutdown_requested and not worker.stopping:
             logger.warning("Worker %s asked to shut down", worker.id)
             worker.request_stop()
