@@ -19,6 +19,7 @@ from ..models import Run
 from .leases import LeaseQueries
 from .records import (
     CLAIMED_COLUMNS,
+    CLAIMED_DATETIME_COLUMNS,
     NEW_RUN_COLUMNS,
     QUEUE_TABLE,
     RUN_TABLE,
@@ -260,7 +261,7 @@ class Engine(LeaseQueries):
         for name in ("args", "kwargs", "worker_ids", "errors", "options"):
             values[name] = load_json(values[name])
         values["has_dependents"] = bool(values["has_dependents"])
-        for name in ("enqueued_at", "run_after", "available_at", "started_at", "last_attempted_at"):
+        for name in CLAIMED_DATETIME_COLUMNS:
             values[name] = load_datetime(values[name])
         return ClaimedRun(**values)
 

@@ -35,6 +35,14 @@ CLAIMED_COLUMNS = (
     "options",
     "has_dependents",
 )
+# Those of them that are datetimes (raw cursors, and JSON, hand them back as text).
+CLAIMED_DATETIME_COLUMNS = (
+    "enqueued_at",
+    "run_after",
+    "available_at",
+    "started_at",
+    "last_attempted_at",
+)
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from .. import registry
 from ..compat import BaseTask, TaskResult, TaskResultStatus, task_backends, task_started
 from ..compat import TaskContext as BaseTaskContext
 from ..db import ClaimedRun, Outcome, get_engine
-from ..db.base import RUN_TABLE, Landed, load_datetime
+from ..db.records import CLAIMED_DATETIME_COLUMNS, Landed, load_datetime
 from ..exceptions import RunCancelled, TaskNotRegistered, TaskTimeout, task_failures
 from ..results import result_of
 from ..retries import retry_delay
@@ -299,12 +299,10 @@ def _chained(exc: BaseException, cause: BaseException) -> BaseException:
 
 # -- the child process's side -----------------------------------------------------------------
 
-_CLAIMED_DATES = ("enqueued_at", "run_after", "available_at", "started_at", "last_attempted_at")
-
 
 def _run_to_json(run: ClaimedRun) -> dict[str, Any]:
     values = asdict(run)
-    for name in _CLAIMED_DATES:
+    for name in CLAIMED_DATETIME_COLUMNS:
         if values[name] is not None:
             values[name] = values[name].isoformat()
     return values
@@ -330,7 +328,7 @@ def run_in_child(payload: dict[str, Any]) -> dict[str, Any]:
     Signals (task_started) were sent by the worker; the child only calls the task.
     """
     values = payload["run"]
-    for name in _CLAIMED_DATES:
+    for name in CLAIMED_DATETIME_COLUMNS:
         values[name] = load_datetime(values[name])
     run = ClaimedRun(**values)
     attempt = Attempt(run, database=payload["database"])
@@ -344,4 +342,4 @@ def run_in_child(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["RUN_TABLE", "Attempt", "Completed", "TaskContext", "error_entry", "signal_sender"]
+__all__ = ["Attempt", "Completed", "TaskContext", "error_entry", "signal_sender"]
