@@ -147,9 +147,10 @@ def test_atomic_rows_exist_once_after_sigkill_inside_the_body(start_worker, run_
         message="every killed run to be rescued",
     )
     run_worker("--burst", "--no-scheduler")
-    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {
-        RunStatus.SUCCESSFUL
-    }
+    runs = Run.objects.filter(pk__in=ids)
+    assert set(runs.values_list("status", flat=True)) == {RunStatus.SUCCESSFUL}, [
+        (run.pk, run.status, [e["traceback"][-300:] for e in run.errors]) for run in runs
+    ]
     names = sorted(Effect.objects.values_list("name", flat=True))
     assert names == sorted(f"a{n}" for n in range(10))  # each exactly once
     inserted = [line for line in read_records(record_dir) if line.startswith("inserted ")]
