@@ -17,21 +17,35 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections, connections, transaction
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
 from .. import registry
 from ..compat import BaseTask, TaskResult, TaskResultStatus, task_backends, task_started
 from ..compat import TaskContext as BaseTaskContext
+from ..conf import setting
 from ..db import ClaimedRun, Outcome, get_engine
+from ..db.errors import is_transient
 from ..db.records import CLAIMED_DATETIME_COLUMNS, Landed, load_datetime
-from ..exceptions import RunCancelled, TaskNotRegistered, TaskTimeout, task_failures
+from ..exceptions import (
+    RunCancelled,
+    TaskNotRegistered,
+    TaskTimeout,
+    WorkerLost,
+    lost_attempts,
+    synthetic_error,
+    task_failures,
+)
 from ..results import result_of
 from ..retries import retry_delay
 from ..serialization import to_json_value
 from ..tasks import effective_option, expiry_for
 
 logger = logging.getLogger("taskmill.worker")
+
+# An atomic attempt's transaction is tried this often when the database, not the task, fails
+# it (a deadlock, a serialization failure, a lock wait timeout, a dropped connection).
+ATOMIC_TRIES = 3
 
 
 class TaskCrashed(Exception):
@@ -184,12 +198,12 @@ class Attempt:
 
     def call_here(self) -> Completed:
         """Call the task on this thread (a task thread, or a child process's main thread)."""
-        args, kwargs = self.arguments()
         close_old_connections()
         began = time.monotonic()
         try:
             if getattr(self.task, "atomic", False):
-                return self.call_atomic(args, kwargs, began)
+                return self.call_atomic_retrying(began)
+            args, kwargs = self.arguments()
             value = self.task.call(*args, **kwargs)
         except _ResultNotStorable as exc:
             return exc.completed
@@ -198,6 +212,56 @@ class Attempt:
         finally:
             close_old_connections()
         return self.succeeded(value, time.monotonic() - began)
+
+    def call_atomic_retrying(self, began: float) -> Completed:
+        """``call_atomic``, again in a new transaction when the database failed the last one.
+
+        Its rollback undid everything, so running the body again is safe; a task's own
+        errors are not retried here (its retry settings decide).
+        """
+        for tries in range(1, ATOMIC_TRIES + 1):
+            args, kwargs = self.arguments()  # afresh: the body may have changed them
+            try:
+                return self.call_atomic(args, kwargs, began)
+            except DatabaseError as exc:
+                if not is_transient(exc):
+                    raise
+                connections[self.database].close_if_unusable_or_obsolete()
+                if tries == ATOMIC_TRIES:
+                    return self.interrupted(exc, tries, time.monotonic() - began)
+                logger.warning(
+                    "Run %s: the database failed its atomic transaction (%s); trying again",
+                    self.run.id,
+                    exc,
+                )
+                time.sleep(0.1 * 2**tries)  # let a deadlock's other party finish
+        raise AssertionError("unreachable")
+
+    def interrupted(self, exc: BaseException, tries: int, duration: float) -> Completed:
+        """The database kept failing the attempt: like a lost worker, not the task's fault.
+
+        The run goes again shortly (its attempt counted as lost, bounded like lost workers),
+        instead of a database outage failing it.
+        """
+        now = timezone.now()
+        message = (
+            f"attempt {self.run.attempt}'s transaction failed on the database {tries} times "
+            f"(last: {exc})"
+        )
+        lost = lost_attempts(self.run.errors) + 1
+        final = lost >= int(setting("TASKMILL_MAX_LOST_ATTEMPTS"))
+        suffix = f"; {lost} lost attempts, the limit: the run fails" if final else "; it goes again"
+        outcome = Outcome(
+            run_id=self.run.id,
+            attempt=self.run.attempt,
+            status=TaskResultStatus.FAILED if final else "READY",
+            finished_at=now,
+            errors=[*self.run.errors, synthetic_error(WorkerLost, message + suffix)],
+            available_at=None if final else now + timedelta(seconds=1),
+            expires_at=expiry_for(self.task, self.run.options, now) if final else None,
+        )
+        logger.warning("Run %s: %s%s", self.run.id, message, suffix)
+        return Completed(self.run, self.task, outcome, duration)
 
     def call_atomic(self, args: list[Any], kwargs: dict[str, Any], began: float) -> Completed:
         """Body and success in one transaction, fenced by the attempt.
