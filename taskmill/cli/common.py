@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from django.core.management.base import CommandError
+from django.db import DatabaseError, connections
 
 from ..backend import DatabaseBackend
 from ..compat import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from ..db import reset_connection
+
+logger = logging.getLogger("taskmill")
+
+# Longest wait between two attempts to reach a database that is not there yet.
+WAIT_BACKOFF_MAX = 5.0
 
 
 def configure_logging(verbosity: int) -> None:
@@ -21,6 +29,45 @@ def configure_logging(verbosity: int) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+
+
+def describe_database(alias: str) -> str:
+    """The alias, engine, name and address of a database, for an operator reading the log."""
+    settings = connections[alias].settings_dict
+    where = f" at {settings['HOST']}:{settings.get('PORT') or 'default port'}"
+    return (
+        f"{alias!r} ({connections[alias].vendor} {settings.get('NAME')}"
+        f"{where if settings.get('HOST') else ''})"
+    )
+
+
+def wait_for_database(alias: str) -> None:
+    """Return once the database answers; until then, say so and retry with a back-off.
+
+    A worker or scheduler started before its database (a host reboot, containers started
+    together) must wait for it, not crash: Django's own start-up (system checks that ask
+    the server its version) and taskmill's first queries both need it.
+    """
+    failures = 0
+    while True:
+        try:
+            connections[alias].ensure_connection()
+        except DatabaseError as exc:
+            failures += 1
+            delay = min(0.1 * 2**failures, WAIT_BACKOFF_MAX)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            logger.warning(
+                "Database %s unreachable (%s); retrying in %.1fs",
+                describe_database(alias),
+                reason,
+                delay,
+            )
+            reset_connection(alias)
+            time.sleep(delay)
+            continue
+        if failures:
+            logger.warning("Database %s reachable after %d attempt(s)", alias, failures + 1)
+        return
 
 
 def taskmill_backend(alias: str | None) -> DatabaseBackend:

@@ -181,32 +181,29 @@ class Engine(LeaseQueries):
             for row in rows:
                 if held[row.id] != row.attempt:
                     continue  # rescued meanwhile: no longer ours to release
-                if not started:
-                    row.attempt -= 1
-                    row.worker_ids = row.worker_ids[:-1]
-                    if row.attempt == 0:
-                        row.started_at = None
-                        row.last_attempted_at = None
-                row.status = "READY"
-                row.due = True
-                row.worker_id = ""
-                row.lease_expires_at = None
-                row.available_at = now
-                row.save(
-                    update_fields=[
-                        "due",
-                        "attempt",
-                        "worker_ids",
-                        "started_at",
-                        "last_attempted_at",
-                        "status",
-                        "worker_id",
-                        "lease_expires_at",
-                        "available_at",
-                    ]
-                )
+                _return_to_queue(row, now, started=started)
                 released += 1
         return released
+
+    def release_orphans(self, worker_id: str, held: Sequence[int], *, now: datetime) -> int:
+        """Put back runs claimed for ``worker_id`` that it does not hold; return how many.
+
+        A claim whose commit went through but whose reply was lost (the connection dropped)
+        leaves runs RUNNING under this worker that it never got: they go back as if never
+        claimed, at once, instead of waiting out a lease and coming back as a lost attempt.
+        No one else holds their attempt (it was never handed out), so it is taken back.
+        """
+        rows = Run.objects.using(self.alias).filter(worker_id=worker_id, status="RUNNING")
+        if held:
+            rows = rows.exclude(id__in=list(held))
+        returned = 0
+        with transaction.atomic(using=self.alias):
+            if self.connection.features.has_select_for_update_skip_locked:
+                rows = rows.select_for_update(skip_locked=True)
+            for row in rows:
+                _return_to_queue(row, now, started=False)
+                returned += 1
+        return returned
 
     def stage_due(self, now: datetime) -> int:
         """Mark deferred runs whose time has come as due, so claims see them; return how many.
@@ -264,6 +261,34 @@ class Engine(LeaseQueries):
         for name in CLAIMED_DATETIME_COLUMNS:
             values[name] = load_datetime(values[name])
         return ClaimedRun(**values)
+
+
+def _return_to_queue(row: Run, now: datetime, *, started: bool) -> None:
+    """Make a held run READY again; one that never started gives its attempt back."""
+    if not started:
+        row.attempt -= 1
+        row.worker_ids = row.worker_ids[:-1]
+        if row.attempt == 0:
+            row.started_at = None
+            row.last_attempted_at = None
+    row.status = "READY"
+    row.due = True
+    row.worker_id = ""
+    row.lease_expires_at = None
+    row.available_at = now
+    row.save(
+        update_fields=[
+            "due",
+            "attempt",
+            "worker_ids",
+            "started_at",
+            "last_attempted_at",
+            "status",
+            "worker_id",
+            "lease_expires_at",
+            "available_at",
+        ]
+    )
 
 
 # One outcome, fenced. A retry (READY) of a run whose stop was requested meanwhile becomes

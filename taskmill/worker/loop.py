@@ -128,6 +128,8 @@ class Worker:
         self._held: dict[int, int] = {}
         self._held_lock = threading.Lock()
         self._fenced = False
+        self._claim_in_doubt = False  # a claim failed: it may have claimed runs all the same
+        self._finish_in_doubt: set[tuple[int, int]] = set()  # (run, attempt) of failed writes
         self._stager = Stager(self.engine, min(STAGE_EVERY, options.poll_interval), self._staged)
         self.heartbeat = Heartbeat(self)
         self._heartbeat_thread = DutyThread("heartbeat", options.database, [self.heartbeat])
@@ -371,14 +373,22 @@ class Worker:
             return 0
         self._maybe_ready = False
         now = timezone.now()
-        runs = self.engine.claim(
-            worker_id=self.id,
-            limit=limit,
-            now=now,
-            lease_until=now + timedelta(seconds=self.options.lease_seconds),
-            queues=self.options.queues,
-            exclude_queues=self.options.exclude_queues,
-        )
+        if self._claim_in_doubt:
+            self._return_orphans(now)
+        try:
+            runs = self.engine.claim(
+                worker_id=self.id,
+                limit=limit,
+                now=now,
+                lease_until=now + timedelta(seconds=self.options.lease_seconds),
+                queues=self.options.queues,
+                exclude_queues=self.options.exclude_queues,
+            )
+        except DatabaseError:
+            # It may have committed all the same (the reply was lost): look before claiming.
+            self._claim_in_doubt = True
+            self._maybe_ready = True
+            raise
         if len(runs) == limit:
             self._maybe_ready = True  # a full batch: there is probably more
         self._claimed_total += len(runs)
@@ -387,6 +397,18 @@ class Worker:
         self._executor.submit(runs)
         return len(runs)
 
+    def _return_orphans(self, now) -> None:
+        """After a claim that failed, give back what it may have claimed all the same."""
+        with self._held_lock:
+            held = list(self._held)
+        returned = self.engine.release_orphans(self.id, held, now=now)
+        self._claim_in_doubt = False
+        if returned:
+            logger.warning(
+                "Returned %d run(s) claimed by a claim whose reply was lost to the queue",
+                returned,
+            )
+
     def _flush(self) -> None:
         batch = self._unflushed
         self._unflushed = []
@@ -394,12 +416,17 @@ class Worker:
         # worker is writing, so it sees the run either held and RUNNING, or let go.
         with self._held_lock:
             try:
-                landed = write_outcomes(self.engine, self.options.database, batch)
+                landed = write_outcomes(
+                    self.engine, self.options.database, batch, self._finish_in_doubt
+                )
             except BaseException:
                 self._unflushed = batch + self._unflushed  # keep them: nothing is lost
+                # The write may have committed all the same: the next one checks.
+                self._finish_in_doubt.update((c.run.id, c.run.attempt) for c in batch)
                 raise
             for completed in batch:
                 self._held.pop(completed.run.id, None)
+                self._finish_in_doubt.discard((completed.run.id, completed.run.attempt))
         for completed in batch:
             if completed.landed is not None:
                 landed[completed.run.id] = completed.landed
@@ -429,6 +456,8 @@ class Worker:
 
     def _finish_stopping(self) -> bool:
         """While stopping: give back unstarted runs, wait for running ones; True when done."""
+        if self._claim_in_doubt:
+            self._return_orphans(timezone.now())
         waiting = self._executor.take_waiting()
         if waiting:
             self._outstanding -= len(waiting)

@@ -4,6 +4,7 @@ then the ``task_finished`` signal for those that landed."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from django.db import DatabaseError, transaction
 
@@ -11,23 +12,82 @@ from ..compat import task_finished
 from ..db import Engine
 from ..db.base import Landed
 from ..followups import enqueue_callbacks, resolve_dependents
+from ..models import Run
 from ..results import result_of
 from .execution import Completed, signal_sender
 
 logger = logging.getLogger("taskmill.worker")
 
 
-def write_outcomes(engine: Engine, database: str, batch: list[Completed]) -> dict[int, Landed]:
+def write_outcomes(
+    engine: Engine,
+    database: str,
+    batch: list[Completed],
+    in_doubt: Collection[tuple[int, int]] = (),
+) -> dict[int, Landed]:
     """Write the outcomes of ``batch`` not written yet; return those that landed, by run id.
 
     In one transaction with their callbacks and dependents when the batch has callbacks or
     runs known (at claim) to have dependents. A dependent enqueued while its dependency ran
     is learnt from the finish itself and settled right after, in a transaction of its own;
     if that fails, the lifeline's sweep settles it later.
+
+    ``in_doubt`` are the (run id, attempt) of outcomes whose last write failed: it may have
+    committed all the same (the connection dropped before the reply). Those found in place
+    count as landed (with their follow-ups, written in that same transaction), not as runs
+    taken over by someone else.
     """
     pending = [completed for completed in batch if not completed.recorded]
     if not pending:
         return {}
+    landed = _write(engine, database, pending)
+    doubtful = [
+        completed
+        for completed in pending
+        if completed.run.id not in landed and (completed.run.id, completed.run.attempt) in in_doubt
+    ]
+    if doubtful:
+        earlier = written_earlier(database, doubtful)
+        landed.update(earlier)
+        late = [run_id for run_id, row in earlier.items() if row.has_dependents]
+        if late:
+            _resolve_late(database, late)
+    return landed
+
+
+def written_earlier(database: str, pending: list[Completed]) -> dict[int, Landed]:
+    """Those of ``pending`` whose outcome the database already holds, by run id.
+
+    An outcome that added an error is known by it (its traceback is this attempt's alone);
+    a success by its attempt and finish time, to the microsecond. A rescue always adds an
+    error of its own, so a run rescued meanwhile is never mistaken for one we wrote.
+    """
+    rows = Run.objects.using(database).filter(pk__in=[c.run.id for c in pending])
+    current = {row.pk: row for row in rows}
+    found: dict[int, Landed] = {}
+    for completed in pending:
+        row, outcome = current.get(completed.run.id), completed.outcome
+        if row is None or (row.status == "RUNNING" and row.attempt == outcome.attempt):
+            continue
+        if len(outcome.errors) > len(completed.run.errors):
+            ours = row.errors[: len(outcome.errors)] == outcome.errors
+        else:
+            ours = row.attempt == outcome.attempt and row.finished_at == outcome.finished_at
+        if ours:
+            # A retry we wrote may have been claimed again since: report what we wrote.
+            status = row.status if row.attempt == outcome.attempt else outcome.status
+            found[row.pk] = Landed(row.pk, status, row.has_dependents)
+    return found
+
+
+def _resolve_late(database: str, run_ids: list[int]) -> None:
+    try:
+        resolve_dependents(database, run_ids)
+    except DatabaseError as exc:
+        logger.warning("Dependents of %s left for the sweep: %s", run_ids, exc)
+
+
+def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[int, Landed]:
     outcomes = [completed.outcome for completed in pending]
     follow_up = any(
         completed.run.has_dependents
@@ -40,10 +100,7 @@ def write_outcomes(engine: Engine, database: str, batch: list[Completed]) -> dic
         landed = engine.finish(outcomes)
         late = [run_id for run_id, row in landed.items() if row.has_dependents]
         if late:
-            try:
-                resolve_dependents(database, late)
-            except DatabaseError as exc:
-                logger.warning("Dependents of %s left for the sweep: %s", late, exc)
+            _resolve_late(database, late)
         return landed
     with transaction.atomic(using=database):
         landed = engine.finish(outcomes)

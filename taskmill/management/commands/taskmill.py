@@ -16,6 +16,9 @@ SUBCOMMANDS = {
     "prune": "taskmill.cli.prune",
 }
 
+# Services started by a supervisor, maybe before the database: they wait for it.
+WAITS_FOR_DATABASE = {"worker", "scheduler"}
+
 
 class Command(BaseCommand):
     help = "taskmill: run workers and manage the task queue."
@@ -37,6 +40,16 @@ class Command(BaseCommand):
                 help="0 quiet, 1 normal, 2 debug logs, 3 debug logs (default 1).",
             )
             module.add_arguments(subparser)
+
+    def execute(self, *args, **options) -> object:
+        # The long-running subcommands wait for their database before Django's system
+        # checks, which ask the server its version and would crash on a database not up yet.
+        if options.get("subcommand") in WAITS_FOR_DATABASE:
+            from taskmill.cli.common import configure_logging, taskmill_backend, wait_for_database
+
+            configure_logging(options.get("verbosity", 1))
+            wait_for_database(taskmill_backend(options.get("backend")).database)
+        return super().execute(*args, **options)
 
     def handle(self, *args, **options) -> None:
         module = import_module(SUBCOMMANDS[options["subcommand"]])

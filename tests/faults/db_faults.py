@@ -1,0 +1,151 @@
+"""A test-only fault injector: a worker or scheduler process loses its database session at
+one exact statement, for real.
+
+``TASKMILL_TEST_FAULT="<spot>:<when>"`` in a process's environment (installed by
+tests.testapp's AppConfig.ready, only when set) makes the first statement matching
+``<spot>`` (``claim``, ``finish`` or ``fire``) kill its own server session from a second
+connection (``pg_terminate_backend`` on PostgreSQL, ``KILL`` on MariaDB/MySQL):
+
+- ``before``: the session dies before the statement is sent, so nothing it would have
+  done happens and the statement fails with the driver's real error;
+- ``after``: the statement runs and commits (in autocommit at once, in a transaction at its
+  commit), then the session dies before the process hears back: the ambiguous case, where
+  the work is done but the process sees an error.
+
+When it fires, it writes ``fault.fired`` into TASKMILL_TEST_RECORD_DIR, so the test knows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.db.backends.signals import connection_created
+
+# What each spot's statement looks like, whatever the engine (see taskmill/db/*.py).
+SPOTS = {
+    # PostgreSQL's one-statement claim; MySQL's UPDATE after its SELECT ... SKIP LOCKED.
+    "claim": re.compile(r"SET status = 'RUNNING',\s+attempt = (run\.)?attempt \+ 1"),
+    # The batched finish (PostgreSQL) or the row-by-row one (MySQL, SQLite).
+    "finish": re.compile(r"stop_requested THEN 'CANCELLED'"),
+    # A fire's insert of its run, after the schedule's compare-and-set, in one transaction.
+    "fire": re.compile(r"INSERT INTO [`\"]?taskmill_run[`\"]?\s"),
+}
+
+_lock = threading.Lock()
+_state = {"armed": True}
+
+
+def install() -> None:
+    """Arm the fault named by TASKMILL_TEST_FAULT on every connection this process opens."""
+    spot, when = os.environ["TASKMILL_TEST_FAULT"].split(":")
+    if spot not in SPOTS or when not in ("before", "after"):
+        raise ValueError(f"bad TASKMILL_TEST_FAULT {spot}:{when}")
+    wrapper = _Wrapper(SPOTS[spot], when, f"{spot}:{when}")
+
+    def arm(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if wrapper not in connection.execute_wrappers:
+            connection.execute_wrappers.append(wrapper)
+
+    connection_created.connect(arm, weak=False)
+
+
+def _take() -> bool:
+    """The first matching statement of the whole process fires the fault, once."""
+    with _lock:
+        armed = _state["armed"]
+        _state["armed"] = False
+        return armed
+
+
+class _Wrapper:
+    def __init__(self, pattern: re.Pattern[str], when: str, name: str) -> None:
+        self.pattern = pattern
+        self.when = when
+        self.name = name
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict
+    ) -> Any:
+        if not (_state["armed"] and self.pattern.search(sql) and _take()):
+            return execute(sql, params, many, context)
+        connection = context["connection"]
+        if self.when == "before":
+            kill_session(connection)
+            _fired(self.name)
+            return execute(sql, params, many, context)  # fails: the session is gone
+        result = execute(sql, params, many, context)
+        if connection.in_atomic_block:
+            _kill_after_commit(connection, self.name)
+        else:  # autocommit: the statement has committed already
+            kill_session(connection)
+            _fired(self.name)
+            _raise_lost_reply(connection)
+        return result
+
+
+def _kill_after_commit(connection: Any, name: str) -> None:
+    """Commit for real, then lose the session before the caller hears the commit went in."""
+    commit = connection._commit
+
+    def commit_then_die() -> None:
+        connection._commit = commit
+        commit()
+        kill_session(connection)
+        _fired(name)
+        _raise_lost_reply(connection)
+
+    connection._commit = commit_then_die
+
+
+def _raise_lost_reply(connection: Any) -> None:
+    """The driver's real error for the dead session: what a lost reply looks like."""
+    with connection.wrap_database_errors:
+        raw = connection.connection.cursor()
+        raw.execute("SELECT 1")
+        raw.fetchall()
+    raise AssertionError("the killed session still answered")
+
+
+def session_id(connection: Any) -> int:
+    raw = connection.connection
+    if connection.vendor == "postgresql":
+        return raw.info.backend_pid
+    return raw.thread_id()
+
+
+def kill_session(connection: Any) -> None:
+    """End ``connection``'s server session from another connection, and wait until it is."""
+    from django.db import connections
+
+    victim = session_id(connection)
+    killer = connections.create_connection(connection.alias)
+    try:
+        with killer.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # With a timeout, pg_terminate_backend waits until the session has ended.
+                cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [victim])
+                return
+            cursor.execute(f"KILL {int(victim)}")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", [victim]
+                )
+                if not cursor.fetchone()[0]:
+                    return
+                time.sleep(0.01)
+            raise AssertionError(f"session {victim} still there after KILL")
+    finally:
+        killer.close()
+
+
+def _fired(name: str) -> None:
+    directory = os.environ.get("TASKMILL_TEST_RECORD_DIR")
+    if directory:
+        (Path(directory) / "fault.fired").write_text(f"{name} {os.getpid()}\n")
