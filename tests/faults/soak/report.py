@@ -1,0 +1,40 @@
+"""The soak's table: what it did to the system, and what the checker found."""
+
+from __future__ import annotations
+
+COLUMNS = [
+    ("database", 10), ("runs", 6), ("kills", 6), ("terms", 6), ("freezes", 8),
+    ("restarts", 9), ("cuts", 5), ("cancels", 8), ("stops", 6), ("pauses", 7),
+    ("lost", 5), ("doubled", 8), ("missing fires", 14), ("double fires", 13),
+    ("stuck", 6), ("wrong", 6),
+]  # fmt: skip
+
+
+def print_table(vendor, profile, seed, elapsed, report, chaos, producer) -> None:
+    counts = chaos.counts
+    values = {
+        "database": vendor,
+        "runs": report.runs,
+        **{name: counts[name] for name in ("kills", "terms", "freezes", "restarts", "cuts")},
+        **{name: counts[name] for name in ("cancels", "stops", "pauses")},
+        "lost": report.lost,
+        "doubled": report.doubled,
+        "missing fires": report.missing_fires,
+        "double fires": report.double_fires,
+        "stuck": report.stuck,
+        "wrong": report.wrong,
+    }
+    print()
+    print("  ".join(f"{name:>{width}}" for name, width in COLUMNS))
+    print("  ".join(f"{values[name]!s:>{width}}" for name, width in COLUMNS))
+    print(
+        f"soak {vendor} ({profile}, seed {seed}, {elapsed:.0f}s): {report.crashed_runs} runs "
+        f"survived a lost worker, {report.gave_up} gave up after too many lost workers, "
+        f"{producer.ambiguous} enqueues answered by a broken connection were found committed"
+    )
+    for problem in report.problems[:30]:
+        print(f"  {problem}")
+    if len(report.problems) > 30:
+        print(f"  ... and {len(report.problems) - 30} more")
+    verdict = "ok" if report.ok else "FAILED"
+    print(f"soak {vendor}: {verdict}", flush=True)

@@ -1,0 +1,137 @@
+"""The chaos soak's tasks (tests/faults/soak): one per kind of run, each logging what it did.
+
+Every task writes ``start <run id> <attempt> <kind>`` before its body and ``end <run id>
+<attempt>`` after it to its worker process's side-effect log, so the checker can tell, for
+every attempt, whether and where it ran, and how often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import taskmill
+
+from .tasks import _record
+
+
+def _start(context, kind: str) -> tuple[str, int]:
+    run_id, attempt = context.task_result.id, context.attempt
+    _record(f"start {run_id} {attempt} {kind}")
+    return run_id, attempt
+
+
+def _end(run_id: str, attempt: int) -> None:
+    _record(f"end {run_id} {attempt}")
+
+
+@taskmill.task(takes_context=True)
+def plain(context, token: str, pause: float) -> str:
+    run_id, attempt = _start(context, "plain")
+    time.sleep(pause)
+    _end(run_id, attempt)
+    return token
+
+
+@taskmill.task(takes_context=True, max_attempts=3, backoff=lambda attempt, exc: 0.2)
+def flaky(context, token: str, succeed_at: int) -> str:
+    """Fails its first attempts (up to ``succeed_at`` - 1), then succeeds."""
+    run_id, attempt = _start(context, "flaky")
+    _end(run_id, attempt)
+    if attempt < succeed_at:
+        raise ConnectionError(f"{token}: attempt {attempt} fails on purpose")
+    return token
+
+
+@taskmill.task(takes_context=True, timeout=1, max_attempts=2, backoff=lambda attempt, exc: 0)
+def overruns(context, token: str) -> None:
+    """Always runs past its 1 s timeout: killed twice, then FAILED."""
+    _start(context, "overruns")
+    time.sleep(30)
+
+
+@taskmill.task(takes_context=True, timeout=20)
+def in_child(context, token: str) -> str:
+    """A short task with a hard timeout: it runs in a worker's child process."""
+    run_id, attempt = _start(context, "in_child")
+    time.sleep(0.05)
+    _end(run_id, attempt)
+    return token
+
+
+@taskmill.task(takes_context=True, unique=True)
+def unique_job(context, key: str) -> str:
+    run_id, attempt = _start(context, "unique")
+    time.sleep(0.3)
+    _end(run_id, attempt)
+    return key
+
+
+@taskmill.task(takes_context=True)
+def fails(context, token: str) -> None:
+    """Fails for good (one attempt): its dependents are cancelled, its on_failure runs."""
+    run_id, attempt = _start(context, "fails")
+    _end(run_id, attempt)
+    raise ValueError(f"{token} fails on purpose")
+
+
+@taskmill.task(takes_context=True)
+def after(context, token: str) -> str:
+    """Enqueued with depends_on: runs only once its dependency succeeded."""
+    run_id, attempt = _start(context, "after")
+    _end(run_id, attempt)
+    return token
+
+
+@taskmill.task(takes_context=True)
+def callback_ok(context, parent_id: str) -> str:
+    run_id, attempt = _start(context, f"callback_ok:{parent_id}")
+    _end(run_id, attempt)
+    return parent_id
+
+
+@taskmill.task(takes_context=True)
+def callback_failed(context, parent_id: str) -> str:
+    run_id, attempt = _start(context, f"callback_failed:{parent_id}")
+    _end(run_id, attempt)
+    return parent_id
+
+
+@taskmill.task(
+    takes_context=True,
+    on_success="tests.testapp.soak_tasks.callback_ok",
+    on_failure="tests.testapp.soak_tasks.callback_failed",
+)
+def with_callbacks(context, token: str, succeed: bool) -> str:
+    run_id, attempt = _start(context, "with_callbacks")
+    _end(run_id, attempt)
+    if not succeed:
+        raise ValueError(f"{token} fails on purpose")
+    return token
+
+
+@taskmill.task(takes_context=True, atomic=True)
+def atomic_row(context, token: str, pause: float) -> str:
+    """Inserts one row in the attempt's transaction: it must exist exactly once."""
+    from .models import Effect
+
+    run_id, attempt = _start(context, "atomic")
+    Effect.objects.create(name=f"soak-{run_id}")
+    time.sleep(pause)
+    _end(run_id, attempt)
+    return token
+
+
+@taskmill.task(takes_context=True)
+async def async_job(context, token: str) -> str:
+    run_id, attempt = _start(context, "async")
+    await asyncio.sleep(0.02)
+    _end(run_id, attempt)
+    return token
+
+
+@taskmill.task(takes_context=True)
+def scheduled(context, fired_for: str | None = None) -> str | None:
+    run_id, attempt = _start(context, "scheduled")
+    _end(run_id, attempt)
+    return fired_for
