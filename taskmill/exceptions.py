@@ -13,6 +13,11 @@ class TaskNotRegistered(InvalidTask):
     """
 
 
+class CorruptRun(InvalidTask):
+    """A claimed run's row holds what taskmill never writes (arguments that are not a list,
+    a JSON column that is not JSON...): the worker fails the run without calling anything."""
+
+
 class InvalidTaskArguments(InvalidTask, TypeError):
     """The arguments, or a return value, cannot be stored as JSON."""
 

@@ -49,9 +49,10 @@ def resolve(task_path: str) -> Task:
     if module_name and _in_installed_app(module_name):
         try:
             import_module(module_name)
-        except ImportError as exc:
+        except Exception as exc:  # a row's path must not get past here with any error
             raise TaskNotRegistered(
-                f"Task {task_path!r} is not registered: importing {module_name!r} failed ({exc})."
+                f"Task {task_path!r} is not registered: importing {module_name!r} failed "
+                f"({type(exc).__name__}: {exc})."
             ) from exc
         task = _tasks.get(task_path)
         if task is not None:

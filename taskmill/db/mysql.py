@@ -30,6 +30,22 @@ SET status = 'RUNNING',
 WHERE id IN ({{ids}})
 """
 
+# JSON is text here, guarded by CHECK (JSON_VALID(...)) constraints, which MariaDB checks on
+# every UPDATE of the row: one row whose JSON was forged invalid (the checks switched off)
+# would make every claim that picks it fail, and stall the queue for good. Such a run is
+# failed as corrupt (ClaimedRun.problem); first its invalid columns get valid empty values,
+# so that the claim, and then the failure, can be written.
+REPAIR_SQL = f"""
+UPDATE {RUN_TABLE}
+SET args = IF(JSON_VALID(args), args, '[]'),
+    kwargs = IF(JSON_VALID(kwargs), kwargs, '{{{{}}}}'),
+    errors = IF(JSON_VALID(errors), errors, '[]'),
+    worker_ids = IF(JSON_VALID(worker_ids), worker_ids, '[]'),
+    options = IF(options IS NULL OR JSON_VALID(options), options, NULL),
+    return_value = IF(return_value IS NULL OR JSON_VALID(return_value), return_value, NULL)
+WHERE id IN ({{ids}})
+"""
+
 
 class MySQLEngine(Engine):
     vendor = "mysql"
@@ -43,6 +59,9 @@ class MySQLEngine(Engine):
             picked = [self.claimed_from_row(row) for row in cursor.fetchall()]
             if not picked:
                 return []
+            corrupt = [run.id for run in picked if run.problem is not None]
+            if corrupt:
+                cursor.execute(REPAIR_SQL.format(ids=", ".join(["%s"] * len(corrupt))), corrupt)
             ids = [run.id for run in picked]
             mark = MARK_SQL.format(ids=", ".join(["%s"] * len(ids)))
             lease_until = self.adapt_datetime(r.lease_until)

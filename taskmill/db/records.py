@@ -110,6 +110,18 @@ class ClaimedRun:
     errors: list[dict[str, str]]
     options: dict[str, Any] | None = None
     has_dependents: bool = False
+    # What is wrong with the row, if anything: a row taskmill never wrote (arguments that
+    # are not a list, invalid JSON...). Such a run is failed by Attempt.prepare, unrun.
+    problem: str | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here, where every claimed row passes, so that no later step (choosing a
+        # thread, retries, expiry, the child process) meets a value of the wrong shape: a
+        # forged row fails on its own instead of killing a task thread or the worker loop.
+        if self.problem is None:
+            self.problem = _shape_problem(self)
+        if self.problem is not None:
+            _make_harmless(self)
 
     @property
     def pk(self) -> int:
@@ -175,9 +187,23 @@ class HeartbeatReply:
     shutdown_requested: bool
 
 
+@dataclass(slots=True, frozen=True)
+class BrokenJson:
+    """What a JSON column held that is not JSON (SQLite and MariaDB store JSON as text, and
+    a writer that switched off their CHECK constraint can put anything there)."""
+
+    text: str
+    error: str
+
+
 def load_json(value: Any) -> Any:
     # Raw cursors return JSON columns as text on SQLite and MySQL, decoded on PostgreSQL.
-    return json.loads(value) if isinstance(value, str | bytes) else value
+    if not isinstance(value, str | bytes):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:  # invalid JSON, or bytes that are not UTF-8
+        return BrokenJson(repr(value[:80]), str(exc))
 
 
 def dump_json_or_null(value: Any) -> str | None:
@@ -193,3 +219,74 @@ def load_datetime(value: Any) -> datetime | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
+
+
+# -- the shape of a claimed row ---------------------------------------------------------------
+
+ERROR_KEYS = frozenset({"exception_class_path", "traceback"})
+# Per-call options a run may store (taskmill.tasks.STORED_OPTIONS), each with its check.
+OPTION_CHECKS = {
+    "max_attempts": lambda v: _is_int(v) and v >= 1,
+    "timeout": lambda v: v is None or (_is_number(v) and v > 0),
+    "result_ttl": lambda v: v is None or (_is_number(v) and v >= 0),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _wrong(column: str, expected: str, value: Any) -> str:
+    if isinstance(value, BrokenJson):
+        return f"its {column!r} column is not valid JSON ({value.error}): {value.text}"
+    return f"its {column!r} column must hold {expected}, not {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
+
+
+def _shape_problem(run: ClaimedRun) -> str | None:
+    """What is wrong with a claimed row's JSON columns, for a human; None if nothing."""
+    if not isinstance(run.args, list):
+        return _wrong("args", "a JSON list", run.args)
+    if not isinstance(run.kwargs, dict):
+        return _wrong("kwargs", "a JSON object", run.kwargs)
+    if not _valid_worker_ids(run.worker_ids):
+        return _wrong("worker_ids", "a JSON list of strings", run.worker_ids)
+    if not _valid_errors(run.errors):
+        return _wrong("errors", "a JSON list of error entries", run.errors)
+    if run.options is not None and not (
+        isinstance(run.options, dict)
+        and run.options.keys() <= OPTION_CHECKS.keys()
+        and all(OPTION_CHECKS[name](value) for name, value in run.options.items())
+    ):
+        return _wrong("options", "null or an object of valid per-call options", run.options)
+    return None
+
+
+def _valid_worker_ids(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(worker, str) for worker in value)
+
+
+def _valid_errors(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(error, dict)
+        and error.keys() == ERROR_KEYS
+        and all(isinstance(text, str) for text in error.values())
+        for error in value
+    )
+
+
+def _make_harmless(run: ClaimedRun) -> None:
+    """Replace what is broken by empty values: nothing downstream may trip on it."""
+    run.args, run.kwargs, run.options = [], {}, None
+    if not _valid_worker_ids(run.worker_ids):
+        run.worker_ids = []
+    if not _valid_errors(run.errors):
+        run.errors = []

@@ -21,15 +21,22 @@ from django.db import DatabaseError, close_old_connections, connections, transac
 from django.utils import timezone
 
 from .. import registry
-from ..compat import BaseTask, TaskResult, TaskResultStatus, task_backends, task_started
+from ..compat import (
+    BaseTask,
+    InvalidTask,
+    TaskResult,
+    TaskResultStatus,
+    task_backends,
+    task_started,
+)
 from ..compat import TaskContext as BaseTaskContext
 from ..conf import setting
 from ..db import ClaimedRun, Outcome, get_engine
 from ..db.errors import is_transient
 from ..db.records import CLAIMED_DATETIME_COLUMNS, Landed, load_datetime
 from ..exceptions import (
+    CorruptRun,
     RunCancelled,
-    TaskNotRegistered,
     TaskTimeout,
     WorkerLost,
     lost_attempts,
@@ -116,10 +123,13 @@ class Attempt:
     # -- preparing and deciding -----------------------------------------------------------
 
     def prepare(self) -> Completed | None:
-        """Resolve the task; a run naming no registered task fails here and runs nothing."""
+        """Resolve the task; a run naming no registered task, or whose row is corrupt
+        (``ClaimedRun.problem``), fails here and runs nothing."""
         try:
+            if self.run.problem is not None:
+                raise CorruptRun(f"Run {self.run.id} refused: {self.run.problem}.")
             self.task = registry.resolve(self.run.task_path)
-        except TaskNotRegistered as exc:
+        except InvalidTask as exc:
             logger.error("Run %s refused: %s", self.run.id, exc)
             return self.failed(exc, 0.0)
         self.result = result_of(self.task, self.run, status=TaskResultStatus.RUNNING)

@@ -1,0 +1,266 @@
+"""Rows forged directly in the run table: a real worker refuses each with a clear error
+recorded on the run, runs no code the row chose, and keeps working.
+
+A database row must never choose which code runs (DESIGN.md, Storage), and a row a worker
+cannot make sense of must fail on its own, not take the worker (or one of its task threads)
+down with it. Each test forges rows with raw SQL, then enqueues a normal task after them and
+runs a real ``manage.py taskmill worker --burst``: it must exit 0 having finished them all.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, connection
+
+from taskmill.models import Run
+from tests.testapp import hostile_tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUN_TABLE = Run._meta.db_table
+BURST = ("--burst", "--no-scheduler", "--concurrency", "2")
+
+
+def forge(run_id: int, **columns: str | None) -> None:
+    """Overwrite columns of a run with raw SQL: JSON columns take JSON *text* as given."""
+    json_columns = {"args", "kwargs", "errors", "worker_ids", "options", "return_value"}
+    assignments = []
+    for name in columns:
+        cast = "::jsonb" if connection.vendor == "postgresql" and name in json_columns else ""
+        assignments.append(f"{name} = %s{cast}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {RUN_TABLE} SET {', '.join(assignments)} WHERE id = %s",
+            [*columns.values(), run_id],
+        )
+        assert cursor.rowcount == 1
+
+
+@contextmanager
+def json_checks_off() -> Iterator[None]:
+    """Let invalid JSON text into a JSON column (SQLite and MariaDB store JSON as text and
+    guard it with a CHECK constraint that a hostile writer can switch off)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA ignore_check_constraints = ON")
+        else:
+            cursor.execute("SET SESSION check_constraint_checks = 0")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("PRAGMA ignore_check_constraints = OFF")
+            else:
+                cursor.execute("SET SESSION check_constraint_checks = 1")
+
+
+def enqueue_echo() -> int:
+    return int(hostile_tasks.echo.enqueue().id)
+
+
+def canary(tmp_path: Path) -> tuple[int, Path]:
+    """A normal run enqueued after the forged ones: it must run in the same worker."""
+    marker = tmp_path / "canary"
+    return int(hostile_tasks.touch.enqueue(str(marker)).id), marker
+
+
+def run_burst(start_worker: Callable[..., Any]) -> Any:
+    """Run a burst worker to its end: exit code 0 says it finished every run and stopped
+    cleanly. One whose loop or task thread died would hang with runs outstanding (or exit
+    non-zero): the deadline catches that, with the worker's output."""
+    worker = start_worker(*BURST)
+    try:
+        code = worker.wait(60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker did not finish within 60 s:\n{worker.output[-5000:]}")
+    assert code == 0, f"the worker exited {code}:\n{worker.output[-5000:]}"
+    return worker
+
+
+def assert_refused(run_id: int, *words: str) -> Run:
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "FAILED", f"run {run_id} is {run.status}: {run.errors}"
+    assert run.errors, f"run {run_id} failed without an error"
+    message = run.errors[-1]["traceback"]
+    for word in words:
+        assert word in message, f"{word!r} not in the last error of run {run_id}:\n{message}"
+    assert run.return_value is None
+    assert run.worker_id == "" and run.lease_expires_at is None
+    return run
+
+
+def assert_canary_ran(run_id: int, marker: Path) -> None:
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "SUCCESSFUL", f"the canary is {run.status}: {run.errors}"
+    assert marker.read_text() == "ran"
+    assert not Run.objects.exclude(status__in=["SUCCESSFUL", "FAILED"]).exists()
+
+
+# -- task paths --------------------------------------------------------------------------
+
+
+def test_task_paths_naming_no_registered_task_are_refused_and_run_nothing(
+    start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    shell_marker = tmp_path / "os-system-ran"
+    eval_marker = tmp_path / "eval-ran"
+    plain_marker = tmp_path / "plain-function-ran"
+    forged = {
+        # (task path, args): each would leave a marker file if the worker called it.
+        "os.system": [f"touch {shell_marker}"],
+        "builtins.eval": [f"__import__('pathlib').Path({str(eval_marker)!r}).touch()"],
+        "builtins.exec": [f"open({str(eval_marker)!r}, 'w')"],
+        "subprocess.call": [["touch", str(shell_marker)]],
+        "tests.testapp.hostile_tasks.not_a_task": [str(plain_marker)],
+        "tests.testapp.hostile_tasks.Path": [str(plain_marker)],
+        "tests.testapp.no_such_module.task": [],
+        "no_such_package.tasks.task": [],
+        "nodot": [],
+        "": [],
+        ".": [],
+        "tests.testapp..echo": [],
+        "tests.testapp.hostile_import_fails.task": [],
+        "tests.testapp.hostile_tasks.echo.__call__": [],
+        "tests.testapp.hostile_tasks.echo\x01": [],
+    }
+    ids = {}
+    for path, args in forged.items():
+        run_id = enqueue_echo()
+        forge(run_id, task_path=path, args=json.dumps(args))
+        ids[path] = run_id
+    canary_id, marker = canary(tmp_path)
+
+    run_burst(start_worker)
+
+    for path, run_id in ids.items():
+        assert_refused(run_id, "TaskNotRegistered", f"Task {path!r} is not registered")
+    assert not shell_marker.exists(), "os.system or subprocess.call was called"
+    assert not eval_marker.exists(), "eval or exec was called"
+    assert not plain_marker.exists(), "a function that is not a task was called"
+    assert_canary_ran(canary_id, marker)
+
+
+# -- arguments of the wrong shape --------------------------------------------------------
+
+WRONG_SHAPES = {
+    "args is an object": {"args": '{"a": 1}'},
+    "args is a string": {"args": '"abc"'},
+    "args is a number": {"args": "42"},
+    "args is JSON null": {"args": "null"},
+    "args is true": {"args": "true"},
+    "kwargs is a list": {"kwargs": "[1, 2]"},
+    "kwargs is a string": {"kwargs": '"k"'},
+    "kwargs is JSON null": {"kwargs": "null"},
+    "errors is an object": {"errors": '{"x": 1}'},
+    "errors holds a number": {"errors": "[1]"},
+    # Not a string: PostgreSQL's claim (worker_ids || id) would turn it into a valid list.
+    "worker_ids holds a number": {"worker_ids": "[1]"},
+    "options is a list": {"options": "[1]"},
+    "options has a string timeout": {"options": '{"timeout": "soon"}'},
+    "options has a string max_attempts": {"options": '{"max_attempts": "many"}'},
+    "options has a string result_ttl": {"options": '{"result_ttl": "long"}'},
+}
+
+
+def test_arguments_and_state_of_the_wrong_shape_fail_the_run_not_the_worker(
+    start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    ids = {}
+    for case, columns in WRONG_SHAPES.items():
+        run_id = enqueue_echo()
+        forge(run_id, **columns)
+        ids[case] = (run_id, next(iter(columns)))
+    canary_id, marker = canary(tmp_path)
+
+    run_burst(start_worker)
+
+    for case, (run_id, column) in ids.items():
+        run = assert_refused(run_id, "CorruptRun", f"'{column}'")
+        # Nothing ran: echo would have returned its arguments.
+        assert run.return_value is None, case
+    assert_canary_ran(canary_id, marker)
+
+
+def test_invalid_json_text_in_the_arguments_fails_the_run_not_the_worker(
+    start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL's jsonb refuses invalid JSON text: such a row cannot exist")
+    ids = {}
+    with json_checks_off():
+        for column, text in [
+            ("args", "[1, 2"),
+            ("args", "not json at all"),
+            ("kwargs", "{'single': 'quotes'}"),
+            ("args", ""),
+            ("errors", "[{]"),
+            ("options", "{"),
+        ]:
+            run_id = enqueue_echo()
+            forge(run_id, **{column: text})
+            ids[run_id] = column
+    canary_id, marker = canary(tmp_path)
+
+    run_burst(start_worker)
+
+    for run_id, column in ids.items():
+        assert_refused(run_id, "CorruptRun", f"'{column}'", "not valid JSON")
+    assert_canary_ran(canary_id, marker)
+
+
+def test_null_options_are_a_normal_run(start_worker: Callable[..., Any], tmp_path: Path) -> None:
+    """``options`` is the only nullable JSON column the claim reads: SQL NULL means "the
+    task's own options". The other JSON columns are NOT NULL (checked here, so a schema
+    change that allows NULL makes this test say so)."""
+    run_id = enqueue_echo()
+    forge(run_id, options=None)
+    for column in ("args", "kwargs", "errors", "worker_ids"):
+        with pytest.raises(IntegrityError), connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {RUN_TABLE} SET {column} = NULL WHERE id = %s", [run_id])
+    canary_id, marker = canary(tmp_path)
+
+    run_burst(start_worker)
+
+    assert Run.objects.get(pk=run_id).status == "SUCCESSFUL"
+    assert_canary_ran(canary_id, marker)
+
+
+# -- a huge payload ----------------------------------------------------------------------
+
+
+def payload_bytes() -> int:
+    """50 MB, or on MariaDB as much as its max_allowed_packet lets one statement carry."""
+    size = 50 * 1024 * 1024
+    if connection.vendor == "mysql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@max_allowed_packet")
+            packet = int(cursor.fetchone()[0])
+        size = min(size, packet - 1024 * 1024)
+    return size
+
+
+def test_a_huge_payload_runs_and_the_worker_goes_on(
+    start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A ~50 MB argument is not refused: the task runs and succeeds (on MariaDB the payload
+    is capped by the server's max_allowed_packet, 16 MB by default: a bigger row cannot be
+    written at all), and the worker finishes the runs after it."""
+    size = payload_bytes()
+    run_id = enqueue_echo()
+    forge(run_id, task_path=hostile_tasks.payload_size.module_path, args=json.dumps(["x" * size]))
+    canary_id, marker = canary(tmp_path)
+
+    run_burst(start_worker)
+
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "SUCCESSFUL", run.errors
+    assert run.return_value == size
+    assert_canary_ran(canary_id, marker)

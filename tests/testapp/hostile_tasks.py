@@ -1,0 +1,35 @@
+"""Tasks for the fault suite's hostile-input and forged-row tests (tests/faults).
+
+Workers import this module on demand: a run's task path names it, and it lives in an
+installed app (taskmill.registry imports such modules when a run names one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from taskmill.compat import task
+
+
+@task
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Return what came in, so a test can compare it with what was enqueued."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task
+def payload_size(payload: str) -> int:
+    return len(payload)
+
+
+@task
+def touch(path: str) -> str:
+    """A normal task with an observable effect: proves the worker still runs tasks."""
+    Path(path).write_text("ran")
+    return path
+
+
+def not_a_task(path: str) -> None:
+    """A plain function in a task module: a forged row naming it must not call it."""
+    Path(path).write_text("called")
