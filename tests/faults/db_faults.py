@@ -12,6 +12,12 @@ connection (``pg_terminate_backend`` on PostgreSQL, ``KILL`` on MariaDB/MySQL):
   commit), then the session dies before the process hears back: the ambiguous case, where
   the work is done but the process sees an error.
 
+- ``deadlock``: (a statement inside a transaction) the transaction deadlocks for real with
+  another session just before the statement: it locks Effect row A, the other session
+  holds row B and waits for A, then it asks for B. The other session is made the one the
+  server spares (a longer deadlock_timeout on PostgreSQL, a heavier transaction on
+  MariaDB), so the error lands in the process under test. TASKMILL_TEST_FAULT_ROWS="A,B".
+
 When it fires, it writes ``fault.fired`` into TASKMILL_TEST_RECORD_DIR, so the test knows.
 """
 
@@ -44,7 +50,7 @@ _state = {"armed": True}
 def install() -> None:
     """Arm the fault named by TASKMILL_TEST_FAULT on every connection this process opens."""
     spot, when = os.environ["TASKMILL_TEST_FAULT"].split(":")
-    if spot not in SPOTS or when not in ("before", "after"):
+    if spot not in SPOTS or when not in ("before", "after", "deadlock"):
         raise ValueError(f"bad TASKMILL_TEST_FAULT {spot}:{when}")
     wrapper = _Wrapper(SPOTS[spot], when, f"{spot}:{when}")
 
@@ -75,6 +81,12 @@ class _Wrapper:
         if not (_state["armed"] and self.pattern.search(sql) and _take()):
             return execute(sql, params, many, context)
         connection = context["connection"]
+        if self.when == "deadlock":
+            if not connection.in_atomic_block:
+                raise AssertionError(f"{self.name}: the statement is not in a transaction")
+            _fired(self.name)
+            deadlock(connection)  # raises the server's deadlock error
+            raise AssertionError("no deadlock")
         if self.when == "before":
             kill_session(connection)
             _fired(self.name)
@@ -149,3 +161,78 @@ def _fired(name: str) -> None:
     directory = os.environ.get("TASKMILL_TEST_RECORD_DIR")
     if directory:
         (Path(directory) / "fault.fired").write_text(f"{name} {os.getpid()}\n")
+
+
+def deadlock(connection: Any) -> None:
+    """Deadlock ``connection``'s open transaction with another session, for real."""
+    from django.db import connections
+
+    first, second = (int(row) for row in os.environ["TASKMILL_TEST_FAULT_ROWS"].split(","))
+    lock_sql = "SELECT id FROM testapp_effect WHERE id = %s FOR UPDATE"
+    holding = threading.Event()
+    other: dict[str, Any] = {}
+
+    def other_session() -> None:
+        session = connections.create_connection(connection.alias)
+        try:
+            session.set_autocommit(False)
+            with session.cursor() as cursor:
+                if session.vendor == "postgresql":
+                    # The victim is the session whose deadlock check runs first: not this one.
+                    cursor.execute("SET LOCAL deadlock_timeout = '30s'")
+                else:
+                    # InnoDB rolls back the lighter transaction: make this one heavier.
+                    cursor.executemany(
+                        "INSERT INTO testapp_effect (name) VALUES (%s)",
+                        [(f"ballast-{i}",) for i in range(50)],
+                    )
+                cursor.execute(lock_sql, [second])
+                other["id"] = session_id(session)
+                holding.set()
+                cursor.execute(lock_sql, [first])  # waits for the process under test
+            session.rollback()
+        except Exception as exc:  # reported through the test's assertions, not here
+            other["error"] = exc
+            holding.set()
+        finally:
+            session.close()
+
+    with connection.wrap_database_errors:
+        raw = connection.connection.cursor()
+        raw.execute(lock_sql, [first])
+    thread = threading.Thread(target=other_session, name="deadlock-peer", daemon=True)
+    thread.start()
+    if not holding.wait(10) or "error" in other:
+        raise AssertionError(f"the other session could not take its lock: {other}")
+    _wait_until_blocked(connection, other["id"])
+    try:
+        with connection.wrap_database_errors:
+            raw.execute(lock_sql, [second])  # the crossing: one of the two must die
+    finally:
+        thread.join(30)
+
+
+def _wait_until_blocked(connection: Any, session: int) -> None:
+    """Until the other session waits on our lock (seen from a third connection: a
+    transaction's own view of pg_stat_activity does not change while it lasts)."""
+    from django.db import connections
+
+    if connection.vendor == "postgresql":
+        sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+    else:
+        sql = (
+            "SELECT COUNT(*) FROM information_schema.innodb_trx "
+            "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'"
+        )
+    observer = connections.create_connection(connection.alias)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with observer.cursor() as cursor:
+                cursor.execute(sql, [session])
+                if cursor.fetchone()[0]:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"session {session} never waited for our lock")
+    finally:
+        observer.close()

@@ -160,6 +160,18 @@ def fault_fired(record_dir: Path) -> bool:
     return (record_dir / "fault.fired").exists()
 
 
+def lock_rows() -> tuple[int, int]:
+    """Two rows for a deadlock to cross on (tests/faults/db_faults.py, ``deadlock``)."""
+    return Effect.objects.create(name="lock-a").pk, Effect.objects.create(name="lock-b").pk
+
+
+def fault(spec: str, rows: tuple[int, int] | None = None) -> dict[str, str]:
+    env = {"TASKMILL_TEST_FAULT": spec}
+    if rows:
+        env["TASKMILL_TEST_FAULT_ROWS"] = ",".join(map(str, rows))
+    return env
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("spot", ["claim", "finish"])
 def test_a_session_killed_mid_claim_or_finish_loses_and_doubles_nothing(
@@ -186,22 +198,25 @@ def test_a_session_killed_mid_claim_or_finish_loses_and_doubles_nothing(
     assert f"stopped after {len(ids + more)} task(s)" in worker.output, worker.output
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
-def test_a_session_killed_mid_fire_loses_and_doubles_no_fire(start_scheduler, record_dir, when):
+@pytest.mark.parametrize("when", ["before", "after", "deadlock"])
+def test_a_fire_whose_session_dies_or_deadlocks_loses_and_doubles_nothing(
+    start_scheduler, record_dir, when
+):
     needs_a_server()
+    rows = lock_rows()
     now = timezone.now()
     schedule = make_schedule(
         now, kind="interval", interval=timedelta(seconds=1), misfire_policy="catch_up"
     )
     first = now.replace(microsecond=0) - timedelta(seconds=2)
     Schedule.objects.filter(pk=schedule.pk).update(next_fire_at=first)
-    scheduler = start_scheduler(
-        "--max-sleep", "0.2", "--no-sync", env={"TASKMILL_TEST_FAULT": f"fire:{when}"}
-    )
+    scheduler = start_scheduler("--max-sleep", "0.2", "--no-sync", env=fault(f"fire:{when}", rows))
     wait_until(lambda: fault_fired(record_dir), timeout=30, message=scheduler.output)
     count = Run.objects.filter(schedule=schedule).count
     wait_until(lambda: count() >= 6, timeout=30, message=f"fires:\n{scheduler.output}")
     assert "Scheduler database error" in scheduler.output
+    if when == "deadlock":
+        assert "deadlock" in scheduler.output.lower(), scheduler.output
     scheduler.signal()
     assert scheduler.wait(30) == 0, scheduler.output
     times = list(
@@ -219,13 +234,38 @@ def test_a_session_killed_mid_fire_loses_and_doubles_no_fire(start_scheduler, re
 # -- 3. Real deadlocks are retried ----------------------------------------------------------
 
 
+def test_a_finish_that_deadlocks_is_retried_and_its_outcome_kept(start_worker, record_dir):
+    needs_a_server()
+    rows = lock_rows()
+    ids = [fault_tasks.record_with_callback.enqueue(f"v{i}").id for i in range(10)]
+    # With a callback, outcome and callback run are written in one transaction: the
+    # deadlock rolls back both, and the worker must write both again, once.
+    worker = start_worker(
+        "--concurrency", "2", "--no-scheduler", env=fault("finish:deadlock", rows)
+    )
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=worker.output)
+    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    assert re.search(r"Database error \([^)]*deadlock", worker.output, re.I), worker.output
+    assert_each_ran_once_and_succeeded(ids, record_dir)
+    callbacks = Run.objects.filter(task_path="tests.testapp.tasks.note_success")
+    wait_until(
+        lambda: callbacks.filter(status="SUCCESSFUL").count() == len(ids),
+        timeout=30,
+        message=f"callbacks done:\n{worker.output}",
+    )
+    assert Counter(str(run.args[0]) for run in callbacks) == Counter(map(str, ids))
+    assert Effect.objects.count() == 2  # the other session's ballast rolled back
+    worker.signal()
+    assert worker.wait(30) == 0, worker.output
+
+
 def test_two_atomic_runs_that_deadlock_are_retried_and_both_succeed(start_worker, record_dir):
     needs_a_server()
-    first, second = Effect.objects.create(name="lock-a"), Effect.objects.create(name="lock-b")
+    first, second = lock_rows()
     barrier = str(record_dir / "barrier")
     ids = [
-        fault_tasks.cross_lock.enqueue("one", first.pk, second.pk, barrier).id,
-        fault_tasks.cross_lock.enqueue("two", second.pk, first.pk, barrier).id,
+        fault_tasks.cross_lock.enqueue("one", first, second, barrier).id,
+        fault_tasks.cross_lock.enqueue("two", second, first, barrier).id,
     ]
     worker = start_worker("--concurrency", "2", "--no-scheduler")
     wait_until(lambda: finished(ids), timeout=40, message=f"runs done:\n{worker.output}")

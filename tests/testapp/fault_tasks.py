@@ -41,3 +41,11 @@ def cross_lock(label: str, first: int, second: int, barrier: str) -> str:
     Effect.objects.create(name=f"done-{label}")
     _record(f"done {label} {os.getpid()}")
     return label
+
+
+@taskmill.task(takes_context=True, on_success="tests.testapp.tasks.note_success")
+def record_with_callback(context, value: str) -> str:
+    """``record`` with a callback: its finish is written in one transaction with the
+    callback's run (the path where a deadlock can roll back more than the outcome)."""
+    _record(f"{context.task_result.id} {context.attempt} {value}")
+    return context.task_result.id
