@@ -184,12 +184,12 @@ def test_a_worker_that_cannot_heartbeat_fences_itself(start_worker, record_dir):
             lambda: not process_alive(child_pid), timeout=10, message="the child to be killed"
         )
     worker.wait_for_output("claiming again", timeout=30)
-    # Its run was stopped: rescued (its lease ran out) or cancelled, never left running.
-    wait_until(
-        lambda: (
-            Run.objects.get(pk=result.id).status != RunStatus.RUNNING
-            or Run.objects.get(pk=result.id).attempt > 1
-        ),
+    # Its attempt was lost, not failed or cancelled (a fence is not the task's doing, nor a
+    # stop request): written back as lost by the worker, or rescued once its lease ran out.
+    run = wait_until(
+        lambda: Run.objects.filter(pk=result.id).exclude(errors=[]).first(),
         timeout=30,
-        message="the fenced run to leave RUNNING",
+        message="the fenced attempt to be recorded",
     )
+    assert [e["exception_class_path"] for e in run.errors] == ["taskmill.exceptions.WorkerLost"]
+    assert run.status in (RunStatus.READY, RunStatus.RUNNING)  # going again

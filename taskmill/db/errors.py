@@ -26,8 +26,10 @@ def is_transient(exc: BaseException) -> bool:
     for error in (exc, exc.__cause__):
         if error is None:
             continue
-        sqlstate = getattr(error, "sqlstate", None)
-        if isinstance(sqlstate, str):
+        if hasattr(error, "sqlstate") and hasattr(error, "pgconn"):  # psycopg's
+            sqlstate = error.sqlstate
+            if sqlstate is None:  # no answer from a server: connecting failed, or the link
+                return "OperationalError" in (type(exc).__name__, type(error).__name__)
             return sqlstate in _PG_TRANSIENT or sqlstate.startswith("08")
         code = error.args[0] if error.args else None
         if isinstance(code, int) and code in _MYSQL_TRANSIENT:

@@ -232,7 +232,7 @@ class Attempt:
         for tries in range(1, ATOMIC_TRIES + 1):
             args, kwargs = self.arguments()  # afresh: the body may have changed them
             try:
-                return self.call_atomic(args, kwargs, began)
+                return self.call_atomic(args, kwargs, began, retry=tries > 1)
             except DatabaseError as exc:
                 if not is_transient(exc):
                     raise
@@ -253,38 +253,42 @@ class Attempt:
         The run goes again shortly (its attempt counted as lost, bounded like lost workers),
         instead of a database outage failing it.
         """
-        now = timezone.now()
         message = (
             f"attempt {self.run.attempt}'s transaction failed on the database {tries} times "
             f"(last: {exc})"
         )
-        lost = lost_attempts(self.run.errors) + 1
-        final = lost >= int(setting("TASKMILL_MAX_LOST_ATTEMPTS"))
-        suffix = f"; {lost} lost attempts, the limit: the run fails" if final else "; it goes again"
-        outcome = Outcome(
-            run_id=self.run.id,
-            attempt=self.run.attempt,
-            status=TaskResultStatus.FAILED if final else "READY",
-            finished_at=now,
-            errors=[*self.run.errors, synthetic_error(WorkerLost, message + suffix)],
-            available_at=None if final else now + timedelta(seconds=1),
-            expires_at=expiry_for(self.task, self.run.options, now) if final else None,
-        )
-        logger.warning("Run %s: %s%s", self.run.id, message, suffix)
-        return Completed(self.run, self.task, outcome, duration)
+        return Completed(self.run, self.task, lost_outcome(self.run, self.task, message), duration)
 
-    def call_atomic(self, args: list[Any], kwargs: dict[str, Any], began: float) -> Completed:
+    def call_atomic(
+        self, args: list[Any], kwargs: dict[str, Any], began: float, retry: bool = False
+    ) -> Completed:
         """Body and success in one transaction, fenced by the attempt.
 
         The transaction first locks the run's row if it still holds this attempt; rescue
         (SKIP LOCKED) passes over it while we hold it. If the worker dies, the transaction
         rolls back and the rescued attempt starts clean: the body's rows exist once.
+
+        On a ``retry``, the last try's commit may have gone through with its reply lost (the
+        connection dropped): a row already SUCCESSFUL under this attempt is that commit,
+        body and success together, and stands as this attempt's outcome.
         """
         from ..followups import after_final
+        from ..models import Run
 
         engine = get_engine(self.database)
         with transaction.atomic(using=self.database):
             if not engine.lock_attempt(self.run.id, self.run.attempt):
+                done = retry and (
+                    Run.objects.using(self.database)
+                    .filter(pk=self.run.id, attempt=self.run.attempt, status="SUCCESSFUL")
+                    .values("return_value", "has_dependents")
+                    .first()
+                )
+                if done:
+                    completed = self.succeeded(done["return_value"], time.monotonic() - began)
+                    completed.landed = Landed(self.run.id, "SUCCESSFUL", done["has_dependents"])
+                    completed.recorded = True
+                    return completed
                 raise RunCancelled("the run was taken over before its atomic body started")
             value = self.task.call(*args, **kwargs)
             completed = self.succeeded(value, time.monotonic() - began)
@@ -357,6 +361,26 @@ class Attempt:
         except BaseException as exc:
             return self.failed(exc, time.monotonic() - began)
         return self.succeeded(value, time.monotonic() - began)
+
+
+def lost_outcome(run: ClaimedRun, task: BaseTask | None, message: str) -> Outcome:
+    """An attempt that ended through no fault of the task (its worker fenced itself, the
+    database kept failing it): recorded as a lost attempt, like a rescue would, and the run
+    goes again shortly, up to TASKMILL_MAX_LOST_ATTEMPTS lost attempts."""
+    now = timezone.now()
+    lost = lost_attempts(run.errors) + 1
+    final = lost >= int(setting("TASKMILL_MAX_LOST_ATTEMPTS"))
+    suffix = f"; {lost} lost attempts, the limit: the run fails" if final else "; it goes again"
+    logger.warning("Run %s: %s%s", run.id, message, suffix)
+    return Outcome(
+        run_id=run.id,
+        attempt=run.attempt,
+        status=TaskResultStatus.FAILED if final else "READY",
+        finished_at=now,
+        errors=[*run.errors, synthetic_error(WorkerLost, message + suffix)],
+        available_at=None if final else now + timedelta(seconds=1),
+        expires_at=expiry_for(task, run.options, now) if final else None,
+    )
 
 
 class _ResultNotStorable(Exception):

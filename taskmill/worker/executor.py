@@ -19,10 +19,11 @@ from typing import Any
 from django.db import connections
 
 from .. import registry
+from ..compat import TaskResultStatus
 from ..db import ClaimedRun
 from ..exceptions import RunCancelled
 from ..tasks import effective_option
-from .execution import Attempt, Completed
+from .execution import Attempt, Completed, lost_outcome
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -77,6 +78,8 @@ class Executor:
         self._round_done.set()
         # (id, attempt) of queued runs lost before they started: never start them.
         self._dropped: set[tuple[int, int]] = set()
+        # Started attempts (run id, attempt) stopped by a self-fence: they end as lost.
+        self._fenced: set[tuple[int, int]] = set()
         self._slots = threading.Semaphore(concurrency)
         self._waiting: queue.SimpleQueue[ClaimedRun | None] = queue.SimpleQueue()
         self._started: dict[int, ClaimedRun] = {}
@@ -168,10 +171,6 @@ class Executor:
         with self._lock:
             return list(self._started.values())
 
-    def started_ids(self) -> set[int]:
-        with self._lock:
-            return set(self._started)
-
     def atomic_ids(self) -> set[int]:
         """Started runs of atomic tasks: their rows are locked by their own transaction."""
         with self._lock:
@@ -199,8 +198,16 @@ class Executor:
             _cancel_running_query(wrapper)
         return True
 
-    def kill_children(self) -> None:
-        """Self-fencing: kill every child process now (their runs may be rescued elsewhere)."""
+    def fence(self) -> None:
+        """Self-fencing: stop every started run and kill every child process now (their runs
+        may be rescued elsewhere). What those attempts end with is not the task's doing:
+        unless one succeeds anyway, each is written as a lost attempt (``_done``), never as a
+        failure or a cancellation."""
+        with self._lock:
+            started = list(self._started.values())
+            self._fenced.update((run.id, run.attempt) for run in started)
+        for run in started:
+            self.request_stop(run.id)
         if self._pool is not None:
             self._pool.kill_all()
 
@@ -283,6 +290,18 @@ class Executor:
 
     def _done(self, completed: Completed) -> None:
         run_id = completed.run.id
+        with self._lock:
+            fenced = (run_id, completed.run.attempt) in self._fenced
+            self._fenced.discard((run_id, completed.run.attempt))
+        if (
+            fenced
+            and not completed.recorded
+            and completed.outcome.status != TaskResultStatus.SUCCESSFUL
+        ):
+            message = (
+                f"its worker fenced itself (no heartbeat) while attempt {completed.run.attempt} ran"
+            )
+            completed.outcome = lost_outcome(completed.run, completed.task, message)
         with self._lock:
             self._started.pop(run_id, None)
             self._stops.pop(run_id, None)

@@ -170,9 +170,7 @@ class Worker:
 
     def fence(self) -> None:
         self._fenced = True
-        self._executor.kill_children()
-        for run_id in self._executor.started_ids():
-            self._executor.request_stop(run_id)
+        self._executor.fence()
 
     def unfence(self) -> None:
         self._fenced = False

@@ -93,18 +93,21 @@ def main(argv: list[str]) -> int:
     record_dir.mkdir()
     server = server_for(args.db)
     server.start()
+    failed = True
     try:
         name = create_database(args.db, server, work)
         worker_env = prepare_environment(args.db, server, name, record_dir)
-        return soak(args.db, profile, seed, chaos_seconds, server, worker_env, work)
+        code = soak(args.db, profile, seed, chaos_seconds, server, worker_env, work)
+        failed = code != 0
+        return code
     finally:
         server.stop()
-        if not args.keep:
+        if args.keep or failed:
+            print(f"soak: work folder kept: {work}")
+        else:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"soak: work folder kept: {work}")
 
 
 def soak(vendor, profile, seed, chaos_seconds, server, worker_env, work: Path) -> int:
@@ -162,10 +165,14 @@ def soak(vendor, profile, seed, chaos_seconds, server, worker_env, work: Path) -
         report.problems.append(f"did not settle within {profile.settle_seconds:g}s")
     print_table(vendor, profile.name, seed, time.monotonic() - began, report, chaos, producer)
     if not report.ok:
-        print(f"soak: FAILED; replay with --seed {seed}; the events: {work / 'events.log'}")
+        outputs = work / "workers"
+        outputs.mkdir(exist_ok=True)
         for worker in fleet.live + fleet.retired:
-            tail = "\n    ".join(worker.lines[-15:])
-            print(f"--- worker {worker.process.pid} (last lines)\n    {tail}")
+            (outputs / f"{worker.process.pid}.out").write_text(worker.output)
+        print(
+            f"soak: FAILED; replay with --seed {seed}; chaos events: {work / 'events.log'}, "
+            f"worker outputs: {outputs}, side-effect logs: {work / 'records'}"
+        )
     return 0 if report.ok else 1
 
 

@@ -91,7 +91,7 @@ def check(
         row["id"]: row
         for row in Run.objects.values(
             "id", "task_path", "status", "attempt", "errors", "return_value", "args",
-            "worker_id", "lease_expires_at", "schedule_id", "scheduled_for",
+            "worker_id", "worker_ids", "lease_expires_at", "schedule_id", "scheduled_for",
         )
     }  # fmt: skip
     report.runs = len(rows)
@@ -139,8 +139,11 @@ def _check_run(report, row, runs: Executions, rows, by_token, targeted: set[int]
     lost_workers = sum(1 for e in errors if e["exception_class_path"] == WORKER_LOST)
     if lost_workers:
         report.crashed_runs += 1
-    if status == "SUCCESSFUL" and runs.ends[row["attempt"]] == 0:
-        report.flag("wrong", f"{label} is SUCCESSFUL but its attempt {row['attempt']} never ended")
+    # Tasks log Django's attempt number (context.attempt: one per worker that started the
+    # run), not the fencing counter, which also counts claims given back unstarted.
+    final_attempt = len(row["worker_ids"])
+    if status == "SUCCESSFUL" and runs.ends[final_attempt] == 0:
+        report.flag("wrong", f"{label} is SUCCESSFUL but its attempt {final_attempt} never ended")
     expected = _expected_status(row, rows, by_token)
     if status == expected:
         return

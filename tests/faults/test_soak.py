@@ -1,0 +1,39 @@
+"""The chaos soak's CI profile, run by the test command on every database (see
+docs/reliability.md; ``python -m tests.faults.soak`` runs it alone, and the long profile).
+
+It runs in its own process with its own private database server (it restarts that server),
+so it does not touch this test run's database. Its table goes to the test summary.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+SOAK_TABLES: list[str] = []  # printed by tests/faults/conftest.py at the end of the run
+
+
+def test_chaos_soak_loses_doubles_and_misses_nothing():
+    vendor = connection.vendor
+    command = [sys.executable, "-m", "tests.faults.soak", "--db", vendor, "--profile", "ci"]
+    if os.environ.get("TASKMILL_SOAK_SEED"):
+        command += ["--seed", os.environ["TASKMILL_SOAK_SEED"]]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TASKMILL_")}
+    finished = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    output = finished.stdout + finished.stderr
+    SOAK_TABLES.append(
+        "\n".join(
+            line for line in finished.stdout.splitlines() if not line.startswith(("---", "    "))
+        )
+    )
+    assert finished.returncode == 0, output
