@@ -25,7 +25,7 @@ from tests.faults.tcp_proxy import ForwardingProxy
 from tests.scheduler.conftest import make_schedule
 from tests.testapp import fault_tasks
 from tests.testapp.models import Effect
-from tests.testapp.tasks import record
+from tests.testapp.tasks import atomic_insert, record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,6 +133,25 @@ def test_a_worker_started_before_its_database_waits_then_works(
     assert worker.wait(30) == 0, worker.output
 
 
+def test_a_worker_started_before_its_sqlite_file_is_there_waits_then_works(
+    start_worker, tmp_path, record_dir
+):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's version of an absent database: its directory not mounted yet")
+    real = Path(connection.settings_dict["NAME"])
+    mount = tmp_path / "not-mounted-yet"  # absent: SQLite cannot open a file in it
+    worker = start_worker("--no-scheduler", env={"TASKMILL_TEST_DB_NAME": str(mount / real.name)})
+    worker.wait_for_output("unreachable", count=2)
+    line = next(line for line in worker.lines if "unreachable" in line)
+    assert "'default'" in line and real.name in line and "retrying in" in line, line
+    ids = [record.enqueue(f"meanwhile-{i}").id for i in range(5)]
+    mount.symlink_to(real.parent, target_is_directory=True)  # the disk comes up
+    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    assert_each_ran_once_and_succeeded(ids, record_dir)
+    worker.signal()
+    assert worker.wait(30) == 0, worker.output
+
+
 def test_a_scheduler_started_before_its_database_waits_then_fires(start_scheduler, proxy):
     now = timezone.now()
     schedule = make_schedule(now, kind="interval", interval=timedelta(seconds=1))
@@ -186,7 +205,6 @@ def test_a_session_killed_mid_claim_or_finish_loses_and_doubles_nothing(
     wait_until(lambda: fault_fired(record_dir), timeout=30, message=f"the fault:\n{worker.output}")
     wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
     assert "Database error" in worker.output  # it did lose its session, and went on
-    assert "discarded" not in worker.output, worker.output  # its own write is not a takeover
     # Still alive and working.
     more = [record.enqueue(f"after-{i}").id for i in range(5)]
     wait_until(lambda: finished(more), timeout=30, message=f"later runs:\n{worker.output}")
@@ -194,8 +212,35 @@ def test_a_session_killed_mid_claim_or_finish_loses_and_doubles_nothing(
     assert_each_ran_once_and_succeeded(ids + more, record_dir)
     worker.signal()
     assert worker.wait(30) == 0, worker.output
-    # It counts every run it finished, the one whose write it had to check included.
+    # It counts every run it finished, the one whose write it had to check included, and
+    # does not take its own write for someone else's.
     assert f"stopped after {len(ids + more)} task(s)" in worker.output, worker.output
+    assert "discarded" not in worker.output, worker.output
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_session_killed_mid_atomic_commit_loses_and_doubles_nothing(
+    start_worker, record_dir, when
+):
+    needs_a_server()
+    names = [f"atomic-{i}" for i in range(6)]
+    ids = [atomic_insert.enqueue(name).id for name in names]
+    # The atomic body and its success commit together, in the task's thread: the first
+    # finish statement is that transaction's.
+    worker = start_worker("--concurrency", "2", "--no-scheduler", env=fault(f"finish:{when}"))
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=worker.output)
+    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    assert "trying again" in worker.output, worker.output  # the attempt saw the error
+    for run in Run.objects.filter(pk__in=ids):
+        assert run.status == "SUCCESSFUL" and run.attempt == 1, (run.pk, run.errors)
+    assert sorted(Effect.objects.values_list("name", flat=True)) == names  # each body once
+    callbacks = Run.objects.filter(task_path="tests.testapp.tasks.note_success")
+    wait_until(lambda: callbacks.count() == len(ids), timeout=30, message=worker.output)
+    assert Counter(str(run.args[0]) for run in callbacks) == Counter(map(str, ids))
+    worker.signal()
+    assert worker.wait(30) == 0, worker.output
+    assert f"stopped after {2 * len(ids)} task(s)" in worker.output, worker.output
+    assert "discarded" not in worker.output, worker.output
 
 
 @pytest.mark.parametrize("when", ["before", "after", "deadlock"])
