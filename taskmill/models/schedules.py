@@ -170,6 +170,12 @@ class Schedule(models.Model):
 
     # -- validation -----------------------------------------------------------------------
 
+    def clean_fields(self, exclude: Any = None) -> None:
+        # The arguments are checked by clean() (validate_schedule), as strictly as an
+        # enqueue checks them; Django's own JSONField check is weaker and raises a bare
+        # ValueError on an integer too long to write as text.
+        super().clean_fields(exclude={*(exclude or ()), "args", "kwargs"})
+
     def clean(self) -> None:
         from ..scheduler.validation import validate_schedule
 

@@ -11,7 +11,6 @@ is the source of truth, ``enabled`` included.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,8 +20,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from ..compat import BaseTask
-from .triggers import InvalidSchedule, get_zone, validate_cron
+from ..compat import BaseTask, InvalidTask
+from .triggers import (
+    MAX_DURATION,
+    InvalidSchedule,
+    get_zone,
+    moment_problem,
+    validate_cron,
+)
 from .validation import remember_task
 
 logger = logging.getLogger("taskmill.scheduler")
@@ -81,7 +86,75 @@ def autodiscover() -> None:
 def _aware(name: str, value: datetime | None) -> datetime | None:
     if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
         raise InvalidSchedule(f"{name} must be an aware datetime, not {value!r}.")
+    problem = moment_problem(value) if value is not None else None
+    if problem:
+        raise InvalidSchedule(f"{name}: {problem}.")
     return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _duration(name: str, value: Any) -> timedelta:
+    """A ``timedelta``, or a number of seconds: the two forms documented for durations."""
+    if isinstance(value, timedelta):
+        if abs(value) > MAX_DURATION:
+            raise InvalidSchedule(f"{name}= must be at most {MAX_DURATION.days} days, not {value}.")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidSchedule(
+            f"{name}= must be a timedelta or a number of seconds, not "
+            f"{type(value).__name__} {value!r}."
+        )
+    try:
+        duration = timedelta(seconds=value)
+    except (ValueError, OverflowError):  # NaN, infinity, more than 999,999,999 days
+        duration = None
+    if duration is None or abs(duration) > MAX_DURATION:
+        raise InvalidSchedule(
+            f"{name}= must be a number of seconds of at most {MAX_DURATION.days} days, "
+            f"not {value!r}."
+        )
+    return duration
+
+
+def _arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The schedule's arguments as stored, checked as any enqueue checks them."""
+    from ..serialization import to_json_value
+
+    if isinstance(args, str | bytes | dict) or not isinstance(args, Sequence):
+        raise InvalidSchedule(f"args must be a list or tuple, not {type(args).__name__}.")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise InvalidSchedule(f"kwargs must be a dict, not {type(kwargs).__name__}.")
+    context = "Schedule arguments must be JSON"
+    try:
+        return (
+            to_json_value(list(args), "args", context),
+            to_json_value(dict(kwargs or {}), "kwargs", context),
+        )
+    except InvalidTask as exc:
+        raise InvalidSchedule(str(exc)) from None
+
+
+def _check_names(**values: Any) -> None:
+    for name, value in values.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidSchedule(f"{name} must be a string, not {type(value).__name__}.")
+
+
+def _dependency_names(depends_on: Any) -> tuple[str, ...]:
+    if isinstance(depends_on, str):  # a single name would be read letter by letter
+        raise InvalidSchedule(f"depends_on takes a list of schedule names, not {depends_on!r}.")
+    try:
+        names = tuple(depends_on)
+    except TypeError:
+        raise InvalidSchedule(
+            f"depends_on takes a list of schedule names, not {depends_on!r}."
+        ) from None
+    if not all(isinstance(item, str) for item in names):
+        raise InvalidSchedule(f"depends_on takes a list of schedule names, not {depends_on!r}.")
+    return names
 
 
 def schedule(
@@ -110,18 +183,24 @@ def schedule(
     Stack several on one task, each with its own ``name`` (the first defaults to the task's
     path). ``depends_on`` names other schedules. ``tz`` defaults to settings.TIME_ZONE.
     """
-    kinds = [kind for kind, value in (("cron", cron), ("interval", every), ("once", at)) if value]
+    # "Given" means not None: every=0 is an interval, and a wrong one, not a missing one.
+    kinds = [
+        kind
+        for kind, value in (("cron", cron), ("interval", every), ("once", at))
+        if value is not None
+    ]
     if len(kinds) != 1:
         raise InvalidSchedule("@taskmill.schedule needs exactly one of cron=, every= or at=.")
-    if cron:
+    if cron is not None:
         cron = validate_cron(cron)
-    if every is not None and not isinstance(every, timedelta):
-        every = timedelta(seconds=every)
-    if every is not None and every <= timedelta(0):
-        raise InvalidSchedule(f"every= must be positive, not {every}.")
-    if not isinstance(misfire_grace, timedelta):
-        misfire_grace = timedelta(seconds=misfire_grace)
-    if misfire_policy not in MISFIRE_POLICIES:
+    if every is not None:
+        every = _duration("every", every)
+        if every <= timedelta(0):
+            raise InvalidSchedule(f"every= must be a positive interval, not {every}.")
+    misfire_grace = _duration("misfire_grace", misfire_grace)
+    if misfire_grace < timedelta(0):
+        raise InvalidSchedule(f"misfire_grace= cannot be negative, not {misfire_grace}.")
+    if not isinstance(misfire_policy, str) or misfire_policy not in MISFIRE_POLICIES:
         raise InvalidSchedule(
             f"misfire_policy must be one of {', '.join(MISFIRE_POLICIES)}, not {misfire_policy!r}."
         )
@@ -130,12 +209,20 @@ def schedule(
 
         tz = default_time_zone()
     get_zone(tz)
-    try:
-        json.dumps([list(args), kwargs or {}], allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidSchedule(f"Schedule arguments must be JSON: {exc}.") from exc
-    if fire_time_kwarg and not fire_time_kwarg.isidentifier():
+    args, kwargs = _arguments(args, kwargs)
+    _check_names(name=name, queue_name=queue_name, backend=backend)
+    if not isinstance(fire_time_kwarg, str) or (
+        fire_time_kwarg and not fire_time_kwarg.isidentifier()
+    ):
         raise InvalidSchedule(f"fire_time_kwarg {fire_time_kwarg!r} is not a valid name.")
+    if max_fires is not None and (not _is_int(max_fires) or max_fires < 1):
+        raise InvalidSchedule(f"max_fires must be a positive integer or None, not {max_fires!r}.")
+    if priority is not None and not _is_int(priority):
+        raise InvalidSchedule(f"priority must be an integer or None, not {priority!r}.")
+    if not isinstance(enabled, bool):
+        raise InvalidSchedule(f"enabled must be True or False, not {enabled!r}.")
+    depends_on = _dependency_names(depends_on)
+    at, start, end = _aware("at", at), _aware("start", start), _aware("end", end)
 
     def decorator(task: BaseTask) -> BaseTask:
         if not isinstance(task, BaseTask):
@@ -150,8 +237,8 @@ def schedule(
             interval=every,
             run_at=_aware("at", at),
             timezone=tz,
-            args=list(args),
-            kwargs=dict(kwargs or {}),
+            args=args,
+            kwargs=kwargs,
             queue_name=queue_name,
             priority=priority,
             backend=backend,
@@ -162,7 +249,7 @@ def schedule(
             misfire_grace=misfire_grace,
             misfire_policy=misfire_policy,
             fire_time_kwarg=fire_time_kwarg,
-            depends_on=tuple(depends_on),
+            depends_on=depends_on,
         )
         existing = _declarations.get(declaration.name)
         if existing is not None and existing != declaration:

@@ -25,6 +25,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 ONE_MICROSECOND = timedelta(microseconds=1)
+# The longest interval or misfire grace time: 1,000 years keeps every fire time and grace
+# window far inside datetime's range (year 9999) and a database's duration column.
+MAX_DURATION = timedelta(days=365_250)
+# The times a schedule may name (run_at, start, end): far enough inside datetime's range
+# (years 1-9999) that a time zone's offset, an interval or a grace time added to them can
+# never overflow it.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(7999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def moment_problem(value: datetime) -> str | None:
+    """Why an aware datetime cannot be a schedule's time, or None."""
+    if not EARLIEST <= value <= LATEST:
+        return (
+            f"{value.isoformat()} is out of range: a schedule's times lie between "
+            f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+        )
+    return None
 
 
 class InvalidSchedule(ValueError):
@@ -32,6 +50,10 @@ class InvalidSchedule(ValueError):
 
 
 def get_zone(name: str) -> ZoneInfo:
+    if not isinstance(name, str):
+        raise InvalidSchedule(
+            f"A time zone must be an IANA name (a string), not {type(name).__name__} {name!r}."
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -40,8 +62,72 @@ def get_zone(name: str) -> ZoneInfo:
         ) from exc
 
 
+# Each field's name and the values it ranges over, in the 6-field order (seconds first).
+CRON_FIELDS = (
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 6),
+)
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+CRON_NAMES = {
+    "month": {name: number for number, name in enumerate(MONTHS, 1)},
+    "day-of-week": {name: number for number, name in enumerate(WEEKDAYS)},
+}
+
+
+def _cron_value(field: str, text: str) -> int | None:
+    if text.isdigit():
+        return int(text)
+    return CRON_NAMES.get(field, {}).get(text.upper())
+
+
+def _step_problem(field: str, low: int, high: int, item: str) -> str | None:
+    """What is wrong with a stepped item (``*/61``, ``1-5/100``), if anything.
+
+    cronsim takes any step, and a step longer than the range it steps over matches the
+    range's first value only: ``*/61`` in the minute field fires hourly, surely not what its
+    author meant. Such a step is refused.
+    """
+    base, _, step_text = item.partition("/")
+    if not step_text.isdigit():
+        return None  # no step, or one cronsim has already judged
+    step = int(step_text)
+    if base == "*":
+        first, last = low, high
+    else:
+        start_text, _, end_text = base.partition("-")
+        first = _cron_value(field, start_text)
+        last = _cron_value(field, end_text) if end_text else high
+        if first is None or last is None:
+            return None
+    span = last - first + 1
+    if step > span:
+        return (
+            f"the step {step} in {item!r} is larger than the {field} range it steps over "
+            f"({first}-{last}, {span} values)"
+        )
+    return None
+
+
+def _check_steps(expression: str, fields: list[str]) -> None:
+    names = CRON_FIELDS if len(fields) == 6 else CRON_FIELDS[1:]
+    for (field, low, high), text in zip(names, fields, strict=True):
+        for item in text.split(","):
+            problem = _step_problem(field, low, high, item)
+            if problem:
+                raise InvalidSchedule(f"Invalid cron expression {expression!r}: {problem}.")
+
+
 def validate_cron(expression: str) -> str:
     """Return the normalised expression or raise ``InvalidSchedule`` saying what is wrong."""
+    if not isinstance(expression, str):
+        raise InvalidSchedule(
+            f"A cron expression must be a string, not {type(expression).__name__} {expression!r}."
+        )
     fields = expression.split()
     if len(fields) not in (5, 6):
         raise InvalidSchedule(
@@ -61,6 +147,7 @@ def validate_cron(expression: str) -> str:
         raise InvalidSchedule(
             f"Invalid cron expression {expression!r}: it never matches any date."
         ) from None
+    _check_steps(expression, fields)
     return " ".join(fields)
 
 

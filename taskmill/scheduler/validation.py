@@ -7,7 +7,7 @@ installed app (a project whose tasks go elsewhere still gets taskmill's schedule
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +15,9 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from .. import registry
 from ..compat import BaseTask, InvalidTask, task_backends
-from ..exceptions import TaskNotRegistered
-from .triggers import InvalidSchedule, get_zone, validate_cron
+from ..exceptions import InvalidTaskArguments, TaskNotRegistered
+from ..serialization import to_json_value
+from .triggers import MAX_DURATION, InvalidSchedule, get_zone, moment_problem, validate_cron
 
 if TYPE_CHECKING:
     from ..models import Schedule
@@ -88,8 +89,15 @@ def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
             error("interval", "An interval schedule needs an interval.")
         elif schedule.interval.total_seconds() <= 0:
             error("interval", "The interval must be positive.")
+        elif schedule.interval > MAX_DURATION:
+            error("interval", f"The interval must be at most {MAX_DURATION.days} days.")
     elif kind == "once" and schedule.run_at is None:
         error("run_at", "A once schedule needs the time to run at.")
+    for field_name in ("run_at", "start_at", "end_at"):
+        value = getattr(schedule, field_name)
+        problem = moment_problem(value) if isinstance(value, datetime) else None
+        if problem:
+            error(field_name, f"{problem}.")
     try:
         get_zone(schedule.timezone)
     except InvalidSchedule as exc:
@@ -98,16 +106,23 @@ def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
         error("end_at", "The end must come after the start.")
     if schedule.misfire_grace is not None and schedule.misfire_grace.total_seconds() < 0:
         error("misfire_grace", "The misfire grace time cannot be negative.")
+    elif schedule.misfire_grace is not None and schedule.misfire_grace > MAX_DURATION:
+        error("misfire_grace", f"The misfire grace time must be at most {MAX_DURATION.days} days.")
 
     if not isinstance(schedule.args, list):
         error("args", "Positional arguments must be a JSON list.")
     if not isinstance(schedule.kwargs, dict):
         error("kwargs", "Keyword arguments must be a JSON object.")
-    else:
-        try:
-            json.dumps([schedule.args, schedule.kwargs], allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            error("kwargs", f"Arguments must be JSON: {exc}.")
+    elif isinstance(schedule.args, list):
+        # The same check as any enqueue: what one database cannot store (a NUL character on
+        # PostgreSQL, deep nesting on MariaDB) is refused here, not by the INSERT.
+        for field_name in ("args", "kwargs"):
+            try:
+                to_json_value(
+                    getattr(schedule, field_name), field_name, "Cannot store the arguments"
+                )
+            except InvalidTaskArguments as exc:
+                error(field_name, str(exc))
     name = schedule.fire_time_kwarg
     if name and not name.isidentifier():
         error("fire_time_kwarg", f"{name!r} is not a valid keyword argument name.")

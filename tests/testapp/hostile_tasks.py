@@ -13,9 +13,20 @@ from taskmill.compat import task
 
 
 @task
-def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def echo(*args: Any, **kwargs: Any) -> list[Any]:
     """Return what came in, so a test can compare it with what was enqueued."""
-    return {"args": list(args), "kwargs": kwargs}
+    return [list(args), kwargs]
+
+
+@task
+def hostile_return(kind: str) -> Any:
+    """Return what no database can store, though the arguments were plain."""
+    if kind == "nested":
+        value: list[Any] = []
+        for _ in range(40):
+            value = [value]
+        return value
+    return {"NUL character": "a\x00b", "lone surrogate": "\udc00"}[kind]
 
 
 @task
