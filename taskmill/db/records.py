@@ -161,6 +161,15 @@ class Outcome:
     available_at: datetime | None = None  # retries: when the next attempt may start
     expires_at: datetime | None = None  # final outcomes: when the run may be pruned
 
+    def __post_init__(self) -> None:
+        # An error's text comes from the task's exception: it may hold what a database
+        # refuses (PostgreSQL: NUL; PostgreSQL and MariaDB: lone surrogates). Shown escaped
+        # instead, or writing the outcome would fail, and be retried, for ever.
+        if any(not _storable_text(text) for error in self.errors for text in error.values()):
+            self.errors = [
+                {key: _escaped_text(text) for key, text in error.items()} for error in self.errors
+            ]
+
     @property
     def due(self) -> bool | None:
         if self.available_at is None:
@@ -219,6 +228,24 @@ def load_datetime(value: Any) -> datetime | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
+
+
+def _storable_text(text: Any) -> bool:
+    if not isinstance(text, str):
+        return True
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped_text(text: Any) -> Any:
+    if _storable_text(text):
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- the shape of a claimed row ---------------------------------------------------------------

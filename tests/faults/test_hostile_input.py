@@ -262,6 +262,26 @@ def test_return_values_that_cannot_be_stored_fail_the_run_clearly(
     assert Run.objects.get(pk=int(after.id)).status == "SUCCESSFUL"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_error_messages_that_cannot_be_stored_as_they_are_still_fail_the_run(
+    run_worker: Callable[..., Any],
+) -> None:
+    """A task's exception message is not the task author's to clean: a NUL character or a
+    lone surrogate in it must not make the outcome's write fail (the worker would retry the
+    write for ever). The run fails, its error readable, the character shown escaped."""
+    kinds = {"NUL character": "a\\x00b", "lone surrogate": "\\udc00"}
+    results = {kind: hostile_tasks.raise_hostile.enqueue(kind) for kind in kinds}
+    after = hostile_tasks.echo.enqueue("after")
+
+    run_worker("--burst", "--no-scheduler", timeout=90)
+
+    for kind, shown in kinds.items():
+        row = Run.objects.get(pk=int(results[kind].id))
+        assert row.status == "FAILED", (kind, row.status)
+        assert f"ValueError: bad input {shown}" in row.errors[-1]["traceback"], row.errors
+    assert Run.objects.get(pk=int(after.id)).status == "SUCCESSFUL"
+
+
 # -- cron expressions ---------------------------------------------------------------------------
 
 CRON_ATOMS = [

@@ -44,3 +44,10 @@ def touch(path: str) -> str:
 def not_a_task(path: str) -> None:
     """A plain function in a task module: a forged row naming it must not call it."""
     Path(path).write_text("called")
+
+
+@task
+def raise_hostile(kind: str) -> None:
+    """Fail with an error message no database stores as it is (the task builds it)."""
+    text = {"NUL character": "a\x00b", "lone surrogate": "\udc00"}[kind]
+    raise ValueError(f"bad input {text}")
