@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from ..scheduler.declarations import autodiscover, sync_schedules
 from ..scheduler.firing import BATCH_SIZE
@@ -53,24 +54,35 @@ def add_arguments(parser: CommandParser) -> None:
     )
 
 
-def prepare(database: str, options: dict[str, Any]) -> SchedulerOptions:
-    """Import the project's tasks (and so its declarations), sync them unless told not to."""
+def prepare(database: str, options: dict[str, Any]) -> Scheduler:
+    """Import the project's tasks (and so its declarations), sync them unless told not to.
+
+    A database gone again since the start-up wait does not end the command: the scheduler
+    syncs once it is back, before it fires. An invalid declaration does (ValidationError).
+    """
     autodiscover()
+    retry_sync = False
     if not options.get("no_sync"):
-        report = sync_schedules(database)
-        logger.info("Schedules declared in code synced: %s", report)
-    return SchedulerOptions(
+        try:
+            report = sync_schedules(database)
+        except DatabaseError as exc:
+            logger.warning("Schedules declared in code not synced yet (%s); will retry", exc)
+            retry_sync = True
+        else:
+            logger.info("Schedules declared in code synced: %s", report)
+    scheduler_options = SchedulerOptions(
         database=database,
         max_sleep=options["max_sleep"],
         batch_size=options.get("batch_size") or BATCH_SIZE,
     )
+    return Scheduler(scheduler_options, sync_declared=retry_sync)
 
 
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     configure_logging(options["verbosity"])
     backend = taskmill_backend(options["backend"])
     try:
-        scheduler = Scheduler(prepare(backend.database, options))
+        scheduler = prepare(backend.database, options)
     except ValidationError as exc:  # a declaration that cannot be stored: say which, and why
         raise CommandError("; ".join(exc.messages)) from exc
 

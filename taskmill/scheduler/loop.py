@@ -33,10 +33,13 @@ class SchedulerOptions:
 
 
 class Scheduler:
-    def __init__(self, options: SchedulerOptions) -> None:
+    def __init__(self, options: SchedulerOptions, sync_declared: bool = False) -> None:
         self.options = options
         self.fired = 0
         self._stop = threading.Event()
+        # Declarations still to write (a sync at start failed on the database): each pass
+        # tries again before firing, so schedules declared in code are not left out.
+        self._sync_pending = sync_declared
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -73,6 +76,8 @@ class Scheduler:
     def run_once(self) -> float:
         """Fire what is due; return how long to sleep before the next pass."""
         options = self.options
+        if self._sync_pending:
+            self._sync()
         while not self._stop.is_set():
             result = firing.tick(options.database, batch_size=options.batch_size)
             self.fired += result.runs
@@ -86,10 +91,26 @@ class Scheduler:
             return options.max_sleep
         return min(max((upcoming - now).total_seconds(), 0.0), options.max_sleep)
 
+    def _sync(self) -> None:
+        """Write the code's declarations; a database error is raised (the loop retries)."""
+        from .declarations import sync_schedules
 
-def start_thread(options: SchedulerOptions) -> tuple[Scheduler, threading.Thread]:
+        try:
+            report = sync_schedules(self.options.database)
+        except DatabaseError:
+            raise
+        except Exception:  # an invalid declaration: trying again would not help
+            logger.exception("Could not sync the schedules declared in code")
+        else:
+            logger.info("Schedules declared in code synced: %s", report)
+        self._sync_pending = False
+
+
+def start_thread(
+    options: SchedulerOptions, sync_declared: bool = False
+) -> tuple[Scheduler, threading.Thread]:
     """Run a scheduler on a daemon thread (a worker's); stop it with ``request_stop()``."""
-    scheduler = Scheduler(options)
+    scheduler = Scheduler(options, sync_declared)
     thread = threading.Thread(target=scheduler.run, name="taskmill-scheduler", daemon=True)
     thread.start()
     return scheduler, thread
@@ -98,19 +119,27 @@ def start_thread(options: SchedulerOptions) -> tuple[Scheduler, threading.Thread
 def start_in_worker(database: str, max_sleep: float = 1.0) -> Callable[[], None]:
     """A worker's scheduler: sync the code's schedules, start the thread; return its stop.
 
-    A failed sync (an invalid declaration, the database away) is logged, not fatal: the
-    worker still runs tasks and fires the schedules already stored.
+    A failed sync is not fatal: the worker still runs tasks and fires the schedules already
+    stored. An invalid declaration is logged; a database error (the database away) is
+    retried by the scheduler thread, before its first fire, until it passes.
     """
     from .declarations import autodiscover, sync_schedules
 
+    retry_sync = False
     try:
         autodiscover()
         logger.info("Schedules declared in code synced: %s", sync_schedules(database))
+    except DatabaseError as exc:
+        # The database went away: the scheduler thread syncs once it is back.
+        logger.warning("Schedules declared in code not synced yet (%s); will retry", exc)
+        retry_sync = True
     except Exception:
         logger.exception("Could not sync the schedules declared in code")
     finally:
         connections[database].close()  # opened on the worker's thread: leave it clean
-    scheduler, thread = start_thread(SchedulerOptions(database=database, max_sleep=max_sleep))
+    scheduler, thread = start_thread(
+        SchedulerOptions(database=database, max_sleep=max_sleep), sync_declared=retry_sync
+    )
 
     def stop() -> None:
         scheduler.request_stop()

@@ -3,7 +3,7 @@ one exact statement, for real.
 
 ``TASKMILL_TEST_FAULT="<spot>:<when>"`` in a process's environment (installed by
 tests.testapp's AppConfig.ready, only when set) makes the first statement matching
-``<spot>`` (``claim``, ``finish`` or ``fire``) kill its own server session from a second
+``<spot>`` (``claim``, ``finish``, ``fire`` or ``sync``) kill its own server session from a second
 connection (``pg_terminate_backend`` on PostgreSQL, ``KILL`` on MariaDB/MySQL):
 
 - ``before``: the session dies before the statement is sent, so nothing it would have
@@ -41,6 +41,8 @@ SPOTS = {
     "finish": re.compile(r"stop_requested THEN 'CANCELLED'"),
     # A fire's insert of its run, after the schedule's compare-and-set, in one transaction.
     "fire": re.compile(r"INSERT INTO [`\"]?taskmill_run[`\"]?\s"),
+    # The first statement on the schedules table: the code declarations' sync at start.
+    "sync": re.compile(r"FROM [`\"]?taskmill_schedule[`\"]?"),
 }
 
 _lock = threading.Lock()

@@ -172,6 +172,30 @@ def test_a_scheduler_started_before_its_database_waits_then_fires(start_schedule
     assert scheduler.wait(30) == 0, scheduler.output
 
 
+@pytest.mark.parametrize("process", ["worker", "scheduler"])
+def test_a_code_schedule_sync_cut_at_start_is_done_once_the_database_is_back(
+    start_worker, start_scheduler, scheduler_env, record_dir, process
+):
+    needs_a_server()
+    # The session dies just as the start-up sync of the code's declarations begins.
+    if process == "worker":
+        started = start_worker(env={**scheduler_env, **fault("sync:before")})
+    else:
+        started = start_scheduler("--max-sleep", "0.2", env=fault("sync:before"))
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=started.output)
+    declared = wait_until(
+        lambda: Schedule.objects.filter(name="declared-every-second").first(),
+        timeout=30,
+        message=f"the declared schedule; output:\n{started.output}",
+    )
+    wait_until(lambda: Run.objects.filter(schedule=declared).exists(), timeout=30)
+    assert "not synced yet" in started.output, started.output
+    started.wait_for_output("Schedules declared in code synced")
+    assert started.process.poll() is None, started.output
+    started.signal()
+    assert started.wait(30) == 0, started.output
+
+
 # -- 2. The session killed at the exact statement of a claim, a finish, a fire ---------------
 
 
