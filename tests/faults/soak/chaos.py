@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -82,13 +85,26 @@ class Fleet:
         for worker in everyone:
             try:
                 code = worker.process.wait(max(0.1, deadline - time.monotonic()))
-            except Exception:
+            except subprocess.TimeoutExpired:
+                where = "\n      ".join(stacks(worker.process.pid))
+                problems.append(
+                    f"worker {worker.process.pid} ignored SIGTERM for {timeout}s; its threads:"
+                    f"\n      {where}"
+                )
                 worker.kill()
-                problems.append(f"worker {worker.process.pid} ignored SIGTERM for {timeout}s")
                 continue
             if worker in self.live and code != 0:
                 problems.append(f"worker {worker.process.pid} exited {code} on SIGTERM")
         return problems
+
+
+def stacks(pid: int) -> list[str]:
+    """The Python stacks of a hung worker, if py-spy is at hand (a diagnosis, not a need)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return ["(install py-spy to see where it hangs)"]
+    dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True)
+    return (dump.stdout + dump.stderr).splitlines()
 
 
 class Chaos:
