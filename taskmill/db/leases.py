@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .records import RUN_TABLE, HeartbeatReply, load_json
+from .records import RUN_TABLE, HeartbeatReply, load_json, make_state_harmless
 
 
 class LeaseQueries:
@@ -120,6 +120,7 @@ class LeaseQueries:
         for row in rows:
             for name in ("errors", "worker_ids", "options"):
                 row[name] = load_json(row[name])
+            make_state_harmless(row)
             row["prefetched"] = bool(row["prefetched"])
             row["stop_requested"] = bool(row["stop_requested"])
             row["has_dependents"] = bool(row["has_dependents"])

@@ -5,10 +5,15 @@ claimed rows' new values are computed here from what the SELECT read."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 
 from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine
+
+# What an argument column that held invalid JSON holds after the repair (below).
+INVALID_JSON = "taskmill: this column held invalid JSON"
 
 SELECT_SQL = f"""
 SELECT {", ".join(CLAIMED_COLUMNS)} FROM {RUN_TABLE}
@@ -32,13 +37,14 @@ WHERE id IN ({{ids}})
 
 # JSON is text here, guarded by CHECK (JSON_VALID(...)) constraints, which MariaDB checks on
 # every UPDATE of the row: one row whose JSON was forged invalid (the checks switched off)
-# would make every claim that picks it fail, and stall the queue for good. Such a run is
-# failed as corrupt (ClaimedRun.problem); first its invalid columns get valid empty values,
-# so that the claim, and then the failure, can be written.
+# would make every claim (or rescue) that picks it fail, and stall the queue for good. So its
+# invalid columns get valid values first: empty state, and for the arguments a JSON string,
+# which the claim refuses as corrupt (ClaimedRun.problem) rather than run the task with no
+# arguments.
 REPAIR_SQL = f"""
 UPDATE {RUN_TABLE}
-SET args = IF(JSON_VALID(args), args, '[]'),
-    kwargs = IF(JSON_VALID(kwargs), kwargs, '{{{{}}}}'),
+SET args = IF(JSON_VALID(args), args, '"{INVALID_JSON}"'),
+    kwargs = IF(JSON_VALID(kwargs), kwargs, '"{INVALID_JSON}"'),
     errors = IF(JSON_VALID(errors), errors, '[]'),
     worker_ids = IF(JSON_VALID(worker_ids), worker_ids, '[]'),
     options = IF(options IS NULL OR JSON_VALID(options), options, NULL),
@@ -59,9 +65,7 @@ class MySQLEngine(Engine):
             picked = [self.claimed_from_row(row) for row in cursor.fetchall()]
             if not picked:
                 return []
-            corrupt = [run.id for run in picked if run.problem is not None]
-            if corrupt:
-                cursor.execute(REPAIR_SQL.format(ids=", ".join(["%s"] * len(corrupt))), corrupt)
+            self.repair_json([run.id for run in picked if run.problem is not None])
             ids = [run.id for run in picked]
             mark = MARK_SQL.format(ids=", ".join(["%s"] * len(ids)))
             lease_until = self.adapt_datetime(r.lease_until)
@@ -77,3 +81,16 @@ class MySQLEngine(Engine):
             )
             for run in picked
         ]
+
+    def expired_runs(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        rows = super().expired_runs(now, limit)
+        # Rare (a worker died): checking every rescued row's JSON costs little here.
+        self.repair_json([row["id"] for row in rows])
+        return rows
+
+    def repair_json(self, ids: list[int]) -> None:
+        """Give the rows' invalid JSON columns valid values (REPAIR_SQL), in the caller's
+        transaction, on rows it has locked."""
+        if ids:
+            with self.connection.cursor() as cursor:
+                cursor.execute(REPAIR_SQL.format(ids=", ".join(["%s"] * len(ids))), ids)

@@ -288,13 +288,17 @@ def _shape_problem(run: ClaimedRun) -> str | None:
         return _wrong("worker_ids", "a JSON list of strings", run.worker_ids)
     if not _valid_errors(run.errors):
         return _wrong("errors", "a JSON list of error entries", run.errors)
-    if run.options is not None and not (
-        isinstance(run.options, dict)
-        and run.options.keys() <= OPTION_CHECKS.keys()
-        and all(OPTION_CHECKS[name](value) for name, value in run.options.items())
-    ):
+    if not _valid_options(run.options):
         return _wrong("options", "null or an object of valid per-call options", run.options)
     return None
+
+
+def _valid_options(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, dict)
+        and value.keys() <= OPTION_CHECKS.keys()
+        and all(OPTION_CHECKS[name](option) for name, option in value.items())
+    )
 
 
 def _valid_worker_ids(value: Any) -> bool:
@@ -308,6 +312,19 @@ def _valid_errors(value: Any) -> bool:
         and all(isinstance(text, str) for text in error.values())
         for error in value
     )
+
+
+def make_state_harmless(row: dict[str, Any]) -> None:
+    """A row the rescue read: replace the state taskmill keeps (errors, worker ids, per-call
+    options) by empty values where it is not what taskmill writes, so the rescue cannot trip
+    on one forged row (and with it, leave its whole batch RUNNING). Arguments are not read
+    here: the next claim judges them."""
+    if not _valid_errors(row["errors"]):
+        row["errors"] = []
+    if not _valid_worker_ids(row["worker_ids"]):
+        row["worker_ids"] = []
+    if not _valid_options(row["options"]):
+        row["options"] = None
 
 
 def _make_harmless(run: ClaimedRun) -> None:

@@ -10,16 +10,20 @@ runs a real ``manage.py taskmill worker --burst``: it must exit 0 having finishe
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import IntegrityError, connection
+from django.utils import timezone
 
 from taskmill.models import Run
+from tests.conftest import FAST_LEASES, wait_until
 from tests.testapp import hostile_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -263,4 +267,61 @@ def test_a_huge_payload_runs_and_the_worker_goes_on(
     run = Run.objects.get(pk=run_id)
     assert run.status == "SUCCESSFUL", run.errors
     assert run.return_value == size
+    assert_canary_ran(canary_id, marker)
+
+
+# -- a forged RUNNING row whose worker is gone: the rescue's path ---------------------------------
+
+
+def test_a_forged_running_row_is_rescued_and_settled_not_left_running(
+    start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A RUNNING row of a worker that does not exist, lease expired, its state forged: the
+    rescue must not trip on it (one bad row in a batch would keep every run of the batch
+    RUNNING for ever). The rescue rewrites the errors, so forged errors are replaced; any
+    other forged column makes the run fail as corrupt when it is claimed again."""
+    cases = {
+        "errors is an object": {"errors": '{"x": 1}'},
+        "worker_ids holds a number": {"worker_ids": "[1]"},
+        "options is a list": {"options": "[1]"},
+        "args is a string": {"args": '"abc"'},
+    }
+    broken_json = connection.vendor != "postgresql"  # invalid JSON text: see above
+    if broken_json:
+        cases["args is not JSON"] = {"args": "[1, 2"}
+        cases["errors is not JSON"] = {"errors": "[{]"}
+    ids = {}
+    with json_checks_off() if broken_json else nullcontext():
+        for case, columns in cases.items():
+            run_id = enqueue_echo()
+            forge(
+                run_id,
+                status="RUNNING",
+                attempt="1",
+                worker_id="ghost-worker",
+                lease_expires_at=connection.ops.adapt_datetimefield_value(
+                    timezone.now() - timedelta(minutes=5)
+                ),
+                **{"worker_ids": '["ghost-worker"]', **columns},
+            )
+            ids[case] = run_id
+    canary_id, marker = canary(tmp_path)
+
+    worker = start_worker("--no-scheduler", env=FAST_LEASES)
+    try:
+        wait_until(lambda: not Run.objects.filter(status__in=["RUNNING", "READY"]).exists(), 60)
+    except AssertionError:
+        statuses = list(Run.objects.values_list("id", "status"))
+        pytest.fail(f"runs not settled: {statuses}\n{worker.output[-5000:]}")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(60) == 0, worker.output
+
+    for case, run_id in ids.items():
+        column = case.split()[0]
+        run = Run.objects.get(pk=run_id)
+        if column == "errors":  # rewritten by the rescue: the run went again and succeeded
+            assert run.status == "SUCCESSFUL", (case, run.status, run.errors)
+            assert run.errors[-1]["exception_class_path"].endswith("WorkerLost"), run.errors
+        else:  # kept, and judged by the next claim
+            assert_refused(run_id, "CorruptRun", f"'{column}'")
     assert_canary_ran(canary_id, marker)
