@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError
 from django.utils import timezone
@@ -395,7 +395,7 @@ class Worker:
         self._executor.submit(runs)
         return len(runs)
 
-    def _return_orphans(self, now) -> None:
+    def _return_orphans(self, now: datetime) -> None:
         """After a claim that failed, give back what it may have claimed all the same."""
         with self._held_lock:
             held = list(self._held)

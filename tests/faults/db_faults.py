@@ -3,8 +3,9 @@ one exact statement, for real.
 
 ``TASKMILL_TEST_FAULT="<spot>:<when>"`` in a process's environment (installed by
 tests.testapp's AppConfig.ready, only when set) makes the first statement matching
-``<spot>`` (``claim``, ``finish``, ``fire`` or ``sync``) kill its own server session from a second
-connection (``pg_terminate_backend`` on PostgreSQL, ``KILL`` on MariaDB/MySQL):
+``<spot>`` (``claim``, ``finish``, ``fire``, ``rescue`` or ``sync``: see SPOTS) kill its own
+server session from a second connection (``pg_terminate_backend`` on PostgreSQL, ``KILL``
+on MariaDB/MySQL):
 
 - ``before``: the session dies before the statement is sent, so nothing it would have
   done happens and the statement fails with the driver's real error;
@@ -41,6 +42,8 @@ SPOTS = {
     "finish": re.compile(r"stop_requested THEN 'CANCELLED'"),
     # A fire's insert of its run, after the schedule's compare-and-set, in one transaction.
     "fire": re.compile(r"INSERT INTO [`\"]?taskmill_run[`\"]?\s"),
+    # A rescue's fenced UPDATE of an expired run, in the lifeline's transaction.
+    "rescue": re.compile(r"attempt = %s AND status = 'RUNNING' AND lease_expires_at < %s"),
     # The first statement on the schedules table: the code declarations' sync at start.
     "sync": re.compile(r"FROM [`\"]?taskmill_schedule[`\"]?"),
 }

@@ -20,12 +20,12 @@ from django.db import connection
 from django.utils import timezone
 
 from taskmill.models import Run, Schedule
-from tests.conftest import WorkerProcess, read_records, wait_until
+from tests.conftest import FAST_LEASES, WorkerProcess, read_records, wait_until
 from tests.faults.tcp_proxy import ForwardingProxy
 from tests.scheduler.conftest import make_schedule
 from tests.testapp import fault_tasks
 from tests.testapp.models import Effect
-from tests.testapp.tasks import atomic_insert, record
+from tests.testapp.tasks import atomic_insert, record, wait_for_file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,6 +79,15 @@ def assert_says_it_waits(process: WorkerProcess) -> None:
     line = next(line for line in process.lines if "unreachable" in line)
     name = connection.settings_dict["NAME"]
     assert "'default'" in line and name in line and "retrying in" in line, line
+
+
+def wait_for_match(process: WorkerProcess, pattern: str) -> None:
+    """Until the process's output matches ``pattern`` (case-insensitive, across lines)."""
+    wait_until(
+        lambda: re.search(pattern, process.output, re.IGNORECASE | re.DOTALL),
+        timeout=30,
+        message=f"{pattern!r} in the output:\n{process.output}",
+    )
 
 
 def finished(ids: list[str]) -> bool:
@@ -189,7 +198,7 @@ def test_a_code_schedule_sync_cut_at_start_is_done_once_the_database_is_back(
         message=f"the declared schedule; output:\n{started.output}",
     )
     wait_until(lambda: Run.objects.filter(schedule=declared).exists(), timeout=30)
-    assert "not synced yet" in started.output, started.output
+    started.wait_for_output("not synced yet")
     started.wait_for_output("Schedules declared in code synced")
     assert started.process.poll() is None, started.output
     started.signal()
@@ -232,9 +241,11 @@ def test_a_claim_or_finish_whose_session_dies_or_deadlocks_loses_and_doubles_not
     worker = start_worker("--concurrency", "4", "--no-scheduler", env=fault(f"{spot}:{when}", rows))
     wait_until(lambda: fault_fired(record_dir), timeout=30, message=f"the fault:\n{worker.output}")
     wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
-    assert "Database error" in worker.output  # it did lose its session, and went on
+    # It did lose its session, and went on (after a commit, the runs may be done before it
+    # hears of the loss: wait for the line, do not expect it yet).
+    worker.wait_for_output("Database error")
     if when == "deadlock":
-        assert re.search(r"Database error \([^)]*deadlock", worker.output, re.I), worker.output
+        wait_for_match(worker, r"Database error \([^)]*deadlock")
     # Still alive and working.
     more = [record.enqueue(f"after-{i}").id for i in range(5)]
     wait_until(lambda: finished(more), timeout=30, message=f"later runs:\n{worker.output}")
@@ -260,7 +271,7 @@ def test_a_session_killed_mid_atomic_commit_loses_and_doubles_nothing(
     worker = start_worker("--concurrency", "2", "--no-scheduler", env=fault(f"finish:{when}"))
     wait_until(lambda: fault_fired(record_dir), timeout=30, message=worker.output)
     wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
-    assert "trying again" in worker.output, worker.output  # the attempt saw the error
+    worker.wait_for_output("trying again")  # the attempt saw the error (maybe after commit)
     for run in Run.objects.filter(pk__in=ids):
         assert run.status == "SUCCESSFUL" and run.attempt == 1, (run.pk, run.errors)
     assert sorted(Effect.objects.values_list("name", flat=True)) == names  # each body once
@@ -320,7 +331,7 @@ def test_a_finish_that_deadlocks_is_retried_and_its_outcome_kept(start_worker, r
     )
     wait_until(lambda: fault_fired(record_dir), timeout=30, message=worker.output)
     wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
-    assert re.search(r"Database error \([^)]*deadlock", worker.output, re.I), worker.output
+    wait_for_match(worker, r"Database error \([^)]*deadlock")
     assert_each_ran_once_and_succeeded(ids, record_dir)
     callbacks = Run.objects.filter(task_path="tests.testapp.tasks.note_success")
     wait_until(
@@ -363,3 +374,29 @@ def test_two_atomic_runs_that_deadlock_are_retried_and_both_succeed(start_worker
     assert len(retried) == 1 and "deadlock" in retried[0].lower(), worker.output
     worker.signal()
     assert worker.wait(30) == 0, worker.output
+
+
+def test_a_rescue_that_deadlocks_is_retried_and_rescues_once(start_worker, record_dir, tmp_path):
+    needs_a_server()
+    rows = lock_rows()
+    go = tmp_path / "go"
+    run_id = wait_for_file.enqueue(str(go), 60).id
+    doomed = start_worker("--no-scheduler", env=FAST_LEASES)
+    wait_until(lambda: read_records(record_dir), timeout=30, message=doomed.output)
+    doomed.kill()  # its run's lease runs out: a rescue's work
+    go.touch()  # the attempt after the rescue passes at once
+    rescuer = start_worker("--no-scheduler", env={**FAST_LEASES, **fault("rescue:deadlock", rows)})
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=rescuer.output)
+    wait_until(
+        lambda: Run.objects.filter(pk=run_id, status="SUCCESSFUL").exists(),
+        timeout=30,
+        message=f"the rescued run done:\n{rescuer.output}",
+    )
+    wait_for_match(rescuer, r"lifeline: database error \([^)]*deadlock")
+    # Rescued once, after the deadlock rolled the first rescue back: one lost attempt.
+    run = Run.objects.get(pk=run_id)
+    lost = [e for e in run.errors if e["exception_class_path"].endswith("WorkerLost")]
+    assert run.attempt == 2 and len(run.errors) == len(lost) == 1, run.errors
+    assert rescuer.output.count(f"Rescued run {run_id} ") == 1, rescuer.output
+    rescuer.signal()
+    assert rescuer.wait(30) == 0, rescuer.output
