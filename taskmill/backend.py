@@ -25,7 +25,7 @@ from .db import NewRun, get_engine
 from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of
-from .serialization import normalize_arguments
+from .serialization import normalize_arguments, text_problem
 from .tasks import Call, Task
 
 KNOWN_OPTIONS = {"DATABASE"}
@@ -67,6 +67,9 @@ class DatabaseBackend(BaseTaskBackend):
                 f"run_after must be an aware datetime or a timedelta, not {task.run_after!r}."
             )
         super().validate_task(task)
+        problem = text_problem("the queue name", task.queue_name)
+        if problem:
+            raise InvalidTask(f"Queue name {task.queue_name!r}: {problem}.")
         if len(task.queue_name) > MAX_QUEUE_NAME_LENGTH:
             raise InvalidTask(
                 f"Queue name {task.queue_name!r} is longer than {MAX_QUEUE_NAME_LENGTH} characters."

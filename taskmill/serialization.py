@@ -26,7 +26,11 @@ def _describe_path(path: str, value: Any) -> str:
     return f"{path} is a {type(value).__module__}.{type(value).__qualname__}"
 
 
-def _text_problem(path: str, text: str) -> str | None:
+def text_problem(path: str, text: str) -> str | None:
+    """Why a database cannot store ``text`` (named ``path`` in the message), or None.
+
+    For any text column too, not only JSON: PostgreSQL refuses NUL in every text value.
+    """
     if "\x00" in text:
         return f"{path} contains a NUL character ('\\x00'), which PostgreSQL cannot store"
     try:
@@ -52,7 +56,7 @@ def _find_non_json(value: Any, path: str, depth: int = 0) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        return _text_problem(path, value)
+        return text_problem(path, value)
     if isinstance(value, int):
         return _int_problem(path, value)
     if isinstance(value, float):
@@ -73,7 +77,7 @@ def _find_non_json(value: Any, path: str, depth: int = 0) -> str | None:
         for key in value:
             if not isinstance(key, str):
                 return f"{path} has the key {key!r}, but JSON object keys must be strings"
-            problem = _text_problem(f"{path} key {key!r}", key)
+            problem = text_problem(f"{path} key {key!r}", key)
             if problem:
                 return problem
         return _find_in_items(value.items(), path, depth)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 
 from . import registry
 from .compat import BaseTask, InvalidTask, TaskResult
+from .serialization import text_problem
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -95,7 +97,8 @@ class Task(BaseTask):
             if value is not None:
                 if isinstance(value, timedelta):
                     value = value.total_seconds()
-                if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                # NaN and infinity too: the options are stored as JSON, which has neither.
+                if not _finite_number(value) or value <= 0:
                     raise InvalidTask(
                         f"{name} must be a positive number of seconds, not {value!r}."
                     )
@@ -103,7 +106,7 @@ class Task(BaseTask):
         if self.result_ttl is not None:
             ttl = self.result_ttl
             ttl = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-            if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl < 0:
+            if not _finite_number(ttl) or ttl < 0:
                 raise InvalidTask(f"result_ttl must be seconds >= 0 or a timedelta, not {ttl!r}.")
             set_("result_ttl", float(ttl))
         if self.unique_key is not None:
@@ -111,6 +114,9 @@ class Task(BaseTask):
                 raise InvalidTask(
                     f"unique_key must be a non-empty string, not {self.unique_key!r}."
                 )
+            problem = text_problem("unique_key", self.unique_key)
+            if problem:
+                raise InvalidTask(f"{problem}.")
             if len(self.unique_key) > MAX_UNIQUE_KEY_LENGTH:
                 raise InvalidTask(f"unique_key is longer than {MAX_UNIQUE_KEY_LENGTH} characters.")
         set_("depends_on", tuple(_run_id(item) for item in self.depends_on))
@@ -189,6 +195,10 @@ class Task(BaseTask):
                 "enqueue_many needs taskmill's DatabaseBackend."
             )
         return backend.enqueue_many(self, calls)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _run_id(item: Any) -> int:

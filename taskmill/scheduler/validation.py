@@ -16,11 +16,14 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from .. import registry
 from ..compat import BaseTask, InvalidTask, task_backends
 from ..exceptions import InvalidTaskArguments, TaskNotRegistered
-from ..serialization import to_json_value
+from ..serialization import text_problem, to_json_value
 from .triggers import MAX_DURATION, InvalidSchedule, get_zone, moment_problem, validate_cron
 
 if TYPE_CHECKING:
     from ..models import Schedule
+
+TEXT_FIELDS = ("name", "task_path", "kind", "cron", "timezone", "queue_name", "backend")
+TEXT_FIELDS += ("misfire_policy", "fire_time_kwarg")
 
 # Tasks named by code declarations, which may live on a backend that is not taskmill's.
 _declared_tasks: dict[str, BaseTask] = {}
@@ -75,6 +78,12 @@ def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
     def error(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
 
+    # Text a database refuses (PostgreSQL: NUL anywhere) is named here, not by the INSERT.
+    for field_name in TEXT_FIELDS:
+        value = getattr(schedule, field_name)
+        problem = text_problem("the text", value) if isinstance(value, str) else None
+        if problem:
+            error(field_name, f"{problem[0].upper()}{problem[1:]}.")
     kind = schedule.kind
     if kind == "cron":
         if not schedule.cron:

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import taskmill
+from taskmill.compat import InvalidTask
 from taskmill.exceptions import InvalidTaskArguments
 from taskmill.models import Run, Schedule
 from taskmill.scheduler.triggers import CronTrigger, InvalidSchedule, validate_cron
@@ -210,6 +211,32 @@ def test_bulk_enqueue_is_all_or_nothing(calls: list[tuple[list[Any], dict[str, A
         return
     assert all(storable(args) for args, _ in calls)
     assert runs() == before + len(calls)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        # The test settings list the queues: an unknown name is refused before its text.
+        ({"queue_name": "q\x00"}, "NUL character|not valid"),
+        ({"unique_key": "key\x00"}, "NUL character"),
+        ({"unique_key": "\udc00"}, "lone surrogate"),
+        ({"queue_name": "x" * 100}, "longer than|not valid"),
+        ({"priority": 10**6}, "priority"),
+        ({"run_after": "tomorrow"}, "run_after"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": float("inf")}, "timeout"),
+        ({"result_ttl": float("inf")}, "result_ttl"),
+    ],
+)
+def test_enqueue_options_that_cannot_be_stored_are_refused_clearly(
+    options: dict[str, Any], words: str
+) -> None:
+    before = runs()
+    with pytest.raises(InvalidTask, match=words):
+        hostile_tasks.echo.using(**options).enqueue()
+    assert runs() == before
 
 
 STRANGE_BUT_VALID: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
@@ -582,6 +609,11 @@ def edited(**fields: Any) -> str:
 @example(text=edited(timezone="Mars/Olympus", misfire_policy="sometimes", priority=10**6))
 @example(text=edited(max_fires=-1, fire_time_kwarg="not a name", depends_on=["ghost"]))
 @example(text=edited(depends_on=["imported"]))  # depends on itself
+@example(text=edited(name="nul\x00name"))  # PostgreSQL refuses NUL in any text
+@example(text=edited(queue_name="q\x00"))
+@example(text=edited(task_path="tests.testapp.hostile_tasks.echo\x00"))
+@example(text=edited(depends_on=["ghost\x00"]))
+@example(text=edited(backend="\x00"))
 def test_import_schedules_imports_a_file_or_refuses_it_writing_nothing(
     text: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ...models import Schedule
+from ...serialization import text_problem
 
 FORMAT = "taskmill-schedules"
 VERSION = 1
@@ -39,6 +40,9 @@ class _WrongType(ValueError):
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise _WrongType("must be a string")
+    problem = text_problem("the string", value)
+    if problem:
+        raise _WrongType(problem)
     return value
 
 
@@ -94,7 +98,7 @@ def _optional_datetime(value: Any) -> datetime | None:
 def _names(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _WrongType("must be a list of schedule names")
-    return value
+    return [_text(item) for item in value]
 
 
 def _seconds_out(value: timedelta | None) -> int | float | None:
