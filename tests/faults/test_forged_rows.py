@@ -152,6 +152,47 @@ def test_task_paths_naming_no_registered_task_are_refused_and_run_nothing(
     assert_canary_ran(canary_id, marker)
 
 
+def insert_forged(**overrides: str) -> int:
+    """INSERT a run from outside taskmill: a normal row's columns, some replaced."""
+    template = enqueue_echo()
+    columns = [
+        field.column
+        for field in Run._meta.concrete_fields
+        if not field.primary_key and not field.generated
+    ]
+    selected = []
+    params = []
+    for column in columns:
+        if column in overrides:
+            cast = "::jsonb" if connection.vendor == "postgresql" and column == "args" else ""
+            selected.append(f"%s{cast}")
+            params.append(overrides[column])
+        else:
+            selected.append(column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {RUN_TABLE} ({', '.join(columns)}) "
+            f"SELECT {', '.join(selected)} FROM {RUN_TABLE} WHERE id = %s",
+            [*params, template],
+        )
+    Run.objects.filter(pk=template).delete()
+    return Run.objects.latest("id").pk
+
+
+def test_a_row_inserted_from_outside_naming_os_system_is_refused(
+    start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    marker = tmp_path / "inserted-row-ran"
+    run_id = insert_forged(task_path="os.system", args=json.dumps([f"touch {marker}"]))
+    canary_id, canary_marker = canary(tmp_path)
+
+    run_burst(start_worker)
+
+    assert_refused(run_id, "TaskNotRegistered", "'os.system' is not registered")
+    assert not marker.exists(), "os.system was called"
+    assert_canary_ran(canary_id, canary_marker)
+
+
 # -- arguments of the wrong shape --------------------------------------------------------
 
 WRONG_SHAPES = {
