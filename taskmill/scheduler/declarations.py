@@ -138,9 +138,15 @@ def _arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _check_names(**values: Any) -> None:
+    from ..serialization import text_problem
+
     for name, value in values.items():
         if value is not None and not isinstance(value, str):
             raise InvalidSchedule(f"{name} must be a string, not {type(value).__name__}.")
+        # Refused here, at import time, rather than by the sync's INSERT on PostgreSQL.
+        problem = text_problem(name, value) if value else None
+        if problem:
+            raise InvalidSchedule(f"{problem}.")
 
 
 def _dependency_names(depends_on: Any) -> tuple[str, ...]:
@@ -154,6 +160,7 @@ def _dependency_names(depends_on: Any) -> tuple[str, ...]:
         ) from None
     if not all(isinstance(item, str) for item in names):
         raise InvalidSchedule(f"depends_on takes a list of schedule names, not {depends_on!r}.")
+    _check_names(**{f"depends_on[{index}]": item for index, item in enumerate(names)})
     return names
 
 

@@ -415,9 +415,29 @@ def clear_refusal(exc: BaseException) -> None:
     misfire_policy=policies,
     misfire_grace=durations,
     args=st.one_of(st.lists(arguments, max_size=2), values),
+    others=st.fixed_dictionaries(
+        {},
+        optional={
+            "name": st.one_of(texts, st.integers()),
+            "kwargs": st.one_of(st.dictionaries(odd_keys, values, max_size=2), values),
+            "queue_name": st.one_of(texts, st.none(), st.integers()),
+            "priority": st.one_of(st.integers(), st.floats(), texts),
+            "max_fires": st.one_of(st.integers(), st.floats(), texts),
+            "enabled": st.one_of(st.booleans(), st.integers(), st.none()),
+            "fire_time_kwarg": st.one_of(texts, st.integers()),
+            "depends_on": st.one_of(texts, st.lists(st.one_of(texts, st.integers())), st.none()),
+            "start": moments,
+            "end": moments,
+        },
+    ),
 )
 def test_a_schedule_declaration_is_accepted_or_refused_clearly(
-    trigger: tuple[str, Any], tz: Any, misfire_policy: Any, misfire_grace: Any, args: Any
+    trigger: tuple[str, Any],
+    tz: Any,
+    misfire_policy: Any,
+    misfire_grace: Any,
+    args: Any,
+    others: dict[str, Any],
 ) -> None:
     kind, value = trigger
     options = {kind: value} if kind != "cron" else {"cron": value}
@@ -428,6 +448,7 @@ def test_a_schedule_declaration_is_accepted_or_refused_clearly(
             misfire_policy=misfire_policy,
             misfire_grace=misfire_grace if misfire_grace is not None else 60,
             args=args,
+            **others,
         )
     except Exception as exc:  # clear_refusal says which exceptions are right
         clear_refusal(exc)
@@ -448,6 +469,10 @@ def test_known_papercuts_say_what_is_wrong() -> None:
         taskmill.schedule("* * * * *", args=["a\x00"])
     with pytest.raises(InvalidSchedule, match="args must be a list or tuple"):
         taskmill.schedule("* * * * *", args="abc")
+    with pytest.raises(InvalidSchedule, match="name contains a NUL character"):
+        taskmill.schedule("* * * * *", name="nightly\x00")
+    with pytest.raises(InvalidSchedule, match=r"depends_on\[1\] contains a NUL character"):
+        taskmill.schedule("* * * * *", depends_on=["a", "b\x00"])
     with pytest.raises(InvalidSchedule, match="at must be an aware datetime"):
         taskmill.schedule(at="2027-01-01")  # type: ignore[arg-type]
 
