@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
+
 from . import registry
 from .compat import BaseTask, InvalidTask, TaskResult
 from .serialization import text_problem
@@ -183,6 +185,21 @@ class Task(BaseTask):
             return None
         canonical = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"))
         return "args:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    # -- calls: ``self`` positional-only ----------------------------------------------------
+    # Django's own methods take ``self`` by name too, so a keyword argument called "self"
+    # (a task taking **fields, given a user's dict) failed with "got multiple values".
+
+    def enqueue(self, /, *args: Any, **kwargs: Any) -> TaskResult:
+        return self.get_backend().enqueue(self, args, kwargs)
+
+    async def aenqueue(self, /, *args: Any, **kwargs: Any) -> TaskResult:
+        return await self.get_backend().aenqueue(self, args, kwargs)
+
+    def call(self, /, *args: Any, **kwargs: Any) -> Any:
+        if inspect.iscoroutinefunction(self.func):
+            return async_to_sync(self.func)(*args, **kwargs)
+        return self.func(*args, **kwargs)
 
     # -- bulk enqueue ----------------------------------------------------------------------
 
