@@ -7,7 +7,6 @@ that want it apart. Any number may run at once.
 from __future__ import annotations
 
 import logging
-import signal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -23,6 +22,7 @@ from .common import (
     positive_int,
     taskmill_backend,
 )
+from .signals import StopSignals
 
 logger = logging.getLogger("taskmill.scheduler")
 
@@ -86,9 +86,5 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     except ValidationError as exc:  # a declaration that cannot be stored: say which, and why
         raise CommandError("; ".join(exc.messages)) from exc
 
-    def on_signal(signum: int, frame: Any) -> None:
-        scheduler.request_stop()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    StopSignals(scheduler.request_stop).install()
     scheduler.run()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from typing import Any
 
@@ -22,6 +21,7 @@ from .common import (
     positive_int,
     taskmill_backend,
 )
+from .signals import StopSignals
 
 HELP = "Run tasks from the queue; SIGINT/SIGTERM stop gracefully, a second one at once."
 
@@ -108,13 +108,10 @@ def run_worker(worker_options: WorkerOptions, *, reload: bool, scheduler: bool =
     worker = Worker(worker_options)
     watcher = CodeWatcher(lambda path: worker.request_stop()) if reload else None
 
-    def on_signal(signum: int, frame: Any) -> None:
-        if worker.stopping:
-            raise WorkerInterrupted()
-        worker.request_stop()
+    def interrupt() -> None:  # a second signal: leave now
+        raise WorkerInterrupted()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    StopSignals(worker.request_stop, on_again=interrupt).install()
     if watcher is not None:
         watcher.start()
     stop_scheduler = start_in_worker(worker_options.database) if scheduler else None
