@@ -245,3 +245,19 @@ def test_released_runs_are_due_at_once():
     Run.objects.filter(pk=claimed[0].id).update(due=False)  # as a future retry would leave it
     get_engine(connection.alias).release(claimed, now=timezone.now(), started=True)
     assert Run.objects.get().due is True
+
+
+def test_a_heartbeats_not_started_mark_never_outlives_the_claim_it_was_about():
+    # Found by the chaos soak (seed 560382930): a worker marked a claimed run "not started",
+    # gave it back on SIGTERM with the mark still on it, and the next worker to claim it was
+    # killed after starting it, before its first heartbeat cleared the mark: the rescue took
+    # the started run for one never started, and it ran again with no lost attempt on record.
+    tasks.noop.enqueue()
+    (first,) = claim("w1", 1)
+    Run.objects.filter(pk=first.id).update(prefetched=True)  # the heartbeat's mark
+    engine = get_engine(connection.alias)
+    assert engine.release([first], now=timezone.now(), started=False) == 1
+    assert Run.objects.get().prefetched is False
+    Run.objects.update(prefetched=True)  # a mark left by any other path
+    claim("w2", 1)
+    assert Run.objects.get().prefetched is False

@@ -275,6 +275,8 @@ def _return_to_queue(row: Run, now: datetime, *, started: bool) -> None:
     row.due = True
     row.worker_id = ""
     row.lease_expires_at = None
+    # A mark left by a heartbeat would tell the rescue that the next claim never started.
+    row.prefetched = False
     row.available_at = now
     row.save(
         update_fields=[
@@ -286,6 +288,7 @@ def _return_to_queue(row: Run, now: datetime, *, started: bool) -> None:
             "status",
             "worker_id",
             "lease_expires_at",
+            "prefetched",
             "available_at",
         ]
     )

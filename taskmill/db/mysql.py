@@ -31,7 +31,8 @@ SET status = 'RUNNING',
     worker_ids = JSON_ARRAY_APPEND(worker_ids, '$', %s),
     started_at = COALESCE(started_at, %s),
     last_attempted_at = %s,
-    lease_expires_at = %s
+    lease_expires_at = %s,
+    prefetched = FALSE
 WHERE id IN ({{ids}})
 """
 

@@ -48,7 +48,8 @@ SET status = 'RUNNING',
     worker_ids = run.worker_ids || jsonb_build_array(%s::text),
     started_at = COALESCE(run.started_at, %s),
     last_attempted_at = %s,
-    lease_expires_at = %s
+    lease_expires_at = %s,
+    prefetched = FALSE
 FROM picked
 WHERE run.id = picked.id
 RETURNING {_RETURNING}

@@ -13,7 +13,8 @@ SET status = 'RUNNING',
     worker_ids = json_insert(worker_ids, '$[#]', %s),
     started_at = COALESCE(started_at, %s),
     last_attempted_at = %s,
-    lease_expires_at = %s
+    lease_expires_at = %s,
+    prefetched = FALSE
 WHERE id IN (
     SELECT id FROM {RUN_TABLE}
     WHERE {{due_condition}} AND available_at <= %s{{queue_filter}}

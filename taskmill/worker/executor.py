@@ -124,7 +124,11 @@ class Executor:
             marked = run.id in self._marked
             self._marked.discard(run.id)
         if pending:
-            self._round_done.wait(10)
+            # Wait for the heartbeat's write however long it takes (SQLite may keep it waiting
+            # for its lock): starting before it lands would let its mark fall after our
+            # unmark, and a rescue would take the started run for one never started.
+            while not self._round_done.wait(30):
+                logger.warning("Run %s waits for a heartbeat's write to start", run.id)
             with self._lock:
                 self._marked.discard(run.id)
         return pending or marked

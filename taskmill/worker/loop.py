@@ -144,10 +144,11 @@ class Worker:
     def held_runs(self) -> tuple[dict[int, int], set[int], set[int]]:
         """For a heartbeat: id -> attempt of every run held, the ids of those not started,
         and those of atomic tasks running (their rows are locked by their transaction)."""
-        waiting = self._executor.begin_marks()
         atomic = self._executor.atomic_ids()
         with self._held_lock:
-            return dict(self._held), waiting, atomic
+            held = dict(self._held)
+        # Last: from here on, the heartbeat must end its round (marks_written) whatever happens.
+        return held, self._executor.begin_marks(), atomic
 
     def marks_written(self, written: set[int]) -> None:
         self._executor.end_marks(written)
