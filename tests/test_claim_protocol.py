@@ -261,3 +261,20 @@ def test_a_heartbeats_not_started_mark_never_outlives_the_claim_it_was_about():
     Run.objects.update(prefetched=True)  # a mark left by any other path
     claim("w2", 1)
     assert Run.objects.get().prefetched is False
+
+
+def test_recording_the_start_of_a_run_taken_away_meanwhile_says_so():
+    # Found by the chaos soak (seed 787799521): a frozen worker's marked run was rescued as
+    # never started; thawed, its task thread recorded the start anyway (the write matched
+    # nothing, silently) and ran it, and the run ran twice with no lost attempt on record.
+    # The start record now says whether the run is still ours; the executor then drops it.
+    tasks.noop.enqueue()
+    (run,) = claim("w1", 1)
+    engine = get_engine(connection.alias)
+    Run.objects.filter(pk=run.id).update(prefetched=True)
+    assert engine.unmark_prefetched(run.id, run.attempt) is True
+    Run.objects.filter(pk=run.id).update(prefetched=True, status="READY")  # rescued
+    assert engine.unmark_prefetched(run.id, run.attempt) is False
+    (again,) = claim("w2", 1)
+    assert engine.unmark_prefetched(run.id, run.attempt) is False  # an older attempt
+    assert engine.unmark_prefetched(again.id, again.attempt) is True

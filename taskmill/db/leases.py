@@ -95,13 +95,17 @@ class LeaseQueries:
             )
         return reply
 
-    def unmark_prefetched(self, run_id: int, attempt: int, connection: Any = None) -> None:
-        """A run the last heartbeat marked as not started is starting now."""
+    def unmark_prefetched(self, run_id: int, attempt: int, connection: Any = None) -> bool:
+        """A run the last heartbeat marked as not started is starting now. False if it is no
+        longer ours to start: rescued as never started (while this worker was frozen, say),
+        or claimed again since; starting it then would run it twice."""
         with (connection or self.connection).cursor() as cursor:
             cursor.execute(
-                f"UPDATE {RUN_TABLE} SET prefetched = FALSE WHERE id = %s AND attempt = %s",
+                f"UPDATE {RUN_TABLE} SET prefetched = FALSE "
+                "WHERE id = %s AND attempt = %s AND status = 'RUNNING'",
                 [run_id, attempt],
             )
+            return cursor.rowcount > 0
 
     def expired_runs(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """RUNNING runs whose lease ran out, locked for the rescuer (call in a transaction).

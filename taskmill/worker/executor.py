@@ -57,7 +57,7 @@ class Executor:
         on_done: Callable[[Completed], None],
         *,
         database: str = "default",
-        on_start: Callable[[ClaimedRun], None] | None = None,
+        on_start: Callable[[ClaimedRun], bool] | None = None,
     ) -> None:
         self._on_done = on_done
         self._on_start = on_start
@@ -256,12 +256,13 @@ class Executor:
                 dropped = (run.id, run.attempt) in self._dropped
                 self._dropped.discard((run.id, run.attempt))
             unmark = self._needs_unmark(run)
-            if dropped:
+            # A marked run whose start cannot be recorded was taken away meanwhile (rescued
+            # as never started while this worker was frozen): never run it.
+            if dropped or (unmark and self._on_start is not None and not self._on_start(run)):
+                # An outcome for the record only: fenced out, the run is no longer ours.
                 attempt = Attempt(run, database=self._database)
                 self._done(attempt.failed(RunCancelled("lost before it started"), 0.0))
                 continue
-            if unmark and self._on_start is not None:
-                self._on_start(run)
             where = where_to_run(run)
             if where == "async":
                 # The coroutine keeps the slot; this thread goes back for more work.
