@@ -151,6 +151,8 @@ def soak(vendor, profile, seed, chaos_seconds, server, worker_env, work: Path) -
         thread.join()
     chaos.finish()
     fleet.fill()
+    for worker in list(fleet.live):  # a replacement still booting would die of SIGTERM
+        worker.wait_for_output("started", timeout=60)
 
     settled = wait_for_quiet(profile.settle_seconds, with_database_retries)
     stop_problems = fleet.stop_all()
