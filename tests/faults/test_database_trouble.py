@@ -27,7 +27,9 @@ from tests.testapp import fault_tasks
 from tests.testapp.models import Effect
 from tests.testapp.tasks import atomic_insert, record, wait_for_file
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Real processes against each database: the main leg runs them on every database; they
+# prove nothing about the Django version (scripts/test).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 FINISHED = ("SUCCESSFUL", "FAILED", "CANCELLED")
 # The settings variable that carries the server's port to a child process.

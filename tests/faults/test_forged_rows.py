@@ -26,7 +26,9 @@ from taskmill.models import Run
 from tests.conftest import FAST_LEASES, wait_until
 from tests.testapp import hostile_tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Real processes against each database: the main leg runs them on every database; they
+# prove nothing about the Django version (scripts/test).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 RUN_TABLE = Run._meta.db_table
 BURST = ("--burst", "--no-scheduler", "--concurrency", "2")
