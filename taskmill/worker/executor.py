@@ -308,10 +308,13 @@ class Executor:
             )
             completed.outcome = lost_outcome(completed.run, completed.task, message)
         with self._lock:
-            self._started.pop(run_id, None)
-            self._stops.pop(run_id, None)
-            self._futures.pop(run_id, None)
-            self._task_connections.pop(run_id, None)
+            # Only this attempt's entries: the run may already be running here again under
+            # a newer attempt (claimed back after it was taken away from this one).
+            if self._started.get(run_id) is completed.run:
+                del self._started[run_id]
+                self._stops.pop(run_id, None)
+                self._futures.pop(run_id, None)
+                self._task_connections.pop(run_id, None)
         self._slots.release()
         self._on_done(completed)
 

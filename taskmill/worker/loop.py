@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -188,10 +188,12 @@ class Worker:
         with self._held_lock:
             self._held.update((run.id, run.attempt) for run in runs)
 
-    def _let_go(self, run_ids: list[int]) -> None:
+    def _let_go(self, runs: Iterable[ClaimedRun]) -> None:
+        """Forget these attempts; a run held again under a newer attempt stays held."""
         with self._held_lock:
-            for run_id in run_ids:
-                self._held.pop(run_id, None)
+            for run in runs:
+                if self._held.get(run.id) == run.attempt:
+                    del self._held[run.id]
 
     # -- wake-ups and stop requests (any thread, or a signal handler) ----------------------
 
@@ -424,7 +426,10 @@ class Worker:
                 self._finish_in_doubt.update((c.run.id, c.run.attempt) for c in batch)
                 raise
             for completed in batch:
-                self._held.pop(completed.run.id, None)
+                # The attempt's own hold only: a stale outcome (an attempt taken away, then
+                # claimed back) must not make the worker forget the newer attempt it runs.
+                if self._held.get(completed.run.id) == completed.run.attempt:
+                    del self._held[completed.run.id]
                 self._finish_in_doubt.discard((completed.run.id, completed.run.attempt))
         for completed in batch:
             if completed.landed is not None:
@@ -461,7 +466,7 @@ class Worker:
         if waiting:
             self._outstanding -= len(waiting)
             released = self.engine.release(waiting, now=timezone.now(), started=False)
-            self._let_go([run.id for run in waiting])
+            self._let_go(waiting)
             logger.info("Returned %d unstarted run(s) to the queue", released)
         if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
             return False
@@ -478,7 +483,7 @@ class Worker:
         self._outstanding = 0
         self.abandoned_tasks = True
         released = self.engine.release(running, now=timezone.now(), started=True)
-        self._let_go([run.id for run in running])
+        self._let_go(running)
         logger.warning("Returned %d unfinished run(s) to the queue", released)
 
     def emergency_exit(self) -> None:
