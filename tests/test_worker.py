@@ -266,3 +266,26 @@ def test_many_runs_are_claimed_and_finished_in_batches():
     assert worker.processed == 500
     assert Run.objects.filter(status=TaskResultStatus.SUCCESSFUL).count() == 500
     assert {row(results[0]).attempt, row(results[-1]).attempt} == {1}
+
+
+def test_a_stale_attempt_let_go_leaves_the_newer_hold_of_its_run():
+    # Found by the chaos soak (seed 68081686, PostgreSQL): a frozen worker's attempt 2 was
+    # taken away; thawed, the worker claimed the run back as attempt 3, then wrote attempt 2's
+    # stale outcome, which dropped the hold of the run (kept by id only). Unheld, attempt 3
+    # went unrenewed and was given back as never claimed while it ran: it ran twice.
+    import dataclasses
+
+    from taskmill.db import get_engine
+
+    tasks.noop.enqueue()
+    now = timezone.now()
+    (run,) = get_engine("default").claim(
+        worker_id="w", limit=1, now=now, lease_until=now + dt.timedelta(minutes=1), queues=None
+    )
+    worker = Worker(WorkerOptions())
+    newer = dataclasses.replace(run, attempt=run.attempt + 1)
+    worker._hold([newer])
+    worker._let_go([run])  # the stale attempt
+    assert worker.held_runs()[0] == {run.id: newer.attempt}
+    worker._let_go([newer])
+    assert worker.held_runs()[0] == {}
