@@ -13,7 +13,7 @@ REGRESSIONS: list[tuple[str, int, str]] = [
     ("mysql", 11, "a fenced worker wrote its stopped attempts as CANCELLED or as failures"),
     ("postgresql", 11, "a connection that failed to open during a restart was not transient"),
     ("sqlite", 12, "a worker hung for ever on SIGTERM (the signal handler's deadlock)"),
-    ("sqlite", 560382930, "a release kept the not-started mark: a started run rescued as unstarted"),
+    ("sqlite", 560382930, "a release kept the not-started mark: a started run seen unstarted"),
     ("sqlite", 787799521, "a thawed worker started a run rescued from it as never started"),
     ("postgresql", 68081686, "a stale outcome made a worker forget the newer attempt it ran"),
 ]
