@@ -57,7 +57,7 @@ class Executor:
         on_done: Callable[[Completed], None],
         *,
         database: str = "default",
-        on_start: Callable[[ClaimedRun], bool] | None = None,
+        on_start: Callable[[ClaimedRun], bool | None] | None = None,
     ) -> None:
         self._on_done = on_done
         self._on_start = on_start
@@ -256,9 +256,10 @@ class Executor:
                 dropped = (run.id, run.attempt) in self._dropped
                 self._dropped.discard((run.id, run.attempt))
             unmark = self._needs_unmark(run)
-            # A marked run whose start cannot be recorded was taken away meanwhile (rescued
-            # as never started while this worker was frozen): never run it.
-            if dropped or (unmark and self._on_start is not None and not self._on_start(run)):
+            # A run marked "not started" starts only once that is recorded: not if it was
+            # taken away meanwhile (rescued as never started while this worker was frozen),
+            # or lost or asked to stop while the database was away.
+            if dropped or (unmark and not self._record_start(run, stop)):
                 # An outcome for the record only: fenced out, the run is no longer ours.
                 attempt = Attempt(run, database=self._database)
                 self._done(attempt.failed(RunCancelled("lost before it started"), 0.0))
@@ -285,6 +286,23 @@ class Executor:
             except BaseException as exc:
                 completed = attempt.failed(exc, 0.0)
             self._done(completed)
+
+    def _record_start(self, run: ClaimedRun, stop: threading.Event) -> bool:
+        """Record that a run marked "not started" starts; False if it must not start.
+
+        Never start it unrecorded: while the mark stays, a rescue (the database away longer
+        than the lease, say) would take the started run for one never started and run it
+        again with no lost attempt on record. So wait for the database, unless the run is
+        lost or asked to stop meanwhile (then it ends unstarted).
+        """
+        if self._on_start is None:
+            return True
+        delay = 0.1
+        while (recorded := self._on_start(run)) is None:
+            if stop.wait(delay):
+                return False
+            delay = min(delay * 2, 2.0)
+        return recorded
 
     async def _run_async(self, attempt: Attempt) -> None:
         try:

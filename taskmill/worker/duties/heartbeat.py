@@ -46,27 +46,19 @@ class StartRecorder:
         self._lock = threading.Lock()
         self._connection: Any = None
 
-    def __call__(self, run: ClaimedRun) -> bool:
-        """Record the start; False when the run is no longer this worker's to start."""
-        # Tried a few times: while the mark stays, a rescue would take the started run for
-        # one never started, and run it again without a lost attempt on record. (The next
-        # heartbeat clears the mark of a started run too.)
-        for delay in (0.1, 0.5, 1.0, None):
-            with self._lock:
-                try:
-                    if self._connection is None:
-                        database = self.worker.options.database
-                        self._connection = connections.create_connection(database)
-                        self._connection.inc_thread_sharing()  # task threads take turns
-                    return self.worker.engine.unmark_prefetched(
-                        run.id, run.attempt, self._connection
-                    )
-                except DatabaseError as exc:
-                    logger.warning("Could not record that run %s started: %s", run.id, exc)
-                    self.close()
-            if delay is not None:
-                time.sleep(delay)
-        return True  # unknown: start it (the next heartbeat clears the mark, or loses the run)
+    def __call__(self, run: ClaimedRun) -> bool | None:
+        """Record the start: True when recorded, False when the run is no longer this
+        worker's to start, None when the database did not answer (the caller tries again)."""
+        with self._lock:
+            try:
+                if self._connection is None:
+                    self._connection = connections.create_connection(self.worker.options.database)
+                    self._connection.inc_thread_sharing()  # task threads take turns
+                return self.worker.engine.unmark_prefetched(run.id, run.attempt, self._connection)
+            except DatabaseError as exc:
+                logger.warning("Could not record that run %s started: %s", run.id, exc)
+                self.close()
+                return None
 
     def close(self) -> None:
         if self._connection is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class Profile:
     name: str
     chaos_seconds: float  # producing and breaking things
-    settle_seconds: float  # at most, afterwards, for every run to end
+    settle_seconds: float  # afterwards: how long no run may end while some are left
     enqueue_per_second: float
     chaos_every: tuple[float, float]  # seconds between two chaos actions (uniform)
     workers: dict[str, int]  # per database vendor
