@@ -255,3 +255,30 @@ def test_on_postgresql_a_stop_cancels_the_query_a_thread_task_runs(start_worker,
     run = Run.objects.get(pk=int(result.id))
     assert "canceling statement" in run.errors[-1]["traceback"]  # the server cancelled it
     assert worker.process.poll() is None
+
+
+def test_a_run_stopped_while_queued_in_a_worker_ends_cancelled_with_its_callback(
+    start_worker, record_dir
+):
+    # Found by the long soak (MariaDB, seed 303): a claimed run stopped before a task thread
+    # took it was written CANCELLED without its task at hand, so its on_failure callback was
+    # never enqueued (and its result's time-to-live ignored).
+    from tests.testapp import soak_tasks
+
+    execution_tasks.block_first_attempt.using(priority=10).enqueue("blocker")
+    queued = soak_tasks.with_callbacks.enqueue("stop-me", True)
+    # Concurrency 1: the first claim takes both, the blocker runs, the other waits its turn.
+    start_worker("--concurrency", "1", "--no-scheduler", env=FAST_LEASES)
+    wait_until(
+        lambda: Run.objects.filter(pk=queued.id, status=RunStatus.RUNNING).exists(),
+        message="the second run to be claimed while the first blocks",
+    )
+    assert control.stop(queued)
+    run = wait_until(
+        lambda: Run.objects.filter(pk=queued.id, status=RunStatus.CANCELLED).first(),
+        message="the queued run to end CANCELLED",
+    )
+    assert run.errors[-1]["exception_class_path"] == class_path(RunCancelled)
+    callbacks = Run.objects.filter(task_path="tests.testapp.soak_tasks.callback_failed")
+    assert [c.args for c in callbacks] == [[str(run.pk)]]
+    assert not any(f"start {run.pk} " in line for line in read_records(record_dir))

@@ -71,13 +71,13 @@ class Executor:
         self._task_connections: dict[int, Any] = {}
         # Prefetch marks (see begin_marks): claimed runs not started yet, those a heartbeat
         # is marking as such in the database, and those it has marked.
-        self._queued: dict[int, int] = {}  # id -> attempt
+        self._queued: dict[int, ClaimedRun] = {}  # claimed, not taken by a thread yet
         self._marking: set[int] = set()
         self._marked: set[int] = set()
         self._round_done = threading.Event()
         self._round_done.set()
-        # (id, attempt) of queued runs lost before they started: never start them.
-        self._dropped: set[tuple[int, int]] = set()
+        # (id, attempt) of queued runs ended by drop(): the thread that takes one skips it.
+        self._skip: set[tuple[int, int]] = set()
         # Started attempts (run id, attempt) stopped by a self-fence: they end as lost.
         self._fenced: set[tuple[int, int]] = set()
         self._slots = threading.Semaphore(concurrency)
@@ -97,7 +97,7 @@ class Executor:
     def submit(self, runs: Iterable[ClaimedRun]) -> None:
         runs = list(runs)
         with self._lock:
-            self._queued.update((run.id, run.attempt) for run in runs)
+            self._queued.update((run.id, run) for run in runs)
         for run in runs:
             self._waiting.put(run)
 
@@ -119,7 +119,6 @@ class Executor:
 
     def _needs_unmark(self, run: ClaimedRun) -> bool:
         with self._lock:
-            self._queued.pop(run.id, None)
             pending = run.id in self._marking
             marked = run.id in self._marked
             self._marked.discard(run.id)
@@ -134,15 +133,28 @@ class Executor:
         return pending or marked
 
     def drop(self, held: dict[int, int]) -> None:
-        """Queued runs (id -> attempt) lost before they started: report them, never run them.
-        Only attempts still queued here count: a run written back meanwhile, or claimed
-        again under a new attempt, is left alone."""
+        """Queued runs (id -> attempt) lost, or asked to stop, before they started: end them
+        now, unstarted (a thread may be busy for long), and never run them. Only attempts
+        still queued here count: a run written back meanwhile, or claimed again under a new
+        attempt, is left alone."""
         with self._lock:
-            self._dropped.update(
-                (run_id, attempt)
+            ended = [
+                self._queued.pop(run_id)
                 for run_id, attempt in held.items()
-                if self._queued.get(run_id) == attempt
-            )
+                if (run := self._queued.get(run_id)) is not None and run.attempt == attempt
+            ]
+            self._skip.update((run.id, run.attempt) for run in ended)
+        for run in ended:
+            self._on_done(self._ended_unstarted(run))
+
+    def _ended_unstarted(self, run: ClaimedRun) -> Completed:
+        """The outcome of a run that ends before it started. Lost: it is fenced out. Asked to
+        stop: it lands, CANCELLED, and what follows a final outcome (its on_failure callback,
+        its result's time-to-live) needs the task at hand."""
+        attempt = Attempt(run, database=self._database)
+        attempt.task = registry.resolve_or_none(run.task_path)
+        reason = "stopped before it started (asked to stop, or lost by this worker)"
+        return attempt.failed(RunCancelled(reason), 0.0)
 
     def stop_started(self, held: dict[int, int]) -> None:
         """Stop the started runs among ``held`` (id -> attempt), if still that attempt."""
@@ -166,10 +178,15 @@ class Executor:
                 run = self._waiting.get_nowait()
             except queue.Empty:
                 return taken
-            if run is not None:
-                taken.append(run)
-                with self._lock:
-                    self._queued.pop(run.id, None)
+            if run is None:
+                continue
+            with self._lock:
+                if (run.id, run.attempt) in self._skip:  # ended already (drop)
+                    self._skip.discard((run.id, run.attempt))
+                    continue
+                if self._queued.get(run.id) is run:
+                    del self._queued[run.id]
+            taken.append(run)
 
     def started(self) -> list[ClaimedRun]:
         with self._lock:
@@ -251,18 +268,23 @@ class Executor:
                 return
             stop = threading.Event()
             with self._lock:
-                self._started[run.id] = run
-                self._stops[run.id] = stop
-                dropped = (run.id, run.attempt) in self._dropped
-                self._dropped.discard((run.id, run.attempt))
+                # Taken here or ended by drop(), never both: both decide under this lock.
+                skip = (run.id, run.attempt) in self._skip
+                self._skip.discard((run.id, run.attempt))
+                if not skip:
+                    if self._queued.get(run.id) is run:
+                        del self._queued[run.id]
+                    self._started[run.id] = run
+                    self._stops[run.id] = stop
+            if skip:
+                self._slots.release()
+                continue
             unmark = self._needs_unmark(run)
             # A run marked "not started" starts only once that is recorded: not if it was
             # taken away meanwhile (rescued as never started while this worker was frozen),
             # or lost or asked to stop while the database was away.
-            if dropped or (unmark and not self._record_start(run, stop)):
-                # An outcome for the record only: fenced out, the run is no longer ours.
-                attempt = Attempt(run, database=self._database)
-                self._done(attempt.failed(RunCancelled("lost before it started"), 0.0))
+            if unmark and not self._record_start(run, stop):
+                self._done(self._ended_unstarted(run))
                 continue
             where = where_to_run(run)
             if where == "async":
