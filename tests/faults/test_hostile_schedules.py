@@ -1,20 +1,12 @@
-"""Hostile input at every door: enqueue arguments, cron strings, schedule fields and
-schedule files. Every input either works or is refused with a clear taskmill or Django error
-that names the problem, and a refused call writes nothing.
-
-"Works" is checked to the end: stored arguments read back equal (as JSON) to what went in,
-and a real worker runs strange-but-valid ones and hands the same values back; a real
-scheduler fires strange-but-valid schedules and keeps going.
-"""
+"""Hostile input at the schedule doors: cron strings, declarations, schedule rows and
+schedule files either work or are refused with a clear error, writing nothing; a real
+scheduler fires strange-but-valid schedules and keeps going."""
 
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import io
 import json
-import math
-import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -25,291 +17,26 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import taskmill
-from taskmill.compat import InvalidTask
-from taskmill.exceptions import InvalidTaskArguments
 from taskmill.models import Run, Schedule
 from taskmill.scheduler.triggers import CronTrigger, InvalidSchedule, validate_cron
 from taskmill.serialization import MAX_DEPTH
 from tests.conftest import wait_until
-from tests.testapp import hostile_tasks
-
-ECHO = hostile_tasks.echo.module_path
-# Modest by default (the file runs in seconds); TASKMILL_HYPOTHESIS_EXAMPLES=1000 digs deeper.
-FEW = settings(
-    max_examples=int(os.environ.get("TASKMILL_HYPOTHESIS_EXAMPLES", "60")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+from tests.faults.hostile import (
+    ECHO,
+    FEW,
+    any_text,
+    arguments,
+    as_json,
+    nested,
+    odd_keys,
+    same_json,
+    texts,
+    values,
 )
-
-# -- what the databases store: an oracle written apart from taskmill's own check -------------
-
-
-def storable_text(text: str) -> bool:
-    # PostgreSQL's jsonb refuses NUL; PostgreSQL and MariaDB refuse lone surrogates.
-    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
-
-
-def storable(value: Any, depth: int = 0) -> bool:
-    """Whether every supported database stores ``value`` (depth: its container's levels)."""
-    if value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return abs(value) < 10**4300  # Python writes at most 4,300 digits as text
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, str):
-        return storable_text(value)
-    if isinstance(value, list | tuple):
-        return depth < MAX_DEPTH and all(storable(item, depth + 1) for item in value)
-    if isinstance(value, dict):
-        return depth < MAX_DEPTH and all(
-            isinstance(key, str) and storable_text(key) and storable(item, depth + 1)
-            for key, item in value.items()
-        )
-    return False
-
-
-def show(value: Any) -> str:
-    """repr() for a failure message; an integer too long for text makes repr() raise."""
-    try:
-        return repr(value)[:500]
-    except ValueError:
-        return f"<{type(value).__name__} too long to show>"
-
-
-def as_json(value: Any) -> Any:
-    """What a storable value reads back as: tuples are lists."""
-    if isinstance(value, list | tuple):
-        return [as_json(item) for item in value]
-    if isinstance(value, dict):
-        return {key: as_json(item) for key, item in value.items()}
-    return value
-
-
-def same_json(stored: Any, expected: Any) -> bool:
-    """Equal as JSON. Numbers compare by value: PostgreSQL's jsonb keeps numbers as decimals
-    and gives a whole float back as an integer (1e16 -> 10000000000000000)."""
-    numbers = (int, float)
-    if isinstance(expected, numbers) and not isinstance(expected, bool):
-        if not isinstance(stored, numbers) or isinstance(stored, bool):
-            return False
-        if stored == expected:
-            return True
-        try:
-            return float(stored) == float(expected)
-        except OverflowError:
-            return False
-    if isinstance(expected, list):
-        return (
-            isinstance(stored, list)
-            and len(stored) == len(expected)
-            and all(same_json(a, b) for a, b in zip(stored, expected, strict=True))
-        )
-    if isinstance(expected, dict):
-        return (
-            isinstance(stored, dict)
-            and stored.keys() == expected.keys()
-            and all(same_json(stored[key], expected[key]) for key in expected)
-        )
-    return type(stored) is type(expected) and stored == expected
-
-
-def nested(depth: int) -> list[Any]:
-    """A list ``depth`` levels deep."""
-    value: list[Any] = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
-
-
-# -- strategies -------------------------------------------------------------------------------
-
-# Every code point, surrogates and NUL included (the default alphabet leaves surrogates out).
-any_text = st.text(st.characters(exclude_categories=()), max_size=12)
-tricky_text = st.sampled_from(
-    ["", "\x00", "a\x00b", "\ud800", "x\udfff", "\U0001f600", "\\u0000", "\u2028", "\ufeff", "'\""]
-)
-texts = st.one_of(any_text, tricky_text)
-numbers = st.one_of(
-    st.integers(),
-    st.integers(min_value=-(10**40), max_value=10**40),
-    st.sampled_from([2**63, -(2**63) - 1, 10**300, 10**4299]),
-    # Built, not listed: hypothesis cannot repr an int of more than 4,300 digits.
-    st.sampled_from([4300, 5000]).map(lambda digits: -(10**digits)),
-    st.floats(allow_nan=True, allow_infinity=True),
-)
-json_leaves = st.one_of(st.none(), st.booleans(), numbers, texts)
-not_json = st.one_of(
-    st.binary(max_size=4),
-    st.sets(st.integers(), max_size=2),
-    st.datetimes(),
-    st.dates(),
-    st.just(object()),
-    st.just(1j),
-    st.just(decimal.Decimal("1.5")),
-)
-odd_keys = st.one_of(texts, st.integers(), st.none(), st.tuples(st.integers()), st.booleans())
-values = st.recursive(
-    st.one_of(json_leaves, not_json),
-    lambda children: st.one_of(
-        st.lists(children, max_size=3),
-        st.tuples(children, children),
-        st.dictionaries(odd_keys, children, max_size=3),
-    ),
-    max_leaves=8,
-)
-deep = st.integers(min_value=MAX_DEPTH - 2, max_value=MAX_DEPTH + 2).map(nested)
-arguments = st.one_of(values, deep)
-# Keyword names are strings by Python's rules; "self" too (Django's enqueue took it by name).
-kwarg_names = st.one_of(texts, st.just("self"))
-
-
-def runs() -> int:
-    return Run.objects.count()
-
-
-# -- enqueue ------------------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-@FEW
-@given(args=st.lists(arguments, max_size=3), kwargs=st.dictionaries(kwarg_names, arguments))
-def test_enqueue_stores_exactly_what_it_was_given_or_refuses_it_clearly(
-    args: list[Any], kwargs: dict[str, Any]
-) -> None:
-    before = runs()
-    expected_ok = storable(args) and storable(kwargs)
-    try:
-        result = hostile_tasks.echo.enqueue(*args, **kwargs)
-    except InvalidTaskArguments as exc:
-        assert not expected_ok, f"refused what every database stores: {exc}"
-        assert str(exc).startswith(f"Cannot enqueue {ECHO!r}: "), str(exc)
-        assert "args" in str(exc) or "kwargs" in str(exc), str(exc)
-        assert runs() == before, "a refused enqueue wrote a run"
-        return
-    assert expected_ok, f"accepted what some database cannot store: {show([args, kwargs])}"
-    assert runs() == before + 1
-    row = Run.objects.get(pk=int(result.id))  # read back from the database
-    assert same_json(row.args, as_json(args)), show([row.args, args])
-    assert same_json(row.kwargs, as_json(kwargs)), show([row.kwargs, kwargs])
-
-
-@pytest.mark.django_db
-@FEW
-@given(calls=st.lists(st.tuples(st.lists(arguments, max_size=2), st.just({})), max_size=4))
-def test_bulk_enqueue_is_all_or_nothing(calls: list[tuple[list[Any], dict[str, Any]]]) -> None:
-    before = runs()
-    try:
-        hostile_tasks.echo.enqueue_many(calls)
-    except InvalidTaskArguments as exc:
-        assert not all(storable(args) for args, _ in calls), str(exc)
-        assert runs() == before, "a refused bulk enqueue wrote some runs"
-        return
-    assert all(storable(args) for args, _ in calls)
-    assert runs() == before + len(calls)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("options", "words"),
-    [
-        # The test settings list the queues: an unknown name is refused before its text.
-        ({"queue_name": "q\x00"}, "NUL character|not valid"),
-        ({"unique_key": "key\x00"}, "NUL character"),
-        ({"unique_key": "\udc00"}, "lone surrogate"),
-        ({"queue_name": "x" * 100}, "longer than|not valid"),
-        ({"priority": 10**6}, "priority"),
-        ({"run_after": "tomorrow"}, "run_after"),
-        ({"max_attempts": 0}, "max_attempts"),
-        ({"timeout": float("nan")}, "timeout"),
-        ({"timeout": float("inf")}, "timeout"),
-        ({"result_ttl": float("inf")}, "result_ttl"),
-    ],
-)
-def test_enqueue_options_that_cannot_be_stored_are_refused_clearly(
-    options: dict[str, Any], words: str
-) -> None:
-    before = runs()
-    with pytest.raises(InvalidTask, match=words):
-        hostile_tasks.echo.using(**options).enqueue()
-    assert runs() == before
-
-
-STRANGE_BUT_VALID: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
-    ((10**300, -(2**200), 2**63, -(2**63) - 1), {"big": 10**4299}),
-    ((0.1, -0.0, 5e-324, 1.7976931348623157e308, 1e16, -1e-300), {"f": 123456789.125}),
-    (("", " ", "\U0001f600", "\u2028\u2029", "\ufeff", "\\u0000", "\u202eRTL", "e\u0301"), {}),
-    (((1, (2, (3,))),), {"tuple": (None, True, False)}),
-    ((nested(MAX_DEPTH - 2),), {}),
-    (({"": "", "a.b": {"$ref": "#"}, "with space": [], "\U0001f600": {}},), {}),
-    ((), {"é": 1, "π": 3.14, "x" * 200: "long name", "if": "keyword", "self": None}),
-    (([None] * 500, "z" * 100_000), {}),
-]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_strange_but_valid_arguments_and_returns_them(
-    run_worker: Callable[..., Any],
-) -> None:
-    results = [hostile_tasks.echo.enqueue(*args, **kwargs) for args, kwargs in STRANGE_BUT_VALID]
-
-    run_worker("--burst", "--no-scheduler", timeout=90)
-
-    for result, (args, kwargs) in zip(results, STRANGE_BUT_VALID, strict=True):
-        result.refresh()
-        row = Run.objects.get(pk=int(result.id))
-        assert row.status == "SUCCESSFUL", (args, row.errors)
-        assert same_json(row.return_value, [as_json(args), as_json(kwargs)]), (
-            row.return_value,
-            args,
-            kwargs,
-        )
-
-
-@pytest.mark.django_db(transaction=True)
-def test_return_values_that_cannot_be_stored_fail_the_run_clearly(
-    run_worker: Callable[..., Any],
-) -> None:
-    """What a task returns is checked like what it is given: a value some database cannot
-    store fails the run with a clear error (never a write the database refuses, which
-    would leave the worker retrying the flush)."""
-    kinds = ["NUL character", "lone surrogate", "nested"]
-    results = {kind: hostile_tasks.hostile_return.enqueue(kind) for kind in kinds}
-    after = hostile_tasks.echo.enqueue("after")
-
-    run_worker("--burst", "--no-scheduler", timeout=90)
-
-    for name, result in results.items():
-        row = Run.objects.get(pk=int(result.id))
-        assert row.status == "FAILED", (name, row.status, row.return_value)
-        assert "InvalidTaskArguments" in row.errors[-1]["traceback"], row.errors
-        assert "returned what JSON cannot hold" in row.errors[-1]["traceback"], row.errors
-    assert Run.objects.get(pk=int(after.id)).status == "SUCCESSFUL"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_error_messages_that_cannot_be_stored_as_they_are_still_fail_the_run(
-    run_worker: Callable[..., Any],
-) -> None:
-    """A task's exception message is not the task author's to clean: a NUL character or a
-    lone surrogate in it must not make the outcome's write fail (the worker would retry the
-    write for ever). The run fails, its error readable, the character shown escaped."""
-    kinds = {"NUL character": "a\\x00b", "lone surrogate": "\\udc00"}
-    results = {kind: hostile_tasks.raise_hostile.enqueue(kind) for kind in kinds}
-    after = hostile_tasks.echo.enqueue("after")
-
-    run_worker("--burst", "--no-scheduler", timeout=90)
-
-    for kind, shown in kinds.items():
-        row = Run.objects.get(pk=int(results[kind].id))
-        assert row.status == "FAILED", (kind, row.status)
-        assert f"ValueError: bad input {shown}" in row.errors[-1]["traceback"], row.errors
-    assert Run.objects.get(pk=int(after.id)).status == "SUCCESSFUL"
-
 
 # -- cron expressions ---------------------------------------------------------------------------
 
