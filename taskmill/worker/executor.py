@@ -147,6 +147,17 @@ class Executor:
         for run in ended:
             self._on_done(self._ended_unstarted(run))
 
+    def _take_queued(self, run: ClaimedRun) -> bool:
+        """Take ``run`` off the queued runs; False if drop() ended it already. Call with the
+        lock held."""
+        key = (run.id, run.attempt)
+        if key in self._skip:
+            self._skip.discard(key)
+            return False
+        if self._queued.get(run.id) is run:
+            del self._queued[run.id]
+        return True
+
     def _ended_unstarted(self, run: ClaimedRun) -> Completed:
         """The outcome of a run that ends before it started. Lost: it is fenced out. Asked to
         stop: it lands, CANCELLED, and what follows a final outcome (its on_failure callback,
@@ -181,11 +192,8 @@ class Executor:
             if run is None:
                 continue
             with self._lock:
-                if (run.id, run.attempt) in self._skip:  # ended already (drop)
-                    self._skip.discard((run.id, run.attempt))
+                if not self._take_queued(run):
                     continue
-                if self._queued.get(run.id) is run:
-                    del self._queued[run.id]
             taken.append(run)
 
     def started(self) -> list[ClaimedRun]:
@@ -269,14 +277,11 @@ class Executor:
             stop = threading.Event()
             with self._lock:
                 # Taken here or ended by drop(), never both: both decide under this lock.
-                skip = (run.id, run.attempt) in self._skip
-                self._skip.discard((run.id, run.attempt))
-                if not skip:
-                    if self._queued.get(run.id) is run:
-                        del self._queued[run.id]
+                taken = self._take_queued(run)
+                if taken:
                     self._started[run.id] = run
                     self._stops[run.id] = stop
-            if skip:
+            if not taken:
                 self._slots.release()
                 continue
             unmark = self._needs_unmark(run)
