@@ -128,6 +128,13 @@ class Chaos:
         self._timers: list[threading.Timer] = []
         self._last_restart = 0.0
 
+    def _later(self, seconds: float, action) -> None:
+        """Undo a fault after ``seconds`` (a thaw, a resume); finish() cancels what is left."""
+        timer = threading.Timer(seconds, action)
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
     def note(self, text: str) -> None:
         with open(self.events, "a") as log:
             log.write(f"{time.time():.3f} {text}\n")
@@ -190,10 +197,7 @@ class Chaos:
                 self.fleet.frozen.discard(pid)
                 self.note(f"SIGCONT {pid}")
 
-        timer = threading.Timer(seconds, thaw)
-        timer.daemon = True
-        timer.start()
-        self._timers.append(timer)
+        self._later(seconds, thaw)
         self.counts["freezes"] += 1
         self.note(f"SIGSTOP {pid} for {seconds:.1f}s")
 
@@ -259,10 +263,7 @@ class Chaos:
             connection.close()
             self.note(f"resume {PAUSABLE_QUEUE}")
 
-        timer = threading.Timer(seconds, resume)
-        timer.daemon = True
-        timer.start()
-        self._timers.append(timer)
+        self._later(seconds, resume)
         self.counts["pauses"] += 1
         self.note(f"pause {PAUSABLE_QUEUE} for {seconds:.1f}s")
 
