@@ -128,6 +128,7 @@ class Worker:
         self._held: dict[int, int] = {}
         self._held_lock = threading.Lock()
         self._fenced = False
+        self._to_release: list[ClaimedRun] = []  # unstarted runs to give back on stopping
         self._claim_in_doubt = False  # a claim failed: it may have claimed runs all the same
         self._finish_in_doubt: set[tuple[int, int]] = set()  # (run, attempt) of failed writes
         self._stager = Stager(self.engine, min(STAGE_EVERY, options.poll_interval), self._staged)
@@ -462,10 +463,13 @@ class Worker:
         """While stopping: give back unstarted runs, wait for running ones; True when done."""
         if self._claim_in_doubt:
             self._return_orphans(timezone.now())
-        waiting = self._executor.take_waiting()
+        # Kept until written: a release the database fails (a deadlock) is tried again.
+        self._to_release += self._executor.take_waiting()
+        waiting = self._to_release
         if waiting:
-            self._outstanding -= len(waiting)
             released = self.engine.release(waiting, now=timezone.now(), started=False)
+            self._to_release = []
+            self._outstanding -= len(waiting)
             self._let_go(waiting)
             logger.info("Returned %d unstarted run(s) to the queue", released)
         if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
