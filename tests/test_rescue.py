@@ -61,6 +61,12 @@ def test_a_prefetched_run_goes_back_without_a_lost_attempt(start_worker, run_wor
         lambda: Run.objects.filter(pk=waiting.id, status="RUNNING", prefetched=True).exists(),
         message="the waiting run to be marked prefetched",
     )
+    # The blocker's task has begun only once its start is written (a marked run waits for
+    # that), so a kill before this line could rightly rescue the blocker as never started.
+    wait_until(
+        lambda: any(line.startswith("start blocker 1 ") for line in read_records(record_dir)),
+        message="the blocker to start",
+    )
     victim.kill()
     start_worker("--queue", "emails", "--no-scheduler", env=FAST_LEASES)
     wait_until(
