@@ -135,7 +135,8 @@ def cancel_unstarted(
         errors=[*run.errors, error],
         expires_at=expiry_for(task, run.options, now),
     )
-    after_final(database, task, run.pk, Landed(run.pk, RunStatus.CANCELLED, has_dependents))
+    landed = Landed(run.pk, run.attempt, RunStatus.CANCELLED, has_dependents)
+    after_final(database, task, run.pk, landed)
 
 
 def lock_dependencies(database: str, depends_on: Sequence[int]) -> dict[int, str]:

@@ -213,3 +213,41 @@ def test_invalid_per_call_options_are_refused_clearly():
     # Valid options are normalised: one class to a tuple, durations to float seconds.
     made = taskmill.task(retry_on=KeyError, timeout=dt.timedelta(seconds=3), result_ttl=5)(plain)
     assert made.retry_on == (KeyError,) and made.timeout == 3.0 and made.result_ttl == 5.0
+
+
+def test_a_stale_outcome_in_the_same_batch_enqueues_no_second_callback():
+    # Found by the long chaos soak (PostgreSQL, seed 202): a frozen worker's attempt 1 was
+    # rescued; thawed, the worker claimed the run back as attempt 2, which failed, and wrote
+    # both outcomes in one batch. Only attempt 2's write landed, but the landed row was found
+    # by run id alone, so each outcome enqueued the on_failure callback: two callback runs.
+    from django.utils import timezone
+
+    from taskmill import registry
+    from taskmill.db import get_engine
+    from taskmill.worker.execution import Attempt
+    from taskmill.worker.outcomes import write_outcomes
+
+    result = tasks.step_with_callback.enqueue("once")
+    engine = get_engine("default")
+
+    def claim():
+        now = timezone.now()
+        lease = now + dt.timedelta(minutes=1)
+        (run,) = engine.claim(worker_id="w", limit=1, now=now, lease_until=lease, queues=None)
+        return run
+
+    stale = claim()
+    Run.objects.filter(pk=stale.id).update(status="READY")  # rescued while "w" was frozen
+    newer = claim()
+    assert newer.attempt == stale.attempt + 1
+    completed = []
+    for run in (stale, newer):
+        attempt = Attempt(run, database="default")
+        attempt.task = registry.resolve(run.task_path)
+        completed.append(attempt.failed(ValueError(f"attempt {run.attempt}"), 0.0))
+
+    landed = write_outcomes(engine, "default", completed)
+
+    assert set(landed) == {(newer.id, newer.attempt)}
+    assert row(result).status == TaskResultStatus.FAILED
+    assert callbacks(ON_FAILURE) == [([result.id], "READY")]

@@ -156,11 +156,11 @@ class Engine(LeaseQueries):
         if not ids:
             return {}
         cursor.execute(
-            f"SELECT id, status, has_dependents FROM {RUN_TABLE} "
+            f"SELECT id, attempt, status, has_dependents FROM {RUN_TABLE} "
             f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
             list(ids),
         )
-        return {row[0]: Landed(row[0], row[1], bool(row[2])) for row in cursor.fetchall()}
+        return {row[0]: Landed(row[0], row[1], row[2], bool(row[3])) for row in cursor.fetchall()}
 
     def release(self, runs: Sequence[ClaimedRun], *, now: datetime, started: bool) -> int:
         """Put held runs back in the queue (worker shutdown); return how many went back.

@@ -77,7 +77,7 @@ FROM jsonb_to_recordset(%s::jsonb) AS done(
     available_at timestamptz, due boolean, return_value jsonb, errors jsonb
 )
 WHERE run.id = done.id AND run.attempt = done.attempt AND run.status = 'RUNNING'
-RETURNING run.id, run.status, run.has_dependents
+RETURNING run.id, run.attempt, run.status, run.has_dependents
 """
 
 
@@ -186,7 +186,7 @@ class PostgreSQLEngine(Engine):
         )
         with self.connection.cursor() as cursor:
             cursor.execute(FINISH_SQL, [document])
-            return {row[0]: Landed(row[0], row[1], row[2]) for row in cursor.fetchall()}
+            return {row[0]: Landed(row[0], row[1], row[2], row[3]) for row in cursor.fetchall()}
 
     def notify(self, queue_name: str) -> None:
         with self.connection.cursor() as cursor:

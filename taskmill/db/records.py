@@ -182,6 +182,9 @@ class Landed:
     """An outcome the database accepted, with the status it was written as."""
 
     run_id: int
+    # The attempt whose outcome it is: a worker's batch may hold a stale attempt's outcome
+    # next to the newer attempt of the same run, and only one of them landed.
+    attempt: int
     status: str
     has_dependents: bool
 

@@ -286,7 +286,9 @@ class Attempt:
                 )
                 if done:
                     completed = self.succeeded(done["return_value"], time.monotonic() - began)
-                    completed.landed = Landed(self.run.id, "SUCCESSFUL", done["has_dependents"])
+                    completed.landed = Landed(
+                        self.run.id, self.run.attempt, "SUCCESSFUL", done["has_dependents"]
+                    )
                     completed.recorded = True
                     return completed
                 raise RunCancelled("the run was taken over before its atomic body started")

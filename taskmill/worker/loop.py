@@ -33,7 +33,7 @@ from .duties.pruner import Pruner
 from .duties.stager import Stager
 from .execution import Completed
 from .executor import Executor
-from .outcomes import send_finished, write_outcomes
+from .outcomes import key_of, send_finished, write_outcomes
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -424,20 +424,20 @@ class Worker:
             except BaseException:
                 self._unflushed = batch + self._unflushed  # keep them: nothing is lost
                 # The write may have committed all the same: the next one checks.
-                self._finish_in_doubt.update((c.run.id, c.run.attempt) for c in batch)
+                self._finish_in_doubt.update(key_of(c) for c in batch)
                 raise
             for completed in batch:
                 # The attempt's own hold only: a stale outcome (an attempt taken away, then
                 # claimed back) must not make the worker forget the newer attempt it runs.
                 if self._held.get(completed.run.id) == completed.run.attempt:
                     del self._held[completed.run.id]
-                self._finish_in_doubt.discard((completed.run.id, completed.run.attempt))
+                self._finish_in_doubt.discard(key_of(completed))
         for completed in batch:
             if completed.landed is not None:
-                landed[completed.run.id] = completed.landed
+                landed[key_of(completed)] = completed.landed
         self.processed += len(landed)
         for completed in batch:
-            written = landed.get(completed.run.id)
+            written = landed.get(key_of(completed))
             if written is None:
                 logger.warning(
                     "Outcome of run %s attempt %d discarded: the run was taken over meanwhile",

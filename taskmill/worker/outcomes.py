@@ -18,14 +18,18 @@ from .execution import Completed, signal_sender
 
 logger = logging.getLogger("taskmill.worker")
 
+Key = tuple[int, int]  # (run id, attempt): one attempt's outcome
+
 
 def write_outcomes(
     engine: Engine,
     database: str,
     batch: list[Completed],
-    in_doubt: Collection[tuple[int, int]] = (),
-) -> dict[int, Landed]:
-    """Write the outcomes of ``batch`` not written yet; return those that landed, by run id.
+    in_doubt: Collection[Key] = (),
+) -> dict[Key, Landed]:
+    """Write the outcomes of ``batch`` not written yet; return those that landed, by (run id,
+    attempt): a batch may hold a stale attempt's outcome next to the newer attempt of the
+    same run (taken away from this worker, then claimed back), and only the newer can land.
 
     In one transaction with their callbacks and dependents when the batch has callbacks or
     runs known (at claim) to have dependents. A dependent enqueued while its dependency ran
@@ -44,19 +48,23 @@ def write_outcomes(
     doubtful = [
         completed
         for completed in pending
-        if completed.run.id not in landed and (completed.run.id, completed.run.attempt) in in_doubt
+        if key_of(completed) not in landed and key_of(completed) in in_doubt
     ]
     if doubtful:
         earlier = written_earlier(database, doubtful)
         landed.update(earlier)
-        late = [run_id for run_id, row in earlier.items() if row.has_dependents]
+        late = [row.run_id for row in earlier.values() if row.has_dependents]
         if late:
             _resolve_late(database, late)
     return landed
 
 
-def written_earlier(database: str, pending: list[Completed]) -> dict[int, Landed]:
-    """Those of ``pending`` whose outcome the database already holds, by run id.
+def key_of(completed: Completed) -> Key:
+    return (completed.run.id, completed.run.attempt)
+
+
+def written_earlier(database: str, pending: list[Completed]) -> dict[Key, Landed]:
+    """Those of ``pending`` whose outcome the database already holds, by (run id, attempt).
 
     An outcome that added an error is known by it (its traceback is this attempt's alone);
     a success by its attempt and finish time, to the microsecond. A rescue always adds an
@@ -64,7 +72,7 @@ def written_earlier(database: str, pending: list[Completed]) -> dict[int, Landed
     """
     rows = Run.objects.using(database).filter(pk__in=[c.run.id for c in pending])
     current = {row.pk: row for row in rows}
-    found: dict[int, Landed] = {}
+    found: dict[Key, Landed] = {}
     for completed in pending:
         row, outcome = current.get(completed.run.id), completed.outcome
         if row is None or (row.status == "RUNNING" and row.attempt == outcome.attempt):
@@ -76,7 +84,7 @@ def written_earlier(database: str, pending: list[Completed]) -> dict[int, Landed
         if ours:
             # A retry we wrote may have been claimed again since: report what we wrote.
             status = row.status if row.attempt == outcome.attempt else outcome.status
-            found[row.pk] = Landed(row.pk, status, row.has_dependents)
+            found[key_of(completed)] = Landed(row.pk, outcome.attempt, status, row.has_dependents)
     return found
 
 
@@ -87,7 +95,7 @@ def _resolve_late(database: str, run_ids: list[int]) -> None:
         logger.warning("Dependents of %s left for the sweep: %s", run_ids, exc)
 
 
-def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[int, Landed]:
+def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[Key, Landed]:
     outcomes = [completed.outcome for completed in pending]
     follow_up = any(
         completed.run.has_dependents
@@ -97,21 +105,25 @@ def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[int,
     )
     if not follow_up:
         # The common case stays one statement (one round trip on PostgreSQL).
-        landed = engine.finish(outcomes)
-        late = [run_id for run_id, row in landed.items() if row.has_dependents]
+        landed = _by_attempt(engine.finish(outcomes))
+        late = [row.run_id for row in landed.values() if row.has_dependents]
         if late:
             _resolve_late(database, late)
         return landed
     with transaction.atomic(using=database):
-        landed = engine.finish(outcomes)
+        landed = _by_attempt(engine.finish(outcomes))
         for completed in pending:
-            row = landed.get(completed.run.id)
+            row = landed.get(key_of(completed))
             if row is not None:
                 enqueue_callbacks(completed.task, completed.run.id, row.status)
-        finished = [run_id for run_id, row in landed.items() if row.has_dependents]
+        finished = [row.run_id for row in landed.values() if row.has_dependents]
         if finished:  # one pass for the whole batch
             resolve_dependents(database, finished)
     return landed
+
+
+def _by_attempt(landed: dict[int, Landed]) -> dict[Key, Landed]:
+    return {(row.run_id, row.attempt): row for row in landed.values()}
 
 
 def send_finished(completed: Completed, status: str) -> None:

@@ -76,7 +76,7 @@ def rescue_expired(database: str, now: datetime) -> int:
             )
             if final:
                 task = registry.resolve_or_none(row["task_path"])
-                landed = Landed(row["id"], values["status"], row["has_dependents"])
+                landed = Landed(row["id"], row["attempt"], values["status"], row["has_dependents"])
                 after_final(database, task, row["id"], landed)
             elif values.get("due"):
                 engine.notify(row["queue_name"])

@@ -25,6 +25,12 @@ REGRESSIONS: list[tuple[str, int, int, str]] = [
         "a run started though its start could not be recorded; a run stopped "
         "while queued ended without its on_failure callback",
     ),
+    (
+        "postgresql",
+        202,
+        1800,
+        "a stale outcome written in one batch with the newer attempt's enqueued a second callback",
+    ),
 ]
 
 if __name__ == "__main__":
