@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -79,6 +80,8 @@ def main(argv: list[str]) -> int:
     from .servers import server_for
 
     args = parse_args(argv)
+    # A SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C: workers and server are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     profile = PROFILES[args.profile]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
     chaos_seconds = args.seconds or profile.chaos_seconds
@@ -115,17 +118,29 @@ def soak(vendor, profile, seed, chaos_seconds, server, worker_env, work: Path) -
 
     django.setup()
     from django.core.management import call_command
+
+    from .chaos import Fleet
+
+    call_command("migrate", verbosity=0, run_syncdb=True)
+    fleet = Fleet(profile.workers[vendor], worker_env, work / "workers")
+    try:
+        return run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work)
+    except BaseException:
+        fleet.thaw_all()
+        fleet.kill_all()
+        raise
+
+
+def run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work: Path) -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from .chaos import Chaos, Fleet
+    from .chaos import Chaos
     from .checker import check, check_leftovers
     from .producer import Producer, create_schedules, with_database_retries
     from .report import print_table
 
-    call_command("migrate", verbosity=0, run_syncdb=True)
     rng = random.Random(seed)
-    fleet = Fleet(profile.workers[vendor], worker_env, work / "workers")
     fleet.fill()
     for worker in list(fleet.live):
         worker.wait_for_output("started", timeout=60)
@@ -147,8 +162,14 @@ def soak(vendor, profile, seed, chaos_seconds, server, worker_env, work: Path) -
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # interrupted: no new worker may start after the fleet is killed
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        raise
     chaos.finish()
     fleet.fill()
     for worker in list(fleet.live):  # a replacement still booting would die of SIGTERM

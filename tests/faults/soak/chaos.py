@@ -74,6 +74,11 @@ class Fleet:
                 os.kill(pid, signal.SIGCONT)
             self.frozen.discard(pid)
 
+    def kill_all(self) -> None:
+        """An interrupted soak: leave no worker behind."""
+        for worker in self.live + self.retired:
+            worker.kill()
+
     def stop_all(self, timeout: float = 60.0) -> list[str]:
         """SIGTERM every worker and wait; returns what went wrong (exit codes, leftovers)."""
         self.thaw_all()
