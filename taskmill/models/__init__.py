@@ -2,6 +2,7 @@
 
 from .runs import ACTIVE_STATUSES, FINISHED_STATUSES, Run, RunDependency, RunStatus
 from .schedules import Schedule
+from .stats import RunStats
 from .workers import Queue, Worker
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "Queue",
     "Run",
     "RunDependency",
+    "RunStats",
     "RunStatus",
     "Schedule",
     "Worker",

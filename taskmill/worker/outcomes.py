@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from datetime import timedelta
 
 from django.db import DatabaseError, transaction
 
 from ..compat import task_finished
 from ..db import Engine
 from ..db.base import Landed
+from ..db.stats import Ended, add_stats
 from ..followups import enqueue_callbacks, resolve_dependents
 from ..models import Run
 from ..results import result_of
@@ -104,14 +106,16 @@ def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[Key,
         for completed in pending
     )
     if not follow_up:
-        # The common case stays one statement (one round trip on PostgreSQL).
-        landed = _by_attempt(engine.finish(outcomes))
+        with transaction.atomic(using=database):
+            landed = _by_attempt(engine.finish(outcomes))
+            add_stats(database, ended_attempts(pending, landed))
         late = [row.run_id for row in landed.values() if row.has_dependents]
         if late:
             _resolve_late(database, late)
         return landed
     with transaction.atomic(using=database):
         landed = _by_attempt(engine.finish(outcomes))
+        add_stats(database, ended_attempts(pending, landed))
         for completed in pending:
             row = landed.get(key_of(completed))
             if row is not None:
@@ -120,6 +124,29 @@ def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[Key,
         if finished:  # one pass for the whole batch
             resolve_dependents(database, finished)
     return landed
+
+
+def ended_attempts(pending: list[Completed], landed: dict[Key, Landed]) -> list[Ended]:
+    """The attempts of ``pending`` whose outcome landed, for the per-minute rollups."""
+    ended = []
+    for completed in pending:
+        row = landed.get(key_of(completed))
+        if row is not None:
+            ended.append(ended_attempt(completed, row.status))
+    return ended
+
+
+def ended_attempt(completed: Completed, status: str) -> Ended:
+    run, outcome = completed.run, completed.outcome
+    started = outcome.finished_at - timedelta(seconds=completed.duration)
+    return Ended(
+        queue_name=run.queue_name,
+        task_path=run.task_path,
+        status=status,
+        finished_at=outcome.finished_at,
+        duration=completed.duration,
+        latency=max((started - run.available_at).total_seconds(), 0.0),
+    )
 
 
 def _by_attempt(landed: dict[int, Landed]) -> dict[Key, Landed]:
