@@ -1,6 +1,6 @@
 """taskmill's tables: one module per concept."""
 
-from .runs import ACTIVE_STATUSES, FINISHED_STATUSES, Run, RunDependency, RunStatus
+from .runs import ACTIVE_STATUSES, FINISHED_STATUSES, Dashboard, Run, RunDependency, RunStatus
 from .schedules import Schedule
 from .stats import RunStats
 from .workers import Queue, Worker
@@ -8,6 +8,7 @@ from .workers import Queue, Worker
 __all__ = [
     "ACTIVE_STATUSES",
     "FINISHED_STATUSES",
+    "Dashboard",
     "Queue",
     "Run",
     "RunDependency",

@@ -149,3 +149,14 @@ class RunDependency(models.Model):
             models.UniqueConstraint(fields=["run", "depends_on"], name="taskmill_dependency_unique")
         ]
         indexes = [models.Index(fields=["depends_on"], name="taskmill_dependency_on")]
+
+
+class Dashboard(Run):
+    """No table of its own: the admin's control-room page, listed among taskmill's models
+    and shown to whoever may view runs."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("dashboard")
+        verbose_name_plural = _("dashboard")
+        default_permissions = ()

@@ -1,4 +1,4 @@
-"""A first view of the runs in the admin; the control room grows from here."""
+"""Schedules in the admin: edited there, or declared in code and shown read-only."""
 
 from __future__ import annotations
 
@@ -6,33 +6,9 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from .models import Run, Schedule
-from .scheduler.dag import check_acyclic
-from .scheduler.validation import schedulable_tasks
-
-
-@admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "task_path",
-        "status",
-        "queue_name",
-        "priority",
-        "attempt",
-        "enqueued_at",
-        "started_at",
-        "finished_at",
-    )
-    list_filter = ("status", "queue_name", "backend")
-    search_fields = ("task_path", "id")
-    date_hierarchy = "enqueued_at"
-    ordering = ("-id",)
-    readonly_fields = [field.name for field in Run._meta.fields]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        # Runs are created by enqueueing a task, never by hand.
-        return False
+from ..models import Schedule
+from ..scheduler.dag import check_acyclic
+from ..scheduler.validation import schedulable_tasks
 
 
 class ScheduleForm(forms.ModelForm):
@@ -45,7 +21,7 @@ class ScheduleForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if "task_path" in self.fields:
-            from .scheduler.declarations import autodiscover
+            from ..scheduler.declarations import autodiscover
 
             autodiscover()  # this process may not have imported the project's tasks yet
             paths = sorted(schedulable_tasks())

@@ -1,0 +1,143 @@
+"""The dashboard: queues, charts of the last hour, day or week, workers, and what needs a look.
+
+It is the changelist of a proxy model (``Dashboard``), so that it sits in the admin index
+among taskmill's models and follows the permission to view runs. Every section is also a
+fragment (``?fragment=queues``) that the page's small script re-fetches every few seconds
+while the tab is visible. Nothing here counts or scans the runs table: counts come from
+active runs through the claim indexes (``taskmill.overview``), charts from the per-minute
+rollups (``taskmill.rollups``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from .. import overview, registry
+from ..models import Dashboard, RunStats
+from ..rollups import WINDOWS, Point, Window, series
+from . import charts
+
+FRAGMENTS = ("queues", "charts", "workers", "attention")
+REFRESH_SECONDS = 5
+LATE_GRACE_SECONDS = 60.0
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):
+    """Not a list of rows: the control room's front page."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("taskmill.view_run")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        database = request.GET.get("db") or "default"
+        choice = _choices(request)
+        fragment = request.GET.get("fragment")
+        if fragment in FRAGMENTS:
+            context = {"choice": choice, **SECTIONS[fragment](database, choice)}
+            return TemplateResponse(request, f"taskmill/admin/dashboard/{fragment}.html", context)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "taskmill dashboard",
+            "opts": self.model._meta,
+            "choice": choice,
+            "windows": WINDOWS.values(),
+            "queues_known": _known_queues(database),
+            "tasks_known": sorted(registry.registered_tasks()),
+            "refresh_seconds": REFRESH_SECONDS,
+            "fragments": FRAGMENTS,
+        }
+        for section in FRAGMENTS:
+            context.update(SECTIONS[section](database, choice))
+        return TemplateResponse(request, "taskmill/admin/dashboard/page.html", context)
+
+
+def _choices(request: HttpRequest) -> dict[str, Any]:
+    window = WINDOWS.get(request.GET.get("window", ""), WINDOWS["hour"])
+    return {
+        "window": window,
+        "queue": request.GET.get("queue") or "",
+        "task": request.GET.get("task") or "",
+        "query": request.GET.urlencode(),
+    }
+
+
+def _known_queues(database: str) -> list[str]:
+    # The rollups' queues (a small table) and those with active runs or a switch.
+    names = set(RunStats.objects.using(database).values_list("queue_name", flat=True).distinct())
+    names.update(queue.name for queue in overview.queue_overview(database))
+    return sorted(names)
+
+
+def queues_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
+    return {"queues": overview.queue_overview(database)}
+
+
+def charts_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
+    window: Window = choice["window"]
+    points = series(window, database=database, queue=choice["queue"], task=choice["task"])
+    totals = {key: sum(point.counts[key] for point in points) for key in points[0].counts}
+    everything = sum(totals.values())
+    overall = Point(points[0].start)  # one histogram for the whole window
+    for point in points:
+        overall.durations = [a + b for a, b in zip(overall.durations, point.durations, strict=True)]
+        overall.latencies = [a + b for a, b in zip(overall.latencies, point.latencies, strict=True)]
+    return {
+        "totals": totals,
+        "total": everything,
+        "per_minute": everything / (window.span.total_seconds() / 60),
+        "duration_p50": overall.duration_ms(0.5),
+        "duration_p95": overall.duration_ms(0.95),
+        "latency_p50": overall.latency_ms(0.5),
+        "latency_p95": overall.latency_ms(0.95),
+        "throughput_chart": charts.stacked_bars(points),
+        "duration_chart": charts.percentile_lines(
+            points, lambda point, q: point.duration_ms(q), "duration p50 and p95"
+        ),
+        "latency_chart": charts.percentile_lines(
+            points, lambda point, q: point.latency_ms(q), "enqueue to start p50 and p95"
+        ),
+        "chart_series": charts.THROUGHPUT,
+    }
+
+
+def workers_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
+    workers = overview.worker_overview(database)
+    alive = [worker for worker in workers if worker.alive]
+    return {
+        "workers": workers,
+        "workers_alive": len(alive),
+        "slots": sum(worker.concurrency for worker in alive),
+        "busy": sum(worker.running for worker in alive),
+    }
+
+
+def attention_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "late_schedules": overview.late_schedules(database, grace=LATE_GRACE_SECONDS),
+        "orphaned_runs": overview.orphaned_runs(database, limit=20),
+    }
+
+
+SECTIONS = {
+    "queues": queues_section,
+    "charts": charts_section,
+    "workers": workers_section,
+    "attention": attention_section,
+}

@@ -1,0 +1,106 @@
+"""Reading the per-minute rollups (``RunStats``): time series for the dashboard's charts and
+totals for the metrics. Reads a few hundred aggregated rows, never the runs table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import F, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from .models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, RunStats
+from .models.stats import percentile_ms as _percentile
+
+# How each status is shown: a retry is written as READY.
+OUTCOMES = {
+    "SUCCESSFUL": "succeeded",
+    "FAILED": "failed",
+    "READY": "retried",
+    "CANCELLED": "cancelled",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """A chart's time range and the width of its bars."""
+
+    name: str
+    label: str
+    span: timedelta
+    step: timedelta
+
+
+WINDOWS = {
+    window.name: window
+    for window in (
+        Window("hour", "last hour", timedelta(hours=1), timedelta(minutes=1)),
+        Window("day", "last day", timedelta(days=1), timedelta(minutes=15)),
+        Window("week", "last week", timedelta(days=7), timedelta(hours=1)),
+    )
+}
+
+
+@dataclass
+class Point:
+    """One bar of a chart: the attempts that ended in [start, start + step)."""
+
+    start: datetime
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES.values(), 0))
+    durations: list[int] = field(default_factory=lambda: [0] * len(BUCKET_BOUNDS_MS))
+    latencies: list[int] = field(default_factory=lambda: [0] * len(BUCKET_BOUNDS_MS))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def duration_ms(self, fraction: float) -> float | None:
+        return _percentile(self.durations, fraction)
+
+    def latency_ms(self, fraction: float) -> float | None:
+        return _percentile(self.latencies, fraction)
+
+
+def series(
+    window: Window,
+    *,
+    database: str = "default",
+    queue: str | None = None,
+    task: str | None = None,
+    now: datetime | None = None,
+) -> list[Point]:
+    """The window's bars, oldest first, empty ones included (a gap is information too)."""
+    now = now or timezone.now()
+    end = _floor(now, window.step) + window.step
+    start = end - window.span
+    rows = RunStats.objects.using(database).filter(minute__gte=start, minute__lt=end)
+    if queue:
+        rows = rows.filter(queue_name=queue)
+    if task:
+        rows = rows.filter(task_path=task)
+    # Summed in the database per minute (or per hour for a week): at most a few thousand rows
+    # whatever the number of tasks and queues.
+    when = TruncHour("minute", tzinfo=UTC) if window.step >= timedelta(hours=1) else F("minute")
+    sums = {column: Sum(column) for column in ("count", *DURATION_COLUMNS, *LATENCY_COLUMNS)}
+    grouped = rows.annotate(when=when).values("when", "status").annotate(**sums).order_by()
+    points = [Point(start + window.step * index) for index in range(int(window.span / window.step))]
+    for row in grouped:
+        index = int((row["when"] - start) / window.step)
+        if not 0 <= index < len(points):
+            continue
+        point = points[index]
+        outcome = OUTCOMES.get(row["status"])
+        if outcome is not None:
+            point.counts[outcome] += row["count"] or 0
+        for bucket, column in enumerate(DURATION_COLUMNS):
+            point.durations[bucket] += row[column] or 0
+        for bucket, column in enumerate(LATENCY_COLUMNS):
+            point.latencies[bucket] += row[column] or 0
+    return points
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    """``moment`` rounded down to a multiple of ``step`` (steps divide an hour or a day)."""
+    epoch = datetime(2000, 1, 1, tzinfo=moment.tzinfo)
+    return epoch + ((moment - epoch) // step) * step
