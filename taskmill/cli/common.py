@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
@@ -114,3 +117,56 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
     return value
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--database`` (a DATABASES alias) or ``--backend`` (a TASKS alias): where to read."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--database",
+        metavar="ALIAS",
+        help="The DATABASES alias to read (default: the default taskmill backend's database).",
+    )
+    where.add_argument(
+        "--backend", metavar="ALIAS", help="Read the database of this TASKS alias instead."
+    )
+
+
+def chosen_database(options: dict[str, Any]) -> str:
+    alias = options.get("database")
+    if alias is None:
+        return taskmill_backend(options.get("backend")).database
+    if alias not in connections.settings:
+        raise CommandError(f"There is no database named {alias!r} in DATABASES.")
+    return alias
+
+
+# The exit status of a read-only command that could not read its database: distinct from 1
+# (a problem found), so that a health check can tell "unhealthy" from "cannot tell".
+UNREACHABLE = 2
+
+
+def unreadable(alias: str, exc: DatabaseError) -> CommandError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CommandError(
+        f"Cannot read the database {describe_database(alias)}: {reason}", returncode=UNREACHABLE
+    )
+
+
+def ensure_reachable(alias: str) -> None:
+    """Connect now, or fail with one clear line and exit status 2."""
+    try:
+        connections[alias].ensure_connection()
+    except DatabaseError as exc:
+        raise unreadable(alias, exc) from exc
+
+
+@contextlib.contextmanager
+def reading_database(alias: str) -> Iterator[None]:
+    """A database error while reading (the server gone meanwhile, tables not migrated) is
+    one clear line and exit status 2, not a traceback."""
+    ensure_reachable(alias)
+    try:
+        yield
+    except DatabaseError as exc:
+        raise unreadable(alias, exc) from exc

@@ -14,10 +14,15 @@ SUBCOMMANDS = {
     "export-schedules": "taskmill.cli.export_schedules",
     "import-schedules": "taskmill.cli.import_schedules",
     "prune": "taskmill.cli.prune",
+    "status": "taskmill.cli.status",
+    "health": "taskmill.cli.health",
 }
 
 # Services started by a supervisor, maybe before the database: they wait for it.
 WAITS_FOR_DATABASE = {"worker", "scheduler"}
+# Reports: a database they cannot reach is their answer (exit status 2, one line), not a
+# traceback from Django's system checks, which ask the server its version.
+REPORTS_ON_DATABASE = {"status", "health"}
 
 
 class Command(BaseCommand):
@@ -49,6 +54,10 @@ class Command(BaseCommand):
 
             configure_logging(options.get("verbosity", 1))
             wait_for_database(taskmill_backend(options.get("backend")).database)
+        elif options.get("subcommand") in REPORTS_ON_DATABASE:
+            from taskmill.cli.common import chosen_database, ensure_reachable
+
+            ensure_reachable(chosen_database(options))
         return super().execute(*args, **options)
 
     def handle(self, *args, **options) -> None:
