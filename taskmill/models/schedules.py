@@ -161,12 +161,31 @@ class Schedule(models.Model):
         instance._loaded_definition = instance._definition()
         return instance
 
-    def _definition(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name, None) for name in self.DEFINITION_FIELDS)
+    def refresh_from_db(self, using: Any = None, fields: Any = None, **kwargs: Any) -> None:
+        super().refresh_from_db(using, fields, **kwargs)
+        loaded = getattr(self, "_loaded_definition", None)
+        if fields is None or loaded is None:
+            self._loaded_definition = self._definition()
+        else:  # a deferred field read on demand: it is part of the stored definition
+            loaded.update(self._definition(only=fields))
+
+    def _definition(self, only: Any = None) -> dict[str, Any]:
+        """The fields that decide fire times, as they are now. A field left out by
+        only()/defer() is left out here too: reading it would load it, and loading calls
+        from_db, which would read it again, for ever."""
+        deferred = self.get_deferred_fields()
+        names = self.DEFINITION_FIELDS if only is None else set(only) & set(self.DEFINITION_FIELDS)
+        return {name: getattr(self, name, None) for name in names if name not in deferred}
 
     @property
     def definition_changed(self) -> bool:
-        return getattr(self, "_loaded_definition", None) != self._definition()
+        loaded = getattr(self, "_loaded_definition", None)
+        if loaded is None:
+            return True
+        current = self._definition()
+        return current.keys() != loaded.keys() or any(
+            current[name] != value for name, value in loaded.items()
+        )
 
     # -- validation -----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from django.contrib.auth.models import User
 
-from taskmill.admin import ScheduleForm
+from taskmill.admin.schedules import ScheduleForm
 from taskmill.models import Schedule
 
 from .conftest import TASK, make_schedule

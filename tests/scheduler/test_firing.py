@@ -217,3 +217,12 @@ def test_a_next_fire_time_set_by_hand_fires_then_the_trigger_resumes():
     firing.tick(now=now)
     firing.tick(now=datetime(2027, 3, 1, 11, tzinfo=UTC))
     assert fire_times(schedule) == [now, datetime(2027, 3, 1, 11, tzinfo=UTC)]
+
+
+def test_a_schedule_loaded_with_deferred_fields_loads_them_on_demand():
+    # A schedule read with only() (the dashboard's late schedules) recursed for ever: from_db
+    # read every definition field, each deferred read loaded the row through from_db again.
+    make_schedule(START, name="partial", kind=Schedule.Kind.INTERVAL, interval=timedelta(hours=1))
+    partial = Schedule.objects.only("name").get(name="partial")
+    assert partial.interval == timedelta(hours=1)  # loaded on demand, once
+    assert not partial.definition_changed

@@ -1,0 +1,71 @@
+"""The dashboard: what it shows after real work, its fragments, who may see it, and that it
+never counts the runs table."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from taskmill.models import Queue
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/admin/taskmill/dashboard/"
+
+
+def unbounded_run_counts(queries: list[dict]) -> list[str]:
+    """Queries that COUNT rows of the runs table with neither a LIMIT nor a status filter:
+    their cost grows with every finished run ever kept."""
+    found = []
+    for query in queries:
+        sql = query["sql"]
+        if re.search(r"COUNT\(", sql, re.I) and "taskmill_run" in sql.replace("taskmill_run_", ""):
+            if not re.search(r"LIMIT|status", sql, re.I):
+                found.append(sql)
+    return found
+
+
+def test_the_dashboard_shows_queues_charts_and_workers_after_real_work(admin_client, run_worker):
+    tasks.add.enqueue_many([((i, i), {}) for i in range(20)])
+    tasks.flaky.enqueue(1)
+    tasks.fail.enqueue("on purpose")
+    run_worker("--burst", "--no-scheduler")
+    tasks.noop.using(queue_name="emails").enqueue()  # left ready
+    Queue.objects.create(name="emails", paused=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(URL)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Queues" in page and "emails" in page and "paused" in page
+    # 20 adds + the flaky success + the failure, and the flaky's retried attempt.
+    assert re.search(r"<strong>23</strong> attempts", page), page
+    assert page.count('<rect class="tm-ok"') >= 1
+    assert page.count('<rect class="tm-fail"') == 1
+    assert '<polyline class="tm-p95"' in page
+    assert "Workers: 0 alive" in page  # the burst worker has stopped
+    assert unbounded_run_counts(queries.captured_queries) == []
+
+    for fragment in ("queues", "charts", "workers", "attention"):
+        part = admin_client.get(URL, {"fragment": fragment, "window": "day"})
+        assert part.status_code == 200
+        assert "<html" not in part.content.decode()
+    week = admin_client.get(URL, {"window": "week", "queue": "default"}).content.decode()
+    assert re.search(r"<strong>23</strong> attempts", week)
+    other = admin_client.get(URL, {"queue": "emails"}).content.decode()
+    assert re.search(r"<strong>0</strong> attempts", other)
+
+
+def test_only_who_may_view_runs_sees_the_dashboard(client):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(URL).status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_run"))
+    assert client.get(URL).status_code == 200
+    index = client.get("/admin/").content.decode()
+    assert URL in index  # listed in the admin index
