@@ -24,9 +24,11 @@ def unbounded_run_counts(queries: list[dict]) -> list[str]:
     found = []
     for query in queries:
         sql = query["sql"]
-        if re.search(r"COUNT\(", sql, re.I) and "taskmill_run" in sql.replace("taskmill_run_", ""):
-            if not re.search(r"LIMIT|status", sql, re.I):
-                found.append(sql)
+        counts_runs = re.search(r"COUNT\(", sql, re.I) and "taskmill_run" in sql.replace(
+            "taskmill_run_", ""
+        )
+        if counts_runs and not re.search(r"LIMIT|status", sql, re.I):
+            found.append(sql)
     return found
 
 
