@@ -1,13 +1,22 @@
-"""Runs in the admin: a list that stays fast with millions of rows, and each run's page."""
+"""Runs in the admin: a list that stays fast with millions of rows, and each run's page with
+its arguments, outcome, every attempt's error, its schedule, dependencies and callbacks."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 
-from ..models import Run
+from ..models import Run, RunDependency
+from ..registry import resolve_or_none
+from ..tasks import effective_option
+from . import display
+from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
 
 # Past this many matching rows a list says "more than N" instead of counting them all.
 COUNT_CAP = 10_000
@@ -33,26 +42,183 @@ class RunChangeList(ChangeList):
 class RunAdmin(admin.ModelAdmin):
     list_display = (
         "id",
-        "task_path",
+        "task_name",
         "status",
         "queue_name",
         "priority",
         "attempt",
-        "enqueued_at",
-        "started_at",
-        "finished_at",
+        "enqueued",
+        "started",
+        "finished",
+        "duration",
     )
-    list_filter = ("status",)
+    list_filter = ("status", QueueFilter, TaskFilter, EnqueuedWithinFilter)
     search_fields = ("task_path", "id")
     ordering = ("-id",)
-    readonly_fields = [field.name for field in Run._meta.fields]
+    list_per_page = 50
     paginator = CappedPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+    fieldsets = (
+        (None, {"fields": ("task_path", "status", "queue_name", "priority", "attempts")}),
+        (
+            "Times",
+            {
+                "fields": (
+                    "enqueued_at_ms",
+                    "available_at_ms",
+                    "started_at_ms",
+                    "last_attempted_at_ms",
+                    "finished_at_ms",
+                    "duration",
+                    "expires_at_ms",
+                )
+            },
+        ),
+        ("Arguments", {"fields": ("args_json", "kwargs_json")}),
+        ("Outcome", {"fields": ("return_value_json", "errors_list")}),
+        (
+            "Workers",
+            {"fields": ("worker_id", "workers", "lease_expires_at_ms", "stop_requested")},
+        ),
+        (
+            "Schedule, dependencies, callbacks",
+            {"fields": ("schedule_link", "scheduled_for", "depends_on", "dependents", "callbacks")},
+        ),
+        ("Storage", {"fields": ("backend", "unique_key", "options"), "classes": ("collapse",)}),
+    )
+
+    class Media:
+        css = {"all": ("taskmill/control-room.css",)}
 
     def get_changelist(self, request, **kwargs):
         return RunChangeList
 
+    def get_readonly_fields(self, request, obj=None):
+        return [name for _title, group in self.fieldsets for name in group["fields"]]
+
     def has_add_permission(self, request, obj=None) -> bool:
-        # Runs are created by enqueueing a task, never by hand.
-        return False
+        return False  # runs are created by enqueueing a task, never by hand
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # what happened is not edited: a run's page is read-only, no Save
+
+    # -- the list -----------------------------------------------------------------------
+
+    @admin.display(description="task", ordering="task_path")
+    def task_name(self, run: Run) -> str:
+        module, _, name = run.task_path.rpartition(".")
+        return format_html('<span title="{}">{}</span>', run.task_path, name or module)
+
+    @admin.display(description="enqueued", ordering="enqueued_at")
+    def enqueued(self, run: Run) -> str:
+        return display.moment(run.enqueued_at)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, run: Run) -> str:
+        return display.moment(run.last_attempted_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, run: Run) -> str:
+        return display.moment(run.finished_at)
+
+    @admin.display(description="duration")
+    def duration(self, run: Run) -> str:
+        """The last attempt's, from its start to its end (or to now, while it runs)."""
+        return display.between(run.last_attempted_at, run.finished_at)
+
+    # -- one run ------------------------------------------------------------------------
+
+    @admin.display(description="attempts")
+    def attempts(self, run: Run) -> str:
+        task = resolve_or_none(run.task_path)
+        limit = effective_option(task, run.options, "max_attempts") if task else None
+        return f"{run.attempt} (at most {limit} failing)" if limit else str(run.attempt)
+
+    @admin.display(description="enqueued at")
+    def enqueued_at_ms(self, run: Run) -> str:
+        return display.moment_ms(run.enqueued_at)
+
+    @admin.display(description="available at")
+    def available_at_ms(self, run: Run) -> str:
+        return display.moment_ms(run.available_at)
+
+    @admin.display(description="first started at")
+    def started_at_ms(self, run: Run) -> str:
+        return display.moment_ms(run.started_at)
+
+    @admin.display(description="last attempt started at")
+    def last_attempted_at_ms(self, run: Run) -> str:
+        return display.moment_ms(run.last_attempted_at)
+
+    @admin.display(description="finished at")
+    def finished_at_ms(self, run: Run) -> str:
+        return display.moment_ms(run.finished_at)
+
+    @admin.display(description="expires at")
+    def expires_at_ms(self, run: Run) -> str:
+        return display.moment_ms(run.expires_at)
+
+    @admin.display(description="lease expires at")
+    def lease_expires_at_ms(self, run: Run) -> str:
+        return display.moment_ms(run.lease_expires_at)
+
+    @admin.display(description="positional arguments")
+    def args_json(self, run: Run) -> str:
+        return display.pretty_json(run.args)
+
+    @admin.display(description="keyword arguments")
+    def kwargs_json(self, run: Run) -> str:
+        return display.pretty_json(run.kwargs)
+
+    @admin.display(description="return value")
+    def return_value_json(self, run: Run) -> str:
+        return display.pretty_json(run.return_value)
+
+    @admin.display(description="errors, one per failed attempt")
+    def errors_list(self, run: Run) -> str:
+        return display.error_list(run.errors)
+
+    @admin.display(description="workers, one per attempt")
+    def workers(self, run: Run) -> str:
+        return format_html_join(", ", "{}", ((worker,) for worker in run.worker_ids)) or "—"
+
+    @admin.display(description="schedule")
+    def schedule_link(self, run: Run) -> str:
+        if run.schedule_id is None:
+            return "—"
+        url = reverse("admin:taskmill_schedule_change", args=[run.schedule_id])
+        return format_html('<a href="{}">{}</a>', url, run.schedule)
+
+    @admin.display(description="depends on")
+    def depends_on(self, run: Run) -> str:
+        links = RunDependency.objects.filter(run=run).select_related("depends_on")
+        return _run_links(link.depends_on for link in links)
+
+    @admin.display(description="runs that depend on it")
+    def dependents(self, run: Run) -> str:
+        links = RunDependency.objects.filter(depends_on=run).select_related("run")[:100]
+        return _run_links(link.run for link in links)
+
+    @admin.display(description="callbacks")
+    def callbacks(self, run: Run) -> str:
+        task = resolve_or_none(run.task_path)
+        paths = [getattr(task, name, None) for name in ("on_success", "on_failure")]
+        paths = [path for path in paths if path]
+        if not paths:
+            return "—"
+        # A callback's only argument is this run's id; recent runs are enough to look in.
+        enqueued = Run.objects.filter(
+            task_path__in=paths, args=[str(run.pk)], id__gt=run.pk
+        ).order_by("id")[:10]
+        return _run_links(enqueued) if enqueued else "none enqueued (yet)"
+
+
+def _run_links(runs: Any) -> str:
+    rows = [
+        (reverse("admin:taskmill_run_change", args=[run.pk]), run.pk, run.task_path, run.status)
+        for run in runs
+    ]
+    if not rows:
+        return "—"
+    return format_html_join(", ", '<a href="{}">#{}</a> {} ({})', rows)

@@ -1,0 +1,68 @@
+"""How the control room shows times, durations, JSON and errors: to the second (or the
+millisecond where it matters), never one escaped JSON string."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from ..templatetags.taskmill_admin import seconds
+
+
+def moment(value: datetime | None) -> str:
+    """A time in the admin's time zone, to the second ("2026-12-01 14:03:27")."""
+    if value is None:
+        return "—"
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+
+
+def moment_ms(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}"
+
+
+def between(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "—"
+    return seconds(max((end - start).total_seconds(), 0.0))
+
+
+def pretty_json(value: Any) -> SafeString:
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return format_html('<pre class="tm-json">{}</pre>', text)
+
+
+def error_list(errors: list[dict[str, Any]] | Any) -> SafeString:
+    """Each failed attempt's exception in one line, its traceback below, readable."""
+    if not isinstance(errors, list) or not errors:
+        return format_html('<span class="tm-quiet">{}</span>', "none")
+    return format_html(
+        '<ol class="tm-errors">{}</ol>',
+        format_html_join(
+            "",
+            "<li><strong>{}</strong>: {}<details><summary>traceback</summary>"
+            '<pre class="tm-traceback">{}</pre></details></li>',
+            (_error_row(error) for error in errors),
+        ),
+    )
+
+
+def _error_row(error: Any) -> tuple[str, str, str]:
+    if not isinstance(error, dict):
+        return ("(not an error entry)", repr(error)[:500], "")
+    path = str(error.get("exception_class_path", "?"))
+    text = str(error.get("traceback", ""))
+    return (path.rsplit(".", 1)[-1], last_line(text), text)
+
+
+def last_line(traceback_text: str) -> str:
+    """The exception's own line of a traceback (its last non-empty line)."""
+    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

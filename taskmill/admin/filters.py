@@ -1,0 +1,59 @@
+"""List filters for the runs that never scan the runs table to find their choices (Django's
+default for a field lists its distinct values: a full scan of millions of rows)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.utils import timezone
+
+from .. import overview, registry
+from ..models import RunStats
+
+
+class QueueFilter(admin.SimpleListFilter):
+    title = "queue"
+    parameter_name = "queue_name"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        names = set(RunStats.objects.values_list("queue_name", flat=True).distinct())
+        names.update(queue.name for queue in overview.queue_overview())
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(queue_name=self.value()) if self.value() else queryset
+
+
+class TaskFilter(admin.SimpleListFilter):
+    title = "task"
+    parameter_name = "task_path"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        paths = set(registry.registered_tasks())
+        paths.update(RunStats.objects.values_list("task_path", flat=True).distinct())
+        return [(path, path) for path in sorted(paths)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(task_path=self.value()) if self.value() else queryset
+
+
+class EnqueuedWithinFilter(admin.SimpleListFilter):
+    title = "enqueued"
+    parameter_name = "enqueued_within"
+    CHOICES: dict[str, tuple[str, timedelta]] = {
+        "15m": ("in the last 15 minutes", timedelta(minutes=15)),
+        "1h": ("in the last hour", timedelta(hours=1)),
+        "1d": ("in the last day", timedelta(days=1)),
+        "7d": ("in the last week", timedelta(days=7)),
+    }
+
+    def lookups(self, request, model_admin) -> list[tuple[str, Any]]:
+        return [(key, label) for key, (label, _span) in self.CHOICES.items()]
+
+    def queryset(self, request, queryset):
+        choice = self.CHOICES.get(self.value() or "")
+        if choice is None:
+            return queryset
+        return queryset.filter(enqueued_at__gte=timezone.now() - choice[1])
