@@ -1,0 +1,41 @@
+"""Tasks for tests/test_testing_helper.py: run in the test's own process by run_queued()."""
+
+from __future__ import annotations
+
+import taskmill
+from taskmill.compat import task
+
+
+# A real backoff (10 s, then up to 20 s): run_queued() must not wait it out.
+@taskmill.task(takes_context=True, max_attempts=3, backoff_base=10.0, backoff_cap=20.0)
+def fails_twice(context) -> int:
+    if context.attempt <= 2:
+        raise ConnectionError(f"attempt {context.attempt} failed")
+    return context.attempt
+
+
+@taskmill.task(on_success="tests.testapp.helper_tasks.remember_success")
+def with_callback(value: int) -> int:
+    return value * 2
+
+
+@task
+def remember_success(run_id: str) -> str:
+    from tests.testapp.models import Effect
+
+    Effect.objects.create(name=f"succeeded {run_id}")
+    return run_id
+
+
+@task
+def append_step(name: str) -> str:
+    from tests.testapp.models import Effect
+
+    Effect.objects.create(name=name)
+    return name
+
+
+@task
+def enqueues_itself(generation: int) -> int:
+    enqueues_itself.enqueue(generation + 1)
+    return generation
