@@ -9,6 +9,7 @@ import smtplib
 import socket
 from collections.abc import Iterator
 from email.message import MIMEPart
+from email.mime.image import MIMEImage
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -24,7 +25,11 @@ from taskmill.contrib.mail.errors import (
     is_retryable,
     permanent_refusal,
 )
-from taskmill.contrib.mail.message_json import message_from_json, message_to_json
+from taskmill.contrib.mail.message_json import (
+    DJANGO_TAKES_MIMEPART,
+    message_from_json,
+    message_to_json,
+)
 from taskmill.contrib.mail.tasks import delivery_backend
 from taskmill.models import Run, RunStatus
 from taskmill.testing import run_queued
@@ -298,8 +303,12 @@ def test_the_queue_and_attempts_come_from_the_settings(queued_mail, settings):
 def test_a_mime_part_attachment_travels_as_json(queued_mail, settings, mailoutbox):
     # Through the database and the real worker code (in-process), into Django's outbox.
     settings.TASKMILL_MAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    part = MIMEPart()
-    part.set_content(BINARY, maintype="image", subtype="png", filename="logo.png")
+    if DJANGO_TAKES_MIMEPART:
+        part = MIMEPart()
+        part.set_content(BINARY, maintype="image", subtype="png", filename="logo.png")
+    else:  # Django 5.2 takes only the legacy MIMEBase
+        part = MIMEImage(BINARY, "png")
+        part.add_header("Content-Disposition", "attachment", filename="logo.png")
     message = EmailMultiAlternatives("Logo", "See attached", "shop@example.com", ["a@x.org"])
     message.attach(part)
     message.send()
