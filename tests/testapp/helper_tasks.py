@@ -6,8 +6,13 @@ import taskmill
 from taskmill.compat import task
 
 
-# A real backoff (10 s, then up to 20 s): run_queued() must not wait it out.
-@taskmill.task(takes_context=True, max_attempts=3, backoff_base=10.0, backoff_cap=20.0)
+def _half_a_minute(failures: int, exc: BaseException) -> float:
+    # Fixed, not jittered: full jitter may draw a delay short enough to come due mid-test.
+    return 30.0
+
+
+# A real backoff: run_queued() must not wait it out.
+@taskmill.task(takes_context=True, max_attempts=3, backoff=_half_a_minute)
 def fails_twice(context) -> int:
     if context.attempt <= 2:
         raise ConnectionError(f"attempt {context.attempt} failed")
