@@ -101,8 +101,8 @@ def run_queued(
         if time.monotonic() >= deadline and left:
             raise TimeoutError(
                 f"run_queued() still had {left} run(s) to go after {timeout}s "
-                f"({attempts} attempt(s) in {rounds} round(s)); a task that keeps "
-                "enqueueing more work never drains."
+                f"({attempts} attempt(s) in {rounds} round(s)); work that keeps coming back "
+                "(a task that enqueues itself, retries without end) never drains."
             )
         # A round that ran nothing found nothing it could run: what is left (paused,
         # deferred with include_deferred=False, waiting on a run that never ran) stays.
