@@ -102,12 +102,10 @@ def message_to_json(message: EmailMessage) -> dict[str, Any]:
     A subclass of ``EmailMessage`` travels as the base class it extends
     (``EmailMultiAlternatives`` or ``EmailMessage``): its data goes, its methods do not.
     """
-    alternatives = getattr(message, "alternatives", None)
+    multipart = isinstance(message, EmailMultiAlternatives)
     data: dict[str, Any] = {
         "format": FORMAT,
-        "class": "EmailMultiAlternatives"
-        if isinstance(message, EmailMultiAlternatives)
-        else "EmailMessage",
+        "class": "EmailMultiAlternatives" if multipart else "EmailMessage",
         "subject": str(message.subject),
         "body": str(message.body),
         "from_email": str(message.from_email),
@@ -123,13 +121,13 @@ def message_to_json(message: EmailMessage) -> dict[str, Any]:
             for index, attachment in enumerate(message.attachments)
         ],
     }
-    if alternatives is not None:
+    if multipart:
         data["alternatives"] = [
             {
                 "content": _content_to_json(content, f"alternative {index}"),
                 "mimetype": str(mimetype),
             }
-            for index, (content, mimetype) in enumerate(alternatives)
+            for index, (content, mimetype) in enumerate(message.alternatives)
         ]
     return data
 
