@@ -108,3 +108,13 @@ TASKMILL_HEARTBEAT_INTERVAL = float(os.environ.get("TASKMILL_TEST_HEARTBEAT", "2
 TASKMILL_LEASE = float(os.environ.get("TASKMILL_TEST_LEASE", "60"))
 TASKMILL_RESCUE_INTERVAL = float(os.environ.get("TASKMILL_TEST_RESCUE", "2"))
 TASKMILL_TIMEOUT_GRACE = 1.0
+
+# Queued e-mail (tests/contrib/test_mail.py): its worker processes send through SMTP to the
+# server the test started, on the port passed down; only there, as Django 6.1 warns about
+# each EMAIL_* setting. Retries come quickly.
+if "TASKMILL_TEST_SMTP_PORT" in os.environ:
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = int(os.environ["TASKMILL_TEST_SMTP_PORT"])
+    EMAIL_TIMEOUT = 10
+TASKMILL_MAIL_BACKOFF_BASE = 0.05
+TASKMILL_MAIL_BACKOFF_CAP = 0.2

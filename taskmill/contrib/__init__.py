@@ -1,0 +1,1 @@
+"""Optional parts of taskmill built on its public API: each is used only when named."""
