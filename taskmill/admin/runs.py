@@ -7,15 +7,18 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from ..models import Run, RunDependency
 from ..registry import resolve_or_none
 from ..tasks import effective_option
-from . import display
+from . import display, run_actions
 from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
 
 # Past this many matching rows a list says "more than N" instead of counting them all.
@@ -91,8 +94,52 @@ class RunAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("taskmill/control-room.css",)}
 
+    actions = [*run_actions.LIST_ACTIONS, run_actions.delete_finished]
+
     def get_changelist(self, request, **kwargs):
         return RunChangeList
+
+    def get_actions(self, request, action_location=None):
+        # Django 6.1 passes where the actions are shown (the list, or a run's page); 5.2 not.
+        located = {} if action_location is None else {"action_location": action_location}
+        actions = super().get_actions(request, **located)
+        # Django's own would list every related object of every selected run on one page,
+        # and delete running ones: delete_finished replaces it.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("taskmill.retry_run")
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("taskmill.cancel_run")
+
+    def has_copy_permission(self, request) -> bool:
+        return request.user.has_perm("taskmill.enqueue_run")
+
+    def get_urls(self):
+        act = self.admin_site.admin_view(self.act_view)
+        return [
+            path("<path:object_id>/act/<str:name>/", act, name="taskmill_run_act"),
+            *super().get_urls(),
+        ]
+
+    def act_view(self, request: HttpRequest, object_id: str, name: str) -> HttpResponse:
+        """A button on a run's page: one action on this one run (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run = get_object_or_404(Run, pk=object_id)
+        action = run_actions.ACTIONS.get(name)
+        if action is None or action not in run_actions.available(request, run):
+            raise PermissionDenied
+        result = run_actions.perform(request, action, Run.objects.filter(pk=run.pk))
+        run_actions.report(self, request, action, result)
+        return redirect("admin:taskmill_run_change", run.pk)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = Run.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        extra = {"run_actions": run_actions.available(request, run) if run else []}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_readonly_fields(self, request, obj=None):
         return [name for _title, group in self.fieldsets for name in group["fields"]]

@@ -118,6 +118,13 @@ class Run(models.Model):
         verbose_name = _("task run")
         verbose_name_plural = _("task runs")
         ordering = ["-id"]
+        # What the control room lets an operator do, beyond Django's view/delete.
+        permissions = [
+            ("retry_run", _("Can retry failed or cancelled runs")),
+            ("cancel_run", _("Can cancel or stop runs")),
+            ("enqueue_run", _("Can enqueue runs from the admin")),
+            ("view_run_arguments", _("Can see runs' arguments and return values")),
+        ]
         indexes = [
             ClaimIndex(name="taskmill_run_claim"),
             StageIndex(name="taskmill_run_stage"),

@@ -38,6 +38,7 @@ class Worker(models.Model):
         verbose_name = _("worker")
         verbose_name_plural = _("workers")
         ordering = ["-started_at"]
+        permissions = [("shutdown_worker", _("Can shut workers down"))]
 
     def __str__(self) -> str:
         return self.id
@@ -56,6 +57,7 @@ class Queue(models.Model):
         verbose_name = _("queue")
         verbose_name_plural = _("queues")
         ordering = ["name"]
+        permissions = [("pause_queue", _("Can pause and resume queues"))]
 
     def __str__(self) -> str:
         return self.name
