@@ -31,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "TASKMILL_RESULT_TTL": None,
     "TASKMILL_PRUNE_INTERVAL": 60.0,
     "TASKMILL_PRUNE_BATCH": 500,
+    # The admin: keyword arguments (at any depth) shown as "********", and a hook
+    # "module.function(run, args, kwargs) -> (args, kwargs)" for anything else to hide.
+    "TASKMILL_ADMIN_MASKED_KEYS": ("password", "secret", "token", "api_key", "authorization"),
+    "TASKMILL_ADMIN_MASK": None,
 }
 
 

@@ -3,6 +3,8 @@ its arguments, outcome, every attempt's error, its schedule, dependencies and ca
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from django.contrib import admin
@@ -18,8 +20,10 @@ from django.utils.html import format_html, format_html_join
 from ..models import Run, RunDependency
 from ..registry import resolve_or_none
 from ..tasks import effective_option
-from . import display, run_actions
+from . import display, masking, run_actions
 from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
+
+ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
 # Past this many matching rows a list says "more than N" instead of counting them all.
 COUNT_CAP = 10_000
@@ -56,7 +60,11 @@ class RunAdmin(admin.ModelAdmin):
         "duration",
     )
     list_filter = ("status", QueueFilter, TaskFilter, EnqueuedWithinFilter)
-    search_fields = ("task_path", "id")
+    search_fields = ("task_path",)
+    search_help_text = (
+        "A run id, part of a task's path, or key=value to find runs whose keyword arguments "
+        'hold it (account=42, email="a@b.c"; the value is read as JSON when it can be).'
+    )
     ordering = ("-id",)
     list_per_page = 50
     paginator = CappedPaginator
@@ -95,6 +103,24 @@ class RunAdmin(admin.ModelAdmin):
         css = {"all": ("taskmill/control-room.css",)}
 
     actions = [*run_actions.LIST_ACTIONS, run_actions.delete_finished]
+
+    def get_search_results(self, request, queryset, search_term):
+        """An id goes straight to its run; key=value looks inside the keyword arguments;
+        anything else is a part of the task's path."""
+        term = search_term.strip()
+        if term.isdigit():
+            return queryset.filter(pk=int(term)), False
+        match = ARGUMENT_SEARCH.match(term)
+        if match:
+            if not masking.may_see_arguments(request):
+                return queryset.none(), False  # no probing of what one may not see
+            key, raw = match.groups()
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+            return queryset.filter(**{f"kwargs__{key}": value}), False
+        return super().get_search_results(request, queryset, search_term)
 
     def get_changelist(self, request, **kwargs):
         return RunChangeList
@@ -212,15 +238,24 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="positional arguments")
     def args_json(self, run: Run) -> str:
-        return display.pretty_json(run.args)
+        return display.pretty_json(masking.masked_arguments(run)[0])
 
     @admin.display(description="keyword arguments")
     def kwargs_json(self, run: Run) -> str:
-        return display.pretty_json(run.kwargs)
+        return display.pretty_json(masking.masked_arguments(run)[1])
 
     @admin.display(description="return value")
     def return_value_json(self, run: Run) -> str:
-        return display.pretty_json(run.return_value)
+        return display.pretty_json(masking.masked_value(run.return_value))
+
+    def get_fieldsets(self, request, obj=None):
+        if masking.may_see_arguments(request):
+            return self.fieldsets
+        hidden = {"args_json", "kwargs_json", "return_value_json"}
+        return [
+            (title, {**group, "fields": [f for f in group["fields"] if f not in hidden]})
+            for title, group in self.fieldsets
+        ]
 
     @admin.display(description="errors, one per failed attempt")
     def errors_list(self, run: Run) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from taskmill.models import Run
 from tests.admin.test_dashboard import unbounded_run_counts
@@ -53,3 +55,26 @@ def test_the_list_shows_seconds_and_durations_and_never_counts_the_table(admin_c
     assert f">{results[0].id}<" not in other
     found = admin_client.get(LIST, {"q": results[2].id}).content.decode()
     assert f">{results[2].id}<" in found
+
+
+def test_search_inside_arguments_and_masking_follow_the_permission(client):
+    wanted = tasks.send_email.enqueue(to="x@y.z").id
+    secret = Run.objects.create(
+        task_path="tests.testapp.tasks.send_email", backend="default", queue_name="emails",
+        args=[], kwargs={"to": "a@b.c", "password": "hunter2", "nested": {"Token": "t0k3n"}},
+        enqueued_at=timezone.now(), available_at=timezone.now(),
+    )  # fmt: skip
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
+    client.force_login(viewer)
+    page = client.get(f"{LIST}{secret.pk}/change/").content.decode()
+    assert "a@b.c" not in page and "hunter2" not in page and "keyword arguments" not in page
+    assert f">{secret.pk}<" not in client.get(LIST, {"q": "to=a@b.c"}).content.decode()
+
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run_arguments"))
+    page = client.get(f"{LIST}{secret.pk}/change/").content.decode()
+    assert "a@b.c" in page and "hunter2" not in page and "t0k3n" not in page
+    assert page.count("********") == 2
+    found = client.get(LIST, {"q": "to=a@b.c"}).content.decode()
+    assert f">{secret.pk}<" in found and f">{wanted}<" not in found
+    assert f">{secret.pk}<" not in client.get(LIST, {"q": "to=z@b.c"}).content.decode()
