@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html_join
 
 from ..models import Schedule
 from ..scheduler.dag import check_acyclic
 from ..scheduler.validation import schedulable_tasks
+from . import display, schedule_views
 
 
 class ScheduleForm(forms.ModelForm):
@@ -112,10 +115,87 @@ class ScheduleAdmin(admin.ModelAdmin):
             return f"every {obj.interval}"
         return f"once at {obj.run_at:%Y-%m-%d %H:%M:%S %Z}" if obj.run_at else "once"
 
+    actions = ["run_now", "enable", "disable"]
+
+    class Media:
+        css = {"all": ("taskmill/control-room.css",)}
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return self.fieldsets
+        return (
+            *self.fieldsets,
+            ("Upcoming and recent", {"fields": ("upcoming", "recent")}),
+        )
+
+    @admin.display(description=f"next {schedule_views.UPCOMING} fire times (its time zone)")
+    def upcoming(self, obj: Schedule) -> str:
+        times = schedule_views.next_fire_times(obj)
+        if not times:
+            return "none: " + ("disabled" if not obj.enabled else "it has fired for the last time")
+        return format_html_join(
+            "", "<div>{}</div>", ((f"{t:%a %Y-%m-%d %H:%M:%S %Z}",) for t in times)
+        )
+
+    @admin.display(description="recent runs")
+    def recent(self, obj: Schedule) -> str:
+        runs = schedule_views.recent_runs(obj)
+        if not runs:
+            return "none yet"
+        rows = [
+            (
+                reverse("admin:taskmill_run_change", args=[run.pk]),
+                run.pk,
+                display.moment(run.scheduled_for) if run.scheduled_for else "run now",
+                run.status,
+                display.between(run.last_attempted_at, run.finished_at),
+            )
+            for run in runs
+        ]
+        return format_html_join("", '<div><a href="{}">#{}</a> fire {}: {} ({})</div>', rows)
+
+    def has_run_now_permission(self, request) -> bool:
+        return request.user.has_perm("taskmill.enqueue_run")
+
+    @admin.action(description="Run now (enqueue one run of each)", permissions=["run_now"])
+    def run_now(self, request, queryset):
+        enqueued = []
+        for schedule in queryset:
+            run = schedule_views.run_now(schedule)
+            enqueued.append(f"{schedule.name} → run {run.pk}")
+            self.log_change(request, schedule, f"Run now: enqueued run {run.pk}")
+        self.message_user(request, "Enqueued: " + "; ".join(enqueued), messages.SUCCESS)
+
+    @admin.action(description="Enable (schedules made here)", permissions=["change"])
+    def enable(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable (schedules made here)", permissions=["change"])
+    def disable(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled: bool) -> None:
+        changed, skipped = [], []
+        for schedule in queryset:
+            if schedule.code_owned:
+                skipped.append(schedule.name)  # the code's sync decides; pause it instead
+                continue
+            if schedule.enabled != enabled:
+                schedule.enabled = enabled
+                schedule.save()
+                self.log_change(request, schedule, "Enabled" if enabled else "Disabled")
+                changed.append(schedule.name)
+        text = f"{'Enabled' if enabled else 'Disabled'}: {', '.join(changed) or 'none'}."
+        if skipped:
+            text += f" Declared in code, left as the code says: {', '.join(skipped)}."
+        self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
+
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.code_owned:
             # The code is the source of truth: an edit here would be undone by the next sync.
             return [field.name for field in Schedule._meta.fields if not field.primary_key] + [
-                "depends_on"
+                "depends_on",
+                "upcoming",
+                "recent",
             ]
-        return self.state_fields
+        return (*self.state_fields, "upcoming", "recent")
