@@ -1,4 +1,9 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+import taskmill.metrics
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("metrics/", taskmill.metrics.view),
+]
