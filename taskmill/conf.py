@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "TASKMILL_RESULT_TTL": None,
     "TASKMILL_PRUNE_INTERVAL": 60.0,
     "TASKMILL_PRUNE_BATCH": 500,
+    # How long the per-minute rollups behind the dashboard's charts are kept (seconds).
+    "TASKMILL_STATS_RETENTION": 8 * 24 * 3600,
     # The admin: keyword arguments (at any depth) shown as "********", and a hook
     # "module.function(run, args, kwargs) -> (args, kwargs)" for anything else to hide.
     "TASKMILL_ADMIN_MASKED_KEYS": ("password", "secret", "token", "api_key", "authorization"),

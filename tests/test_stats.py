@@ -74,3 +74,17 @@ def test_buckets_and_percentiles():
     counts[bucket_of(10**6)] = 100  # as many beyond a minute: p95 says "at least 60 s"
     assert percentile_ms(counts, 0.5) == pytest.approx(10.0)
     assert percentile_ms(counts, 0.95) == 60_000
+
+
+def test_old_rollups_are_pruned_by_the_worker():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from taskmill.worker.duties.pruner import prune_stats
+
+    now = timezone.now().replace(second=0, microsecond=0)
+    for age in (timedelta(days=9), timedelta(days=7)):
+        RunStats.objects.create(minute=now - age, queue_name="q", task_path="t", status="FAILED")
+    assert prune_stats("default", now) == 1
+    assert list(RunStats.objects.values_list("minute", flat=True)) == [now - timedelta(days=7)]

@@ -29,7 +29,7 @@ from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 
 from ...conf import setting
-from ...models import FINISHED_STATUSES, Run, Worker
+from ...models import FINISHED_STATUSES, Run, RunStats, Worker
 from . import Duty
 
 logger = logging.getLogger("taskmill.worker")
@@ -62,6 +62,7 @@ class Pruner(Duty):
             max_batches=MAX_BATCHES_PER_PASS,
         )
         workers = prune_workers(self.database, now)
+        prune_stats(self.database, now)
         self.pruned += runs
         # DutyThread reads ``interval`` after each pass.
         backlog = runs >= self.batch_size * MAX_BATCHES_PER_PASS
@@ -150,6 +151,14 @@ def _delete_batch(database: str, query: QuerySet[Run], batch_size: int) -> tuple
         # happened since the pick, only runs that are finished and old enough go.
         _, per_model = query.filter(pk__in=ids).only("pk").delete()
     return len(ids), per_model.get(Run._meta.label, 0)
+
+
+def prune_stats(database: str, now: datetime) -> int:
+    """Delete the per-minute rollups older than TASKMILL_STATS_RETENTION (the dashboard's
+    longest chart is a week)."""
+    keep = timedelta(seconds=float(setting("TASKMILL_STATS_RETENTION")))
+    deleted, _ = RunStats.objects.using(database).filter(minute__lt=now - keep).delete()
+    return deleted
 
 
 def prune_workers(database: str, now: datetime) -> int:
