@@ -21,6 +21,7 @@ from ..models import Run, RunDependency
 from ..registry import resolve_or_none
 from ..tasks import effective_option
 from . import display, masking, run_actions
+from .enqueue import enqueue_view
 from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
@@ -145,7 +146,9 @@ class RunAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         act = self.admin_site.admin_view(self.act_view)
+        form = self.admin_site.admin_view(lambda request: enqueue_view(self, request))
         return [
+            path("enqueue/", form, name="taskmill_run_enqueue"),
             path("<path:object_id>/act/<str:name>/", act, name="taskmill_run_act"),
             *super().get_urls(),
         ]
