@@ -116,7 +116,7 @@ def test_health_names_every_problem_on_stderr_and_exits_1(subprocess_env):
             "taskmill",
             "health",
             "--max-ready-age",
-            "3600",
+            "86400",
             "--schedule-grace",
             "600",
             stderr=stderr,
