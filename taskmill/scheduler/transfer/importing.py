@@ -210,6 +210,9 @@ def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool)
     for entry in entries:
         row = rows.get(entry.name)
         if entry.code_owned:
+            # Never written, but checked all the same: a file that is broken anywhere is
+            # refused whole, or a broken export would pass for a good one.
+            problems.extend(_field_problems(entry, Schedule(), code_owned=True))
             report.skipped.append(entry.name)
             continue
         if row is not None and row.code_owned:
@@ -223,16 +226,9 @@ def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool)
             continue
         target = row if row is not None else Schedule()
         before = {key: getattr(target, key) for key in FIELDS} if row is not None else None
-        for key, value in entry.values.items():
-            setattr(target, key, value)
-        try:
-            # The model's own validation (cron, time zone, task, backend, queue...), the
-            # same as the admin form and the code sync.
-            target.full_clean(validate_unique=False)
-        except ValidationError as exc:
-            for key, messages in exc.message_dict.items():
-                where = entry.label if key == NON_FIELD_ERRORS else f"{entry.label}, field {key!r}"
-                problems.extend(f"{where}: {message}" for message in messages)
+        found = _field_problems(entry, target)
+        if found:
+            problems.extend(found)
             continue
         changed = (
             before is None
@@ -259,6 +255,24 @@ def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool)
             item.row.save(using=database)
     _write_dependencies(planned, database)
     return report
+
+
+def _field_problems(entry: Entry, target: Schedule, *, code_owned: bool = False) -> list[str]:
+    """Set the entry's values on ``target`` and check them with the model's own validation
+    (cron, time zone, task, backend, queue...), the same as the admin form and the code
+    sync; one message per problem, naming the entry and the field."""
+    for key, value in entry.values.items():
+        setattr(target, key, value)
+    try:
+        target.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        label = f"{entry.label} (declared in code, not imported)" if code_owned else entry.label
+        return [
+            f"{label if key == NON_FIELD_ERRORS else f'{label}, field {key!r}'}: {message}"
+            for key, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    return []
 
 
 def _dependency_names(database: str, ids: list[int]) -> dict[int, list[str]]:
