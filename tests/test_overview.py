@@ -235,11 +235,14 @@ def test_health_names_each_problem_and_excepts_paused_queues(settings):
     assert health.problems[0].startswith("no worker is alive")
     assert "queue 'default': 1 ready, the oldest waiting 6" in health.problems[1]
     assert "schedule 'nightly' is 7," in health.problems[2]
-    assert (
-        health.notes == [health.notes[0]]
-        and "queue 'emails'" in health.notes[0]
-        and "(paused, not counted)" in health.notes[0]
+    (note,) = health.notes
+    assert note.startswith("queue 'emails': 1 ready") and note.endswith("(paused, not counted)")
+
+    # A schedule the scheduler holds back says why.
+    Schedule.objects.filter(name="nightly").update(
+        blocked_until=now + timedelta(seconds=30), last_error="Task raised\nTraceback..."
     )
+    assert check_health().problems[2].endswith(": Task raised)")
 
     make_worker("live", timezone.now())
     Schedule.objects.update(enabled=False)

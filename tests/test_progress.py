@@ -22,7 +22,7 @@ from tests.test_overview import make_run
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def on_terminal(env: dict[str, str], *args: str, timeout: float = 120.0) -> tuple[int, str]:
+def on_terminal(env: dict[str, str], *args: str, timeout: float = 300.0) -> tuple[int, str]:
     """Run ``manage.py taskmill ARGS`` with a pseudo-terminal as its standard output."""
     main, child = os.openpty()
     # No output processing: the child's "\n" arrives as written, not as "\r\n".
@@ -67,7 +67,7 @@ def in_pipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
 
 

@@ -27,7 +27,7 @@ def taskmill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
 
 
