@@ -42,7 +42,7 @@ def test_a_live_worker_makes_health_ok_and_status_shows_it(start_worker, subproc
     worker = start_worker("--queue", "emails", "--concurrency", "3", "--label", "mail")
     row = wait_until(
         lambda: Worker.objects.filter(pid=worker.process.pid, state="running").first(),
-        timeout=60,
+        timeout=180,
         message="the worker's row",
     )
     make_run("default", available_at=timezone.now() - timedelta(seconds=30))
