@@ -149,14 +149,16 @@ def queue_overview(database: str = "default") -> list[QueueOverview]:
 
 
 def orphaned_runs(database: str = "default", limit: int = 100) -> list[OrphanedRun]:
-    """RUNNING runs whose lease ran out and that no rescue has taken yet, oldest id first."""
+    """RUNNING runs whose lease ran out and that no rescue has taken yet, longest first."""
     engine = get_engine(database)
     now = timezone.now()
     with connections[database].cursor() as cursor:
         cursor.execute(
             "SELECT id, task_path, queue_name, worker_id, attempt, lease_expires_at "
             f"FROM {RUN_TABLE} WHERE {engine.running_condition} AND lease_expires_at < %s "
-            "ORDER BY id LIMIT %s",
+            # Not ORDER BY id alone: SQLite would walk the whole table in id order to skip
+            # a sort, instead of the running index and a sort of its few rows.
+            "ORDER BY lease_expires_at, id LIMIT %s",
             [engine.adapt_datetime(now), limit],
         )
         rows = cursor.fetchall()
@@ -222,7 +224,6 @@ def late_schedules(database: str = "default", grace: float = 60.0) -> list[LateS
         Schedule.objects.using(database)
         .filter(enabled=True, next_fire_at__lt=now - timedelta(seconds=grace))
         .order_by("next_fire_at", "name")
-        .only("name", "task_path", "next_fire_at", "blocked_until", "last_error")
     )
     return [
         LateSchedule(

@@ -14,7 +14,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ..scheduler.declarations import autodiscover
 from ..scheduler.transfer import TransferError, import_entries, parse_document
+from ..scheduler.transfer.importing import ImportProgress
 from .common import taskmill_backend
+from .progress import ProgressLine, on_terminal
 
 HELP = (
     "Create or update schedules from a file written by export-schedules ('-' reads standard "
@@ -52,6 +54,9 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     backend = taskmill_backend(options["backend"])
     # Import the project's tasks: a schedule may name only a task declared in code.
     autodiscover()
+    line = None
+    if on_terminal(command) and options.get("verbosity", 1) >= 1:
+        line = ProgressLine(command.stdout, min_interval=0.1)
     try:
         entries = parse_document(read(options["file"]))
         report = import_entries(
@@ -59,11 +64,15 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
             backend.database,
             update=not options["no_update"],
             dry_run=options["dry_run"],
+            progress=_import_progress(line) if line is not None else None,
         )
     except TransferError as exc:
         raise CommandError(
             "The file was not imported; nothing was written:\n  " + "\n  ".join(exc.problems)
         ) from exc
+    finally:
+        if line is not None:
+            line.clear()
     prefix = "would be " if options["dry_run"] else ""
     for label, names in (
         ("created", report.created),
@@ -76,3 +85,11 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
         command.stdout.write(f"Dry run, nothing written: {report}")
     else:
         command.stdout.write(f"Schedules imported: {report}")
+
+
+def _import_progress(line: ProgressLine) -> ImportProgress:
+    def show(stage: str, done: int, total: int) -> None:
+        # The last of each stage always shows: the line must not stop short of the total.
+        line.show(f"Importing schedules: {done:,} of {total:,} {stage}...", force=done == total)
+
+    return show

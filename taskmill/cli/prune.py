@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from ..conf import setting
 from ..models import FINISHED_STATUSES, RunStatus
-from ..worker.duties.pruner import prunable_runs, prune_runs
+from ..worker.duties.pruner import Progress, prunable_runs, prune_runs
 from .common import positive_int, taskmill_backend
+from .progress import ProgressLine, on_terminal
 
 HELP = (
     "Delete finished runs whose time-to-live has passed, or with --older-than those that "
@@ -105,10 +106,11 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     dry_run = options["dry_run"]
     quiet = options.get("verbosity", 1) < 1
     # A dry run is one COUNT: nothing to show progress of.
-    progress = None
-    if _interactive(command) and not quiet and not dry_run:
-        progress = ProgressLine(command)
-        progress.total = prunable_runs(backend.database, **criteria).count()
+    line = None
+    progress: Progress | None = None
+    if on_terminal(command) and not quiet and not dry_run:
+        line = ProgressLine(command.stdout)
+        progress = _deletion_progress(line, prunable_runs(backend.database, **criteria).count())
     count = prune_runs(
         backend.database,
         **criteria,
@@ -119,38 +121,18 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     if quiet:
         return
     summary = f"{'Would delete' if dry_run else 'Deleted'} {count:,} finished {_runs(count)}."
-    if progress is not None:
-        progress.finish(summary)
+    if line is not None:
+        line.finish(summary)
     else:
         command.stdout.write(summary)
 
 
-class ProgressLine:
-    """A line rewritten in place (``\\r``) as batches go; only for a terminal, where it
-    shows a long clean-up is alive. Pipes and logs get the summary alone."""
-
-    def __init__(self, command: BaseCommand) -> None:
-        self.stdout = command.stdout
-        self.total = 0
-        self.width = 0
-
-    def __call__(self, done: int) -> None:
+def _deletion_progress(line: ProgressLine, total: int) -> Progress:
+    def show(done: int) -> None:
         # The total was counted before the first batch: concurrent pruners may make it high.
-        self._show(f"Deleting finished runs: {done:,} of about {max(done, self.total):,}...")
+        line.show(f"Deleting finished runs: {done:,} of about {max(done, total):,}...")
 
-    def finish(self, summary: str) -> None:
-        self._show(summary)
-        self.stdout.write("")
-
-    def _show(self, text: str) -> None:
-        # Pad over the previous text: a shorter line would leave its tail on screen.
-        self.stdout.write("\r" + text.ljust(self.width), ending="")
-        self.stdout.flush()
-        self.width = len(text)
-
-
-def _interactive(command: BaseCommand) -> bool:
-    return bool(command.stdout.isatty())
+    return show
 
 
 def _runs(count: int) -> str:

@@ -467,3 +467,62 @@ def test_the_command_line_exits_non_zero_with_the_message(tmp_path, subprocess_e
     )
     assert result.stdout == ""
     assert snapshot() == before
+
+
+# -- entries declared in code: never written, always checked ------------------------------------
+
+BROKEN_DECLARED = {
+    "invalid cron": ({"cron": "0 25 * * *"}, "field 'cron': Invalid cron expression"),
+    "unregistered task": (
+        {"task_path": "tests.testapp.scheduled_tasks.nope"},
+        "field 'task_path': Task 'tests.testapp.scheduled_tasks.nope' is not",
+    ),
+    "unknown time zone": ({"timezone": "Mars/Olympus"}, "field 'timezone': Unknown time zone"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_DECLARED, ids=list(BROKEN_DECLARED))
+def test_a_broken_entry_declared_in_code_refuses_the_whole_file(tmp_path, existing, case):
+    """An entry marked code_owned is skipped, not imported: it used to be skipped unread,
+    so a broken export imported with exit status 0."""
+    values, message = BROKEN_DECLARED[case]
+    make_schedule(timezone.now(), name="declared", kind="cron", cron="* * * * *", code_owned=True)
+    before = snapshot()
+    data = document(entry("new"), entry("declared", code_owned=True, **values))
+    with pytest.raises(CommandError) as caught:
+        import_document(tmp_path, data)
+    assert (
+        f"Schedule 'declared' (schedules[1]) (declared in code, not imported), {message}"
+    ) in str(caught.value)
+    assert "nothing was written" in str(caught.value)
+    assert snapshot() == before  # not even the valid entry
+
+
+def test_a_valid_entry_declared_in_code_is_still_skipped(tmp_path):
+    data = document(entry("new"), entry("not-synced-here", code_owned=True))
+    output = import_document(tmp_path, data)
+    assert "skipped (declared in code): not-synced-here" in output
+    assert list(Schedule.objects.values_list("name", flat=True)) == ["new"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_line_refuses_a_broken_declared_entry(tmp_path, subprocess_env):
+    path = write(
+        tmp_path,
+        document(entry("new"), entry("declared", code_owned=True, cron="61 * * * *")),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "taskmill", "import-schedules", str(path)],
+        env=subprocess_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout
+    assert (
+        "Schedule 'declared' (schedules[1]) (declared in code, not imported), field 'cron': "
+        "Invalid cron expression '61 * * * *'"
+    ) in result.stderr
+    assert result.stdout == ""
+    assert not Schedule.objects.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +171,14 @@ class ImportReport:
         )
 
 
+# Told how far an import got: ("checked" or "written", entries done, entries to do).
+ImportProgress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
 @dataclass
 class _Planned:
     entry: Entry
@@ -178,7 +187,12 @@ class _Planned:
 
 
 def import_entries(
-    entries: list[Entry], database: str, *, update: bool = True, dry_run: bool = False
+    entries: list[Entry],
+    database: str,
+    *,
+    update: bool = True,
+    dry_run: bool = False,
+    progress: ImportProgress | None = None,
 ) -> ImportReport:
     """Create or update the schedules in ``entries``, all or nothing.
 
@@ -186,7 +200,9 @@ def import_entries(
     """
     try:
         with transaction.atomic(using=database):
-            return _import(entries, database, update=update, dry_run=dry_run)
+            return _import(
+                entries, database, update=update, dry_run=dry_run, progress=progress or _no_progress
+            )
     except IntegrityError as exc:
         # A schedule of the same name was created by someone else meanwhile.
         raise TransferError([f"The database refused the import: {exc}."]) from exc
@@ -195,7 +211,9 @@ def import_entries(
         raise TransferError(exc.messages) from exc
 
 
-def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool) -> ImportReport:
+def _import(
+    entries: list[Entry], database: str, *, update: bool, dry_run: bool, progress: ImportProgress
+) -> ImportReport:
     report = ImportReport()
     problems: list[str] = []
     # Locked so that a concurrent code sync or import cannot change them under this one.
@@ -207,9 +225,13 @@ def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool)
     }
     current_dependencies = _dependency_names(database, [row.pk for row in rows.values()])
     planned: list[_Planned] = []
-    for entry in entries:
+    for checked, entry in enumerate(entries):
+        progress("checked", checked, len(entries))
         row = rows.get(entry.name)
         if entry.code_owned:
+            # Never written, but checked all the same: a file that is broken anywhere is
+            # refused whole, or a broken export would pass for a good one.
+            problems.extend(_field_problems(entry, Schedule(), code_owned=True))
             report.skipped.append(entry.name)
             continue
         if row is not None and row.code_owned:
@@ -223,16 +245,9 @@ def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool)
             continue
         target = row if row is not None else Schedule()
         before = {key: getattr(target, key) for key in FIELDS} if row is not None else None
-        for key, value in entry.values.items():
-            setattr(target, key, value)
-        try:
-            # The model's own validation (cron, time zone, task, backend, queue...), the
-            # same as the admin form and the code sync.
-            target.full_clean(validate_unique=False)
-        except ValidationError as exc:
-            for key, messages in exc.message_dict.items():
-                where = entry.label if key == NON_FIELD_ERRORS else f"{entry.label}, field {key!r}"
-                problems.extend(f"{where}: {message}" for message in messages)
+        found = _field_problems(entry, target)
+        if found:
+            problems.extend(found)
             continue
         changed = (
             before is None
@@ -240,6 +255,7 @@ def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool)
             or set(current_dependencies.get(target.pk, ())) != set(entry.depends_on)
         )
         planned.append(_Planned(entry, target, changed))
+    progress("checked", len(entries), len(entries))
     problems.extend(_check_graph(entries, database))
     if problems:
         raise TransferError(problems)
@@ -253,12 +269,32 @@ def _import(entries: list[Entry], database: str, *, update: bool, dry_run: bool)
             report.unchanged.append(item.entry.name)
     if dry_run:
         return report
-    for item in planned:
-        if item.changed:
-            # save() computes the next fire time for a new or changed trigger.
-            item.row.save(using=database)
+    to_write = [item for item in planned if item.changed]
+    for written, item in enumerate(to_write):
+        progress("written", written, len(to_write))
+        # save() computes the next fire time for a new or changed trigger.
+        item.row.save(using=database)
+    progress("written", len(to_write), len(to_write))
     _write_dependencies(planned, database)
     return report
+
+
+def _field_problems(entry: Entry, target: Schedule, *, code_owned: bool = False) -> list[str]:
+    """Set the entry's values on ``target`` and check them with the model's own validation
+    (cron, time zone, task, backend, queue...), the same as the admin form and the code
+    sync; one message per problem, naming the entry and the field."""
+    for key, value in entry.values.items():
+        setattr(target, key, value)
+    try:
+        target.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        label = f"{entry.label} (declared in code, not imported)" if code_owned else entry.label
+        return [
+            f"{label if key == NON_FIELD_ERRORS else f'{label}, field {key!r}'}: {message}"
+            for key, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    return []
 
 
 def _dependency_names(database: str, ids: list[int]) -> dict[int, list[str]]:
