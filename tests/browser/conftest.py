@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,9 @@ from .demo import ROOT, DemoProject
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
+    from selenium.webdriver.remote.webelement import WebElement
+
+    from .helpers import Screenshot
 
 ARTEFACTS = ROOT / ".venv" / "test-logs"
 SCREENSHOTS = ARTEFACTS / "screenshots"
@@ -107,6 +110,12 @@ def test_name(node: pytest.Item) -> str:
 
 def save_screenshot(browser: Chrome, stem: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # Two animation frames: a scroll made just before is painted, not only scheduled (else
+    # headless chromium can photograph the scroll bar moved and the content not yet).
+    browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "requestAnimationFrame(() => requestAnimationFrame(done));"
+    )
     path = SCREENSHOTS / f"{stem}.png"
     if not browser.save_screenshot(str(path)):
         raise AssertionError(f"chromium could not save the screenshot {path}")
@@ -114,16 +123,22 @@ def save_screenshot(browser: Chrome, stem: str) -> Path:
 
 
 @pytest.fixture
-def screenshot(browser: Chrome, request: pytest.FixtureRequest) -> Callable[[str], Path]:
-    """screenshot("runs-list") saves the page as <test>__01-runs-list.png, numbered in order."""
+def screenshot(browser: Chrome, request: pytest.FixtureRequest) -> Screenshot:
+    """screenshot("runs-list") saves the page as <test>__01-runs-list.png, numbered in order;
+    screenshot("run", show=element) first scrolls ELEMENT into the middle of the window, so
+    that the picture shows what the test found."""
     name = test_name(request.node)
     for old in SCREENSHOTS.glob(f"{name}__*.png"):
         old.unlink()  # a screenshot from an earlier run must not pass for this one's
     taken = 0
 
-    def take(step: str) -> Path:
+    def take(step: str, show: WebElement | None = None) -> Path:
         nonlocal taken
         taken += 1
+        if show is not None:
+            browser.execute_script(
+                "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})", show
+            )
         return save_screenshot(
             browser, f"{name}__{taken:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '-', step)}"
         )

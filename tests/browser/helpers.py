@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
@@ -13,6 +14,13 @@ from selenium.webdriver.support.wait import WebDriverWait
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
     from selenium.webdriver.remote.webelement import WebElement
+
+
+class Screenshot(Protocol):
+    """The `screenshot` fixture: save the page as a PNG named by the test and STEP."""
+
+    def __call__(self, step: str, show: WebElement | None = None) -> Path: ...
+
 
 # The demo's superuser, made by `manage.py demo_setup`.
 ADMIN_USER = ("admin", "admin")

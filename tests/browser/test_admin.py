@@ -4,19 +4,15 @@ tasks and fires the demo schedules while the pages are read."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
 from .demo import DemoProject
-from .helpers import column, element, login, open_page, refresh_until
+from .helpers import Screenshot, column, element, login, open_page, refresh_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
-
-Screenshot = Callable[[str], Path]
 
 # The demo's worker needs a few seconds for its first runs; a loaded CI machine, more.
 WORKER_DEADLINE = 180.0
@@ -68,7 +64,7 @@ def test_a_successful_run_in_the_list_and_on_its_page(
     assert demo.query("SELECT status, task_path FROM taskmill_run WHERE id = ?", int(run_id)) == [
         ("SUCCESSFUL", task_path)
     ]
-    screenshot("runs-list-with-a-successful-run")
+    screenshot("runs-list-with-a-successful-run", show=row)
 
     link.click()
     element(browser, "#content h1")
@@ -104,7 +100,7 @@ def test_a_failed_run_shows_its_error(
     [(errors,)] = demo.query("SELECT errors FROM taskmill_run WHERE id = ?", int(run_id))
     last_error = json.loads(errors)[-1]["exception_class_path"]
     assert last_error in readonly(browser, "errors")
-    screenshot(f"run-{run_id}-failed")
+    screenshot(f"run-{run_id}-failed", show=element(browser, ".field-errors"))
 
 
 def test_the_schedules_list_and_a_schedule(
@@ -129,7 +125,7 @@ def test_the_schedules_list_and_a_schedule(
     refresh_until(
         browser, schedules, launch_fire_count, WORKER_DEADLINE, message="the one-off schedule fired"
     )
-    screenshot("schedules-list-after-a-fire")
+    screenshot("schedules-list-after-a-fire", show=element(browser, ".field-fire_count"))
 
     browser.find_element(By.LINK_TEXT, "demo: sales report every 30s").click()
     element(browser, "#content h1")
