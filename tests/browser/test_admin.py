@@ -103,6 +103,13 @@ def test_a_failed_run_shows_its_error(
     screenshot(f"run-{run_id}-failed", show=element(browser, ".field-errors"))
 
 
+def test_the_runs_of_one_queue(browser: Chrome, demo: DemoProject, screenshot: Screenshot) -> None:
+    # The README's example of a new page's test: open it, assert what it shows, photograph it.
+    open_page(browser, f"{demo.base_url}/admin/taskmill/run/?queue_name__exact=emails", "task run")
+    assert set(column(browser, "queue_name")) == {"emails"}  # not empty: the demo sent mails
+    screenshot("emails-queue")
+
+
 def test_the_schedules_list_and_a_schedule(
     browser: Chrome, demo: DemoProject, screenshot: Screenshot
 ) -> None:
