@@ -4,7 +4,7 @@ A missing chromium, chromedriver or selenium skips these tests with the reason l
 CI (CI=true) it fails them, as scripts/test does with a database it cannot reach.
 
 Fixtures for a test:
-    demo           the running demo project (base_url, query(), ...), one per session
+    demo           the running demo project (base_url, query(), ...), shared by the folder
     browser        a chromium session logged in as the demo's admin
     screenshot     screenshot("step") saves .venv/test-logs/screenshots/<test>__NN-step.png
 """
@@ -59,7 +59,9 @@ def pytest_runtest_makereport(
     return report
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: in a whole-suite run the demo's worker, server and chromium
+# stop when this folder's tests end, rather than loading the machine under the other suites.
+@pytest.fixture(scope="package")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProject]:
     """The demo project on a fresh SQLite file: migrated, demo_setup, a worker with its
     scheduler, demo_enqueue and runserver on a free port. Logs: .venv/test-logs/browser-demo/."""
@@ -74,9 +76,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProject]:
         project.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
-    """One headless chromium for the session; tests get it through `browser`."""
+    """One headless chromium for the folder; tests get it through `browser`."""
     if why := chrome.missing():
         no_browser(why)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
