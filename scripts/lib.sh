@@ -108,6 +108,44 @@ tm_ensure_mysql_build_deps() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The browser for the browser tests (tests/browser)
+
+# Where Debian's chromium and chromium-driver put their programs. tests/browser/conftest.py
+# looks in the same places (TASKMILL_CHROMIUM / TASKMILL_CHROMEDRIVER override both).
+tm_chromium() { echo "${TASKMILL_CHROMIUM:-/usr/bin/chromium}"; }
+tm_chromedriver() { echo "${TASKMILL_CHROMEDRIVER:-/usr/bin/chromedriver}"; }
+
+# Install Debian's chromium and chromium-driver when either program is missing. Selenium is
+# pointed at these two, so nothing is downloaded at test time. Chromium's version moves with
+# every security release and an old package index names .debs the mirror no longer has, so
+# `apt-get update` runs once first. Prints nothing and succeeds when both are there; prints
+# the reason on stdout and fails otherwise (the caller decides: skip locally, fail under CI).
+tm_ensure_chromium() {
+    local -a missing=()
+    [[ -x $(tm_chromium) ]] || missing+=(chromium)
+    [[ -x $(tm_chromedriver) ]] || missing+=(chromium-driver)
+    ((${#missing[@]})) || return 0
+    if ! command -v apt-get >/dev/null; then
+        echo "$(tm_chromium) or $(tm_chromedriver) is missing and this machine has no apt-get: install chromium and its driver by hand"
+        return 1
+    fi
+    local log="$TM_ROOT/.venv/apt.log"
+    mkdir -p "$TM_ROOT/.venv"
+    tm_log "installing Debian packages for the browser tests: ${missing[*]} (log: .venv/apt.log)" >&2
+    if ! tm_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q -o DPkg::Lock::Timeout=300 >>"$log" 2>&1 ||
+        ! tm_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
+            --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        echo "apt-get could not install ${missing[*]} (full log: $log)"
+        return 1
+    fi
+    if [[ ! -x $(tm_chromium) || ! -x $(tm_chromedriver) ]]; then
+        echo "installed ${missing[*]}, yet $(tm_chromium) or $(tm_chromedriver) is still missing"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # Virtual environments
 
 # tm_venv NAME PYTHON_MINOR REQUIREMENTS EXTRAS

@@ -4,6 +4,7 @@ Not for production: the secret key is public and DEBUG is on.
 """
 
 import importlib.util
+import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -57,7 +58,8 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        # TASKMILL_DEMO_DB: another file, e.g. the browser tests' throw-away database.
+        "NAME": os.environ.get("TASKMILL_DEMO_DB") or BASE_DIR / "db.sqlite3",
         "OPTIONS": {
             # WAL lets the web process read while a worker writes; NORMAL sync is safe
             # with WAL and saves an fsync per commit.

@@ -1,0 +1,145 @@
+"""Today's admin in a real browser, against the demo project at work: its worker runs the demo
+tasks and fires the demo schedules while the pages are read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from selenium.webdriver import Chrome
+from selenium.webdriver.common.by import By
+
+from .demo import DemoProject
+from .helpers import Screenshot, column, element, login, open_page, refresh_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+
+# The demo's worker needs a few seconds for its first runs; a loaded CI machine, more.
+WORKER_DEADLINE = 180.0
+
+
+def readonly(browser: Chrome, field: str) -> str:
+    """The value a change page shows for a read-only FIELD."""
+    return element(browser, f".field-{field} .readonly").text
+
+
+def test_the_login_page_and_the_admin_index(
+    browser: Chrome, demo: DemoProject, screenshot: Screenshot
+) -> None:
+    browser.delete_all_cookies()
+    open_page(browser, f"{demo.base_url}/admin/", "Log in")  # the index sends strangers here
+    assert browser.find_element(By.ID, "id_username").is_displayed()
+    screenshot("login")
+
+    login(browser, demo.base_url)
+    assert "admin" in element(browser, "#user-tools").text.lower()
+    app = element(browser, ".app-taskmill")
+    assert "Task runs" in app.text
+    assert "Schedules" in app.text
+    screenshot("index")
+
+
+def test_a_successful_run_in_the_list_and_on_its_page(
+    browser: Chrome, demo: DemoProject, screenshot: Screenshot
+) -> None:
+    runs = f"{demo.base_url}/admin/taskmill/run/"
+    open_page(browser, runs, "Select task run to change")
+    screenshot("runs-list")
+
+    # The worker runs the demo's tasks meanwhile: reload until one shows as Successful.
+    refresh_until(
+        browser,
+        runs,
+        lambda b: "Successful" in column(b, "status"),
+        WORKER_DEADLINE,
+        message="a Successful run in the runs list",
+    )
+    row = next(
+        row
+        for row in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+        if row.find_element(By.CSS_SELECTOR, ".field-status").text == "Successful"
+    )
+    link = row.find_element(By.CSS_SELECTOR, ".field-id a")
+    run_id, task_path = link.text, row.find_element(By.CSS_SELECTOR, ".field-task_path").text
+    assert demo.query("SELECT status, task_path FROM taskmill_run WHERE id = ?", int(run_id)) == [
+        ("SUCCESSFUL", task_path)
+    ]
+    screenshot("runs-list-with-a-successful-run", show=row)
+
+    link.click()
+    element(browser, "#content h1")
+    assert "task run" in browser.title
+    assert readonly(browser, "id") == run_id
+    assert readonly(browser, "task_path") == task_path
+    assert readonly(browser, "status") == "Successful"
+    assert readonly(browser, "finished_at") not in ("", "-")
+    screenshot(f"run-{run_id}")
+
+
+def test_a_failed_run_shows_its_error(
+    browser: Chrome, demo: DemoProject, screenshot: Screenshot
+) -> None:
+    failed = f"{demo.base_url}/admin/taskmill/run/?status__exact=FAILED"
+    # import_batch fails every third batch, stuck_export for good at its timeout.
+    refresh_until(
+        browser,
+        failed,
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#result_list .field-id a"),
+        WORKER_DEADLINE,
+        message="a Failed run in the runs list filtered by status",
+    )
+    assert set(column(browser, "status")) == {"Failed"}
+    screenshot("failed-runs")
+
+    link = browser.find_element(By.CSS_SELECTOR, "#result_list .field-id a")
+    run_id = link.text
+    link.click()
+    element(browser, "#content h1")
+    assert readonly(browser, "id") == run_id
+    assert readonly(browser, "status") == "Failed"
+    [(errors,)] = demo.query("SELECT errors FROM taskmill_run WHERE id = ?", int(run_id))
+    last_error = json.loads(errors)[-1]["exception_class_path"]
+    assert last_error in readonly(browser, "errors")
+    screenshot(f"run-{run_id}-failed", show=element(browser, ".field-errors"))
+
+
+def test_the_runs_of_one_queue(browser: Chrome, demo: DemoProject, screenshot: Screenshot) -> None:
+    # The README's example of a new page's test: open it, assert what it shows, photograph it.
+    open_page(browser, f"{demo.base_url}/admin/taskmill/run/?queue_name__exact=emails", "task run")
+    assert set(column(browser, "queue_name")) == {"emails"}  # not empty: the demo sent mails
+    screenshot("emails-queue")
+
+
+def test_the_schedules_list_and_a_schedule(
+    browser: Chrome, demo: DemoProject, screenshot: Screenshot
+) -> None:
+    schedules = f"{demo.base_url}/admin/taskmill/schedule/"
+    open_page(browser, schedules, "Select schedule to change")
+    names = column(browser, "name")
+    assert set(names) >= {
+        "demo: sales report every 30s",
+        "demo: session clean-up every 2 minutes",
+        "demo: once, a launch page",
+        "demo: signups report after the sales report",
+    }, names
+    screenshot("schedules-list")
+
+    # The one-off schedule is long overdue: the worker's scheduler fires it once, at start.
+    def launch_fire_count(b: Chrome) -> bool:
+        row = b.find_element(By.XPATH, "//tr[.//a[text()='demo: once, a launch page']]")
+        return row.find_element(By.CSS_SELECTOR, ".field-fire_count").text == "1"
+
+    refresh_until(
+        browser, schedules, launch_fire_count, WORKER_DEADLINE, message="the one-off schedule fired"
+    )
+    screenshot("schedules-list-after-a-fire", show=element(browser, ".field-fire_count"))
+
+    browser.find_element(By.LINK_TEXT, "demo: sales report every 30s").click()
+    element(browser, "#content h1")
+    assert "schedule" in browser.title
+    # Declared in code, so shown read-only: no input to edit the interval.
+    assert readonly(browser, "name") == "demo: sales report every 30s"
+    assert readonly(browser, "task_path") == "demo.tasks.rebuild_report"
+    assert readonly(browser, "interval") == "0:00:30"
+    assert not browser.find_elements(By.NAME, "interval")
+    screenshot("schedule-sales-report")
