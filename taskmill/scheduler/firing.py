@@ -14,6 +14,10 @@ instead of queueing behind each other. For each schedule, inside a savepoint:
 Both commit together or not at all. The schedule's own ``next_fire_at`` decides what fires,
 so pruning runs never lets a time fire again.
 
+A paused schedule (``paused``, the operator's switch) is never due: its ``next_fire_at``
+stays where it was, so once resumed the fires it missed are handled by its misfire policy
+like those of an outage.
+
 A schedule on another django.tasks backend is enqueued through that backend inside the same
 transaction, after the compare-and-set won. A backend that stores its tasks in the same
 database (django-tasks-db, say) thus gets exactly-once too; one that stores them elsewhere
@@ -58,7 +62,7 @@ class TickResult:
 def due_schedules(database: str, now: datetime) -> Any:
     return (
         Schedule.objects.using(database)
-        .filter(enabled=True, next_fire_at__lte=now)
+        .filter(enabled=True, paused=False, next_fire_at__lte=now)
         .filter(Q(blocked_until__isnull=True) | Q(blocked_until__lte=now))
         .order_by("next_fire_at")
     )
@@ -88,7 +92,7 @@ def next_due_at(database: str, now: datetime) -> datetime | None:
     """When the earliest schedule that is not due yet will be (for the loop's sleep)."""
     return (
         Schedule.objects.using(database)
-        .filter(enabled=True, next_fire_at__gt=now)
+        .filter(enabled=True, paused=False, next_fire_at__gt=now)
         .order_by("next_fire_at")
         .values_list("next_fire_at", flat=True)
         .first()
@@ -107,7 +111,8 @@ def fire(schedule: Schedule, now: datetime, dependency_ids: list[int], database:
             schedule.misfire_policy,
             len(plan.fire_times),
         )
-    cas = Schedule.objects.using(database).filter(pk=schedule.pk, next_fire_at=read)
+    # paused=False too: a pause committed since the read wins over the fire.
+    cas = Schedule.objects.using(database).filter(pk=schedule.pk, next_fire_at=read, paused=False)
     if plan.fire_times and not dag.dependencies_met(
         schedule.last_enqueued_at, dependency_ids, database
     ):
