@@ -8,6 +8,9 @@ from django.test import override_settings
 
 from taskmill.checks import check_sqlite_settings
 
+# The overrides add an SQLite alias for the check to read; no connection is ever made to it.
+pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+
 SQLITE = "django.db.backends.sqlite3"
 RECOMMENDED = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
