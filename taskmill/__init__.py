@@ -22,7 +22,10 @@ CONTROL = (
     "stop",
 )
 
-__all__ = ["enqueue_many", "schedule", "task", *CONTROL]
+# Pausing schedules (taskmill.schedule_control), re-exported.
+SCHEDULE_CONTROL = ("pause_schedule", "resume_schedule")
+
+__all__ = ["enqueue_many", "schedule", "task", *CONTROL, *SCHEDULE_CONTROL]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from . import control
 
         return getattr(control, name)
+    if name in SCHEDULE_CONTROL:
+        from . import schedule_control
+
+        return getattr(schedule_control, name)
     if name == "schedule":
         from .scheduler.declarations import schedule
 

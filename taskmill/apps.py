@@ -5,3 +5,10 @@ class TaskmillConfig(AppConfig):
     name = "taskmill"
     verbose_name = "taskmill"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core import checks
+
+        from .checks import check_sqlite_settings
+
+        checks.register(check_sqlite_settings)

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F, Q
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 from django.utils import timezone
@@ -20,6 +21,45 @@ from django.utils.translation import gettext_lazy as _
 
 def default_time_zone() -> str:
     return getattr(settings, "TIME_ZONE", None) or "UTC"
+
+
+def _nothing_left() -> Q:
+    """Schedules whose trigger has no fire time left, whether enabled or not: a once-schedule
+    that fired its time, one that reached ``max_fires``, one whose ``end`` has passed."""
+    return (
+        Q(kind="once", last_fire_at__isnull=False, run_at__isnull=False)
+        & Q(last_fire_at__gte=F("run_at"))
+        | Q(max_fires__isnull=False) & Q(fire_count__gte=F("max_fires"))
+        | Q(end_at__lt=timezone.now())
+    )
+
+
+def _done() -> Q:
+    # No next fire time: an enabled schedule is finished (the scheduler cleared it after its
+    # last fire); a disabled one (whose next fire time is always empty) only if enabling it
+    # again would fire nothing either.
+    return Q(next_fire_at__isnull=True) & (Q(enabled=True) | _nothing_left())
+
+
+class ScheduleQuerySet(models.QuerySet):
+    def done(self) -> ScheduleQuerySet:
+        """Schedules with nothing left to fire (``Schedule.is_done``)."""
+        return self.filter(_done())
+
+    def in_state(self, state: str) -> ScheduleQuerySet:
+        """Schedules whose ``Schedule.state`` is ``state`` (a ``Schedule.State``), in SQL:
+        what an admin list filter needs."""
+        State = Schedule.State
+        if state == State.DONE:
+            return self.done()
+        pending = self.exclude(pk__in=self.model._base_manager.filter(_done()).values("pk"))
+        if state == State.DISABLED:
+            return pending.filter(enabled=False)
+        if state == State.PAUSED:
+            return pending.filter(enabled=True, paused=True)
+        if state == State.SCHEDULED:
+            return pending.filter(enabled=True, paused=False)
+        raise ValueError(f"Unknown schedule state {state!r}.")
 
 
 class Schedule(models.Model):
@@ -34,6 +74,14 @@ class Schedule(models.Model):
         SKIP = "skip", _("skip missed fires")
         RUN_ONCE = "run_once", _("run once for all missed fires")
         CATCH_UP = "catch_up", _("run every missed fire (bounded)")
+
+    class State(models.TextChoices):
+        """What a schedule is doing, as an operator reads it (``Schedule.state``)."""
+
+        SCHEDULED = "scheduled", _("scheduled")
+        PAUSED = "paused", _("paused")
+        DISABLED = "disabled", _("disabled")
+        DONE = "done", _("done")
 
     # What changing one of these means: the next fire time is computed afresh.
     DEFINITION_FIELDS = (
@@ -56,6 +104,9 @@ class Schedule(models.Model):
         "blocked_until",
         "last_error",
     )
+    # The operator's pause: written only by pause_schedule() / resume_schedule(), never by a
+    # form, a code sync or an import saving a row (they would overwrite it with a stale copy).
+    OPERATOR_FIELDS = ("paused", "paused_at")
 
     name = models.CharField(_("name"), max_length=200, unique=True)
     task_path = models.CharField(_("task"), max_length=255)
@@ -125,6 +176,15 @@ class Schedule(models.Model):
             "fire (the first fire is free)."
         ),
     )
+    paused = models.BooleanField(
+        _("paused"),
+        default=False,
+        help_text=_(
+            "Paused by an operator: does not fire until resumed, then fires what it missed "
+            "as its misfire policy says. Code declarations never change it."
+        ),
+    )
+    paused_at = models.DateTimeField(_("paused at"), null=True, blank=True)
     code_owned = models.BooleanField(
         _("declared in code"),
         default=False,
@@ -145,6 +205,8 @@ class Schedule(models.Model):
 
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = ScheduleQuerySet.as_manager()
 
     class Meta:
         db_table = "taskmill_schedule"
@@ -186,6 +248,36 @@ class Schedule(models.Model):
         return current.keys() != loaded.keys() or any(
             current[name] != value for name, value in loaded.items()
         )
+
+    # -- what it is doing ---------------------------------------------------------------
+
+    @property
+    def is_done(self) -> bool:
+        """Nothing left to fire: a once-schedule that fired, one that reached ``max_fires``
+        or passed its ``end``, or any enabled schedule without a next fire time. A disabled
+        schedule is done only if enabling it would fire nothing either.
+        (``Schedule.objects.done()`` is the same in SQL.)"""
+        if self.next_fire_at is not None:
+            return False
+        return self.enabled or self._nothing_left()
+
+    def _nothing_left(self) -> bool:
+        once = self.kind == self.Kind.ONCE and self.last_fire_at and self.run_at
+        if once and self.last_fire_at >= self.run_at:
+            return True
+        if self.max_fires is not None and self.fire_count >= self.max_fires:
+            return True
+        return self.end_at is not None and self.end_at < timezone.now()
+
+    @property
+    def state(self) -> str:
+        """A ``Schedule.State``: done, else disabled, else paused, else scheduled.
+        (``Schedule.objects.in_state(state)`` is the same in SQL.)"""
+        if self.is_done:
+            return self.State.DONE
+        if not self.enabled:
+            return self.State.DISABLED
+        return self.State.PAUSED if self.paused else self.State.SCHEDULED
 
     # -- validation -----------------------------------------------------------------------
 
@@ -281,7 +373,9 @@ class Schedule(models.Model):
         names = [
             field.attname
             for field in self._meta.concrete_fields
-            if not field.primary_key and field.name not in self.STATE_FIELDS
+            if not field.primary_key
+            and field.name not in self.STATE_FIELDS
+            and field.name not in self.OPERATOR_FIELDS
         ]
         return names + list(state)
 

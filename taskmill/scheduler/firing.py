@@ -14,6 +14,10 @@ instead of queueing behind each other. For each schedule, inside a savepoint:
 Both commit together or not at all. The schedule's own ``next_fire_at`` decides what fires,
 so pruning runs never lets a time fire again.
 
+A paused schedule (``paused``, the operator's switch) is never due: its ``next_fire_at``
+stays where it was, so once resumed the fires it missed are handled by its misfire policy
+like those of an outage.
+
 A schedule on another django.tasks backend is enqueued through that backend inside the same
 transaction, after the compare-and-set won. A backend that stores its tasks in the same
 database (django-tasks-db, say) thus gets exactly-once too; one that stores them elsewhere
@@ -58,7 +62,7 @@ class TickResult:
 def due_schedules(database: str, now: datetime) -> Any:
     return (
         Schedule.objects.using(database)
-        .filter(enabled=True, next_fire_at__lte=now)
+        .filter(enabled=True, paused=False, next_fire_at__lte=now)
         .filter(Q(blocked_until__isnull=True) | Q(blocked_until__lte=now))
         .order_by("next_fire_at")
     )
@@ -88,7 +92,7 @@ def next_due_at(database: str, now: datetime) -> datetime | None:
     """When the earliest schedule that is not due yet will be (for the loop's sleep)."""
     return (
         Schedule.objects.using(database)
-        .filter(enabled=True, next_fire_at__gt=now)
+        .filter(enabled=True, paused=False, next_fire_at__gt=now)
         .order_by("next_fire_at")
         .values_list("next_fire_at", flat=True)
         .first()
@@ -107,7 +111,8 @@ def fire(schedule: Schedule, now: datetime, dependency_ids: list[int], database:
             schedule.misfire_policy,
             len(plan.fire_times),
         )
-    cas = Schedule.objects.using(database).filter(pk=schedule.pk, next_fire_at=read)
+    # paused=False too: a pause committed since the read wins over the fire.
+    cas = Schedule.objects.using(database).filter(pk=schedule.pk, next_fire_at=read, paused=False)
     if plan.fire_times and not dag.dependencies_met(
         schedule.last_enqueued_at, dependency_ids, database
     ):
@@ -128,19 +133,37 @@ def fire(schedule: Schedule, now: datetime, dependency_ids: list[int], database:
             with transaction.atomic(using=database):
                 if not cas.update(**changes):
                     return 0  # another scheduler fired it first
-                return enqueue(schedule, plan.fire_times, now, database)
+                fired = enqueue(schedule, plan.fire_times, now, database)
+                return _fired(schedule, fired, database)
         except IntegrityError:
             # A fire time already has its run (the schedule was rewound by hand).
             with transaction.atomic(using=database):
                 if not cas.update(**changes):
                     return 0
-                return enqueue(schedule, plan.fire_times, now, database, one_by_one=True)
+                fired = enqueue(schedule, plan.fire_times, now, database, one_by_one=True)
+                return _fired(schedule, fired, database)
     except DatabaseError:
         raise  # the whole tick rolls back; the loop reconnects and tries again
     except Exception as exc:
         logger.exception("Schedule %r could not be enqueued; retrying later", schedule.name)
         cas.update(blocked_until=now + ERROR_RETRY, last_error=f"{type(exc).__name__}: {exc}")
         return 0
+
+
+def _fired(schedule: Schedule, fired: list[tuple[datetime, str]], database: str) -> int:
+    """Say (at DEBUG: ``-v 2``) what fired, once it is committed; return how many runs."""
+    if fired and logger.isEnabledFor(logging.DEBUG):
+        name = schedule.name
+
+        def say() -> None:
+            for fire_time, run_id in fired:
+                logger.debug(
+                    "Schedule %r fired for %s: run %s", name, fire_time.isoformat(), run_id
+                )
+
+        # On commit: a fire whose transaction rolled back never happened.
+        transaction.on_commit(say, using=database)
+    return len(fired)
 
 
 def call_kwargs(schedule: Schedule, fire_time: datetime) -> dict[str, Any]:
@@ -156,16 +179,18 @@ def enqueue(
     now: datetime,
     database: str,
     one_by_one: bool = False,
-) -> int:
-    """Enqueue the fire times (inside the caller's transaction); return how many went in."""
+) -> list[tuple[datetime, str]]:
+    """Enqueue the fire times (inside the caller's transaction); return those that went in,
+    each with its run's (result's) id."""
     if not fire_times:
-        return 0
+        return []
     task = task_for(schedule)
     backend = task.get_backend()
     if not (isinstance(backend, DatabaseBackend) and backend.database == database):
-        for fire_time in fire_times:
-            task.enqueue(*schedule.args, **call_kwargs(schedule, fire_time))
-        return len(fire_times)
+        return [
+            (fire_time, task.enqueue(*schedule.args, **call_kwargs(schedule, fire_time)).id)
+            for fire_time in fire_times
+        ]
     runs = [
         backend.new_run(
             task,
@@ -178,14 +203,14 @@ def enqueue(
         for fire_time in fire_times
     ]
     if not one_by_one:
-        backend.save_runs(task, runs)
-        return len(runs)
-    inserted = 0
+        results = backend.save_runs(task, runs)
+        return [(run.scheduled_for, result.id) for run, result in zip(runs, results, strict=True)]
+    inserted: list[tuple[datetime, str]] = []
     for run in runs:
         try:
             with transaction.atomic(using=database):
-                backend.save_runs(task, [run])
-            inserted += 1
+                (result,) = backend.save_runs(task, [run])
+            inserted.append((run.scheduled_for, result.id))
         except IntegrityError:
             logger.warning(
                 "Schedule %r already fired %s; not enqueued again",

@@ -82,6 +82,9 @@ class Completed:
     # Set when the attempt wrote its own outcome (atomic tasks): the flush skips it.
     landed: Landed | None = None
     recorded: bool = False
+    # "ExceptionClass: message" when the task raised: what the worker's log says it failed
+    # of (the traceback is in the outcome's last error).
+    failure: str | None = None
 
 
 def error_entry(exc: BaseException) -> dict[str, str]:
@@ -90,6 +93,15 @@ def error_entry(exc: BaseException) -> dict[str, str]:
         "exception_class_path": f"{exc_type.__module__}.{exc_type.__qualname__}",
         "traceback": "".join(traceback.format_exception(exc)),
     }
+
+
+def failure_summary(exc: BaseException) -> str:
+    """``ExceptionClass: first line of its message``: one log line's worth."""
+    lines = str(exc).strip().splitlines()
+    name = type(exc).__qualname__
+    if not lines:
+        return name
+    return f"{name}: {lines[0]}" + (" [...]" if len(lines) > 1 else "")
 
 
 def signal_sender(run: ClaimedRun) -> type:
@@ -130,7 +142,7 @@ class Attempt:
                 raise CorruptRun(f"Run {self.run.id} refused: {self.run.problem}.")
             self.task = registry.resolve(self.run.task_path)
         except InvalidTask as exc:
-            logger.error("Run %s refused: %s", self.run.id, exc)
+            # Logged by the worker with every failed attempt (attempt_log), at ERROR: final.
             return self.failed(exc, 0.0)
         self.result = result_of(self.task, self.run, status=TaskResultStatus.RUNNING)
         return None
@@ -192,7 +204,7 @@ class Attempt:
             available_at=available_at,
             expires_at=expiry_for(self.task, self.run.options, now),
         )
-        return Completed(self.run, self.task, outcome, duration)
+        return Completed(self.run, self.task, outcome, duration, failure=failure_summary(exc))
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -330,7 +342,9 @@ class Attempt:
         if "__child_error__" in reply:
             return self.failed(TaskCrashed(reply["__child_error__"]["traceback"]), duration)
         outcome = _outcome_from_json(reply["outcome"])
-        completed = Completed(self.run, self.task, outcome, reply["duration"])
+        completed = Completed(
+            self.run, self.task, outcome, reply["duration"], failure=reply.get("failure")
+        )
         if reply.get("landed"):
             completed.landed = Landed(**reply["landed"])
             completed.recorded = True
@@ -442,6 +456,7 @@ def run_in_child(payload: dict[str, Any]) -> dict[str, Any]:
         "outcome": _outcome_to_json(completed.outcome),
         "duration": completed.duration,
         "landed": asdict(completed.landed) if completed.landed else None,
+        "failure": completed.failure,
     }
 
 

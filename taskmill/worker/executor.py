@@ -23,6 +23,7 @@ from ..compat import TaskResultStatus
 from ..db import ClaimedRun
 from ..exceptions import RunCancelled
 from ..tasks import effective_option
+from .attempt_log import log_failed_attempt
 from .execution import Attempt, Completed, lost_outcome
 
 logger = logging.getLogger("taskmill.worker")
@@ -352,6 +353,7 @@ class Executor:
                 f"its worker fenced itself (no heartbeat) while attempt {completed.run.attempt} ran"
             )
             completed.outcome = lost_outcome(completed.run, completed.task, message)
+            completed.failure = None  # lost_outcome said why, and what follows
         with self._lock:
             # Only this attempt's entries: the run may already be running here again under
             # a newer attempt (claimed back after it was taken away from this one).
@@ -361,6 +363,7 @@ class Executor:
                 self._futures.pop(run_id, None)
                 self._task_connections.pop(run_id, None)
         self._slots.release()
+        log_failed_attempt(completed)
         self._on_done(completed)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
