@@ -124,7 +124,7 @@ def _svg(parts: list[str], title: str) -> SafeString:
     body = "".join(parts)
     return mark_safe(  # every value interpolated above is a number or escaped
         f'<svg class="tm-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'preserveAspectRatio="none" aria-label="{escape(title)}">{body}</svg>'
+        f'aria-label="{escape(title)}">{body}</svg>'
     )
 
 

@@ -10,12 +10,16 @@ rollups (``taskmill.rollups``).
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q, Sum
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from .. import overview, registry
 from ..models import Dashboard, RunStats
@@ -86,7 +90,34 @@ def _known_queues(database: str) -> list[str]:
 
 
 def queues_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
-    return {"queues": overview.queue_overview(database)}
+    """Queues with work now, and those that had some in the last day (idle ones included:
+    an empty queue is news too), with how many attempts ended in each in the last hour."""
+    queues = overview.queue_overview(database)
+    ended = recent_queue_activity(database)
+    shown = {queue.name for queue in queues}
+    queues += [idle_queue(name) for name in sorted(set(ended) - shown)]
+    rows = [{**asdict(queue), "ended_last_hour": ended.get(queue.name, 0)} for queue in queues]
+    return {"queues": sorted(rows, key=lambda row: row["name"])}
+
+
+def recent_queue_activity(database: str) -> dict[str, int]:
+    """Attempts ended per queue in the last hour; queues active in the last day with 0."""
+    now = timezone.now()
+    rows = (
+        RunStats.objects.using(database)
+        .filter(minute__gte=now - timedelta(days=1))
+        .values("queue_name")
+        .annotate(hour=Sum("count", filter=Q(minute__gte=now - timedelta(hours=1))))
+        .order_by()
+    )
+    return {row["queue_name"]: row["hour"] or 0 for row in rows}
+
+
+def idle_queue(name: str) -> overview.QueueOverview:
+    return overview.QueueOverview(
+        name=name, ready=0, scheduled=0, waiting=0, running=0, paused=False, paused_at=None,
+        oldest_ready_age=None,
+    )  # fmt: skip
 
 
 def charts_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:

@@ -59,7 +59,11 @@ def _error_row(error: Any) -> tuple[str, str, str]:
         return ("(not an error entry)", repr(error)[:500], "")
     path = str(error.get("exception_class_path", "?"))
     text = str(error.get("traceback", ""))
-    return (path.rsplit(".", 1)[-1], last_line(text), text)
+    name, message = path.rsplit(".", 1)[-1], last_line(text)
+    # The traceback's last line repeats the class ("ValueError: ..."): said once is enough.
+    for prefix in (f"{path}: ", f"{name}: "):
+        message = message.removeprefix(prefix)
+    return (name, message, text)
 
 
 def last_line(traceback_text: str) -> str:

@@ -8,6 +8,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from .. import control, overview
 from ..models import Queue
 from ..templatetags.taskmill_admin import seconds
+from .dashboard import recent_queue_activity
 
 
 @admin.register(Queue)
@@ -21,9 +22,8 @@ class QueueAdmin(admin.ModelAdmin):
         # A queue needs no row until someone pauses it: give every queue that has work a row,
         # so that it is listed and can be paused from here.
         self._figures = {queue.name: queue for queue in overview.queue_overview()}
-        Queue.objects.bulk_create(
-            [Queue(name=name) for name in self._figures], ignore_conflicts=True
-        )
+        names = set(self._figures) | set(recent_queue_activity("default"))
+        Queue.objects.bulk_create([Queue(name=name) for name in names], ignore_conflicts=True)
         return super().changelist_view(request, extra_context)
 
     def _figure(self, queue: Queue, name: str):

@@ -209,7 +209,7 @@ class RunAdmin(admin.ModelAdmin):
     def attempts(self, run: Run) -> str:
         task = resolve_or_none(run.task_path)
         limit = effective_option(task, run.options, "max_attempts") if task else None
-        return f"{run.attempt} (at most {limit} failing)" if limit else str(run.attempt)
+        return f"{run.attempt} of at most {limit}" if limit else str(run.attempt)
 
     @admin.display(description="enqueued at")
     def enqueued_at_ms(self, run: Run) -> str:

@@ -6,12 +6,24 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from ..models import Schedule
+from ..schedule_control import pause_schedule, resume_schedule
 from ..scheduler.dag import check_acyclic
 from ..scheduler.validation import schedulable_tasks
 from . import display, schedule_views
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return Schedule.State.choices
+
+    def queryset(self, request, queryset):
+        return queryset.in_state(self.value()) if self.value() else queryset
 
 
 class ScheduleForm(forms.ModelForm):
@@ -57,13 +69,13 @@ class ScheduleAdmin(admin.ModelAdmin):
         "task_path",
         "when",
         "timezone",
-        "enabled",
-        "next_fire_at",
-        "last_fire_at",
+        "state_badge",
+        "next_fire",
+        "last_fire",
         "fire_count",
         "code_owned",
     )
-    list_filter = ("kind", "enabled", "code_owned", "misfire_policy")
+    list_filter = (StateFilter, "kind", "code_owned", "misfire_policy")
     search_fields = ("name", "task_path")
     ordering = ("name",)
     filter_horizontal = ("depends_on",)
@@ -94,6 +106,8 @@ class ScheduleAdmin(admin.ModelAdmin):
             "State",
             {
                 "fields": (
+                    "paused",
+                    "paused_at",
                     "next_fire_at",
                     "last_fire_at",
                     "last_enqueued_at",
@@ -115,7 +129,45 @@ class ScheduleAdmin(admin.ModelAdmin):
             return f"every {obj.interval}"
         return f"once at {obj.run_at:%Y-%m-%d %H:%M:%S %Z}" if obj.run_at else "once"
 
-    actions = ["run_now", "enable", "disable"]
+    actions = ["run_now", "pause", "resume", "enable", "disable"]
+
+    @admin.display(description="state")
+    def state_badge(self, obj: Schedule) -> str:
+        state = obj.state
+        since = {
+            Schedule.State.DONE: obj.last_fire_at,
+            Schedule.State.PAUSED: obj.paused_at,
+        }.get(state)
+        label = f"{state} since {display.moment(since)}" if since else state
+        return format_html('<span class="tm-badge tm-state-{}">{}</span>', state, label)
+
+    @admin.display(description="next fire", ordering="next_fire_at")
+    def next_fire(self, obj: Schedule) -> str:
+        return display.moment(obj.next_fire_at)
+
+    @admin.display(description="last fire", ordering="last_fire_at")
+    def last_fire(self, obj: Schedule) -> str:
+        return display.moment(obj.last_fire_at)
+
+    def has_pause_permission(self, request) -> bool:
+        return request.user.has_perm("taskmill.pause_schedule")
+
+    @admin.action(description="Pause (code-declared ones too)", permissions=["pause"])
+    def pause(self, request, queryset):
+        self._pause(request, queryset, pause_schedule, "Paused")
+
+    @admin.action(
+        description="Resume (missed fires follow the misfire policy)", permissions=["pause"]
+    )
+    def resume(self, request, queryset):
+        self._pause(request, queryset, resume_schedule, "Resumed")
+
+    def _pause(self, request, queryset, operation, verb: str) -> None:
+        changed = [s for s in queryset if operation(s.pk)]
+        for schedule in changed:
+            self.log_change(request, schedule, verb)
+        names = ", ".join(s.name for s in changed) or "nothing to change"
+        self.message_user(request, f"{verb}: {names}.", messages.SUCCESS)
 
     class Media:
         css = {"all": ("taskmill/control-room.css",)}
@@ -198,4 +250,5 @@ class ScheduleAdmin(admin.ModelAdmin):
                 "upcoming",
                 "recent",
             ]
-        return (*self.state_fields, "upcoming", "recent")
+        # The pause is the operator's state: changed by the pause and resume actions only.
+        return (*self.state_fields, "paused", "paused_at", "upcoming", "recent")

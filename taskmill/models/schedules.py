@@ -213,6 +213,7 @@ class Schedule(models.Model):
         verbose_name = _("schedule")
         verbose_name_plural = _("schedules")
         ordering = ["name"]
+        permissions = [("pause_schedule", _("Can pause and resume schedules"))]
 
     def __str__(self) -> str:
         return self.name
