@@ -278,3 +278,28 @@ def test_recording_the_start_of_a_run_taken_away_meanwhile_says_so():
     (again,) = claim("w2", 1)
     assert engine.unmark_prefetched(run.id, run.attempt) is False  # an older attempt
     assert engine.unmark_prefetched(again.id, again.attempt) is True
+
+
+def test_the_rescue_reads_running_runs_through_their_index():
+    # Ordered by id, SQLite answered this every few seconds by scanning the whole table
+    # (2.8 s at 300,000 finished runs): the order must not steer it off the running index.
+    from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
+
+    engine = get_engine(connection.alias)
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        engine.expired_runs(timezone.now(), 100)
+    [sql] = [q["sql"] for q in captured if "lease_expires_at <" in q["sql"]]
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "USING INDEX taskmill_run_running" in plan, plan
+        elif connection.vendor == "postgresql":
+            with transaction.atomic():
+                cursor.execute("SET LOCAL enable_seqscan = off")
+                cursor.execute(f"EXPLAIN {sql}")
+                plan = " ".join(row[0] for row in cursor.fetchall())
+            assert "Seq Scan on taskmill_run" not in plan, plan
+        else:
+            pytest.skip("MariaDB's plans on a near-empty table say nothing")

@@ -116,7 +116,7 @@ class LeaseQueries:
                 f"SELECT id, attempt, task_path, queue_name, worker_id, prefetched, "
                 f"stop_requested, has_dependents, errors, worker_ids, options FROM {RUN_TABLE} "
                 f"WHERE {self.running_condition} AND lease_expires_at < %s "
-                f"ORDER BY id LIMIT %s{self.skip_locked}",
+                f"ORDER BY lease_expires_at, id LIMIT %s{self.skip_locked}",
                 [self.adapt_datetime(now), limit],
             )
             columns = [column[0] for column in cursor.description]
