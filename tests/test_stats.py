@@ -8,7 +8,7 @@ import math
 import pytest
 from django.db.models import Sum
 
-from taskmill.models import Run, RunStats
+from taskmill.models import Run, RunStats, RunStatsHourly
 from taskmill.models.stats import BUCKET_BOUNDS_MS, bucket_of, percentile_ms
 from tests.testapp import tasks
 
@@ -20,8 +20,13 @@ ATOMIC = "tests.testapp.tasks.atomic_insert"
 
 
 def totals() -> dict[tuple[str, str], int]:
-    rows = RunStats.objects.values("task_path", "status").annotate(n=Sum("count"))
-    return {(row["task_path"], row["status"]): row["n"] for row in rows}
+    """What the minute rollups hold per (task, status); the hourly ones must say the same."""
+    found = []
+    for model in (RunStats, RunStatsHourly):
+        rows = model.objects.values("task_path", "status").annotate(n=Sum("count"))
+        found.append({(row["task_path"], row["status"]): row["n"] for row in rows})
+    assert found[0] == found[1]
+    return found[0]
 
 
 def test_a_worker_adds_each_landed_attempt_once(run_worker):

@@ -16,14 +16,14 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from .. import overview, registry
 from ..models import Dashboard, RunStats
-from ..rollups import WINDOWS, Point, Window, series
+from ..rollups import WINDOWS, Point, Window, recent_names, series
 from . import charts
 
 FRAGMENTS = ("queues", "charts", "workers", "attention")
@@ -84,7 +84,7 @@ def _choices(request: HttpRequest) -> dict[str, Any]:
 
 def _known_queues(database: str) -> list[str]:
     # The rollups' queues (a small table) and those with active runs or a switch.
-    names = set(RunStats.objects.using(database).values_list("queue_name", flat=True).distinct())
+    names = recent_names("queue_name", database=database)
     names.update(queue.name for queue in overview.queue_overview(database))
     return sorted(names)
 
@@ -103,14 +103,16 @@ def queues_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
 def recent_queue_activity(database: str) -> dict[str, int]:
     """Attempts ended per queue in the last hour; queues active in the last day with 0."""
     now = timezone.now()
-    rows = (
+    last_hour = (
         RunStats.objects.using(database)
-        .filter(minute__gte=now - timedelta(days=1))
+        .filter(minute__gte=now - timedelta(hours=1))
         .values("queue_name")
-        .annotate(hour=Sum("count", filter=Q(minute__gte=now - timedelta(hours=1))))
+        .annotate(ended=Sum("count"))
         .order_by()
     )
-    return {row["queue_name"]: row["hour"] or 0 for row in rows}
+    activity = dict.fromkeys(recent_names("queue_name", database=database), 0)
+    activity.update((row["queue_name"], row["ended"] or 0) for row in last_hour)
+    return activity
 
 
 def idle_queue(name: str) -> overview.QueueOverview:

@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from .. import overview, registry
-from ..models import RunStats
+from ..rollups import recent_names
 
 
 class QueueFilter(admin.SimpleListFilter):
@@ -18,7 +18,7 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue_name"
 
     def lookups(self, request, model_admin) -> list[tuple[str, str]]:
-        names = set(RunStats.objects.values_list("queue_name", flat=True).distinct())
+        names = recent_names("queue_name")
         names.update(queue.name for queue in overview.queue_overview())
         return [(name, name) for name in sorted(names)]
 
@@ -32,7 +32,7 @@ class TaskFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin) -> list[tuple[str, str]]:
         paths = set(registry.registered_tasks())
-        paths.update(RunStats.objects.values_list("task_path", flat=True).distinct())
+        paths.update(recent_names("task_path"))
         return [(path, path) for path in sorted(paths)]
 
     def queryset(self, request, queryset):

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connections
 
 from ..models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, bucket_of
 
-STATS_TABLE = "taskmill_run_stats"
-KEY_COLUMNS = ("minute", "queue_name", "task_path", "status")
+# (table, its period column, the period's length): minutes for the last hour's chart, hours
+# for the day's and the week's. Written in this order, each in key order (no deadlocks).
+TABLES = (
+    ("taskmill_run_stats", "minute", timedelta(minutes=1)),
+    ("taskmill_run_stats_hourly", "hour", timedelta(hours=1)),
+)
+KEY_COLUMNS = ("queue_name", "task_path", "status")
 SUM_COLUMNS = ("count", "duration_sum", "latency_sum", *DURATION_COLUMNS, *LATENCY_COLUMNS)
 
 
@@ -36,7 +41,7 @@ class Ended:
 
 @dataclass(slots=True)
 class StatsRow:
-    minute: datetime
+    start: datetime
     queue_name: str
     task_path: str
     status: str
@@ -54,17 +59,17 @@ class StatsRow:
         self.latencies[bucket_of(ended.latency * 1000)] += 1
 
     def values(self) -> list[object]:
-        keys = [self.minute, self.queue_name, self.task_path, self.status]
+        keys = [self.start, self.queue_name, self.task_path, self.status]
         sums = [self.count, self.duration_sum, self.latency_sum]
         return [*keys, *sums, *self.durations, *self.latencies]
 
 
-def rollup(ended: Iterable[Ended]) -> list[StatsRow]:
-    """Group attempts by (minute, queue, task, status), in key order."""
+def rollup(ended: Iterable[Ended], period: timedelta = timedelta(minutes=1)) -> list[StatsRow]:
+    """Group attempts by (period, queue, task, status), in key order."""
     rows: dict[tuple[datetime, str, str, str], StatsRow] = {}
     for item in ended:
-        minute = item.finished_at.replace(second=0, microsecond=0)
-        key = (minute, item.queue_name, item.task_path, item.status)
+        start = _floor(item.finished_at, period)
+        key = (start, item.queue_name, item.task_path, item.status)
         row = rows.get(key)
         if row is None:
             row = rows[key] = StatsRow(*key)
@@ -72,46 +77,52 @@ def rollup(ended: Iterable[Ended]) -> list[StatsRow]:
     return [rows[key] for key in sorted(rows)]
 
 
+def _floor(moment: datetime, period: timedelta) -> datetime:
+    if period >= timedelta(hours=1):
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(second=0, microsecond=0)
+
+
 def add_stats(database: str, ended: Iterable[Ended]) -> None:
     """Add these attempts to the rollups (call inside the outcomes' transaction)."""
-    rows = rollup(ended)
-    if not rows:
+    ended = list(ended)
+    if not ended:
         return
     connection = connections[database]
-    params = [_adapted(connection, row.values()) for row in rows]
     with connection.cursor() as cursor:
-        cursor.executemany(_upsert_sql(connection), params)
+        for table, period_column, period in TABLES:
+            params = [_adapted(connection, row.values()) for row in rollup(ended, period)]
+            cursor.executemany(_upsert_sql(connection, table, period_column), params)
 
 
 def _adapted(connection, values: list[object]) -> list[object]:
-    minute = values[0]
-    adapted = connection.ops.adapt_datetimefield_value(minute)
-    return [adapted, *values[1:]]
+    start = values[0]
+    return [connection.ops.adapt_datetimefield_value(start), *values[1:]]
 
 
-_SQL_CACHE: dict[str, str] = {}
+_SQL_CACHE: dict[tuple[str, str], str] = {}
 
 
-def _upsert_sql(connection) -> str:
-    vendor = connection.vendor
-    if vendor not in _SQL_CACHE:
+def _upsert_sql(connection, table: str, period_column: str) -> str:
+    key = (connection.vendor, table)
+    if key not in _SQL_CACHE:
         quote = connection.ops.quote_name
-        columns = [*KEY_COLUMNS, *SUM_COLUMNS]
+        keys = (period_column, *KEY_COLUMNS)
+        columns = [*keys, *SUM_COLUMNS]
         insert = (
-            f"INSERT INTO {quote(STATS_TABLE)} ({', '.join(quote(c) for c in columns)}) "
+            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
             f"VALUES ({', '.join(['%s'] * len(columns))})"
         )
-        if vendor == "mysql":
+        if connection.vendor == "mysql":
             updates = ", ".join(
                 f"{quote(c)} = {quote(c)} + VALUES({quote(c)})" for c in SUM_COLUMNS
             )
             sql = f"{insert} ON DUPLICATE KEY UPDATE {updates}"
         else:  # PostgreSQL and SQLite speak the same upsert
-            table = quote(STATS_TABLE)
             updates = ", ".join(
-                f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in SUM_COLUMNS
+                f"{quote(c)} = {quote(table)}.{quote(c)} + excluded.{quote(c)}" for c in SUM_COLUMNS
             )
-            conflict = ", ".join(quote(c) for c in KEY_COLUMNS)
+            conflict = ", ".join(quote(c) for c in keys)
             sql = f"{insert} ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-        _SQL_CACHE[vendor] = sql
-    return _SQL_CACHE[vendor]
+        _SQL_CACHE[key] = sql
+    return _SQL_CACHE[key]

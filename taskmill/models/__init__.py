@@ -2,7 +2,7 @@
 
 from .runs import ACTIVE_STATUSES, FINISHED_STATUSES, Dashboard, Run, RunDependency, RunStatus
 from .schedules import Schedule
-from .stats import RunStats
+from .stats import RunStats, RunStatsHourly
 from .workers import Queue, Worker
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Run",
     "RunDependency",
     "RunStats",
+    "RunStatsHourly",
     "RunStatus",
     "Schedule",
     "Worker",

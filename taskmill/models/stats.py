@@ -52,15 +52,12 @@ def percentile_ms(counts: Sequence[int], fraction: float) -> float | None:
     return BUCKET_BOUNDS_MS[-2]
 
 
-class RunStats(models.Model):
-    """Attempts that ended in one minute, for one queue, task and status.
-
-    ``status`` is how the attempt was written: SUCCESSFUL, FAILED, CANCELLED, or READY (it
-    failed and will be retried).
-    """
+class _Rollup(models.Model):
+    """What one row of a rollup holds: attempts that ended in one period, for one queue, task
+    and status. ``status`` is how the attempt was written: SUCCESSFUL, FAILED, CANCELLED, or
+    READY (it failed and will be retried)."""
 
     id = models.BigAutoField(primary_key=True)
-    minute = models.DateTimeField(_("minute"))
     queue_name = models.CharField(_("queue"), max_length=64)
     task_path = models.CharField(_("task"), max_length=255)
     status = models.CharField(_("status"), max_length=10)
@@ -68,12 +65,27 @@ class RunStats(models.Model):
     duration_sum = models.FloatField(_("seconds running, summed"), default=0.0)
     latency_sum = models.FloatField(_("seconds waiting to start, summed"), default=0.0)
     # The histogram columns (d00..d15 for durations, l00..l15 for latencies) are added
-    # below the class: 32 fields written out would hide the ones that matter.
+    # below the classes: 32 fields written out would hide the ones that matter.
+
+    class Meta:
+        abstract = True
+
+    def durations(self) -> list[int]:
+        return [getattr(self, column) for column in DURATION_COLUMNS]
+
+    def latencies(self) -> list[int]:
+        return [getattr(self, column) for column in LATENCY_COLUMNS]
+
+
+class RunStats(_Rollup):
+    """Per minute: the last hour's chart, the metrics' last minute."""
+
+    minute = models.DateTimeField(_("minute"))
 
     class Meta:
         db_table = "taskmill_run_stats"
-        verbose_name = _("run statistics")
-        verbose_name_plural = _("run statistics")
+        verbose_name = _("run statistics per minute")
+        verbose_name_plural = _("run statistics per minute")
         constraints = [
             models.UniqueConstraint(
                 fields=["minute", "queue_name", "task_path", "status"],
@@ -84,12 +96,28 @@ class RunStats(models.Model):
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.queue_name} {self.task_path} {self.status}"
 
-    def durations(self) -> list[int]:
-        return [getattr(self, column) for column in DURATION_COLUMNS]
 
-    def latencies(self) -> list[int]:
-        return [getattr(self, column) for column in LATENCY_COLUMNS]
+class RunStatsHourly(_Rollup):
+    """Per hour, written with the minutes: the day's and the week's charts read 60 times
+    fewer rows (a week of 20 busy tasks is 400,000 minute rows, 7,000 hour rows)."""
+
+    hour = models.DateTimeField(_("hour"))
+
+    class Meta:
+        db_table = "taskmill_run_stats_hourly"
+        verbose_name = _("run statistics per hour")
+        verbose_name_plural = _("run statistics per hour")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "queue_name", "task_path", "status"],
+                name="taskmill_run_stats_hourly_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.queue_name} {self.task_path} {self.status}"
 
 
-for _column in (*DURATION_COLUMNS, *LATENCY_COLUMNS):
-    RunStats.add_to_class(_column, models.PositiveBigIntegerField(default=0))
+for _model in (RunStats, RunStatsHourly):
+    for _column in (*DURATION_COLUMNS, *LATENCY_COLUMNS):
+        _model.add_to_class(_column, models.PositiveBigIntegerField(default=0))

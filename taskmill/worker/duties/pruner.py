@@ -29,7 +29,7 @@ from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 
 from ...conf import setting
-from ...models import FINISHED_STATUSES, Run, RunStats, Worker
+from ...models import FINISHED_STATUSES, Run, RunStats, RunStatsHourly, Worker
 from . import Duty
 
 logger = logging.getLogger("taskmill.worker")
@@ -157,8 +157,9 @@ def prune_stats(database: str, now: datetime) -> int:
     """Delete the per-minute rollups older than TASKMILL_STATS_RETENTION (the dashboard's
     longest chart is a week)."""
     keep = timedelta(seconds=float(setting("TASKMILL_STATS_RETENTION")))
-    deleted, _ = RunStats.objects.using(database).filter(minute__lt=now - keep).delete()
-    return deleted
+    minutes, _ = RunStats.objects.using(database).filter(minute__lt=now - keep).delete()
+    hours, _ = RunStatsHourly.objects.using(database).filter(hour__lt=now - keep).delete()
+    return minutes + hours
 
 
 def prune_workers(database: str, now: datetime) -> int:
