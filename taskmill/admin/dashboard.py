@@ -63,7 +63,7 @@ class DashboardAdmin(admin.ModelAdmin):
             "choice": choice,
             "windows": WINDOWS.values(),
             "queues_known": _known_queues(database),
-            "tasks_known": sorted(registry.registered_tasks()),
+            "tasks_known": _known_tasks(),
             "refresh_seconds": REFRESH_SECONDS,
             "fragments": FRAGMENTS,
         }
@@ -80,6 +80,11 @@ def _choices(request: HttpRequest) -> dict[str, Any]:
         "task": request.GET.get("task") or "",
         "query": request.GET.urlencode(),
     }
+
+
+def _known_tasks() -> list[str]:
+    registry.autodiscover()  # this process may not have imported the project's tasks yet
+    return sorted(registry.registered_tasks())
 
 
 def _known_queues(database: str) -> list[str]:

@@ -58,6 +58,23 @@ def test_the_dashboard_fills_and_refreshes_itself(
     wait_for(browser, lambda b: "last day" in b.find_element(By.ID, "tm-charts").text)
     screenshot("dashboard-day")
 
+    # The admin's dark theme (its toggle keeps the choice in localStorage): the page follows
+    # it through the admin's own CSS variables.
+    browser.execute_script("localStorage.setItem('theme', 'dark')")
+    browser.refresh()
+    wait_for(
+        browser, lambda b: b.find_element(By.TAG_NAME, "html").get_attribute("data-theme") == "dark"
+    )
+    background = browser.execute_script(
+        "return getComputedStyle(document.querySelector('.tm-chart-box')).backgroundColor"
+        " || getComputedStyle(document.body).backgroundColor"
+    )
+    body = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    assert body not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)"), body
+    assert background is not None
+    screenshot("dashboard-dark")
+    browser.execute_script("localStorage.removeItem('theme')")
+
 
 def test_pause_enqueue_cancel_and_retry_with_the_buttons(
     browser: Chrome, demo: DemoProject, screenshot: Screenshot
