@@ -8,6 +8,8 @@ import tempfile
 
 SECRET_KEY = "taskmill-tests"
 USE_TZ = True
+# Django 6 made it the default; on 5.2 the test app would warn (models.W042) on every command.
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TIME_ZONE = "UTC"
 DEBUG = False
 ROOT_URLCONF = "tests.urls"

@@ -169,13 +169,15 @@ def test_a_message_with_html_and_attachments_arrives_intact(queued_mail, smtp, r
     assert (received["To"], received["Cc"]) == ("ada@example.com", "bob@example.com")
     assert received["Reply-To"] == "help@example.com" and received["X-Order"] == "42"
     assert received["Bcc"] is None  # bcc is in the envelope only
-    assert text_of(received.get_body(("plain",))) == "Plain text, with accents: é à ü.\n"
-    assert text_of(received.get_body(("html",))) == "<p>Your <b>receipt</b> n° 42</p>\n"
+    # Django 6.1 ends each text part with a newline, 5.2 does not: the text is what counts.
+    body = text_of(received.get_body(("plain",))).rstrip("\n")
+    assert body == "Plain text, with accents: é à ü."
+    assert text_of(received.get_body(("html",))).rstrip("\n") == "<p>Your <b>receipt</b> n° 42</p>"
     attachments = {part.get_filename(): part for part in received.iter_attachments()}
     assert set(attachments) == {"receipt.bin", "notes.txt"}
     assert attachments["receipt.bin"].get_content_type() == "application/octet-stream"
     assert attachments["receipt.bin"].get_content() == BINARY
-    assert text_of(attachments["notes.txt"]) == "line one\nline two\n"
+    assert text_of(attachments["notes.txt"]).rstrip("\n") == "line one\nline two"
 
 
 def test_while_the_server_is_down_it_retries_then_delivers_once(
