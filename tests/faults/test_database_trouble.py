@@ -280,6 +280,9 @@ def test_a_session_killed_mid_atomic_commit_loses_and_doubles_nothing(
     callbacks = Run.objects.filter(task_path="tests.testapp.tasks.note_success")
     wait_until(lambda: callbacks.count() == len(ids), timeout=30, message=worker.output)
     assert Counter(str(run.args[0]) for run in callbacks) == Counter(map(str, ids))
+    # Run, not just enqueued, before the stop: a graceful stop gives unstarted runs back,
+    # and the count below is of the tasks this worker finished.
+    wait_until(lambda: finished([run.pk for run in callbacks]), timeout=30, message=worker.output)
     worker.signal()
     assert worker.wait(30) == 0, worker.output
     assert f"stopped after {2 * len(ids)} task(s)" in worker.output, worker.output
