@@ -18,6 +18,7 @@ from taskmill.models import Run, Schedule
 from tests.conftest import ROOT
 from tests.scheduler.conftest import TASK
 from tests.test_overview import make_run
+from tests.test_status_health import taskmill
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,15 +61,8 @@ def on_terminal(env: dict[str, str], *args: str, timeout: float = 300.0) -> tupl
     return code, shown.decode()
 
 
-def in_pipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "django", "taskmill", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+# A command whose output goes to pipes, as in a script: the same helper as the status tests'.
+in_pipe = taskmill
 
 
 def expired_runs(count: int) -> None:
