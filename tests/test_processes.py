@@ -19,6 +19,9 @@ from taskmill.worker.processes import Killed, ProcessPool
 
 from .conftest import ROOT, wait_until
 
+# Real processes and commands: the main leg runs this on every database (see scripts/test).
+pytestmark = pytest.mark.slow
+
 HANDLER = "tests.testapp.child_handlers:dispatch"
 
 

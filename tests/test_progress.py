@@ -20,7 +20,7 @@ from tests.scheduler.conftest import TASK
 from tests.test_overview import make_run
 from tests.test_status_health import taskmill
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def on_terminal(env: dict[str, str], *args: str, timeout: float = 300.0) -> tuple[int, str]:

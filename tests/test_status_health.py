@@ -19,6 +19,9 @@ from taskmill.models import Queue, Worker
 from tests.conftest import ROOT, wait_until
 from tests.test_overview import make_run, make_schedule, make_worker
 
+# Real processes and commands: the main leg runs this on every database (see scripts/test).
+pytestmark = pytest.mark.slow
+
 
 def taskmill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

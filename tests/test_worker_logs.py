@@ -7,7 +7,7 @@ import pytest
 from taskmill.models import Run
 from tests.testapp import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def lines_with(worker, text: str) -> list[str]:

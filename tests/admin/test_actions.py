@@ -11,7 +11,9 @@ from django.utils import timezone
 from taskmill.models import Queue, Run, Worker
 from tests.testapp import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
+# Tests that run queued work with a real worker need committed rows: a real transaction each.
+REAL_WORKER = pytest.mark.django_db(transaction=True)
 
 LIST = "/admin/taskmill/run/"
 
@@ -30,6 +32,7 @@ def act(client, action: str, ids: list, **extra):
     return client.post(LIST, data, follow=True)
 
 
+@REAL_WORKER
 def test_retry_and_cancel_follow_the_state_and_are_logged(client, run_worker):
     failed = [tasks.fail.enqueue(f"f{i}") for i in range(3)]
     run_worker("--burst", "--no-scheduler")
@@ -71,6 +74,7 @@ def test_select_all_matching_the_filter_works_in_batches(client):
     assert Run.objects.get(task_path="tests.testapp.tasks.send_email").status == "READY"
 
 
+@REAL_WORKER
 def test_view_permission_alone_offers_no_action_and_refuses_one(client, run_worker):
     result = tasks.fail.enqueue("x")
     run_worker("--burst", "--no-scheduler")
@@ -84,6 +88,7 @@ def test_view_permission_alone_offers_no_action_and_refuses_one(client, run_work
     assert Run.objects.get(pk=int(result.id)).status == "FAILED"
 
 
+@REAL_WORKER
 def test_a_runs_page_offers_the_buttons_its_state_allows(client, run_worker):
     result = tasks.fail.enqueue("x")
     run_worker("--burst", "--no-scheduler")
@@ -100,6 +105,7 @@ def test_a_runs_page_offers_the_buttons_its_state_allows(client, run_worker):
     assert client.get(f"{LIST}{result.id}/act/retry/").status_code == 405
 
 
+@REAL_WORKER
 def test_delete_removes_finished_runs_only(client, run_worker):
     done = tasks.add.enqueue(1, 2)
     run_worker("--burst", "--no-scheduler")

@@ -13,7 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from taskmill.models import Queue
 from tests.testapp import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
+# Tests that run queued work with a real worker need committed rows: a real transaction each.
+REAL_WORKER = pytest.mark.django_db(transaction=True)
 
 URL = "/admin/taskmill/dashboard/"
 
@@ -32,6 +34,7 @@ def unbounded_run_counts(queries: list[dict]) -> list[str]:
     return found
 
 
+@REAL_WORKER
 def test_the_dashboard_shows_queues_charts_and_workers_after_real_work(admin_client, run_worker):
     tasks.add.enqueue_many([((i, i), {}) for i in range(20)])
     tasks.flaky.enqueue(1)

@@ -8,7 +8,7 @@ from django.contrib.admin.models import LogEntry
 
 from taskmill.models import Run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 URL = "/admin/taskmill/run/enqueue/"
 

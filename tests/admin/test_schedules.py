@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from taskmill.models import Run, Schedule
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 TASK = "tests.testapp.scheduled_tasks.heartbeat"
 URL = "/admin/taskmill/schedule/"

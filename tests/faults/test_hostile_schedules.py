@@ -38,6 +38,9 @@ from tests.faults.hostile import (
     values,
 )
 
+# Hypothesis examples and a real scheduler: the main leg runs this on every database.
+pytestmark = pytest.mark.slow
+
 # -- cron expressions ---------------------------------------------------------------------------
 
 CRON_ATOMS = [

@@ -25,7 +25,7 @@ def test_four_schedulers_fire_every_schedule_time_exactly_once(start_scheduler):
     # the backport leg, which runs the same fire transaction, get a lighter one so that the
     # test matrix, run in parallel on two cores, stays within its time.
     full = connection.vendor != "sqlite" and TASKS_FRAMEWORK == "django.tasks"
-    schedules, seconds = (200, 60) if full else (40, 20)
+    schedules, seconds = (200, 25) if full else (40, 15)
     start = (timezone.now() + timedelta(seconds=4)).replace(microsecond=0)
     end = start + timedelta(seconds=seconds - 1)
     Schedule.objects.bulk_create(

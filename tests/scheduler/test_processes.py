@@ -12,7 +12,7 @@ from tests.conftest import kill_other_connections, wait_until
 
 from .conftest import make_schedule
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_the_scheduler_subcommand_syncs_code_schedules_and_fires_them(start_scheduler):
