@@ -1,4 +1,4 @@
-"""Settings for bench/admin_pages.py: the admin and taskmill on the benchmark's PostgreSQL."""
+"""Settings for bench/admin_pages.py: the admin and taskmill on PostgreSQL, MariaDB or SQLite."""
 
 import os
 
@@ -38,14 +38,42 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "/static/"
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": os.environ.get("TASKMILL_BENCH_DB", "taskmill_admin_bench"),
-        "HOST": os.environ.get("TASKMILL_BENCH_PGHOST", "127.0.0.1"),
-        "PORT": os.environ.get("TASKMILL_BENCH_PGPORT", "5432"),
-        "USER": os.environ.get("TASKMILL_BENCH_PGUSER", "postgres"),
-        "PASSWORD": os.environ.get("TASKMILL_BENCH_PGPASSWORD", ""),
+# python -m bench.admin_pages --db {postgresql,mysql,sqlite} sets TASKMILL_BENCH_ENGINE.
+ENGINE = os.environ.get("TASKMILL_BENCH_ENGINE", "postgresql")
+NAME = os.environ.get("TASKMILL_BENCH_DB", "taskmill_admin_bench")
+if ENGINE == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": NAME,
+            "HOST": os.environ.get("TASKMILL_BENCH_PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("TASKMILL_BENCH_PGPORT", "5432"),
+            "USER": os.environ.get("TASKMILL_BENCH_PGUSER", "postgres"),
+            "PASSWORD": os.environ.get("TASKMILL_BENCH_PGPASSWORD", ""),
+        }
     }
-}
+elif ENGINE == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": NAME,
+            "HOST": os.environ.get("TASKMILL_BENCH_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TASKMILL_BENCH_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("TASKMILL_BENCH_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("TASKMILL_BENCH_MYSQL_PASSWORD", ""),
+            "OPTIONS": {"isolation_level": "read committed", "charset": "utf8mb4"},
+        }
+    }
+else:
+    # The settings the SQLite system check asks for (WAL, IMMEDIATE transactions).
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{NAME}.sqlite3"),
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    }
 TASKS = {"default": {"BACKEND": "taskmill.backend.DatabaseBackend"}}
