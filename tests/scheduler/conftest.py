@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from django.db.models import Min
+from django.utils import timezone
 
 from taskmill.models import Run, Schedule
 from taskmill.scheduler import declarations, firing
@@ -83,3 +84,11 @@ def start_scheduler(scheduler_env: dict[str, str]) -> Iterator[Callable[..., Sch
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture
+def existing() -> Schedule:
+    """A stored schedule that the bad documents of the import tests would also update."""
+    return make_schedule(
+        timezone.now(), name="existing", kind="interval", interval=timedelta(minutes=5)
+    )
