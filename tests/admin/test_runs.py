@@ -82,3 +82,33 @@ def test_search_inside_arguments_and_masking_follow_the_permission(client):
     found = client.get(LIST, {"q": "to=a@b.c"}).content.decode()
     assert f">{secret.pk}<" in found and f">{wanted}<" not in found
     assert f">{secret.pk}<" not in client.get(LIST, {"q": "to=z@b.c"}).content.decode()
+
+
+def test_past_the_cap_the_list_says_more_than_and_counts_no_further(admin_client, monkeypatch):
+    from taskmill.admin import paging
+
+    monkeypatch.setattr(paging, "COUNT_CAP", 3)
+    tasks.add.enqueue_many([((n, n), {}) for n in range(5)])
+    page = admin_client.get(LIST).content.decode()
+    assert "more than 3 task runs" in page and "5 task runs" not in page
+    # Under the cap the list counts exactly.
+    page = admin_client.get(f"{LIST}?q=add&status__exact=SUCCESSFUL").content.decode()
+    assert "0 task runs" in page
+
+
+def test_an_argument_search_counts_no_further_than_the_next_page(admin_client, monkeypatch):
+    from taskmill.admin.runs import RunAdmin
+
+    monkeypatch.setattr(RunAdmin, "list_per_page", 2)
+    results = [tasks.send_email.enqueue(to="x@y.z") for _ in range(5)]
+    tasks.send_email.enqueue(to="other@y.z")
+    first = admin_client.get(LIST, {"q": "to=x@y.z"}).content.decode()
+    assert "more than 2 task runs" in first
+    assert listed(first) == [int(results[4].id), int(results[3].id)]
+    last = admin_client.get(LIST, {"q": "to=x@y.z", "p": 3}).content.decode()
+    assert "5 task runs" in last and listed(last) == [int(results[0].id)]
+
+
+def listed(page: str) -> list[int]:
+    """The run ids of a list page, in order (its rows' selection checkboxes)."""
+    return [int(pk) for pk in re.findall(r'name="_selected_action" value="(\d+)"', page)]
