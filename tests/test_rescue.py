@@ -21,11 +21,12 @@ def lost_errors(run: Run) -> int:
     return sum(1 for error in run.errors if error["exception_class_path"] == LOST)
 
 
-def test_sigkill_mid_task_twenty_times_loses_nothing(start_worker, run_worker, record_dir):
+def test_sigkill_mid_task_ten_times_loses_nothing(start_worker, run_worker, record_dir):
     # A worker that only rescues (it serves a queue nobody uses) keeps watching the leases.
     rescuer = start_worker("--queue", "emails", "--no-scheduler", env=FAST_LEASES)
     ids = []
-    for n in range(20):
+    # Ten kills in a row here; the chaos soak (tests/faults) kills hundreds of workers.
+    for n in range(10):
         # Each new run outranks the rescued ones, so the victim (one claim) takes it.
         result = tasks.block_first_attempt.using(priority=n).enqueue(f"r{n}")
         ids.append(int(result.id))
@@ -48,7 +49,7 @@ def test_sigkill_mid_task_twenty_times_loses_nothing(start_worker, run_worker, r
         assert len(run.worker_ids) == 2
         assert run.return_value.startswith("done ")
     starts = [line for line in read_records(record_dir) if line.startswith("start ")]
-    assert len(starts) == 40  # each run: the killed attempt and the one that finished
+    assert len(starts) == 20  # each run: the killed attempt and the one that finished
     assert rescuer.process.poll() is None  # the rescuer lives on
 
 
