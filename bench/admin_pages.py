@@ -82,7 +82,7 @@ def _measure(repeat: int, verbose: bool) -> None:
             f"/admin/taskmill/run/?task_path={TASKS[3]}&queue_name=emails",
         ),
         ("runs list, last hour", "/admin/taskmill/run/?enqueued_within=1h"),
-        ("runs list, page 50", "/admin/taskmill/run/?p=50"),
+        ("runs list, page 20", "/admin/taskmill/run/?p=20"),
         ("runs search: id", f"/admin/taskmill/run/?q={a_run}"),
         ("runs search: account=42", "/admin/taskmill/run/?q=account%3D42"),
         ("runs search: task text", "/admin/taskmill/run/?q=job_07"),

@@ -37,7 +37,7 @@ class Run(models.Model):
     # A bigint sequence is the enqueue order the claim query sorts by, and keeps the
     # claim index small; the public result id is its decimal string.
     id = models.BigAutoField(primary_key=True)
-    task_path = models.CharField(_("task"), max_length=255, db_index=True)
+    task_path = models.CharField(_("task"), max_length=255)
     backend = models.CharField(_("backend alias"), max_length=64)
     queue_name = models.CharField(_("queue"), max_length=64)
     priority = models.SmallIntegerField(_("priority"), default=0)
@@ -134,6 +134,8 @@ class Run(models.Model):
             # hour" over millions of runs). The column never changes after the insert, so
             # claims and finishes never touch this index; only inserts pay for it.
             models.Index(fields=["enqueued_at"], name="taskmill_run_enqueued"),
+            # The task filter, alone or with a queue, in the list's order (migration 0007).
+            models.Index(fields=["task_path", "queue_name", "id"], name="taskmill_run_task_queue"),
         ]
         constraints = [
             models.UniqueConstraint(
