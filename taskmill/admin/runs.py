@@ -157,6 +157,10 @@ class RunAdmin(admin.ModelAdmin):
         """A button on a run's page: one action on this one run (POST only)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
+        # The button is on a run's page: who may not see the page may not press it (nor
+        # learn, from a 404, which runs exist).
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         run = get_object_or_404(Run, pk=object_id)
         action = run_actions.ACTIONS.get(name)
         if action is None or action not in run_actions.available(request, run):
