@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from ..models import Run, RunDependency
+from ..models import FINISHED_STATUSES, Run, RunDependency
 from ..registry import resolve_or_none
 from ..tasks import effective_option
 from . import display, masking, run_actions
@@ -182,6 +182,13 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # what happened is not edited: a run's page is read-only, no Save
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Like the list's delete_finished: an active run belongs to a worker or a schedule,
+        # and its delete page would remove it from under them.
+        if obj is not None and obj.status not in FINISHED_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
 
     # -- the list -----------------------------------------------------------------------
 
