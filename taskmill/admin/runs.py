@@ -26,6 +26,9 @@ from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
+# What a run holds of its arguments and result: shown (masked) only to who may see them.
+HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors")
+
 # Past this many matching rows a list says "more than N" instead of counting them all.
 COUNT_CAP = 10_000
 
@@ -122,6 +125,14 @@ class RunAdmin(admin.ModelAdmin):
                 value = raw
             return queryset.filter(**{f"kwargs__{key}": value}), False
         return super().get_search_results(request, queryset, search_term)
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # Django lets the query string filter by any lookup on a local field: on these JSON
+        # fields, ?kwargs__password=... would find runs by what they hide, without the
+        # permission to see arguments and past the masks. The search box does it properly.
+        if lookup.split("__")[0] in HIDDEN_FIELDS:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_changelist(self, request, **kwargs):
         return RunChangeList
