@@ -23,8 +23,28 @@ def may_see_arguments(request: HttpRequest) -> bool:
     return request.user.has_perm(ARGUMENTS_PERMISSION)
 
 
+def masked_keys() -> set[str]:
+    return {str(key).lower() for key in setting("TASKMILL_ADMIN_MASKED_KEYS") or ()}
+
+
+def touches_masked_key(lookup: str, value: Any) -> bool:
+    """Whether searching the arguments by ``lookup`` ("nested__token__startswith") and
+    ``value`` involves a masked key, on the way down or inside the value compared: such a
+    search would tell the hidden value, one guess at a time."""
+    keys = masked_keys()
+    return any(part.lower() in keys for part in lookup.split("__")) or _holds_key(value, keys)
+
+
+def _holds_key(value: Any, keys: set[str]) -> bool:
+    if isinstance(value, dict):
+        return any(str(k).lower() in keys or _holds_key(v, keys) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_key(item, keys) for item in value)
+    return False
+
+
 def masked_arguments(run: Run) -> tuple[Any, Any]:
-    keys = {str(key).lower() for key in setting("TASKMILL_ADMIN_MASKED_KEYS") or ()}
+    keys = masked_keys()
     args, kwargs = _masked(run.args, keys), _masked(run.kwargs, keys)
     hook = setting("TASKMILL_ADMIN_MASK")
     if hook:
@@ -34,8 +54,7 @@ def masked_arguments(run: Run) -> tuple[Any, Any]:
 
 
 def masked_value(value: Any) -> Any:
-    keys = {str(key).lower() for key in setting("TASKMILL_ADMIN_MASKED_KEYS") or ()}
-    return _masked(value, keys)
+    return _masked(value, masked_keys())
 
 
 def _masked(value: Any, keys: set[str]) -> Any:

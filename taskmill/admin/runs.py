@@ -123,6 +123,8 @@ class RunAdmin(admin.ModelAdmin):
                 value = json.loads(raw)
             except ValueError:
                 value = raw
+            if masking.touches_masked_key(key, value):
+                return queryset.none(), False  # a masked value is not found by guessing it
             return queryset.filter(**{f"kwargs__{key}": value}), False
         return super().get_search_results(request, queryset, search_term)
 
