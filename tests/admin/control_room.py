@@ -156,55 +156,91 @@ def _run(attr: str, suffix: str) -> Callable[[World], str]:
 PAGES = [
     Page("dashboard", "dashboard:", lambda w: f"{ADMIN}/dashboard/", "view_run"),
     *(
-        Page(f"dashboard fragment {name}", "dashboard:",
-             lambda w, name=name: f"{ADMIN}/dashboard/?fragment={name}&window=day", "view_run")
+        Page(
+            f"dashboard fragment {name}",
+            "dashboard:",
+            lambda w, name=name: f"{ADMIN}/dashboard/?fragment={name}&window=day",
+            "view_run",
+        )
         for name in ("queues", "charts", "workers", "attention")
-    ),  # fmt: skip
+    ),
     Page("runs", "run:", lambda w: f"{ADMIN}/run/", "view_run"),
     Page(
         "runs filtered",
         "run:",
-        lambda w: f"{ADMIN}/run/?status=FAILED&queue_name=default&task_path={TASK}"
-        "&enqueued_within=1h&o=-2",
+        lambda w: (
+            f"{ADMIN}/run/?status=FAILED&queue_name=default&task_path={TASK}"
+            "&enqueued_within=1h&o=-2"
+        ),
         "view_run",
     ),
     Page("runs searched by id", "run:", lambda w: f"{ADMIN}/run/?q={w.failed}", "view_run"),
     Page("runs searched by task", "run:", lambda w: f"{ADMIN}/run/?q=tasks.add", "view_run"),
     Page("runs searched by argument", "run:", lambda w: f"{ADMIN}/run/?q=a%3D1", "view_run"),
     Page("runs, facets asked for", "run:", lambda w: f"{ADMIN}/run/?_facets=True", "view_run"),
-    Page("enqueue form", "run:enqueue/", lambda w: f"{ADMIN}/run/enqueue/",
-         "view_run enqueue_run"),  # fmt: skip
+    Page("enqueue form", "run:enqueue/", lambda w: f"{ADMIN}/run/enqueue/", "view_run enqueue_run"),
     Page("run page", "run:<path:object_id>/change/", _run("failed", "change/"), "view_run"),
     Page("run history", "run:<path:object_id>/history/", _run("failed", "history/"), "view_run"),
     Page("run add", "run:add/", lambda w: f"{ADMIN}/run/add/", "nobody"),
-    Page("delete a finished run", "run:<path:object_id>/delete/", _run("succeeded", "delete/"),
-         "delete_run"),  # fmt: skip
-    Page("delete an active run", "run:<path:object_id>/delete/", _run("ready", "delete/"),
-         "nobody"),  # fmt: skip
+    Page(
+        "delete a finished run",
+        "run:<path:object_id>/delete/",
+        _run("succeeded", "delete/"),
+        "delete_run",
+    ),
+    Page(
+        "delete an active run", "run:<path:object_id>/delete/", _run("ready", "delete/"), "nobody"
+    ),
     Page("run, short url", "run:<path:object_id>/", _run("failed", ""), "staff", ok=302),
     *(
         page
         for model, key in (("schedule", "schedule"), ("queue", "queue"), ("worker", "worker"))
         for page in (
-            Page(f"{model}s", f"{model}:", lambda w, m=model: f"{ADMIN}/{m}/",
-                 f"view_{model}|change_{model}"),
-            Page(f"{model} page", f"{model}:<path:object_id>/change/",
-                 lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/change/",
-                 f"view_{model}|change_{model}"),
-            Page(f"{model} history", f"{model}:<path:object_id>/history/",
-                 lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/history/",
-                 f"view_{model}|change_{model}"),
-            Page(f"{model} add", f"{model}:add/", lambda w, m=model: f"{ADMIN}/{m}/add/",
-                 "add_schedule" if model == "schedule" else "nobody"),
-            Page(f"{model} delete", f"{model}:<path:object_id>/delete/",
-                 lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/delete/",
-                 f"delete_{model}"),
-            Page(f"{model}, short url", f"{model}:<path:object_id>/",
-                 lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/", "staff", ok=302),
+            Page(
+                f"{model}s",
+                f"{model}:",
+                lambda w, m=model: f"{ADMIN}/{m}/",
+                f"view_{model}|change_{model}",
+            ),
+            Page(
+                f"{model} page",
+                f"{model}:<path:object_id>/change/",
+                lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/change/",
+                f"view_{model}|change_{model}",
+            ),
+            Page(
+                f"{model} history",
+                f"{model}:<path:object_id>/history/",
+                lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/history/",
+                f"view_{model}|change_{model}",
+            ),
+            Page(
+                f"{model} add",
+                f"{model}:add/",
+                lambda w, m=model: f"{ADMIN}/{m}/add/",
+                "add_schedule" if model == "schedule" else "nobody",
+            ),
+            Page(
+                f"{model} delete",
+                f"{model}:<path:object_id>/delete/",
+                lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/delete/",
+                f"delete_{model}",
+            ),
+            Page(
+                f"{model}, short url",
+                f"{model}:<path:object_id>/",
+                lambda w, m=model, k=key: f"{ADMIN}/{m}/{getattr(w, k)}/",
+                "staff",
+                ok=302,
+            ),
         )
-    ),  # fmt: skip
-    Page("schedules by state", "schedule:", lambda w: f"{ADMIN}/schedule/?state=paused&q=hour",
-         "view_schedule|change_schedule"),  # fmt: skip
+    ),
+    Page(
+        "schedules by state",
+        "schedule:",
+        lambda w: f"{ADMIN}/schedule/?state=paused&q=hour",
+        "view_schedule|change_schedule",
+    ),
 ]
 
 

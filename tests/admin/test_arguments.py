@@ -14,7 +14,7 @@ from django.test import override_settings
 from taskmill.admin.masking import MASK
 from taskmill.models import Run, Schedule
 
-from .control_room import PAGES, World, allowed, make_run, make_users, make_world
+from .control_room import PAGES, World, allowed, make_users, make_world
 
 pytestmark = pytest.mark.django_db
 
