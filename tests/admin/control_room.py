@@ -296,6 +296,12 @@ def _schedule(w: World) -> Schedule:
 
 
 RUNS = f"{ADMIN}/run/"
+# A schedule's form as a browser sends it (arguments ignored for who may not see them).
+SCHEDULE_FORM = {
+    "name": "hourly", "task_path": SCHEDULED_TASK, "args": "[]", "kwargs": "{}",
+    "enabled": "on", "kind": "interval", "interval": "1:00:00", "timezone": "UTC",
+    "misfire_grace": "0:01:00", "misfire_policy": "run_once", "priority": "",
+}  # fmt: skip
 VIEW_SCHEDULE = "view_schedule {0}|change_schedule {0}"
 
 ACTIONS = [
@@ -384,6 +390,17 @@ ACTIONS = [
            _list_action("schedule", "enable", lambda w: [w.schedule]), "change_schedule",
            lambda w: _schedule(w).enabled, _log("schedule", lambda w: w.schedule),
            _option("schedule", "enable"), extra={"disabled": True}),
+    Action("edit a schedule", "schedule:<path:object_id>/change/",
+           lambda w: f"{ADMIN}/schedule/{w.schedule}/change/",
+           lambda w: {**SCHEDULE_FORM, "interval": "2:00:00"}, "change_schedule",
+           lambda w: _schedule(w).interval == timedelta(hours=2),
+           _log("schedule", lambda w: w.schedule, 2),
+           (lambda w: f"{ADMIN}/schedule/{w.schedule}/change/", lambda w: 'name="_save"')),
+    Action("add a schedule", "schedule:add/", lambda w: f"{ADMIN}/schedule/add/",
+           lambda w: {**SCHEDULE_FORM, "name": "added"}, "add_schedule",
+           lambda w: Schedule.objects.filter(name="added").exists(),
+           lambda w: {"content_type__model": "schedule", "action_flag": 1},
+           (lambda w: f"{ADMIN}/schedule/", lambda w: f"{ADMIN}/schedule/add/")),
     Action("delete schedules", "schedule:", lambda w: f"{ADMIN}/schedule/",
            lambda w: {**_list_action("schedule", "delete_selected", lambda w: [w.schedule])(w),
                       "post": "yes"},
