@@ -266,8 +266,8 @@ class Action:
     rule: str
     done: Callable[[World], bool]  # whether the database shows it done
     logged: Callable[[World], dict[str, Any]]  # the LogEntry it leaves (besides its user)
-    # Where it is offered: (page, what in its HTML), looked for by those who may see the page.
-    offered: tuple[Callable[[World], str], Callable[[World], str]] | None = None
+    # Where it is offered: (a page of OFFERED_ON, what in its HTML shows it).
+    offered: tuple[str, Callable[[World], str]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -280,7 +280,7 @@ def _list_action(model: str, name: str, selected: Callable[[World], list]) -> Ca
 
 
 def _option(model: str, name: str):
-    return (lambda w: f"{ADMIN}/{model}/", lambda w: f'<option value="{name}">')
+    return (f"{model}s", lambda w: f'<option value="{name}">')
 
 
 def _log(model: str, pk: Callable[[World], Any], flag: int | None = None):
@@ -296,6 +296,17 @@ def _schedule(w: World) -> Schedule:
 
 
 RUNS = f"{ADMIN}/run/"
+# The pages that offer actions: lists (the actions menu), a run's page (its buttons), a
+# schedule's page (Save).
+OFFERED_ON: dict[str, Callable[[World], str]] = {
+    "runs": lambda w: RUNS,
+    "failed run page": lambda w: f"{RUNS}{w.failed}/change/",
+    "ready run page": lambda w: f"{RUNS}{w.ready}/change/",
+    "schedules": lambda w: f"{ADMIN}/schedule/",
+    "schedule page": lambda w: f"{ADMIN}/schedule/{w.schedule}/change/",
+    "queues": lambda w: f"{ADMIN}/queue/",
+    "workers": lambda w: f"{ADMIN}/worker/",
+}
 # A schedule's form as a browser sends it (arguments ignored for who may not see them).
 SCHEDULE_FORM = {
     "name": "hourly", "task_path": SCHEDULED_TASK, "args": "[]", "kwargs": "{}",
@@ -309,20 +320,20 @@ ACTIONS = [
     Action("retry button", "run:<path:object_id>/act/<str:name>/",
            lambda w: f"{RUNS}{w.failed}/act/retry/", lambda w: {}, "view_run retry_run",
            lambda w: _status(w.failed) == "READY", _log("run", lambda w: w.failed),
-           (lambda w: f"{RUNS}{w.failed}/change/", lambda w: "tm-act-retry")),
+           ("failed run page", lambda w: "tm-act-retry")),
     Action("cancel button", "run:<path:object_id>/act/<str:name>/",
            lambda w: f"{RUNS}{w.ready}/act/cancel/", lambda w: {}, "view_run cancel_run",
            lambda w: _status(w.ready) == "CANCELLED", _log("run", lambda w: w.ready),
-           (lambda w: f"{RUNS}{w.ready}/change/", lambda w: "tm-act-cancel")),
+           ("ready run page", lambda w: "tm-act-cancel")),
     Action("copy button", "run:<path:object_id>/act/<str:name>/",
            lambda w: f"{RUNS}{w.failed}/act/copy/", lambda w: {}, "view_run enqueue_run",
            lambda w: Run.objects.count() == 6, _log("run", lambda w: w.failed),
-           (lambda w: f"{RUNS}{w.failed}/change/", lambda w: "tm-act-copy")),
+           ("failed run page", lambda w: "tm-act-copy")),
     Action("enqueue form", "run:enqueue/", lambda w: f"{RUNS}enqueue/",
            lambda w: {"task_path": TASK, "args": "[1, 2]", "kwargs": "{}"},
            "view_run enqueue_run", lambda w: Run.objects.count() == 6,
            lambda w: {"content_type__model": "run", "action_flag": 1},
-           (lambda w: RUNS, lambda w: f"{RUNS}enqueue/")),
+           ("runs", lambda w: f"{RUNS}enqueue/")),
     # The runs list: the selected rows, and every row matching the filter.
     Action("retry selected", "run:", lambda w: RUNS,
            _list_action("run", "retry_runs", lambda w: [w.failed]), "view_run retry_run",
@@ -395,12 +406,12 @@ ACTIONS = [
            lambda w: {**SCHEDULE_FORM, "interval": "2:00:00"}, "change_schedule",
            lambda w: _schedule(w).interval == timedelta(hours=2),
            _log("schedule", lambda w: w.schedule, 2),
-           (lambda w: f"{ADMIN}/schedule/{w.schedule}/change/", lambda w: 'name="_save"')),
+           ("schedule page", lambda w: 'name="_save"')),
     Action("add a schedule", "schedule:add/", lambda w: f"{ADMIN}/schedule/add/",
            lambda w: {**SCHEDULE_FORM, "name": "added"}, "add_schedule",
            lambda w: Schedule.objects.filter(name="added").exists(),
            lambda w: {"content_type__model": "schedule", "action_flag": 1},
-           (lambda w: f"{ADMIN}/schedule/", lambda w: f"{ADMIN}/schedule/add/")),
+           ("schedules", lambda w: f"{ADMIN}/schedule/add/")),
     Action("delete schedules", "schedule:", lambda w: f"{ADMIN}/schedule/",
            lambda w: {**_list_action("schedule", "delete_selected", lambda w: [w.schedule])(w),
                       "post": "yes"},
