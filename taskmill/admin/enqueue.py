@@ -92,7 +92,9 @@ def _json(text: str, what: str) -> Any:
 
 
 def enqueue_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm(PERMISSION):
+    # The form is reached from the runs list and leads to the run it made: who may not see
+    # runs may not enqueue them from here either.
+    if not (model_admin.has_view_permission(request) and request.user.has_perm(PERMISSION)):
         raise PermissionDenied
     form = EnqueueForm(request.POST or None, initial={"task_path": request.GET.get("task")})
     if request.method == "POST" and form.is_valid():

@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from ..conf import setting
-from ..models import Run
+from ..models import Run, Schedule
 
 MASK = "********"
 ARGUMENTS_PERMISSION = "taskmill.view_run_arguments"
@@ -23,8 +23,29 @@ def may_see_arguments(request: HttpRequest) -> bool:
     return request.user.has_perm(ARGUMENTS_PERMISSION)
 
 
-def masked_arguments(run: Run) -> tuple[Any, Any]:
-    keys = {str(key).lower() for key in setting("TASKMILL_ADMIN_MASKED_KEYS") or ()}
+def masked_keys() -> set[str]:
+    return {str(key).lower() for key in setting("TASKMILL_ADMIN_MASKED_KEYS") or ()}
+
+
+def touches_masked_key(lookup: str, value: Any) -> bool:
+    """Whether searching the arguments by ``lookup`` ("nested__token__startswith") and
+    ``value`` involves a masked key, on the way down or inside the value compared: such a
+    search would tell the hidden value, one guess at a time."""
+    keys = masked_keys()
+    return any(part.lower() in keys for part in lookup.split("__")) or _holds_key(value, keys)
+
+
+def _holds_key(value: Any, keys: set[str]) -> bool:
+    if isinstance(value, dict):
+        return any(str(k).lower() in keys or _holds_key(v, keys) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_key(item, keys) for item in value)
+    return False
+
+
+def masked_arguments(run: Run | Schedule) -> tuple[Any, Any]:
+    """A run's (or a schedule's) arguments as the pages show them; the hook gets the object."""
+    keys = masked_keys()
     args, kwargs = _masked(run.args, keys), _masked(run.kwargs, keys)
     hook = setting("TASKMILL_ADMIN_MASK")
     if hook:
@@ -34,8 +55,24 @@ def masked_arguments(run: Run) -> tuple[Any, Any]:
 
 
 def masked_value(value: Any) -> Any:
-    keys = {str(key).lower() for key in setting("TASKMILL_ADMIN_MASKED_KEYS") or ()}
-    return _masked(value, keys)
+    return _masked(value, masked_keys())
+
+
+def unmasked(edited: Any, stored: Any) -> Any:
+    """What an edit form writes back: ``edited`` (shown masked, then edited), with every
+    masked key still holding the mask given back its stored value, at any depth. A masked
+    key given a new value takes it: the operator may replace a secret, never read it."""
+    keys = masked_keys()
+    if isinstance(edited, dict) and isinstance(stored, dict):
+        return {
+            key: stored[key]
+            if str(key).lower() in keys and item == MASK and key in stored
+            else unmasked(item, stored.get(key))
+            for key, item in edited.items()
+        }
+    if isinstance(edited, list) and isinstance(stored, list) and len(edited) == len(stored):
+        return [unmasked(item, old) for item, old in zip(edited, stored, strict=True)]
+    return edited
 
 
 def _masked(value: Any, keys: set[str]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.core.exceptions import PermissionDenied
 
 from .. import control, overview
 from ..models import Queue
@@ -19,6 +20,8 @@ class QueueAdmin(admin.ModelAdmin):
     readonly_fields = ("name", "paused", "paused_at")
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # before writing anything, not after as Django's would
         # A queue needs no row until someone pauses it: give every queue that has work a row,
         # so that it is listed and can be paused from here.
         self._figures = {queue.name: queue for queue in overview.queue_overview()}

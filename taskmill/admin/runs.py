@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from ..models import Run, RunDependency
+from ..models import FINISHED_STATUSES, Run, RunDependency
 from ..registry import resolve_or_none
 from ..tasks import effective_option
 from . import display, masking, run_actions
@@ -24,6 +24,9 @@ from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
 from .paging import CappedPaginator, LookaheadPaginator, RunChangeList
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
+
+# What a run holds of its arguments and result: shown (masked) only to who may see them.
+HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors")
 
 
 @admin.register(Run)
@@ -102,12 +105,22 @@ class RunAdmin(admin.ModelAdmin):
                 value = json.loads(raw)
             except ValueError:
                 value = raw
+            if masking.touches_masked_key(key, value):
+                return queryset.none(), False  # a masked value is not found by guessing it
             if connections[queryset.db].vendor == "postgresql":
                 # Containment (@>), which a GIN index on kwargs serves when a project adds
                 # one (docs/control-room.md); the key lookup (->) could use no index.
                 return queryset.filter(kwargs__contains={key: value}), False
             return queryset.filter(**{f"kwargs__{key}": value}), False
         return super().get_search_results(request, queryset, search_term)
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # Django lets the query string filter by any lookup on a local field: on these JSON
+        # fields, ?kwargs__password=... would find runs by what they hide, without the
+        # permission to see arguments and past the masks. The search box does it properly.
+        if lookup.split("__")[0] in HIDDEN_FIELDS:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         if getattr(request, "taskmill_argument_search", False):
@@ -152,6 +165,10 @@ class RunAdmin(admin.ModelAdmin):
         """A button on a run's page: one action on this one run (POST only)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
+        # The button is on a run's page: who may not see the page may not press it (nor
+        # learn, from a 404, which runs exist).
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         run = get_object_or_404(Run, pk=object_id)
         action = run_actions.ACTIONS.get(name)
         if action is None or action not in run_actions.available(request, run):
@@ -173,6 +190,13 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # what happened is not edited: a run's page is read-only, no Save
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Like the list's delete_finished: an active run belongs to a worker or a schedule,
+        # and its delete page would remove it from under them.
+        if obj is not None and obj.status not in FINISHED_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
 
     # -- the list -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from ..models import Schedule
 from ..schedule_control import pause_schedule, resume_schedule
 from ..scheduler.dag import check_acyclic
 from ..scheduler.validation import schedulable_tasks
-from . import display, schedule_views
+from . import display, masking, schedule_views
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -48,6 +48,20 @@ class ScheduleForm(forms.ModelForm):
                 label=field.label,
                 help_text="Only tasks declared in code can be scheduled.",
             )
+        # Sensitive values are shown masked here too; a mask left as it is keeps the value.
+        for name in ("args", "kwargs"):
+            if name in self.fields and self.instance.pk:
+                self.initial[name] = masking.masked_value(getattr(self.instance, name))
+                self.fields[name].help_text = (
+                    f"Values under {', '.join(sorted(masking.masked_keys()))} are shown as "
+                    f"{masking.MASK}: leave it to keep the value, or type a new one."
+                )
+
+    def clean_args(self):
+        return masking.unmasked(self.cleaned_data["args"], self.instance.args)
+
+    def clean_kwargs(self):
+        return masking.unmasked(self.cleaned_data["kwargs"], self.instance.kwargs)
 
     def clean(self):
         cleaned = super().clean()
@@ -80,6 +94,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     ordering = ("name",)
     filter_horizontal = ("depends_on",)
     state_fields = (*Schedule.STATE_FIELDS, "code_owned", "created_at", "updated_at")
+    shown_arguments = ("masked_args", "masked_kwargs")
     fieldsets = (
         (None, {"fields": ("name", "task_path", "args", "kwargs", "enabled", "code_owned")}),
         (
@@ -173,12 +188,33 @@ class ScheduleAdmin(admin.ModelAdmin):
         css = {"all": ("taskmill/control-room.css",)}
 
     def get_fieldsets(self, request, obj=None):
-        if obj is None:
-            return self.fieldsets
-        return (
-            *self.fieldsets,
-            ("Upcoming and recent", {"fields": ("upcoming", "recent")}),
+        fieldsets = self.fieldsets
+        if obj is not None:
+            fieldsets = (*fieldsets, ("Upcoming and recent", {"fields": ("upcoming", "recent")}))
+        return [
+            (title, {**group, "fields": self._argument_fields(request, obj, group["fields"])})
+            for title, group in fieldsets
+        ]
+
+    def _argument_fields(self, request, obj, fields) -> list[str]:
+        """Arguments as runs show them: not at all without the permission to see them, and
+        masked where they are only shown (not edited: the form masks its own)."""
+        if not masking.may_see_arguments(request):
+            return [name for name in fields if name not in ("args", "kwargs")]
+        shown_only = obj is not None and (
+            obj.code_owned or not self.has_change_permission(request, obj)
         )
+        if not shown_only:
+            return list(fields)
+        return [{"args": "masked_args", "kwargs": "masked_kwargs"}.get(n, n) for n in fields]
+
+    @admin.display(description="positional arguments")
+    def masked_args(self, obj: Schedule) -> str:
+        return display.pretty_json(masking.masked_arguments(obj)[0])
+
+    @admin.display(description="keyword arguments")
+    def masked_kwargs(self, obj: Schedule) -> str:
+        return display.pretty_json(masking.masked_arguments(obj)[1])
 
     @admin.display(description=f"next {schedule_views.UPCOMING} fire times (its time zone)")
     def upcoming(self, obj: Schedule) -> str:
@@ -249,6 +285,8 @@ class ScheduleAdmin(admin.ModelAdmin):
                 "depends_on",
                 "upcoming",
                 "recent",
+                *self.shown_arguments,
             ]
         # The pause is the operator's state: changed by the pause and resume actions only.
-        return (*self.state_fields, "paused", "paused_at", "upcoming", "recent")
+        return (*self.state_fields, "paused", "paused_at", "upcoming", "recent",
+                *self.shown_arguments)  # fmt: skip
