@@ -5,7 +5,6 @@ every page, for everyone, superusers included; never found by a search that gues
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,7 +13,7 @@ from django.test import override_settings
 from taskmill.admin.masking import MASK
 from taskmill.models import Run, Schedule
 
-from .control_room import PAGES, World, allowed, make_users, make_world
+from .control_room import PAGES, World, allowed, make_world
 
 pytestmark = pytest.mark.django_db
 
@@ -30,15 +29,6 @@ ARGS = [{"secret": "s3cr3t"}, "plain-arg"]
 RETURNED = {"authorization": "Bearer xyz", "result": "r-ok"}
 SECRETS = ("hunter2", "t0k3n", "k3y-1", "s3cr3t", "Bearer xyz")
 PLAIN = ("a@b.c", "plain-item", "plain-arg")
-
-
-@pytest.fixture(scope="module")
-def users(django_db_setup, django_db_blocker) -> Iterator[dict[str, User | None]]:
-    with django_db_blocker.unblock():
-        made = make_users()
-    yield made
-    with django_db_blocker.unblock():
-        User.objects.filter(pk__in=[user.pk for user in made.values() if user]).delete()
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ log under the user who did it. A URL the admin gains without a rule here fails t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
@@ -29,21 +27,11 @@ from .control_room import (
     admin_routes,
     allowed,
     make_run,
-    make_users,
     make_world,
 )
 
 # About 1,900 requests: the main leg runs it on every database, the LTS leg leaves it (slow).
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def users(django_db_setup, django_db_blocker) -> Iterator[dict[str, User | None]]:
-    with django_db_blocker.unblock():
-        made = make_users()
-    yield made
-    with django_db_blocker.unblock():
-        User.objects.filter(pk__in=[user.pk for user in made.values() if user]).delete()
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +15,9 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from taskmill.models import Schedule
-from tests.conftest import ROOT
 
 from .conftest import make_schedule
-from .transfer import document, entry, import_document, snapshot, write
+from .transfer import document, entry, import_document, import_in_a_process, snapshot, write
 
 pytestmark = pytest.mark.django_db
 
@@ -199,14 +196,7 @@ def test_an_unreadable_file_is_a_clear_error(tmp_path):
 def test_the_command_line_exits_non_zero_with_the_message(tmp_path, subprocess_env, existing):
     before = snapshot()
     path = write(tmp_path, document(entry("new"), entry("broken", cron="0 25 * * *")))
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "taskmill", "import-schedules", str(path)],
-        env=subprocess_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = import_in_a_process(path, subprocess_env)
     assert result.returncode == 1, result.stderr
     assert "CommandError: The file was not imported; nothing was written:" in result.stderr
     assert "Schedule 'broken' (schedules[1]), field 'cron': Invalid cron expression" in (
@@ -258,14 +248,7 @@ def test_the_command_line_refuses_a_broken_declared_entry(tmp_path, subprocess_e
         tmp_path,
         document(entry("new"), entry("declared", code_owned=True, cron="61 * * * *")),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "taskmill", "import-schedules", str(path)],
-        env=subprocess_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = import_in_a_process(path, subprocess_env)
     assert result.returncode == 1, result.stdout
     assert (
         "Schedule 'declared' (schedules[1]) (declared in code, not imported), field 'cron': "

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
 
 from taskmill.models import Schedule
+from tests.conftest import ROOT
 
 from .conftest import TASK
 
@@ -50,3 +53,15 @@ def entry(name: str, **values: Any) -> dict[str, Any]:
 
 def document(*schedules: dict[str, Any]) -> dict[str, Any]:
     return {"format": "taskmill-schedules", "version": 1, "schedules": list(schedules)}
+
+
+def import_in_a_process(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``manage.py taskmill import-schedules PATH`` as a real command, with its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "django", "taskmill", "import-schedules", str(path)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
