@@ -330,10 +330,12 @@ class Visibility(threading.Thread):
 
         params = environment.server_params()
         with (
-            psycopg.connect(dbname=os.environ["TASKMILL_BENCH_DB"], autocommit=True, **params)
-            as listen,
-            psycopg.connect(dbname=os.environ["TASKMILL_BENCH_DB"], autocommit=True, **params)
-            as read,
+            psycopg.connect(
+                dbname=os.environ["TASKMILL_BENCH_DB"], autocommit=True, **params
+            ) as listen,
+            psycopg.connect(
+                dbname=os.environ["TASKMILL_BENCH_DB"], autocommit=True, **params
+            ) as read,
         ):
             listen.execute("LISTEN taskmill")
             self.ready.set()
@@ -555,8 +557,10 @@ def main(argv: list[str] | None = None) -> None:
 
     logdir = Path(tempfile.mkdtemp(prefix="taskmill-sched-scale-"))
     print(f"# scheduler at scale on {connection.vendor} ({connection.display_name})")
-    print(f"taskmill: {environment.REPO} {git_head()}; cores: {os.cpu_count()}; "
-          f"load at start: {loadavg()}; logs: {logdir}")
+    print(
+        f"taskmill: {environment.REPO} {git_head()}; cores: {os.cpu_count()}; "
+        f"load at start: {loadavg()}; logs: {logdir}"
+    )
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         created = time.perf_counter()
@@ -568,37 +572,55 @@ def main(argv: list[str] | None = None) -> None:
         rest = args.schedules - args.due_per_second - 1000
         create_schedules(1000, rest, due=False, fire_at=now)
         analyze("taskmill_schedule")
-        print(f"created {args.schedules:,} schedules in {time.perf_counter() - created:.1f}s "
-              f"(bulk), {args.due_per_second:,} due each second, the rest in ten years")
+        print(
+            f"created {args.schedules:,} schedules in {time.perf_counter() - created:.1f}s "
+            f"(bulk), {args.due_per_second:,} due each second, the rest in ten years"
+        )
         many = measure_tick(args.due_per_second, args.repeat)
         plans_many = due_query_plans()
-        print(f"\n## 1. the tick's cost (in this process, batch {firing.BATCH_SIZE}, "
-              f"median of {args.repeat}; load {loadavg()})")
-        print(f"{'not due':>10} | fire {args.due_per_second} due: statements, seconds | "
-              "empty tick + next-fire read: statements, ms")
+        print(
+            f"\n## 1. the tick's cost (in this process, batch {firing.BATCH_SIZE}, "
+            f"median of {args.repeat}; load {loadavg()})"
+        )
+        print(
+            f"{'not due':>10} | fire {args.due_per_second} due: statements, seconds | "
+            "empty tick + next-fire read: statements, ms"
+        )
         for label, figures in ((1000, few), (args.schedules - args.due_per_second, many)):
-            print(f"{label:>10,} | {figures['statements']:>10.0f} {figures['seconds']:>10.3f} s | "
-                  f"{figures['idle_statements']:>10.0f} {figures['idle_ms']:>8.2f} ms")
+            print(
+                f"{label:>10,} | {figures['statements']:>10.0f} {figures['seconds']:>10.3f} s | "
+                f"{figures['idle_statements']:>10.0f} {figures['idle_ms']:>8.2f} ms"
+            )
         print(f"\nplans with 1,000 not due:\n{plans_few}")
         print(f"\nplans with {args.schedules - args.due_per_second:,} not due:\n{plans_many}")
         if args.skip_live:
             return
-        print(f"\n## 2. live run: {args.schedulers} scheduler process(es), "
-              f"{args.due_per_second:,} fires/s for {args.seconds}s, {args.schedules:,} schedules")
+        print(
+            f"\n## 2. live run: {args.schedulers} scheduler process(es), "
+            f"{args.due_per_second:,} fires/s for {args.seconds}s, {args.schedules:,} schedules"
+        )
         figures = live_run(args, process_env(env), logdir)
-        print(f"fires expected {figures['expected']:,}, enqueued {figures['fired']:,}; "
-              f"missing {figures['missing']}, doubled {figures['doubled']}, "
-              f"off-second {figures['wrong_times']}, from far-future schedules "
-              f"{figures['stray']}")
+        print(
+            f"fires expected {figures['expected']:,}, enqueued {figures['fired']:,}; "
+            f"missing {figures['missing']}, doubled {figures['doubled']}, "
+            f"off-second {figures['wrong_times']}, from far-future schedules "
+            f"{figures['stray']}"
+        )
         print(f"enqueued_at - fire time:   {describe(figures['lateness'])}")
-        print(f"visible (commit) - fire:   {describe(figures['visible'])}"
-              f"  [{figures['visible_how']}; not stamped: {figures['visible_missed']}]")
-        print(f"fires per second (median over the seconds of enqueued_at): "
-              f"{figures['per_second_median']:,.0f}")
+        print(
+            f"visible (commit) - fire:   {describe(figures['visible'])}"
+            f"  [{figures['visible_how']}; not stamped: {figures['visible_missed']}]"
+        )
+        print(
+            f"fires per second (median over the seconds of enqueued_at): "
+            f"{figures['per_second_median']:,.0f}"
+        )
         cpu = ", ".join(f"{c:.1f}" for c in figures["cpu"])
         print(f"scheduler CPU seconds (whole process life, incl. start-up): {cpu}")
-        print(f"load average during the run (1/5/15 min, each second): "
-              f"first {figures['loads'][0]}, last {figures['loads'][-1]}")
+        print(
+            f"load average during the run (1/5/15 min, each second): "
+            f"first {figures['loads'][0]}, last {figures['loads'][-1]}"
+        )
     finally:
         if not args.keep_database:
             drop_database(args.db, args.database)
@@ -608,7 +630,9 @@ def git_head() -> str:
     try:
         return subprocess.run(
             ["git", "-C", str(environment.REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"

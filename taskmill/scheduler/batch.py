@@ -190,7 +190,11 @@ def prepare_due(database: str, fire_at: datetime, limit: int, *, lock: bool) -> 
     for schedule in due:
         if schedule.pk in dependent:
             continue
-        item = prepare(schedule, plan_fires(schedule, fire_at), fire_at, database, tasks)
+        try:
+            plan = plan_fires(schedule, fire_at)
+        except Exception:
+            continue  # the regular tick meets it at its time, and says what is wrong
+        item = prepare(schedule, plan, fire_at, database, tasks)
         if item is not None:
             prepared.append(item)
     return prepared

@@ -97,9 +97,12 @@ class Scheduler:
         wait = (upcoming - now).total_seconds()
         if options.prefetch_limit <= 0:
             return min(max(wait, 0.0), options.max_sleep)
-        if wait > PREFETCH_WINDOW:
-            # Wake a little before it: the next pass prefetches it.
-            return min(wait - PREFETCH_WINDOW / 2, options.max_sleep)
+        # Never waits longer than max_sleep: what is created or edited elsewhere meanwhile
+        # must still be seen within it.
+        window = min(PREFETCH_WINDOW, options.max_sleep)
+        if wait > window:
+            # Wake a little before it: the next pass fires it ahead.
+            return min(wait - window / 2, options.max_sleep)
         fired = self._fire_ahead(upcoming)
         if fired is None:
             return 0.0  # asked to stop
