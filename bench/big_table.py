@@ -67,8 +67,13 @@ def fill_finished(count: int, chunk: int) -> float:
                     [done + 1, done + size],
                 )
             else:
-                if vendor == "mysql":
-                    cursor.execute(f"SET SESSION cte_max_recursion_depth = {size + 1}")
+                if vendor == "mysql":  # the recursion's bound, MariaDB's name and MySQL's
+                    variable = (
+                        "max_recursive_iterations"
+                        if connection.mysql_is_mariadb
+                        else "cte_max_recursion_depth"
+                    )
+                    cursor.execute(f"SET SESSION {variable} = {size + 1}")
                 cursor.execute(
                     f"{insert} WITH RECURSIVE s(n) AS (SELECT %s UNION ALL "
                     f"SELECT n + 1 FROM s WHERE n < %s) SELECT {select} FROM s",

@@ -219,6 +219,28 @@ def create_schedules(first: int, count: int, *, due: bool, fire_at: datetime) ->
     Schedule.objects.bulk_create(batch)
 
 
+def pause_overdue(count: int, now: datetime) -> None:
+    """Pause ``count`` of the far-future schedules, with a next fire time already past."""
+    from taskmill.models import Schedule
+
+    ids = list(
+        Schedule.objects.filter(name__startswith="idle-")
+        .order_by("id")
+        .values_list("id", flat=True)[:count]
+    )
+    Schedule.objects.filter(id__in=ids).update(
+        paused=True, paused_at=now, next_fire_at=now - timedelta(days=1)
+    )
+
+
+def unpause(now: datetime) -> None:
+    from taskmill.models import Schedule
+
+    Schedule.objects.filter(paused=True).update(
+        paused=False, paused_at=None, next_fire_at=now + FAR_FUTURE
+    )
+
+
 def set_due_at(moment: datetime) -> None:
     from taskmill.models import Schedule
 
@@ -270,6 +292,7 @@ def measure_tick(due: int, repeats: int) -> dict[str, Any]:
         assert fired == due, f"fired {fired} of {due}"
         busy.append((len(queries), elapsed, fired))
     idle: list[tuple[int, float]] = []
+    set_due_at(datetime.now(UTC) + timedelta(days=1))  # nothing due: the tick's fixed cost
     for _ in range(max(repeats, 5)):
         with CaptureQueriesContext(connection) as queries:
             started = time.perf_counter()
@@ -545,6 +568,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database", default="taskmill_sched_scale")
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument(
+        "--paused",
+        type=int,
+        default=0,
+        help="also measure the tick with this many of the others paused while due",
+    )
     args = parser.parse_args(argv)
     if args.schedules < args.due_per_second + 1000:
         parser.error("--schedules must be at least --due-per-second + 1000")
@@ -578,6 +607,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         many = measure_tick(args.due_per_second, args.repeat)
         plans_many = due_query_plans()
+        rows = [(f"{1000:,}", few), (f"{args.schedules - args.due_per_second:,}", many)]
+        plans_paused = ""
+        if args.paused:
+            # Paused by an operator while due: they keep their (past) next fire time.
+            pause_overdue(args.paused, now)
+            analyze("taskmill_schedule")
+            rows.append((f"{args.paused:,} paused", measure_tick(args.due_per_second, args.repeat)))
+            plans_paused = due_query_plans()
+            unpause(now)
         print(
             f"\n## 1. the tick's cost (in this process, batch {firing.BATCH_SIZE}, "
             f"median of {args.repeat}; load {loadavg()})"
@@ -586,13 +624,15 @@ def main(argv: list[str] | None = None) -> None:
             f"{'not due':>10} | fire {args.due_per_second} due: statements, seconds | "
             "empty tick + next-fire read: statements, ms"
         )
-        for label, figures in ((1000, few), (args.schedules - args.due_per_second, many)):
+        for label, figures in rows:
             print(
-                f"{label:>10,} | {figures['statements']:>10.0f} {figures['seconds']:>10.3f} s | "
+                f"{label:>10} | {figures['statements']:>10.0f} {figures['seconds']:>10.3f} s | "
                 f"{figures['idle_statements']:>10.0f} {figures['idle_ms']:>8.2f} ms"
             )
         print(f"\nplans with 1,000 not due:\n{plans_few}")
         print(f"\nplans with {args.schedules - args.due_per_second:,} not due:\n{plans_many}")
+        if plans_paused:
+            print(f"\nplans with {args.paused:,} of them paused while due:\n{plans_paused}")
         if args.skip_live:
             return
         print(
@@ -627,13 +667,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def git_head() -> str:
-    try:
+    """The commit measured, and whether taskmill/ differs from it."""
+
+    def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(environment.REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
+            ["git", "-C", str(environment.REPO), *args], capture_output=True, text=True, check=True
         ).stdout.strip()
+
+    try:
+        dirty = git("status", "--porcelain", "--", "taskmill")
+        return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "?"
 
