@@ -7,6 +7,7 @@ in the fire transaction), so pruning runs can never make a schedule fire a time 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +40,14 @@ def _done() -> Q:
     # last fire); a disabled one (whose next fire time is always empty) only if enabling it
     # again would fire nothing either.
     return Q(next_fire_at__isnull=True) & (Q(enabled=True) | _nothing_left())
+
+
+@lru_cache(maxsize=4096)
+def _cron_trigger(trigger_class: type, expression: str, zone_name: str) -> Any:
+    """One trigger per (expression, time zone): a trigger holds no iteration state, and
+    parsing and checking the expression for each of a thousand schedules due together was
+    a good part of a tick's time."""
+    return trigger_class(expression, zone_name)
 
 
 class ScheduleQuerySet(models.QuerySet):
@@ -312,7 +321,7 @@ class Schedule(models.Model):
             return OnceTrigger(self.run_at)
         if self.kind == self.Kind.INTERVAL:
             return IntervalTrigger(anchor or self.start_at or timezone.now(), self.interval)
-        return CronTrigger(self.cron, self.timezone)
+        return _cron_trigger(CronTrigger, self.cron, self.timezone)
 
     def compute_next_fire(self, now: datetime) -> datetime | None:
         """The first fire time from ``now`` on, as when the schedule is created or edited.
