@@ -235,8 +235,17 @@ def hot_path_plans(batch: int) -> dict[str, list[tuple[str, str]]]:
 
 def print_plans(plans: dict[str, list[tuple[str, str]]]) -> None:
     for step, statements in plans.items():
+        # A row-by-row finish (MySQL, SQLite) sends one statement per run: shown once.
+        times: dict[str, int] = {}
+        for sql, _ in statements:
+            times[sql] = times.get(sql, 0) + 1
+        shown = set()
         for sql, plan in statements:
-            print(f"-- {step}: {sql}")
+            if sql in shown:
+                continue
+            shown.add(sql)
+            repeated = f"  [x{times[sql]}, the first shown]" if times[sql] > 1 else ""
+            print(f"-- {step}: {sql}{repeated}")
             print("   " + plan.replace("\n", "\n   "))
 
 
