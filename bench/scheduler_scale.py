@@ -531,6 +531,17 @@ def live_run(args: argparse.Namespace, env: dict[str, str], logdir: Path) -> dic
     for run_id, _, fire, _ in rows:
         if run_id in seen:
             visible.append((seen[run_id] - fire.timestamp()) * 1000)
+    # The fire times whose slowest fire was visible more than 100 ms late.
+    worst: dict[datetime, float] = {}
+    for run_id, _, fire, _ in rows:
+        if run_id in seen:
+            late = (seen[run_id] - fire.timestamp()) * 1000
+            worst[fire] = max(worst.get(fire, 0.0), late)
+    late_seconds = [
+        f"+{(fire - start).total_seconds():.0f}s: {ms:.0f} ms"
+        for fire, ms in sorted(worst.items())
+        if ms > 100
+    ]
     per_second: dict[int, int] = {}
     for *_, enqueued in rows:
         per_second[int(enqueued.timestamp())] = per_second.get(int(enqueued.timestamp()), 0) + 1
@@ -545,6 +556,7 @@ def live_run(args: argparse.Namespace, env: dict[str, str], logdir: Path) -> dic
         "lateness": lateness,
         "visible": visible,
         "visible_missed": len(rows) - len(visible),
+        "late_seconds": late_seconds,
         "visible_how": "NOTIFY" if isinstance(visibility, Visibility) else "max(id) poll, 5 ms",
         "per_second_median": statistics.median(busiest) if busiest else 0,
         "cpu": cpu,
@@ -650,6 +662,10 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"visible (commit) - fire:   {describe(figures['visible'])}"
             f"  [{figures['visible_how']}; not stamped: {figures['visible_missed']}]"
+        )
+        print(
+            f"fire times visible more than 100 ms late (of {args.seconds}): "
+            f"{', '.join(figures['late_seconds']) or 'none'}"
         )
         print(
             f"fires per second (median over the seconds of enqueued_at): "

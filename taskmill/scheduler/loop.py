@@ -101,8 +101,8 @@ class Scheduler:
         # must still be seen within it.
         window = min(PREFETCH_WINDOW, options.max_sleep)
         if wait > window:
-            # Wake a little before it: the next pass fires it ahead.
-            return min(wait - window / 2, options.max_sleep)
+            # Wake a window before it: the next pass has that long to fire it ahead.
+            return min(wait - window, options.max_sleep)
         fired = self._fire_ahead(upcoming)
         if fired is None:
             return 0.0  # asked to stop
