@@ -47,8 +47,9 @@ def test_a_tick_fires_a_batch_in_the_same_few_statements_however_many_are_due():
     few = statements_of_a_tick(3)
     Run.objects.all().delete()
     many = statements_of_a_tick(60)
-    # The per-schedule fire took four statements each; a batch takes the same handful.
-    assert many == few, (few, many)
+    # The per-schedule fire took four statements each (240 here); a batch takes the same
+    # handful. (Django 5.2 on SQLite splits a multi-row insert at 999 parameters: one more.)
+    assert many <= few + 1, (few, many)
     assert many < 15
     assert Run.objects.filter(scheduled_for=T0).count() == 60
 
