@@ -41,12 +41,14 @@ from django.utils import timezone
 
 from ..backend import DatabaseBackend
 from ..models import Schedule
-from . import dag, misfires
+from . import batch, dag, misfires
 from .validation import task_for
 
 logger = logging.getLogger("taskmill.scheduler")
 
 BATCH_SIZE = 100
+# How many schedules due at the next fire time the loop prepares ahead (scheduler.batch).
+PREFETCH_LIMIT = 2000
 # How long a due fire waits before its dependencies are checked again.
 DEPENDENCY_RECHECK = timedelta(seconds=2)
 # How long a schedule whose enqueue failed (task gone, backend down...) waits to retry.
@@ -81,10 +83,35 @@ def tick(
         due = list(query[:batch_size])
         if not due:
             return result
+        result.schedules = len(due)
         dependencies = dag.dependencies_of([schedule.pk for schedule in due], database)
+        # The common case, schedules without dependencies on taskmill's own backend, fires
+        # in a few statements for the whole batch (taskmill.scheduler.batch); the rest, and
+        # a batch that met a concurrent scheduler or a stored fire time, one by one.
+        tasks: dict[Any, Any] = {}
+        batched: list[batch.Prepared] = []
+        one_by_one: list[tuple[Schedule, misfires.FirePlan | None]] = []
         for schedule in due:
-            result.schedules += 1
-            result.runs += fire(schedule, now, dependencies.get(schedule.pk, []), database)
+            if dependencies.get(schedule.pk):
+                one_by_one.append((schedule, None))
+                continue
+            plan = plan_fires(schedule, now)
+            prepared = batch.prepare(schedule, plan, now, database, tasks)
+            if prepared is None:
+                one_by_one.append((schedule, plan))
+            else:
+                batched.append(prepared)
+        if batched:
+            fired = batch.fire_prepared(batched, now, database)
+            if fired is None:
+                one_by_one.extend((item.schedule, item.plan) for item in batched)
+            else:
+                batch.announce(batched, database)
+                result.runs += fired
+        for schedule, plan in one_by_one:
+            result.runs += fire(
+                schedule, now, dependencies.get(schedule.pk, []), database, plan=plan
+            )
     return result
 
 
@@ -99,18 +126,32 @@ def next_due_at(database: str, now: datetime) -> datetime | None:
     )
 
 
-def fire(schedule: Schedule, now: datetime, dependency_ids: list[int], database: str) -> int:
-    """Fire one due schedule; return how many runs it enqueued (0 if another scheduler won)."""
-    read = schedule.next_fire_at
+def plan_fires(schedule: Schedule, now: datetime) -> misfires.FirePlan:
+    """What the due ``schedule`` fires now (the misfire rules), saying what they dropped."""
     plan = misfires.plan(schedule, now)
     if plan.dropped:
         logger.warning(
             "Schedule %r: missed fires since %s dropped by policy %s (%d fire(s) now)",
             schedule.name,
-            read.isoformat(),
+            schedule.next_fire_at.isoformat(),
             schedule.misfire_policy,
             len(plan.fire_times),
         )
+    return plan
+
+
+def fire(
+    schedule: Schedule,
+    now: datetime,
+    dependency_ids: list[int],
+    database: str,
+    plan: misfires.FirePlan | None = None,
+) -> int:
+    """Fire one due schedule; return how many runs it enqueued (0 if another scheduler won).
+
+    ``plan``: its fires, if the caller already worked them out (``plan_fires``)."""
+    read = schedule.next_fire_at
+    plan = plan or plan_fires(schedule, now)
     # paused=False too: a pause committed since the read wins over the fire.
     cas = Schedule.objects.using(database).filter(pk=schedule.pk, next_fire_at=read, paused=False)
     if plan.fire_times and not dag.dependencies_met(

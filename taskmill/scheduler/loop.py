@@ -13,16 +13,19 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from ..db import reset_connection
-from . import firing
+from . import batch, firing
 
 logger = logging.getLogger("taskmill.scheduler")
 
 RECONNECT_BACKOFF_MAX = 5.0
+# A fire time this close (seconds) is prefetched: its schedules read and runs built before it.
+PREFETCH_WINDOW = 1.0
 
 
 @dataclass
@@ -30,6 +33,8 @@ class SchedulerOptions:
     database: str = "default"
     max_sleep: float = 1.0
     batch_size: int = firing.BATCH_SIZE
+    # How many schedules due at the next fire time are read and prepared before it (0: none).
+    prefetch_limit: int = firing.PREFETCH_LIMIT
 
 
 class Scheduler:
@@ -74,10 +79,72 @@ class Scheduler:
         logger.info("Scheduler stopped after %d run(s) enqueued", self.fired)
 
     def run_once(self) -> float:
-        """Fire what is due; return how long to sleep before the next pass."""
+        """Fire what is due; return how long to sleep before the next pass.
+
+        When the next fire time is within ``max_sleep``, its schedules are read and their
+        runs built now (``batch.prefetch``), then the loop waits for that time and only
+        writes: a thousand schedules due in the same second are enqueued in one
+        transaction a few milliseconds after their time, not a tick per hundred later.
+        """
         options = self.options
         if self._sync_pending:
             self._sync()
+        self._tick_until_done()
+        now = timezone.now()
+        upcoming = firing.next_due_at(options.database, now)
+        if upcoming is None:
+            return options.max_sleep
+        wait = (upcoming - now).total_seconds()
+        if options.prefetch_limit <= 0:
+            return min(max(wait, 0.0), options.max_sleep)
+        # Never waits longer than max_sleep: what is created or edited elsewhere meanwhile
+        # must still be seen within it.
+        window = min(PREFETCH_WINDOW, options.max_sleep)
+        if wait > window:
+            # Wake a window before it: the next pass has that long to fire it ahead.
+            return min(wait - window, options.max_sleep)
+        fired = self._fire_ahead(upcoming)
+        if fired is None:
+            return 0.0  # asked to stop
+        self.fired += fired
+        if fired:
+            logger.debug("Enqueued %d scheduled run(s) due at %s", fired, upcoming.isoformat())
+        self._tick_until_done()  # whatever that did not take
+        return 0.0
+
+    def _fire_ahead(self, fire_at: datetime) -> int | None:
+        """Fire the schedules due at ``fire_at`` (soon) with the work done before it.
+
+        Where rows can be locked (PostgreSQL, MySQL), the whole fire happens ahead in a
+        transaction (lock the due rows with SKIP LOCKED, compare-and-set, insert the runs)
+        whose commit waits for ``fire_at``: the runs become visible at their time, not a
+        batch's work later. SQLite's write transaction would hold every worker back while it
+        waits, so there the schedules are only read and the runs built ahead, and written at
+        ``fire_at`` (a compare-and-set that fails then leaves them to the regular tick).
+        Returns the runs enqueued, None if a stop came first (nothing fired).
+        """
+        database = self.options.database
+        limit = self.options.prefetch_limit
+        if connections[database].features.has_select_for_update_skip_locked:
+            with transaction.atomic(using=database):
+                prepared = batch.prepare_due(database, fire_at, limit, lock=True)
+                fired = batch.fire_prepared(prepared, fire_at, database) if prepared else 0
+                if not self._wait_until(fire_at):
+                    transaction.set_rollback(True, using=database)
+                    return None
+        else:
+            prepared = batch.prepare_due(database, fire_at, limit, lock=False)
+            if not self._wait_until(fire_at):
+                return None
+            batch.restamp(prepared, timezone.now())
+            with transaction.atomic(using=database):
+                fired = batch.fire_prepared(prepared, timezone.now(), database) if prepared else 0
+        if fired:
+            batch.announce(prepared, database)
+        return fired or 0
+
+    def _tick_until_done(self) -> None:
+        options = self.options
         while not self._stop.is_set():
             result = firing.tick(options.database, batch_size=options.batch_size)
             self.fired += result.runs
@@ -85,11 +152,17 @@ class Scheduler:
                 logger.debug("Enqueued %d scheduled run(s)", result.runs)
             if result.schedules < options.batch_size:
                 break  # a full batch means more may be due right now
-        now = timezone.now()
-        upcoming = firing.next_due_at(options.database, now)
-        if upcoming is None:
-            return options.max_sleep
-        return min(max((upcoming - now).total_seconds(), 0.0), options.max_sleep)
+
+    def _wait_until(self, moment: datetime) -> bool:
+        """Sleep until the wall clock reaches ``moment``; False if asked to stop meanwhile.
+
+        Never returns early: a run enqueued before its fire time would start too soon."""
+        while not self._stop.is_set():
+            left = (moment - timezone.now()).total_seconds()
+            if left <= 0:
+                return True
+            self._stop.wait(left)
+        return False
 
     def _sync(self) -> None:
         """Write the code's declarations; a database error is raised (the loop retries)."""
