@@ -11,7 +11,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("taskmill", "0006_control_room"),
+        ("taskmill", "0007_run_list_indexes"),
     ]
 
     operations = [
