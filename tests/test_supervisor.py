@@ -69,6 +69,22 @@ def test_every_process_runs_tasks_and_burst_exits_when_the_queue_is_empty(run_wo
 
 
 @pytest.mark.slow
+def test_options_reach_every_child_and_a_child_done_on_purpose_is_not_replaced(run_worker):
+    # --max-tasks is each child's: two children run three each, exit 0 and stay ended, and
+    # the supervisor exits 0 once both have. --queue and --concurrency reach them too.
+    high = tasks.noop.using(queue_name="high").enqueue_many([((), {})] * 10)
+    default = tasks.noop.enqueue_many([((), {})] * 3)
+    supervisor = run_worker(
+        "--processes", "2", "--max-tasks", "3", "--queue", "high", "--concurrency", "2"
+    )
+    assert sorted(status(result) for result in high) == ["READY"] * 4 + ["SUCCESSFUL"] * 6
+    assert [status(result) for result in default] == ["READY"] * 3
+    assert supervisor.output.count("finished (exit code 0)") == 2
+    assert supervisor.output.count("Started worker process") == 2
+    assert supervisor.output.count("queues=high concurrency=2") == 2
+
+
+@pytest.mark.slow
 def test_a_killed_child_is_replaced_and_its_run_is_not_lost(start_worker, tmp_path):
     supervisor = start_worker("--processes", "2", "--poll-interval", "0.2", env=FAST_LEASES)
     before = started(supervisor, 2)
