@@ -24,6 +24,7 @@ it at the end. Run it from the repository root: ``python -m bench.processes --db
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -41,6 +42,7 @@ class Drain:
     window: float  # first start to last finish, seconds
     wall: float  # the worker command, start-up included
     processes_seen: int  # distinct pids that ran tasks
+    values: list  # the runs' return values
 
     @property
     def rate(self) -> float:
@@ -111,8 +113,51 @@ def drain(env: dict[str, str], task, args: tuple, runs: int, worker_args: list[s
     if count != runs:
         raise SystemExit(f"only {count} of {runs} runs succeeded:\n{finished.stderr}")
     span = done.aggregate(first=Min("started_at"), last=Max("finished_at"))
-    pids = set(done.values_list("return_value", flat=True))
-    return Drain(runs, (span["last"] - span["first"]).total_seconds(), wall, len(pids))
+    values = list(done.values_list("return_value", flat=True))
+    pids = {value[0] if isinstance(value, list) else value for value in values}
+    return Drain(runs, (span["last"] - span["first"]).total_seconds(), wall, len(pids), values)
+
+
+def where_time_goes(drain: Drain, slots: int, task_ms: float) -> list[str]:
+    """From sleep_ms's [pid, thread, start, end]: how the slots' time splits between the
+    nominal sleep, the sleep's overshoot, the gaps between two tasks on one thread (short:
+    the executor's own work per task; long: no run was there to take) and the start and
+    end of the drain (threads starting at different times, the last batch)."""
+    by_thread: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for pid, thread, start, end in drain.values:
+        by_thread.setdefault((pid, thread), []).append((start, end))
+    first = min(start for spans in by_thread.values() for start, _ in spans)
+    last = max(end for spans in by_thread.values() for _, end in spans)
+    total = (last - first) * slots
+    nominal = drain.runs * task_ms / 1000
+    ran = sum(end - start for spans in by_thread.values() for start, end in spans)
+    gaps: list[float] = []
+    edges = (slots - len(by_thread)) * (last - first)  # threads that never ran anything
+    for spans in by_thread.values():
+        spans.sort()
+        edges += spans[0][0] - first + last - spans[-1][1]
+        gaps += [after[0] - before[1] for before, after in itertools.pairwise(spans)]
+    gaps.sort()
+    short = sum(gap for gap in gaps if gap < 0.002)
+    long = sum(gap for gap in gaps if gap >= 0.002)
+
+    def share(seconds: float) -> str:
+        return f"{seconds / total:6.1%}"
+
+    quantile = lambda q: gaps[min(int(q * len(gaps)), len(gaps) - 1)] * 1000  # noqa: E731
+    return [
+        f"  where the slots' time went ({slots} slots x {last - first:.2f} s, tasks' clock):",
+        f"    {share(nominal)}  the nominal {task_ms:g} ms sleeps",
+        f"    {share(ran - nominal)}  sleeping longer than asked "
+        f"(mean {ran / drain.runs * 1000:.2f} ms a task)",
+        f"    {share(short)}  gaps < 2 ms between two tasks on a thread "
+        f"({sum(gap < 0.002 for gap in gaps)} gaps: the executor's work per task)",
+        f"    {share(long)}  gaps >= 2 ms ({sum(gap >= 0.002 for gap in gaps)} gaps: "
+        "no claimed run to take)",
+        f"    {share(edges)}  before a thread's first task and after its last",
+        f"    gaps between tasks on a thread: median {quantile(0.5):.2f} ms, "
+        f"p95 {quantile(0.95):.2f} ms, p99 {quantile(0.99):.2f} ms, max {gaps[-1] * 1000:.1f} ms",
+    ]
 
 
 def median_drain(drains: list[Drain]) -> Drain:
@@ -177,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Sleeping tasks ({options.task_ms:g} ms each), one process:")
             print(describe(f"--concurrency {options.concurrency}", sleeping))
             print(f"  {share:.1%} of the ideal {ideal:,.0f} runs/s (goal >= 90%)")
+            for line in where_time_goes(
+                median_drain(sleeping), options.concurrency, options.task_ms
+            ):
+                print(line)
     finally:
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
         teardown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def burn_cpu(milliseconds: float) -> int:
 
 
 @task
-def sleep_ms(milliseconds: float) -> int:
+def sleep_ms(milliseconds: float) -> list[float]:
+    """Sleep; returns [pid, thread id, start, end] (wall clock, seconds): where the time
+    between tasks goes, for bench/processes.py."""
+    start = time.time()
     time.sleep(milliseconds / 1000)
-    return os.getpid()
+    return [os.getpid(), threading.get_ident(), start, time.time()]
