@@ -16,7 +16,7 @@ from tests.testapp import process_tasks, tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-STARTED = re.compile(r"Started worker process (\d+) \(#(\d+)\)")
+STARTED = re.compile(r"Started worker process (\d+) \(#(\d+),")
 
 
 def children(supervisor: WorkerProcess) -> dict[int, int]:

@@ -184,12 +184,12 @@ def check_migrations(database: str) -> None:
         )
 
 
-def child_command(options: dict[str, Any], number: int) -> list[str]:
-    """The command line of the supervisor's child number ``number``: this worker's options,
-    one process, a label of its own. ``python -m django`` with the settings module in the
+def child_command(options: dict[str, Any], label: str) -> list[str]:
+    """The command line of one of the supervisor's children: this worker's options, one
+    process, a label of its own. ``python -m django`` with the settings module in the
     environment runs the same project as ``manage.py`` does."""
     argv = [sys.executable, "-m", "django", "taskmill", "worker", "--no-reload"]
-    argv += ["--supervisor-pid", str(os.getpid()), "--label", f"{options['label']}#{number}"]
+    argv += ["--supervisor-pid", str(os.getpid()), "--label", label]
     argv += ["--verbosity", str(options["verbosity"])]
     argv += ["--concurrency", str(options["concurrency"])]
     argv += ["--poll-interval", repr(options["poll_interval"])]
@@ -224,8 +224,9 @@ def supervise(options: dict[str, Any]) -> int:
     # The supervisor needs no database: its children each open their own connections.
     connections.close_all()
     supervisor = Supervisor(
-        lambda number: child_command(options, number),
+        lambda label: child_command(options, label),
         options["processes"],
+        label=options["label"],
         burst=options["burst"],
         shutdown_timeout=options["shutdown_timeout"],
         env=env,

@@ -30,6 +30,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -79,15 +80,18 @@ def describe_exit(code: int) -> str:
 class Supervisor:
     def __init__(
         self,
-        child_command: Callable[[int], Sequence[str]],
+        child_command: Callable[[str], Sequence[str]],
         processes: int,
         *,
+        label: str,
         burst: bool,
         shutdown_timeout: float,
         env: dict[str, str] | None = None,
     ) -> None:
-        """``child_command(number)`` is the argv of the child for slot ``number`` (1..N)."""
+        """``child_command(label)`` is the argv of a child whose worker label is ``label``:
+        the supervisor's label and the slot's number, ``mail#1``, ``mail#2`` (``#1``...)."""
         self._child_command = child_command
+        self._label = label
         self._slots = [Slot(number) for number in range(1, processes + 1)]
         self._burst = burst
         self._shutdown_timeout = shutdown_timeout
@@ -179,11 +183,19 @@ class Supervisor:
 
     def _start(self, slot: Slot) -> None:
         slot.start_at = None
-        slot.process = subprocess.Popen(
-            list(self._child_command(slot.number)), env=self._env, stdin=subprocess.DEVNULL
-        )
+        label = f"{self._label}#{slot.number}"
         slot.started_at = time.monotonic()
-        logger.info("Started worker process %d (#%d)", slot.process.pid, slot.number)
+        try:
+            slot.process = subprocess.Popen(
+                list(self._child_command(label)), env=self._env, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:  # out of processes or memory: as if it died at once
+            self._back_off(slot, f"Could not start worker process #{slot.number} ({exc})")
+            return
+        pid = slot.process.pid
+        # The worker id the child will take (its random part is the child's own).
+        worker_id = f"{label}@{socket.gethostname()}:{pid}:..."
+        logger.info("Started worker process %d (#%d, worker %s)", pid, slot.number, worker_id)
 
     def _exited(self, slot: Slot, code: int) -> None:
         assert slot.process is not None
@@ -219,16 +231,17 @@ class Supervisor:
                 )
                 slot.done = True
                 return
+        self._back_off(
+            slot, f"Worker process {pid} (#{slot.number}) {describe_exit(code)} after {ran:.1f}s"
+        )
+
+    def _back_off(self, slot: Slot, why: str) -> None:
+        """Start the slot's next child after a delay that grows while its children die
+        young: a deployment whose workers cannot start must not spin."""
+        ran = time.monotonic() - slot.started_at
         slot.quick_deaths = 1 if ran >= STABLE_AFTER else slot.quick_deaths + 1
         delay = min(BACKOFF_FIRST * 2 ** (slot.quick_deaths - 1), BACKOFF_MAX)
-        logger.warning(
-            "Worker process %d (#%d) %s after %.1fs; starting another in %.1fs",
-            pid,
-            slot.number,
-            describe_exit(code),
-            ran,
-            delay,
-        )
+        logger.warning("%s; starting another in %.1fs", why, delay)
         slot.start_at = time.monotonic() + delay
 
     def _send(self, slot: Slot, signum: int) -> None:
