@@ -173,6 +173,13 @@ def describe(label: str, drains: list[Drain]) -> str:
     )
 
 
+def _autogroups() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     figures = options.only or ["cpu", "sleep"]
@@ -186,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{options.runs} runs of {options.task_ms:g} ms per drain, median of {options.repeat}; "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start"
     )
+    if os.getloadavg()[0] > 1 and _autogroups():
+        print(
+            "  note: the machine is busy and the kernel shares CPU per session (autogroup): "
+            "the worker processes of one session then share that session's slice, so the "
+            "CPU figure shows the other sessions' load, not what a second process buys."
+        )
     try:
         if "cpu" in figures:
             one, two = [], []
