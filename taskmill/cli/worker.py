@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.db import DatabaseError, connections
 from ..scheduler.loop import start_in_worker
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
 from ..worker.reload import CodeWatcher, restart_process
+from ..worker.supervisor import Supervisor
 from .common import (
     configure_logging,
     non_negative_float,
@@ -78,8 +80,18 @@ def add_arguments(parser: CommandParser) -> None:
         "--reload",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="Restart when code changes (default: on when DEBUG is true).",
+        help="Restart when code changes (default: on when DEBUG is true; off with --processes).",
     )
+    parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="Run N worker processes, each with --concurrency slots, under a supervisor that "
+        "restarts one that dies (default 1: this process is the worker).",
+    )
+    # Given by the supervisor to the children it starts, not by people.
+    parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
 
 
 def build_options(options: dict[str, Any]) -> WorkerOptions:
@@ -104,14 +116,27 @@ def build_options(options: dict[str, Any]) -> WorkerOptions:
     )
 
 
-def run_worker(worker_options: WorkerOptions, *, reload: bool, scheduler: bool = True) -> None:
+def run_worker(
+    worker_options: WorkerOptions,
+    *,
+    reload: bool,
+    scheduler: bool = True,
+    supervised: bool = False,
+) -> None:
     worker = Worker(worker_options)
     watcher = CodeWatcher(lambda path: worker.request_stop()) if reload else None
 
     def interrupt() -> None:  # a second signal: leave now
         raise WorkerInterrupted()
 
-    StopSignals(worker.request_stop, on_again=interrupt).install()
+    if supervised:
+        # One stop may reach a supervised worker twice (from its supervisor, and from a
+        # terminal or a service manager that signals the whole group): SIGTERM and SIGINT
+        # only ever stop it gracefully, and its supervisor escalates with SIGQUIT.
+        StopSignals(worker.request_stop).install()
+        signal.signal(signal.SIGQUIT, lambda signum, frame: interrupt())
+    else:
+        StopSignals(worker.request_stop, on_again=interrupt).install()
     if watcher is not None:
         watcher.start()
     stop_scheduler = start_in_worker(worker_options.database) if scheduler else None
@@ -159,9 +184,75 @@ def check_migrations(database: str) -> None:
         )
 
 
+def child_command(options: dict[str, Any], label: str) -> list[str]:
+    """The command line of one of the supervisor's children: this worker's options, one
+    process, a label of its own. ``python -m django`` with the settings module in the
+    environment runs the same project as ``manage.py`` does."""
+    argv = [sys.executable, "-m", "django", "taskmill", "worker", "--no-reload"]
+    argv += ["--supervisor-pid", str(os.getpid()), "--label", label]
+    argv += ["--verbosity", str(options["verbosity"])]
+    argv += ["--concurrency", str(options["concurrency"])]
+    argv += ["--poll-interval", repr(options["poll_interval"])]
+    argv += ["--shutdown-timeout", repr(options["shutdown_timeout"])]
+    if options["backend"]:
+        argv += ["--backend", options["backend"]]
+    for name in options["queues"] or []:
+        argv += ["--queue", name]
+    for name in options["exclude_queues"]:
+        argv += ["--exclude-queue", name]
+    if options["max_tasks"] is not None:
+        argv += ["--max-tasks", str(options["max_tasks"])]
+    if options["burst"]:
+        argv.append("--burst")
+    if options["no_scheduler"]:
+        argv.append("--no-scheduler")
+    if options.get("traceback"):
+        argv.append("--traceback")
+    return argv
+
+
+def supervise(options: dict[str, Any]) -> int:
+    if not settings.SETTINGS_MODULE:
+        raise CommandError(
+            "--processes starts each worker process with `python -m django`, which needs "
+            "a settings module (DJANGO_SETTINGS_MODULE), not settings.configure()."
+        )
+    # The parent's import path, so each child imports the same project the same way
+    # (manage.py's directory, --pythonpath).
+    path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE, "PYTHONPATH": path}
+    # The supervisor needs no database: its children each open their own connections.
+    connections.close_all()
+    supervisor = Supervisor(
+        lambda label: child_command(options, label),
+        options["processes"],
+        label=options["label"],
+        burst=options["burst"],
+        shutdown_timeout=options["shutdown_timeout"],
+        env=env,
+    )
+    return supervisor.run()
+
+
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     configure_logging(options["verbosity"])
     worker_options = build_options(options)
+    processes = options["processes"]
+    if processes > 1 and options["reload"]:
+        raise CommandError(
+            "--reload cannot be combined with --processes: restart the supervisor, or send "
+            "it SIGHUP to restart its worker processes with the new code."
+        )
     check_migrations(worker_options.database)
+    if processes > 1:
+        code = supervise(options)
+        if code:
+            raise SystemExit(code)
+        return
     reload = options["reload"] if options["reload"] is not None else settings.DEBUG
-    run_worker(worker_options, reload=reload, scheduler=not options["no_scheduler"])
+    run_worker(
+        worker_options,
+        reload=reload,
+        scheduler=not options["no_scheduler"],
+        supervised=options["supervisor_pid"] is not None,
+    )

@@ -53,6 +53,11 @@ class Command(BaseCommand):
             from taskmill.cli.common import configure_logging, taskmill_backend, wait_for_database
 
             configure_logging(options.get("verbosity", 1))
+            if options.get("supervisor_pid") is not None:
+                # A supervised worker: first of all, never outlive the supervisor.
+                from taskmill.worker.supervisor import stop_with_supervisor
+
+                stop_with_supervisor(options["supervisor_pid"])
             wait_for_database(taskmill_backend(options.get("backend")).database)
         elif options.get("subcommand") in REPORTS_ON_DATABASE:
             from taskmill.cli.common import chosen_database, ensure_reachable
