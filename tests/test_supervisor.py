@@ -14,7 +14,8 @@ from taskmill.models import Run
 from tests.conftest import FAST_LEASES, WorkerProcess, process_alive, read_records, wait_until
 from tests.testapp import process_tasks, tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Real supervisors, children and signals: the main leg runs this on every database.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 STARTED = re.compile(r"Started worker process (\d+) \(#(\d+),")
 
