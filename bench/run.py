@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--budget",
         type=float,
         help="seconds a drain may take before its rate is "
-        "taken over what finished (default 15; such cells are marked *)",
+        "taken over what finished (default 10; such cells are marked *)",
     )
     p.add_argument("--rss-big", type=int, help="tasks for the RSS drift figure (default 100000)")
     p.add_argument("--json", type=Path, help="write every raw measurement to this file")
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.n = args.n or (1000 if q else 5000)
     args.enqueue_n = args.enqueue_n or (200 if q else 1000)
     args.latency_m = args.latency_m or (40 if q else 200)
-    args.budget = args.budget or (5.0 if q else 15.0)
+    args.budget = args.budget or (5.0 if q else 10.0)
     args.rss_small = 1000
     args.rss_big = args.rss_big or (10_000 if q else 100_000)
     args.raw_n = 5000 if q else 20_000
