@@ -146,6 +146,7 @@ class Session:
             else:
                 for suffix in ("", "-wal", "-shm"):
                     Path(self.database + suffix).unlink(missing_ok=True)
+                Path(self.database).parent.rmdir()
         except Exception as exc:  # cleanup must not hide the figures
             log(f"  could not drop {self.database}: {exc}")
 
