@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Run the benchmark in the project's venv (made by scripts/test), after installing the
-# benchmark's own requirements into it.  Arguments go to `python -m bench`.
+# Run the comparative benchmark in the project's venv (made by scripts/test), after installing
+# the bench's own requirements into it; each peer gets a venv of its own (.venv/bench-<name>),
+# made by the bench. Arguments go to `python -m bench` (see bench/README.md).
 #   bench/run.sh --quick
-#   TASKMILL_BENCH_VENV=/path/to/venv bench/run.sh --runs 10000
+#   TASKMILL_BENCH_VENV=/path/to/venv bench/run.sh --peers pgqueuer,procrastinate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${TASKMILL_BENCH_VENV:-.venv/py313-django61}"

@@ -1,173 +1,121 @@
-"""The two systems under test, their tables, and their worker processes."""
+"""The systems compared: where each one's adapter lives, what it installs, how it is set up."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from . import environment
-from .environment import PEER, REPO, SETTINGS, TASKMILL
-
-# -- the two systems ----------------------------------------------------------------------------
+PY313 = "/root/.pyenv/versions/3.13.0/bin/python"
+PY312 = "/root/.pyenv/versions/3.12.1/bin/python"
+PSYCOPG = "psycopg[binary]==3.3.*"
 
 
-@dataclass
+@dataclass(frozen=True)
 class System:
     name: str
-    noop: Any
-    probe: Any
-    model: Any
-    table: str
-    result_status_done: tuple[str, ...] = ("SUCCESSFUL", "FAILED")
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def done_count(self, ids: list[str] | None = None) -> int:
-        rows = self.model.objects.filter(status__in=self.result_status_done)
-        if ids is not None:
-            rows = rows.filter(id__in=ids)
-        return rows.count()
-
-    def failed_count(self) -> int:
-        return self.model.objects.filter(status="FAILED").count()
+    adapter: str  # module in bench/peers/
+    backend: str  # "pg" (a database of its own on the PostgreSQL server) or "redis"
+    requirements: tuple[str, ...] = ()  # pinned, installed in .venv/bench-<name>
+    python: str = PY313
+    own_venv: bool = True  # taskmill runs in the project's venv, from the work tree
+    # settings used, printed under the table
+    settings: str = ""
+    # a second line for drain/latency at a tuned setting, where the default is a slow poll
+    tuned: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
 
 
-def systems() -> tuple[System, System]:
-    from django_tasks_db.models import DBTaskResult
+TASKMILL = System(
+    "taskmill",
+    "taskmill_adapter",
+    "pg",
+    own_venv=False,
+    settings="`taskmill worker --concurrency C`, its defaults otherwise (LISTEN/NOTIFY, "
+    "scheduler on)",
+)
 
-    from bench import tasks
-    from taskmill.models import Run
+SYSTEMS: tuple[System, ...] = (
+    TASKMILL,
+    System(
+        "pgqueuer",
+        "pgqueuer_adapter",
+        "pg",
+        ("pgqueuer==1.6.0", "asyncpg==0.32.*", PSYCOPG),
+        settings="pgqueuer.run() (what `pgq run` runs) defaults (asyncpg, batch 10, "
+        "LISTEN/NOTIFY), async no-op, entrypoint concurrency_limit = C",
+        tuned="no concurrency_limit (its default)",
+    ),
+    System(
+        "procrastinate",
+        "procrastinate_adapter",
+        "pg",
+        ("procrastinate==3.10.0", PSYCOPG),
+        settings="`procrastinate worker --concurrency C` defaults (LISTEN/NOTIFY, 5 s poll "
+        "fallback), async no-op",
+    ),
+    System(
+        "oban-py",
+        "oban_adapter",
+        "pg",
+        ("oban==0.7.0", PSYCOPG),
+        settings="`oban start --queues default:C` defaults, async no-op, --log-level WARNING",
+    ),
+    System(
+        "django-tasks-db",
+        "dtdb_adapter",
+        "pg",
+        ("django-tasks-db==0.13.0", "Django==6.1.*", PSYCOPG),
+        settings="`db_worker` defaults (--interval 1: the wait after an empty poll), "
+        "--verbosity 0; one task at a time",
+        tuned="--interval 0.01 --no-startup-delay",
+    ),
+    System(
+        "dj-queue",
+        "djqueue_adapter",
+        "pg",
+        ("dj-queue==0.14.2", "Django==6.1.*", PSYCOPG),
+        settings="`dj_queue` defaults (fork mode: supervisor + 1 worker process + dispatcher, "
+        "0.1 s poll, LISTEN/NOTIFY), threads = C",
+    ),
+    System(
+        "django-q2",
+        "djangoq2_adapter",
+        "pg",
+        ("django-q2==1.11.1", "Django==6.1.*", PSYCOPG),
+        settings="`qcluster`, ORM broker, defaults (poll 0.2 s, save_limit 250), workers = C",
+        tuned="Q_CLUSTER poll 0.01",
+    ),
+    System(
+        "chancy",
+        "chancy_adapter",
+        "pg",
+        ("chancy[cli]==0.26.0", PSYCOPG),
+        settings="`chancy worker start`, queue defaults (ProcessExecutor, NOTIFY + 5 s poll), "
+        "concurrency = C",
+        tuned="queue polling_interval 0",
+    ),
+    System(
+        "huey",
+        "huey_adapter",
+        "redis",
+        ("huey==3.5.4", "redis==8.*"),
+        settings="`huey_consumer -w C` defaults (threads, blocking BRPOP)",
+    ),
+    System(
+        "celery",
+        "celery_adapter",
+        "redis",
+        ("celery[redis]==5.7.0", "redis==8.*"),
+        settings="`celery worker --concurrency C` defaults (prefork, prefetch x4), no results",
+    ),
+    System(
+        "rq",
+        "rq_adapter",
+        "redis",
+        ("rq==2.12.0",),
+        settings="`rq worker` defaults (a fork per job); one job at a time",
+        tuned="--worker-class rq.worker.SimpleWorker (no fork)",
+    ),
+)
 
-    return (
-        System(TASKMILL, tasks.noop, tasks.probe, Run, Run._meta.db_table),
-        System(PEER, tasks.dt_noop, tasks.dt_probe, DBTaskResult, DBTaskResult._meta.db_table),
-    )
-
-
-def truncate(*systems_: System) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(s.table for s in systems_)} RESTART IDENTITY CASCADE")
-
-
-def analyze(system: System) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {system.table}")
-
-
-def enqueue_in_one_transaction(system: System, n: int) -> None:
-    from django.db import transaction
-
-    with transaction.atomic():
-        for _ in range(n):
-            system.noop.enqueue()
-
-
-def pre_enqueue(system: System, n: int) -> None:
-    """Fill the queue quickly: taskmill's bulk API, or the peer's enqueue() in one transaction."""
-    if system.name == TASKMILL:
-        system.noop.enqueue_many([((), {})] * n)
-    else:
-        enqueue_in_one_transaction(system, n)
-
-
-# -- subprocess workers --------------------------------------------------------------------------
-
-
-def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = SETTINGS
-    paths = [str(environment.TASKMILL_SRC), str(REPO), env.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
-    env.pop("DJANGO_AUTORELOAD_ENV", None)
-    return env
-
-
-def taskmill_worker_cmd(*, burst: bool, concurrency: int) -> list[str]:
-    cmd = [sys.executable, "-m", "django", "taskmill", "worker", "--no-reload"]
-    cmd += ["--concurrency", str(concurrency)]
-    if burst:
-        cmd.append("--burst")
-    return cmd
-
-
-def peer_worker_cmd(*, burst: bool, interval: float) -> list[str]:
-    # --queue-name default ("default") is where the tasks go; --backend picks the rows whose
-    # backend_name is "dtdb"; --no-startup-delay drops the random sleep of up to 1 s.
-    cmd = [sys.executable, "-m", "django", "db_worker", "--backend", "dtdb", "--no-reload"]
-    cmd += ["--no-startup-delay", "--interval", repr(interval), "--verbosity", "0"]
-    if burst:
-        cmd.append("--batch")
-    return cmd
-
-
-class WorkerProcess:
-    def __init__(self, cmd: list[str], logdir: Path, label: str, wrap: list[str] | None = None):
-        self.cmd = [*(wrap or []), *cmd]
-        self.log_path = logdir / f"{label}-{time.time_ns()}.log"
-        self._log = self.log_path.open("wb")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=REPO,
-            env=worker_env(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait(self, timeout: float) -> float:
-        """Wait for the process to exit; return its wall time (spawn to exit), seconds."""
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise RuntimeError(
-                f"worker did not finish in {timeout:.0f}s: {self.describe()}"
-            ) from None
-        elapsed = time.monotonic() - self.started
-        self._log.close()
-        if code != 0:
-            raise RuntimeError(f"worker exited with {code}: {self.describe()}")
-        return elapsed
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"worker exited early ({self.proc.returncode}): {self.describe()}")
-
-    def describe(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        tail = self.log_path.read_text(errors="replace")[-2000:]
-        return f"{' '.join(self.cmd)}\n--- log tail ({self.log_path}) ---\n{tail}"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval=0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+BY_NAME = {s.name: s for s in SYSTEMS}
+DB_PEERS = tuple(s.name for s in SYSTEMS if s.backend == "pg" and s is not TASKMILL)

@@ -1,0 +1,1 @@
+"""The benchmark tasks as an installed Django app (taskmill runs tasks of installed apps)."""
