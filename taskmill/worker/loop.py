@@ -34,6 +34,7 @@ from .duties.stager import Stager
 from .execution import Completed
 from .executor import Executor
 from .outcomes import key_of, send_finished, write_outcomes
+from .stopping import GracefulStop
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -96,7 +97,7 @@ class WorkerInterrupted(BaseException):
     """Raised in the worker's thread by a second stop signal: leave now."""
 
 
-class Worker:
+class Worker(GracefulStop):
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
         self.id = make_worker_id(options.label)
@@ -222,22 +223,6 @@ class Worker:
         if queue_name in self.options.exclude_queues:
             return False
         return self.options.queues is None or queue_name in self.options.queues
-
-    def request_stop(self) -> None:
-        """Stop claiming, finish what runs (within the shutdown timeout), then return."""
-        if not self._stopping:
-            logger.info(
-                "Worker %s stopping: finishing %d running task(s)",
-                self.id,
-                len(self._executor.started()),
-            )
-            self._stopping = True
-            self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -458,47 +443,3 @@ class Worker:
         if options.max_tasks is not None and self._claimed_total >= options.max_tasks:
             return True
         return options.burst and not self._maybe_ready
-
-    def _finish_stopping(self) -> bool:
-        """While stopping: give back unstarted runs, wait for running ones; True when done."""
-        if self._claim_in_doubt:
-            self._return_orphans(timezone.now())
-        # Kept until written: a release the database fails (a deadlock) is tried again.
-        self._to_release += self._executor.take_waiting()
-        waiting = self._to_release
-        if waiting:
-            released = self.engine.release(waiting, now=timezone.now(), started=False)
-            self._to_release = []
-            self._outstanding -= len(waiting)
-            self._let_go(waiting)
-            logger.info("Returned %d unstarted run(s) to the queue", released)
-        if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
-            return False
-        self._collect_done()
-        if self._outstanding:
-            self.abandon_running()
-        if self._unflushed:
-            self._flush()
-        return True
-
-    def abandon_running(self) -> None:
-        """Return still-running runs to the queue (their attempt counts) and stop waiting."""
-        running = self._executor.started()
-        self._outstanding = 0
-        self.abandoned_tasks = True
-        released = self.engine.release(running, now=timezone.now(), started=True)
-        self._let_go(running)
-        logger.warning("Returned %d unfinished run(s) to the queue", released)
-
-    def emergency_exit(self) -> None:
-        """Second signal: give every held run back and leave at once."""
-        try:
-            waiting = self._executor.take_waiting()
-            self.engine.release(waiting, now=timezone.now(), started=False)
-            self._outstanding -= len(waiting)
-            self._collect_done()
-            self._flush()
-            if self._outstanding:
-                self.abandon_running()
-        except Exception:
-            logger.exception("Could not return held runs; their leases will expire")
