@@ -26,6 +26,7 @@ from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of
 from .serialization import normalize_arguments, text_problem
+from .signalling import enqueued_heard
 from .tasks import Call, Task
 
 KNOWN_OPTIONS = {"DATABASE"}
@@ -137,8 +138,9 @@ class DatabaseBackend(BaseTaskBackend):
         for queue_name in queues:
             wakeup.wake_local_after_commit(self.database, queue_name)
         results = [result_of(task, run) for run in runs]
-        for result in results:
-            task_enqueued.send(type(self), task_result=result)
+        if enqueued_heard():
+            for result in results:
+                task_enqueued.send(type(self), task_result=result)
         return results
 
     def _save_guarded(self, task: Task, run: NewRun) -> TaskResult:

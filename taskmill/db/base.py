@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,17 @@ __all__ = [
     "load_datetime",
     "load_json",
 ]
+
+
+# claimed_from_row unpacks rows in this order.
+assert tuple(f.name for f in fields(ClaimedRun))[: len(CLAIMED_COLUMNS)] == CLAIMED_COLUMNS
+assert set(CLAIMED_DATETIME_COLUMNS) == {
+    "enqueued_at",
+    "run_after",
+    "available_at",
+    "started_at",
+    "last_attempted_at",
+}
 
 
 class Engine(LeaseQueries):
@@ -254,13 +266,45 @@ class Engine(LeaseQueries):
         return sql, params
 
     def claimed_from_row(self, row: Sequence[Any]) -> ClaimedRun:
-        values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
-        for name in ("args", "kwargs", "worker_ids", "errors", "options"):
-            values[name] = load_json(values[name])
-        values["has_dependents"] = bool(values["has_dependents"])
-        for name in CLAIMED_DATETIME_COLUMNS:
-            values[name] = load_datetime(values[name])
-        return ClaimedRun(**values)
+        # Positional, in CLAIMED_COLUMNS' order (checked below): called for every run claimed.
+        (
+            run_id,
+            task_path,
+            backend,
+            queue_name,
+            priority,
+            args,
+            kwargs,
+            attempt,
+            enqueued_at,
+            run_after,
+            available_at,
+            started_at,
+            last_attempted_at,
+            worker_ids,
+            errors,
+            options,
+            has_dependents,
+        ) = row
+        return ClaimedRun(
+            run_id,
+            task_path,
+            backend,
+            queue_name,
+            priority,
+            load_json(args),
+            load_json(kwargs),
+            attempt,
+            load_datetime(enqueued_at),
+            load_datetime(run_after),
+            load_datetime(available_at),
+            load_datetime(started_at),
+            load_datetime(last_attempted_at),
+            load_json(worker_ids),
+            load_json(errors),
+            load_json(options),
+            bool(has_dependents),
+        )
 
 
 def _return_to_queue(row: Run, now: datetime, *, started: bool) -> None:

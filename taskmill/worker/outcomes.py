@@ -16,6 +16,7 @@ from ..db.stats import Ended, add_stats
 from ..followups import enqueue_callbacks, resolve_dependents
 from ..models import Run
 from ..results import result_of
+from ..signalling import finished_heard
 from .execution import Completed, signal_sender
 
 logger = logging.getLogger("taskmill.worker")
@@ -155,6 +156,8 @@ def _by_attempt(landed: dict[int, Landed]) -> dict[Key, Landed]:
 
 def send_finished(completed: Completed, status: str) -> None:
     """``task_finished`` for an outcome that landed, as Django's API would report it."""
+    if not finished_heard(failed=status in ("FAILED", "CANCELLED")):
+        return
     run, outcome = completed.run, completed.outcome
     result = result_of(
         completed.task,
