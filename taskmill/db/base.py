@@ -140,7 +140,11 @@ class Engine(LeaseQueries):
             return {}
         params = [self.finish_params(outcome) for outcome in outcomes]
         landed: list[int] = []
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+        # No savepoint inside the outcomes' transaction: it fails (and is retried) whole.
+        with (
+            transaction.atomic(using=self.alias, savepoint=False),
+            self.connection.cursor() as cursor,
+        ):
             for row in params:
                 cursor.execute(FINISH_ROW_SQL, row)
                 if cursor.rowcount:

@@ -60,7 +60,11 @@ class MySQLEngine(Engine):
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request
         now = self.adapt_datetime(r.now)
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+        # No savepoint inside a caller's transaction (a claim riding with the outcomes).
+        with (
+            transaction.atomic(using=self.alias, savepoint=False),
+            self.connection.cursor() as cursor,
+        ):
             select = SELECT_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql)
             cursor.execute(select, [now, *r.queue_params, r.limit])
             picked = [self.claimed_from_row(row) for row in cursor.fetchall()]
