@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections, transaction
@@ -249,6 +249,16 @@ class Engine(LeaseQueries):
     # -- helpers --------------------------------------------------------------------------
 
     def adapt_datetime(self, value: datetime | None) -> Any:
+        # The common case, a UTC datetime for a database that stores UTC (PostgreSQL takes
+        # datetimes as they are), without Django's general path: a few per run on SQLite
+        # and MySQL. The text is what that path writes.
+        if (
+            value is not None
+            and value.tzinfo is UTC
+            and self.vendor != "postgresql"
+            and self.connection.timezone is UTC
+        ):
+            return str(value.replace(tzinfo=None))
         return self.connection.ops.adapt_datetimefield_value(value)
 
     def queue_filter(
