@@ -271,9 +271,6 @@ class Worker(OutcomeFlushing, GracefulStop):
             try:
                 now = time.monotonic()
                 claiming = not self._stopping and (self._maybe_ready or now >= next_poll)
-                if not self._stopping:
-                    # Deferred runs come due on the clock, whatever the poll back-off.
-                    self._stage_if_due(now)
                 claimed = None
                 if self._should_flush():
                     # The next claim rides along in the outcomes' transaction: one commit.
@@ -290,6 +287,10 @@ class Worker(OutcomeFlushing, GracefulStop):
                         # Empty: sleep until woken, backing off while nothing comes.
                         next_poll = now + idle_poll
                         idle_poll = min(idle_poll * 2, self.options.poll_interval)
+                    # Deferred runs come due on the clock, whatever the poll back-off. After
+                    # the claim: a run a wake-up announced does not wait for this statement
+                    # (and its commit); staged runs are claimed on the next turn.
+                    self._stage_if_due(now)
                     if self._done_for_good():
                         self._flush()
                         return
