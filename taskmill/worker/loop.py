@@ -272,8 +272,11 @@ class Worker(OutcomeFlushing, GracefulStop):
                 now = time.monotonic()
                 claiming = not self._stopping and (self._maybe_ready or now >= next_poll)
                 claimed = None
-                if self._should_flush():
-                    # The next claim rides along in the outcomes' transaction: one commit.
+                # The next claim rides along in the outcomes' transaction: one commit. So a
+                # claim due now takes the outcomes collected so far with it, early.
+                if self._should_flush() or (
+                    claiming and self._unflushed and self._claim_limit() > 0
+                ):
                     claimed = self._flush(claim=claiming)
                 if self._stopping:
                     if self._finish_stopping():
