@@ -72,17 +72,19 @@ class OutcomeFlushing:
         """Write the outcomes collected so far. With ``claim``, claim more runs in the same
         transaction; return how many it took, or None when it did not claim (nothing to
         claim for, or nothing to write: the caller claims on its own)."""
+        limit = self._claim_limit() if claim and not self._fenced else 0
+        if limit > 0:
+            # Before the batch is taken: this may fail (it returns the runs of a claim in
+            # doubt), and the outcomes must still be there for the next try.
+            self._prepare_claim()
         batch = self._unflushed
         self._unflushed = []
-        limit = self._claim_limit() if claim and not self._fenced else 0
         claimed: list[ClaimedRun] | None = None
 
         def claim_more() -> None:
             nonlocal claimed
             claimed = self._claim_runs(limit)
 
-        if limit > 0:
-            self._prepare_claim()
         # Under the held lock: a heartbeat must not judge a run lost from the outcome this
         # worker is writing, so it sees the run either held and RUNNING, or let go.
         with self._held_lock:
