@@ -24,8 +24,9 @@ from .compat import (
 from .db import NewRun, get_engine
 from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
-from .results import result_of
+from .results import result_of, result_of_new
 from .serialization import normalize_arguments, text_problem
+from .signalling import enqueued_heard
 from .tasks import Call, Task
 
 KNOWN_OPTIONS = {"DATABASE"}
@@ -136,9 +137,10 @@ class DatabaseBackend(BaseTaskBackend):
         get_engine(self.database).insert_runs(runs, queues)
         for queue_name in queues:
             wakeup.wake_local_after_commit(self.database, queue_name)
-        results = [result_of(task, run) for run in runs]
-        for result in results:
-            task_enqueued.send(type(self), task_result=result)
+        results = [result_of_new(task, run) for run in runs]
+        if enqueued_heard():
+            for result in results:
+                task_enqueued.send(type(self), task_result=result)
         return results
 
     def _save_guarded(self, task: Task, run: NewRun) -> TaskResult:

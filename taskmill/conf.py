@@ -1,6 +1,9 @@
 """taskmill's settings: flat ``TASKMILL_*`` names in the project's settings, with defaults.
 
-Read at the moment they are needed (not cached at import), so tests can override them.
+Read at the moment they are needed (not cached at import), so tests can override them;
+remembered until a setting changes (Django's ``setting_changed``, which ``override_settings``
+and pytest-django send): the worker reads some for every run, and a missing attribute of
+Django's lazy settings costs microseconds each time.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     # Retries: delay = uniform(0, min(cap, base * 2 ** (failures - 1))) seconds.
@@ -42,8 +46,22 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_read: dict[str, Any] = {}
+
+
 def setting(name: str) -> Any:
-    return getattr(settings, name, DEFAULTS[name])
+    try:
+        return _read[name]
+    except KeyError:
+        value = _read[name] = getattr(settings, name, DEFAULTS[name])
+        return value
+
+
+def _forget_settings(**kwargs: Any) -> None:
+    _read.clear()
+
+
+setting_changed.connect(_forget_settings, dispatch_uid="taskmill.conf.forget_settings")
 
 
 def seconds(value: float | int | timedelta | None) -> float | None:

@@ -130,3 +130,26 @@ def result_of(task: BaseTask, run: Any, **overrides: Any) -> TaskResult:
         worker_ids=value("worker_ids"),
         return_value=value("return_value"),
     )
+
+
+def result_of_new(task: BaseTask, run: Any) -> TaskResult:
+    """``result_of`` for a run just enqueued (a ``NewRun``): nothing has happened to it yet,
+    so its not-yet values are known without asking the record for each (an enqueue builds
+    one result per run)."""
+    return build_result(
+        task,
+        run_id=run.pk,
+        status=run.status,
+        backend=run.backend,
+        queue_name=run.queue_name,
+        priority=run.priority,
+        run_after=run.run_after,
+        args=run.args,
+        kwargs=run.kwargs,
+        enqueued_at=run.enqueued_at,
+        started_at=None,
+        finished_at=None,
+        last_attempted_at=None,
+        errors=(),
+        worker_ids=(),
+    )

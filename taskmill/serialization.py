@@ -108,6 +108,10 @@ def to_json_value(value: Any, path: str, context: str) -> Any:
     ``path`` names the value in the message (``args[0]``), ``context`` says what was being
     done (``Cannot enqueue 'app.tasks.send'``).
     """
+    if value is None or value is True or value is False:  # most tasks return None
+        return value
+    if not value and type(value) in (list, dict):  # no arguments: a fresh empty one
+        return type(value)()
     # Fast path, all in C: plain lists, dicts, strings and numbers survive a round trip
     # unchanged. Anything else (tuples, odd keys, objects, NaN, NUL characters, deep
     # nesting) takes the careful walk, which accepts tuples as lists and names the first

@@ -23,6 +23,7 @@ from asgiref.sync import async_to_sync
 
 from . import registry
 from .compat import BaseTask, InvalidTask, TaskResult
+from .conf import seconds, setting
 from .serialization import text_problem
 
 # One call of a task for a bulk enqueue: (args, kwargs).
@@ -239,8 +240,6 @@ def expiry_for(
 ) -> datetime | None:
     """When a run finished at ``finished_at`` may be pruned: its result_ttl (per call, else
     the task's), else TASKMILL_RESULT_TTL; None keeps it."""
-    from .conf import seconds, setting
-
     ttl = effective_option(task, stored, "result_ttl") if task is not None else None
     if ttl is None:
         ttl = seconds(setting("TASKMILL_RESULT_TTL"))

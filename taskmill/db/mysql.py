@@ -4,13 +4,16 @@ claimed rows' new values are computed here from what the SELECT read."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine
+from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine, Landed, Outcome
+from .records import dump_json_or_null
 
 # What an argument column that held invalid JSON holds after the repair (below).
 INVALID_JSON = "taskmill: this column held invalid JSON"
@@ -54,13 +57,45 @@ WHERE id IN ({{ids}})
 """
 
 
+# A batch's finish: lock its rows and read what the fencing check needs, then one UPDATE
+# writes the outcomes that pass it (neither database has UPDATE ... RETURNING).
+LOCK_FINISHING_SQL = f"""
+SELECT id, attempt, status, stop_requested, has_dependents FROM {RUN_TABLE}
+WHERE id IN ({{ids}}) FOR UPDATE
+"""
+# The outcomes as a derived table of literal rows (MariaDB has no VALUES table constructor
+# with column names, nor derived column lists). Values are final: the status, finish and
+# expiry were decided from the locked rows, so no assignment reads a column assigned before.
+FINISH_SQL = f"""
+UPDATE {RUN_TABLE} AS run JOIN ({{rows}}) AS done ON run.id = done.id
+SET run.status = done.status,
+    run.finished_at = done.finished_at,
+    run.expires_at = done.expires_at,
+    run.available_at = COALESCE(done.available_at, run.available_at),
+    run.due = COALESCE(done.due, run.due),
+    run.return_value = done.return_value,
+    run.errors = done.errors,
+    run.worker_id = '',
+    run.lease_expires_at = NULL,
+    run.prefetched = FALSE
+"""
+FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at, " + (
+    "%s AS available_at, %s AS due, %s AS return_value, %s AS errors"
+)
+FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s"
+
+
 class MySQLEngine(Engine):
     vendor = "mysql"
 
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request
         now = self.adapt_datetime(r.now)
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+        # No savepoint inside a caller's transaction (a claim riding with the outcomes).
+        with (
+            transaction.atomic(using=self.alias, savepoint=False),
+            self.connection.cursor() as cursor,
+        ):
             select = SELECT_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql)
             cursor.execute(select, [now, *r.queue_params, r.limit])
             picked = [self.claimed_from_row(row) for row in cursor.fetchall()]
@@ -82,6 +117,50 @@ class MySQLEngine(Engine):
             )
             for run in picked
         ]
+
+    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+        """Two statements for the whole batch instead of one per outcome: the rows are locked
+        first, so what the fencing check read still holds when the UPDATE writes."""
+        if not outcomes:
+            return {}
+        ids = sorted({outcome.run_id for outcome in outcomes})
+        adapt = self.adapt_datetime
+        landed: dict[int, Landed] = {}
+        params: list[Any] = []
+        with (
+            transaction.atomic(using=self.alias, savepoint=False),
+            self.connection.cursor() as cursor,
+        ):
+            cursor.execute(LOCK_FINISHING_SQL.format(ids=", ".join(["%s"] * len(ids))), ids)
+            current = {row[0]: row for row in cursor.fetchall()}
+            for outcome in outcomes:
+                row = current.get(outcome.run_id)
+                if row is None or row[2] != "RUNNING" or row[1] != outcome.attempt:
+                    continue  # taken over: fenced out
+                stop_requested = bool(row[3])
+                # A retry of a run whose stop was requested meanwhile is CANCELLED: final.
+                if outcome.status != "READY":
+                    status = outcome.status
+                else:
+                    status = "CANCELLED" if stop_requested else "READY"
+                final = status != "READY"
+                params += [
+                    outcome.run_id,
+                    status,
+                    adapt(outcome.finished_at) if final else None,
+                    adapt(outcome.expires_at) if final else None,
+                    adapt(outcome.available_at),
+                    outcome.due,
+                    dump_json_or_null(outcome.return_value),
+                    json.dumps(outcome.errors),
+                ]
+                landed[outcome.run_id] = Landed(
+                    outcome.run_id, outcome.attempt, status, bool(row[4])
+                )
+            if landed:
+                rows = " UNION ALL ".join([FINISH_ROW] + [FINISH_MORE_ROWS] * (len(landed) - 1))
+                cursor.execute(FINISH_SQL.format(rows=rows), params)
+        return landed
 
     def expired_runs(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         rows = super().expired_runs(now, limit)

@@ -81,27 +81,38 @@ RETURNING run.id, run.attempt, run.status, run.has_dependents
 """
 
 
-def _insert_sql(connection: Any) -> str:
-    """One statement that inserts a batch of runs from a JSON document and sends NOTIFY.
+def _insert_sql(connection: Any, fields: list[models.Field], varying: tuple[bool, ...]) -> str:
+    """One statement that inserts a batch of runs and sends NOTIFY, in one round trip.
 
-    Built from the model's fields, so columns added by later migrations come along.
+    Built from the model's fields, so columns added by later migrations come along. A
+    column whose value differs between the runs travels as one array (unnest), one that is
+    the same for all (most of them: the backend, the status, the timestamps of one
+    enqueue...) as a single value; a lone run is then a plain row of values, which the
+    server plans in a fraction of what a JSON document's decoding costs.
     """
     quote = connection.ops.quote_name
-    fields = _insert_fields()
-    record = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields)
-    selected = ", ".join(
-        # A None in a nullable JSON column is SQL NULL, as the ORM would store it.
-        f"NULLIF(r.{quote(f.column)}, 'null'::jsonb)"
-        if isinstance(f, models.JSONField) and f.null
-        else f"r.{quote(f.column)}"
-        for f in fields
-    )
+    selected, arrays = [], []
+    for field, varies in zip(fields, varying, strict=True):
+        json_column = isinstance(field, models.JSONField)
+        # JSON travels as its text, cast here (a None is SQL NULL, as the ORM stores it).
+        cast = "jsonb" if json_column else field.db_type(connection)
+        if varies:
+            name = f"c{len(arrays)}"
+            arrays.append(f"%s::{'text' if json_column else cast}[]")
+            selected.append(f"r.{name}::jsonb" if json_column else f"r.{name}")
+        else:
+            selected.append(f"%s::{cast}")
+    if arrays:
+        names = ", ".join(f"c{index}" for index in range(len(arrays)))
+        source = f"unnest({', '.join(arrays)}) WITH ORDINALITY AS r({names}, _position)"
+    else:
+        source = "generate_series(1, %s) AS r(_position)"
     return f"""
 WITH inserted AS (
     INSERT INTO {RUN_TABLE} ({", ".join(quote(f.column) for f in fields)})
-    SELECT {selected}
-    FROM jsonb_to_recordset(%s::jsonb) AS r({record}, "_position" integer)
-    ORDER BY r."_position"
+    SELECT {", ".join(selected)}
+    FROM {source}
+    ORDER BY r._position
     RETURNING id
 ),
 woken AS (SELECT pg_notify('{CHANNEL}', queue) FROM unnest(%s::text[]) AS queue)
@@ -121,37 +132,53 @@ def _json_ready(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _column_value(field: models.Field, value: Any) -> Any:
+    if isinstance(field, models.JSONField):
+        if value is None:
+            return None if field.null else "null"
+        # No arguments, no errors, no workers: most runs' JSON, written without the encoder.
+        if not value and type(value) in (list, dict):
+            return "[]" if type(value) is list else "{}"
+        return json.dumps(value)
+    return value
+
+
 class PostgreSQLEngine(Engine):
     vendor = "postgresql"
     pushes_wakeups = True
     due_condition = "status = 'READY' AND due"
     deferred_condition = "status = 'READY' AND NOT due"
     true_literal = "true"
-    _insert_statement: str | None = None
+    _insert_statements: dict[tuple[bool, ...], str] = {}
 
     def insert_runs(self, runs: Sequence[NewRun], wake_queues: set[str]) -> None:
         # One round trip whatever the batch size, NOTIFY included: an enqueue outside a
         # transaction is then a single commit.
-        if PostgreSQLEngine._insert_statement is None:
-            PostgreSQLEngine._insert_statement = _insert_sql(self.connection)
         fields = _insert_fields()
-        column_of = {f.attname: f.column for f in fields}
-        defaults = {f.column: _json_ready(f.get_default()) for f in fields}
-        document = json.dumps(
-            [
-                {
-                    **defaults,
-                    **{
-                        column_of[name]: _json_ready(value)
-                        for name, value in run.column_values().items()
-                    },
-                    "_position": position,
-                }
-                for position, run in enumerate(runs)
-            ]
-        )
+        by_attname = [run.column_values() for run in runs]
+        given = set().union(*(values.keys() for values in by_attname))
+        columns = []  # per field: the values of every run
+        for field in fields:
+            if field.attname not in given:  # the field's default for every run
+                columns.append([_column_value(field, field.get_default())])
+                continue
+            default = field.get_default()
+            columns.append(
+                [_column_value(field, values.get(field.attname, default)) for values in by_attname]
+            )
+        varying = tuple(any(v != column[0] for v in column) for column in columns)
+        statement = self._insert_statements.get(varying)
+        if statement is None:
+            statement = _insert_sql(self.connection, fields, varying)
+            self._insert_statements[varying] = statement
+        # Parameters in the statement's order: the single values (SELECT), then the arrays
+        # (FROM) or the row count, then the queues to wake.
+        params = [column[0] for column, varies in zip(columns, varying, strict=True) if not varies]
+        arrays = [column for column, varies in zip(columns, varying, strict=True) if varies]
+        params += arrays if arrays else [len(runs)]
+        params.append(sorted(wake_queues))
         with self.connection.cursor() as cursor:
-            cursor.execute(PostgreSQLEngine._insert_statement, [document, sorted(wake_queues)])
+            cursor.execute(statement, params)
             ids = sorted(row[0] for row in cursor.fetchall())
         # Ids follow the SELECT's order, which is the order of ``runs``.
         for run, run_id in zip(runs, ids, strict=True):

@@ -208,10 +208,18 @@ class BrokenJson:
     error: str
 
 
+# The commonest JSON texts in a claimed row (no arguments, no errors), decoded without the
+# parser: a fresh object each time, since the caller may change it.
+_EMPTY_JSON = {"[]": list, "{}": dict}
+
+
 def load_json(value: Any) -> Any:
     # Raw cursors return JSON columns as text on SQLite and MySQL, decoded on PostgreSQL.
     if not isinstance(value, str | bytes):
         return value
+    empty = _EMPTY_JSON.get(value)
+    if empty is not None:
+        return empty()
     try:
         return json.loads(value)
     except ValueError as exc:  # invalid JSON, or bytes that are not UTF-8

@@ -3,7 +3,10 @@ single-writer transaction, so two workers can never take the same run."""
 
 from __future__ import annotations
 
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine
+import json
+from collections.abc import Sequence
+
+from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine, Landed, Outcome
 
 CLAIM_SQL = f"""
 UPDATE {RUN_TABLE}
@@ -41,3 +44,62 @@ class SQLiteEngine(Engine):
                 CLAIM_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql), params
             )
             return [self.claimed_from_row(row) for row in cursor.fetchall()]
+
+    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+        if not outcomes:
+            return {}
+        adapt = self.adapt_datetime
+        document = json.dumps(
+            [
+                [
+                    outcome.run_id,
+                    outcome.attempt,
+                    outcome.status,
+                    adapt(outcome.finished_at),
+                    adapt(outcome.expires_at),
+                    adapt(outcome.available_at),
+                    outcome.due,
+                    None if outcome.return_value is None else json.dumps(outcome.return_value),
+                    json.dumps(outcome.errors),
+                ]
+                for outcome in outcomes
+            ]
+        )
+        # One statement is its own transaction, or part of the caller's.
+        with self.connection.cursor() as cursor:
+            cursor.execute(FINISH_SQL, [document])
+            return {
+                row[0]: Landed(row[0], row[1], row[2], bool(row[3])) for row in cursor.fetchall()
+            }
+
+
+# One statement finishes a whole batch (UPDATE ... FROM, SQLite 3.33+; RETURNING, 3.35+): the
+# outcomes travel as one JSON document, and the join on (id, attempt, RUNNING) is the fencing
+# check. JSON columns travel as their JSON text (json_extract would unquote a JSON string).
+FINISH_SQL = f"""
+UPDATE {RUN_TABLE}
+SET status = CASE WHEN done.status <> 'READY' THEN done.status
+                  WHEN {RUN_TABLE}.stop_requested THEN 'CANCELLED' ELSE 'READY' END,
+    finished_at = CASE WHEN done.status <> 'READY' OR {RUN_TABLE}.stop_requested
+                       THEN done.finished_at END,
+    expires_at = CASE WHEN done.status <> 'READY' OR {RUN_TABLE}.stop_requested
+                      THEN done.expires_at END,
+    available_at = COALESCE(done.available_at, {RUN_TABLE}.available_at),
+    due = COALESCE(done.due, {RUN_TABLE}.due),
+    return_value = done.return_value,
+    errors = done.errors,
+    worker_id = '',
+    lease_expires_at = NULL,
+    prefetched = FALSE
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt,
+           json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS finished_at,
+           json_extract(value, '$[4]') AS expires_at, json_extract(value, '$[5]') AS available_at,
+           json_extract(value, '$[6]') AS due, json_extract(value, '$[7]') AS return_value,
+           json_extract(value, '$[8]') AS errors
+    FROM json_each(%s)
+) AS done
+WHERE {RUN_TABLE}.id = done.id AND {RUN_TABLE}.attempt = done.attempt
+  AND {RUN_TABLE}.status = 'RUNNING'
+RETURNING id, attempt, status, has_dependents
+"""

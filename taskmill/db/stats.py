@@ -89,10 +89,30 @@ def add_stats(database: str, ended: Iterable[Ended]) -> None:
     if not ended:
         return
     connection = connections[database]
+    rows = None
     with connection.cursor() as cursor:
         for table, period_column, period in TABLES:
-            params = [_adapted(connection, row.values()) for row in rollup(ended, period)]
+            # Each table's rows from the finer one's (minutes fold into hours): one pass over
+            # the attempts, not one per table.
+            rows = rollup(ended, period) if rows is None else coarser(rows, period)
+            params = [_adapted(connection, row.values()) for row in rows]
             cursor.executemany(_upsert_sql(connection, table, period_column), params)
+
+
+def coarser(rows: list[StatsRow], period: timedelta) -> list[StatsRow]:
+    """Rows of a finer period added up into ``period``'s, in key order."""
+    merged: dict[tuple[datetime, str, str, str], StatsRow] = {}
+    for row in rows:
+        key = (_floor(row.start, period), row.queue_name, row.task_path, row.status)
+        into = merged.get(key)
+        if into is None:
+            into = merged[key] = StatsRow(*key)
+        into.count += row.count
+        into.duration_sum += row.duration_sum
+        into.latency_sum += row.latency_sum
+        into.durations = [a + b for a, b in zip(into.durations, row.durations, strict=True)]
+        into.latencies = [a + b for a, b in zip(into.latencies, row.latencies, strict=True)]
+    return [merged[key] for key in sorted(merged)]
 
 
 def _adapted(connection, values: list[object]) -> list[object]:

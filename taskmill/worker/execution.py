@@ -46,6 +46,7 @@ from ..exceptions import (
 from ..results import result_of
 from ..retries import retry_delay
 from ..serialization import to_json_value
+from ..signalling import started_heard
 from ..tasks import effective_option, expiry_for
 
 logger = logging.getLogger("taskmill.worker")
@@ -53,6 +54,19 @@ logger = logging.getLogger("taskmill.worker")
 # An atomic attempt's transaction is tried this often when the database, not the task, fails
 # it (a deadlock, a serialization failure, a lock wait timeout, a dropped connection).
 ATOMIC_TRIES = 3
+
+
+# When this thread last closed its broken or expired connections (after its last task).
+_tidied = threading.local()
+# A thread idle longer than this tidies its connections again before the next task: one
+# may have passed CONN_MAX_AGE meanwhile. Tasks in quick succession rely on the tidying
+# done after the previous one (Django's request cycle does both; it costs a few us each).
+TIDY_AFTER_IDLE = 1.0
+
+
+def _tidy_connections_after_idle() -> None:
+    if time.monotonic() - getattr(_tidied, "at", -TIDY_AFTER_IDLE) >= TIDY_AFTER_IDLE:
+        close_old_connections()
 
 
 class TaskCrashed(Exception):
@@ -130,7 +144,7 @@ class Attempt:
         self.stop_event = stop_event
         self.pool = pool
         self.task: BaseTask | None = None
-        self.result: TaskResult | None = None
+        self._result: TaskResult | None = None
 
     # -- preparing and deciding -----------------------------------------------------------
 
@@ -144,14 +158,21 @@ class Attempt:
         except InvalidTask as exc:
             # Logged by the worker with every failed attempt (attempt_log), at ERROR: final.
             return self.failed(exc, 0.0)
-        self.result = result_of(self.task, self.run, status=TaskResultStatus.RUNNING)
         return None
+
+    @property
+    def result(self) -> TaskResult:
+        """The run as a RUNNING ``TaskResult``: built only when something needs it (the
+        task's context, a ``task_started`` receiver)."""
+        if self._result is None:
+            self._result = result_of(self.task, self.run, status=TaskResultStatus.RUNNING)
+        return self._result
 
     def option(self, name: str) -> Any:
         return effective_option(self.task, self.run.options, name)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
-        assert self.task is not None and self.result is not None
+        assert self.task is not None
         args = list(self.run.args)
         if self.task.takes_context:
             args.insert(0, TaskContext(task_result=self.result, stop_event=self.stop_event))
@@ -212,7 +233,8 @@ class Attempt:
         refused = self.prepare()
         if refused:
             return refused
-        task_started.send(signal_sender(self.run), task_result=self.result)
+        if started_heard():
+            task_started.send(signal_sender(self.run), task_result=self.result)
         timeout = self.option("timeout")
         if timeout and self.pool is not None:
             return self.run_in_child(timeout)
@@ -220,7 +242,7 @@ class Attempt:
 
     def call_here(self) -> Completed:
         """Call the task on this thread (a task thread, or a child process's main thread)."""
-        close_old_connections()
+        _tidy_connections_after_idle()
         began = time.monotonic()
         try:
             if getattr(self.task, "atomic", False):
@@ -233,6 +255,7 @@ class Attempt:
             return self.failed(exc, time.monotonic() - began)
         finally:
             close_old_connections()
+            _tidied.at = time.monotonic()
         return self.succeeded(value, time.monotonic() - began)
 
     def call_atomic_retrying(self, began: float) -> Completed:
@@ -356,7 +379,8 @@ class Attempt:
         refused = self.prepare()
         if refused:
             return refused
-        await task_started.asend(signal_sender(self.run), task_result=self.result)
+        if started_heard():
+            await task_started.asend(signal_sender(self.run), task_result=self.result)
         args, kwargs = self.arguments()
         timeout = self.option("timeout")
         began = time.monotonic()

@@ -33,14 +33,11 @@ from .duties.pruner import Pruner
 from .duties.stager import Stager
 from .execution import Completed
 from .executor import Executor
-from .outcomes import key_of, send_finished, write_outcomes
+from .flushing import FLUSH_BATCH, FLUSH_DELAY, OutcomeFlushing
+from .stopping import GracefulStop
 
 logger = logging.getLogger("taskmill.worker")
 
-# Outcomes are written when this many have piled up...
-FLUSH_BATCH = 200
-# ...or when the oldest has waited this long, so results show up promptly.
-FLUSH_DELAY = 0.02
 # A worker holds no more waiting runs than it expects to start within this window.
 PREFETCH_WINDOW = 0.05
 MAX_PREFETCH = 200
@@ -96,7 +93,7 @@ class WorkerInterrupted(BaseException):
     """Raised in the worker's thread by a second stop signal: leave now."""
 
 
-class Worker:
+class Worker(OutcomeFlushing, GracefulStop):
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
         self.id = make_worker_id(options.label)
@@ -223,22 +220,6 @@ class Worker:
             return False
         return self.options.queues is None or queue_name in self.options.queues
 
-    def request_stop(self) -> None:
-        """Stop claiming, finish what runs (within the shutdown timeout), then return."""
-        if not self._stopping:
-            logger.info(
-                "Worker %s stopping: finishing %d running task(s)",
-                self.id,
-                len(self._executor.started()),
-            )
-            self._stopping = True
-            self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -288,22 +269,31 @@ class Worker:
                 self.heartbeat.check_fence()
             self._collect_done()
             try:
-                if self._should_flush():
-                    self._flush()
+                now = time.monotonic()
+                claiming = not self._stopping and (self._maybe_ready or now >= next_poll)
+                claimed = None
+                # The next claim rides along in the outcomes' transaction: one commit. So a
+                # claim due now takes the outcomes collected so far with it, early.
+                if self._should_flush() or (
+                    claiming and self._unflushed and self._claim_limit() > 0
+                ):
+                    claimed = self._flush(claim=claiming)
                 if self._stopping:
                     if self._finish_stopping():
                         return
                 else:
-                    now = time.monotonic()
-                    # Deferred runs come due on the clock, whatever the poll back-off.
+                    if claimed is None and claiming:
+                        claimed = self._claim()
+                    if claimed:
+                        idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
+                    elif claimed is not None and not self._outstanding:
+                        # Empty: sleep until woken, backing off while nothing comes.
+                        next_poll = now + idle_poll
+                        idle_poll = min(idle_poll * 2, self.options.poll_interval)
+                    # Deferred runs come due on the clock, whatever the poll back-off. After
+                    # the claim: a run a wake-up announced does not wait for this statement
+                    # (and its commit); staged runs are claimed on the next turn.
                     self._stage_if_due(now)
-                    if self._maybe_ready or now >= next_poll:
-                        if self._claim():
-                            idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
-                        elif not self._outstanding:
-                            # Empty: sleep until woken, backing off while nothing comes.
-                            next_poll = now + idle_poll
-                            idle_poll = min(idle_poll * 2, self.options.poll_interval)
                     if self._done_for_good():
                         self._flush()
                         return
@@ -332,25 +322,6 @@ class Worker:
             deadlines.append(self._next_stage)
         return max(0.0, min(deadlines) - now)
 
-    def _collect_done(self) -> None:
-        while self._done:
-            completed = self._done.popleft()
-            self._outstanding -= 1
-            self._prefetch.observe(completed.duration)
-            if not self._unflushed:
-                self._oldest_unflushed = time.monotonic()
-            self._unflushed.append(completed)
-
-    def _should_flush(self) -> bool:
-        if not self._unflushed:
-            return False
-        return (
-            len(self._unflushed) >= FLUSH_BATCH
-            or time.monotonic() - self._oldest_unflushed >= FLUSH_DELAY
-            or not self._outstanding
-            or self._stopping
-        )
-
     def _stage_if_due(self, now: float) -> None:
         """Make deferred runs whose time has come claimable (at most once per interval)."""
         if now < self._next_stage:
@@ -373,24 +344,38 @@ class Worker:
         limit = self._claim_limit()
         if limit <= 0 or self._fenced:
             return 0
-        self._maybe_ready = False
-        now = timezone.now()
-        if self._claim_in_doubt:
-            self._return_orphans(now)
+        self._prepare_claim()
         try:
-            runs = self.engine.claim(
-                worker_id=self.id,
-                limit=limit,
-                now=now,
-                lease_until=now + timedelta(seconds=self.options.lease_seconds),
-                queues=self.options.queues,
-                exclude_queues=self.options.exclude_queues,
-            )
+            runs = self._claim_runs(limit)
         except DatabaseError:
-            # It may have committed all the same (the reply was lost): look before claiming.
-            self._claim_in_doubt = True
-            self._maybe_ready = True
+            self._claim_failed()
             raise
+        return self._took(runs, limit)
+
+    def _prepare_claim(self) -> None:
+        self._maybe_ready = False
+        if self._claim_in_doubt:
+            self._return_orphans(timezone.now())
+
+    def _claim_runs(self, limit: int) -> list[ClaimedRun]:
+        """The claim statement(s), in the caller's transaction if there is one."""
+        now = timezone.now()
+        return self.engine.claim(
+            worker_id=self.id,
+            limit=limit,
+            now=now,
+            lease_until=now + timedelta(seconds=self.options.lease_seconds),
+            queues=self.options.queues,
+            exclude_queues=self.options.exclude_queues,
+        )
+
+    def _claim_failed(self) -> None:
+        # It may have committed all the same (the reply was lost): look before claiming.
+        self._claim_in_doubt = True
+        self._maybe_ready = True
+
+    def _took(self, runs: list[ClaimedRun], limit: int) -> int:
+        """Hold and start runs a committed claim took; return how many."""
         if len(runs) == limit:
             self._maybe_ready = True  # a full batch: there is probably more
         self._claimed_total += len(runs)
@@ -411,45 +396,6 @@ class Worker:
                 returned,
             )
 
-    def _flush(self) -> None:
-        batch = self._unflushed
-        self._unflushed = []
-        # Under the held lock: a heartbeat must not judge a run lost from the outcome this
-        # worker is writing, so it sees the run either held and RUNNING, or let go.
-        with self._held_lock:
-            try:
-                landed = write_outcomes(
-                    self.engine, self.options.database, batch, self._finish_in_doubt
-                )
-            except BaseException:
-                self._unflushed = batch + self._unflushed  # keep them: nothing is lost
-                # The write may have committed all the same: the next one checks.
-                self._finish_in_doubt.update(key_of(c) for c in batch)
-                raise
-            for completed in batch:
-                # The attempt's own hold only: a stale outcome (an attempt taken away, then
-                # claimed back) must not make the worker forget the newer attempt it runs.
-                if self._held.get(completed.run.id) == completed.run.attempt:
-                    del self._held[completed.run.id]
-                self._finish_in_doubt.discard(key_of(completed))
-        for completed in batch:
-            if completed.landed is not None:
-                landed[key_of(completed)] = completed.landed
-        self.processed += len(landed)
-        for completed in batch:
-            written = landed.get(key_of(completed))
-            if written is None:
-                logger.warning(
-                    "Outcome of run %s attempt %d discarded: the run was taken over meanwhile",
-                    completed.run.id,
-                    completed.run.attempt,
-                )
-                continue
-            if written.status == "READY":
-                self._maybe_ready = True  # a retry due now (or staged later)
-            elif completed.task is not None:
-                send_finished(completed, written.status)
-
     def _done_for_good(self) -> bool:
         """Burst and max-tasks workers end once their work is done and written."""
         if self._outstanding or self._done:
@@ -458,47 +404,3 @@ class Worker:
         if options.max_tasks is not None and self._claimed_total >= options.max_tasks:
             return True
         return options.burst and not self._maybe_ready
-
-    def _finish_stopping(self) -> bool:
-        """While stopping: give back unstarted runs, wait for running ones; True when done."""
-        if self._claim_in_doubt:
-            self._return_orphans(timezone.now())
-        # Kept until written: a release the database fails (a deadlock) is tried again.
-        self._to_release += self._executor.take_waiting()
-        waiting = self._to_release
-        if waiting:
-            released = self.engine.release(waiting, now=timezone.now(), started=False)
-            self._to_release = []
-            self._outstanding -= len(waiting)
-            self._let_go(waiting)
-            logger.info("Returned %d unstarted run(s) to the queue", released)
-        if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
-            return False
-        self._collect_done()
-        if self._outstanding:
-            self.abandon_running()
-        if self._unflushed:
-            self._flush()
-        return True
-
-    def abandon_running(self) -> None:
-        """Return still-running runs to the queue (their attempt counts) and stop waiting."""
-        running = self._executor.started()
-        self._outstanding = 0
-        self.abandoned_tasks = True
-        released = self.engine.release(running, now=timezone.now(), started=True)
-        self._let_go(running)
-        logger.warning("Returned %d unfinished run(s) to the queue", released)
-
-    def emergency_exit(self) -> None:
-        """Second signal: give every held run back and leave at once."""
-        try:
-            waiting = self._executor.take_waiting()
-            self.engine.release(waiting, now=timezone.now(), started=False)
-            self._outstanding -= len(waiting)
-            self._collect_done()
-            self._flush()
-            if self._outstanding:
-                self.abandon_running()
-        except Exception:
-            logger.exception("Could not return held runs; their leases will expire")

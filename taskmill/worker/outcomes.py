@@ -4,7 +4,7 @@ then the ``task_finished`` signal for those that landed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 from django.db import DatabaseError, transaction
@@ -16,6 +16,7 @@ from ..db.stats import Ended, add_stats
 from ..followups import enqueue_callbacks, resolve_dependents
 from ..models import Run
 from ..results import result_of
+from ..signalling import finished_heard
 from .execution import Completed, signal_sender
 
 logger = logging.getLogger("taskmill.worker")
@@ -28,6 +29,7 @@ def write_outcomes(
     database: str,
     batch: list[Completed],
     in_doubt: Collection[Key] = (),
+    claim: Callable[[], None] | None = None,
 ) -> dict[Key, Landed]:
     """Write the outcomes of ``batch`` not written yet; return those that landed, by (run id,
     attempt): a batch may hold a stale attempt's outcome next to the newer attempt of the
@@ -42,11 +44,14 @@ def write_outcomes(
     committed all the same (the connection dropped before the reply). Those found in place
     count as landed (with their follow-ups, written in that same transaction), not as runs
     taken over by someone else.
+
+    ``claim``, if given, is called first in the outcomes' transaction (not at all when there
+    is nothing to write): the worker's next claim, committed with them.
     """
     pending = [completed for completed in batch if not completed.recorded]
     if not pending:
         return {}
-    landed = _write(engine, database, pending)
+    landed = _write(engine, database, pending, claim)
     doubtful = [
         completed
         for completed in pending
@@ -97,7 +102,9 @@ def _resolve_late(database: str, run_ids: list[int]) -> None:
         logger.warning("Dependents of %s left for the sweep: %s", run_ids, exc)
 
 
-def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[Key, Landed]:
+def _write(
+    engine: Engine, database: str, pending: list[Completed], claim: Callable[[], None] | None
+) -> dict[Key, Landed]:
     outcomes = [completed.outcome for completed in pending]
     follow_up = any(
         completed.run.has_dependents
@@ -107,6 +114,8 @@ def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[Key,
     )
     if not follow_up:
         with transaction.atomic(using=database):
+            if claim is not None:
+                claim()  # first: the rollup rows' locks are then held the shortest time
             landed = _by_attempt(engine.finish(outcomes))
             add_stats(database, ended_attempts(pending, landed))
         late = [row.run_id for row in landed.values() if row.has_dependents]
@@ -114,6 +123,8 @@ def _write(engine: Engine, database: str, pending: list[Completed]) -> dict[Key,
             _resolve_late(database, late)
         return landed
     with transaction.atomic(using=database):
+        if claim is not None:
+            claim()
         landed = _by_attempt(engine.finish(outcomes))
         add_stats(database, ended_attempts(pending, landed))
         for completed in pending:
@@ -155,6 +166,8 @@ def _by_attempt(landed: dict[int, Landed]) -> dict[Key, Landed]:
 
 def send_finished(completed: Completed, status: str) -> None:
     """``task_finished`` for an outcome that landed, as Django's API would report it."""
+    if not finished_heard(failed=status in ("FAILED", "CANCELLED")):
+        return
     run, outcome = completed.run, completed.outcome
     result = result_of(
         completed.task,
