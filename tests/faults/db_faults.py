@@ -38,8 +38,9 @@ from django.db.backends.signals import connection_created
 SPOTS = {
     # PostgreSQL's one-statement claim; MySQL's UPDATE after its SELECT ... SKIP LOCKED.
     "claim": re.compile(r"SET status = 'RUNNING',\s+attempt = (run\.)?attempt \+ 1"),
-    # The batched finish (PostgreSQL) or the row-by-row one (MySQL, SQLite).
-    "finish": re.compile(r"stop_requested THEN 'CANCELLED'"),
+    # The batched finish: PostgreSQL's and SQLite's one statement decide the status in SQL;
+    # MySQL's UPDATE writes what was decided from the rows it locked first.
+    "finish": re.compile(r"stop_requested THEN 'CANCELLED'|SET run\.status = done\.status"),
     # A fire's insert of its run, after the schedule's compare-and-set, in one transaction.
     "fire": re.compile(r"INSERT INTO [`\"]?taskmill_run[`\"]?\s"),
     # A rescue's fenced UPDATE of an expired run, in the lifeline's transaction.
