@@ -18,6 +18,14 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def only_on(database: str, why: str) -> pytest.MarkDecorator:
+    """Run a module on one database only: for suites whose subject does not depend on the
+    database (the admin's permission logic, the supervisor's process handling), so that the
+    matrix does not pay for them three times. ``why`` says so in the skip reason."""
+    here = os.environ.get("TASKMILL_TEST_DB", "sqlite")
+    return pytest.mark.skipif(here != database, reason=f"runs on {database} only: {why}")
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     import django
 

@@ -11,11 +11,24 @@ import pytest
 
 from taskmill.compat import TaskResultStatus
 from taskmill.models import Run
-from tests.conftest import FAST_LEASES, WorkerProcess, process_alive, read_records, wait_until
+from tests.conftest import (
+    FAST_LEASES,
+    WorkerProcess,
+    only_on,
+    process_alive,
+    read_records,
+    wait_until,
+)
 from tests.testapp import process_tasks, tasks
 
-# Real supervisors, children and signals: the main leg runs this on every database.
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# Real supervisors, children and signals. The supervisor never touches the database beyond
+# its start-up check (its children are plain workers, tested on every database), so this runs
+# on one production database, by the main leg.
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    only_on("mysql", "the supervisor's process handling does not depend on the database"),
+]
 
 STARTED = re.compile(r"Started worker process (\d+) \(#(\d+),")
 

@@ -16,7 +16,9 @@ from taskmill.models import Run
 from tests.conftest import kill_other_connections, read_records, wait_until
 from tests.testapp import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# A real worker process per test: the main leg runs this on every database; the LTS leg has
+# test_smoke for a worker on the backport.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def status(result) -> str:

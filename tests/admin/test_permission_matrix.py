@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from taskmill.models import Queue, Schedule
+from tests.conftest import only_on
 
 from .control_room import (
     ACTIONS,
@@ -30,8 +31,14 @@ from .control_room import (
     make_world,
 )
 
-# About 1,900 requests: the main leg runs it on every database, the LTS leg leaves it (slow).
-pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+# About 1,900 requests through the admin's permission checks, which no database changes:
+# run once, on SQLite, by the main leg (the actions' effects are tested on every database in
+# test_actions, test_arguments and test_page_queries).
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.slow,
+    only_on("sqlite", "the admin's permission logic does not depend on the database"),
+]
 
 
 @pytest.fixture
