@@ -159,8 +159,11 @@ class Chaos:
                     self.note(f"{action} skipped: {exc}")
                     connection.close()
         finally:
-            for timer in self._timers:
-                timer.cancel()
+            # Undo what is pending now, not after the producer ends: a worker frozen in the
+            # last seconds would otherwise stay stopped with its thaw cancelled, and on SQLite
+            # it may hold the one write lock, so the producer waits on it until it gives up
+            # (CI, seed 613301510: the producer and a replacement worker timed out after 60 s).
+            self.finish()
             connection.close()
 
     # -- processes -----------------------------------------------------------------------
