@@ -76,19 +76,9 @@ def prepare(
         backend = task.get_backend()
         if not (isinstance(backend, DatabaseBackend) and backend.database == database):
             return None
-        from .firing import call_kwargs
+        from .firing import scheduled_runs
 
-        runs = [
-            backend.new_run(
-                task,
-                schedule.args,
-                call_kwargs(schedule, fire_time),
-                now=now,
-                schedule_id=schedule.pk,
-                scheduled_for=fire_time,
-            )
-            for fire_time in plan.fire_times
-        ]
+        runs = scheduled_runs(backend, task, schedule, plan.fire_times, now)
     except Exception:
         return None  # the one-by-one path reports it and retries later
     return Prepared(schedule, plan, task, runs)

@@ -232,17 +232,7 @@ def enqueue(
             (fire_time, task.enqueue(*schedule.args, **call_kwargs(schedule, fire_time)).id)
             for fire_time in fire_times
         ]
-    runs = [
-        backend.new_run(
-            task,
-            schedule.args,
-            call_kwargs(schedule, fire_time),
-            now=now,
-            schedule_id=schedule.pk,
-            scheduled_for=fire_time,
-        )
-        for fire_time in fire_times
-    ]
+    runs = scheduled_runs(backend, task, schedule, fire_times, now)
     if not one_by_one:
         results = backend.save_runs(task, runs)
         return [(run.scheduled_for, result.id) for run, result in zip(runs, results, strict=True)]
@@ -259,3 +249,20 @@ def enqueue(
                 run.scheduled_for.isoformat(),
             )
     return inserted
+
+
+def scheduled_runs(
+    backend: DatabaseBackend, task: Any, schedule: Schedule, fire_times: Any, now: datetime
+) -> list[Any]:
+    """The runs of a schedule's fires, built for the backend's insert (one per fire time)."""
+    return [
+        backend.new_run(
+            task,
+            schedule.args,
+            call_kwargs(schedule, fire_time),
+            now=now,
+            schedule_id=schedule.pk,
+            scheduled_for=fire_time,
+        )
+        for fire_time in fire_times
+    ]
