@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import environment
-from .scheduler_scale import analyze, configure_database, drop_database, git_head, process_env
+from .scale_setup import analyze, configure_database, drop_database, process_env
 
 LIVE_TABLES = ("taskmill_run",)
 
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     logdir = Path(tempfile.mkdtemp(prefix="taskmill-big-table-"))
     print(f"# the hot path with {args.finished:,} finished runs, on {connection.vendor}")
     print(
-        f"taskmill: {environment.REPO} {git_head()}; cores: {os.cpu_count()}; "
+        f"taskmill: {environment.REPO} {environment.git_head()}; cores: {os.cpu_count()}; "
         f"load at start: {environment.loadavg()}; worker logs: {logdir}"
     )
     rates = {}

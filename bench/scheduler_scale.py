@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     logdir = Path(tempfile.mkdtemp(prefix="taskmill-sched-scale-"))
     print(f"# scheduler at scale on {connection.vendor} ({connection.display_name})")
     print(
-        f"taskmill: {environment.REPO} {git_head()}; cores: {os.cpu_count()}; "
+        f"taskmill: {environment.REPO} {environment.git_head()}; cores: {os.cpu_count()}; "
         f"load at start: {loadavg()}; logs: {logdir}"
     )
     try:
@@ -540,21 +540,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.keep_database:
             drop_database(args.db, args.database)
-
-
-def git_head() -> str:
-    """The commit measured, and whether taskmill/ differs from it."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(environment.REPO), *args], capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        dirty = git("status", "--porcelain", "--", "taskmill")
-        return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
 
 
 if __name__ == "__main__":
