@@ -3,6 +3,7 @@ LISTEN/NOTIFY to wake idle workers at once."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -120,12 +121,21 @@ SELECT id FROM inserted WHERE (SELECT count(*) FROM woken) >= 0
 """
 
 
-def _insert_fields() -> list[models.Field]:
-    return [
-        field
-        for field in Run._meta.concrete_fields
-        if not field.primary_key and not getattr(field, "generated", False)
-    ]
+# A default computed per run (a callable other than list or dict, say timezone.now).
+_PER_RUN = object()
+
+
+@functools.cache
+def _insert_columns() -> tuple[tuple[models.Field, Any], ...]:
+    """The columns an enqueue writes, each with its default as sent (computed once: an
+    enqueue is dozens of columns, and most take their default)."""
+    columns = []
+    for field in Run._meta.concrete_fields:
+        if field.primary_key or getattr(field, "generated", False):
+            continue
+        fixed = not callable(field.default) or field.default in (list, dict)
+        columns.append((field, _column_value(field, field.get_default()) if fixed else _PER_RUN))
+    return tuple(columns)
 
 
 def _json_ready(value: Any) -> Any:
@@ -154,21 +164,26 @@ class PostgreSQLEngine(Engine):
     def insert_runs(self, runs: Sequence[NewRun], wake_queues: set[str]) -> None:
         # One round trip whatever the batch size, NOTIFY included: an enqueue outside a
         # transaction is then a single commit.
-        fields = _insert_fields()
         by_attname = [run.column_values() for run in runs]
         given = set().union(*(values.keys() for values in by_attname))
         columns = []  # per field: the values of every run
-        for field in fields:
+        for field, default in _insert_columns():
+            if default is _PER_RUN:
+                default = _column_value(field, field.get_default())
             if field.attname not in given:  # the field's default for every run
-                columns.append([_column_value(field, field.get_default())])
+                columns.append([default])
                 continue
-            default = field.get_default()
+            attname = field.attname
             columns.append(
-                [_column_value(field, values.get(field.attname, default)) for values in by_attname]
+                [
+                    _column_value(field, values[attname]) if attname in values else default
+                    for values in by_attname
+                ]
             )
         varying = tuple(any(v != column[0] for v in column) for column in columns)
         statement = self._insert_statements.get(varying)
         if statement is None:
+            fields = [field for field, _ in _insert_columns()]
             statement = _insert_sql(self.connection, fields, varying)
             self._insert_statements[varying] = statement
         # Parameters in the statement's order: the single values (SELECT), then the arrays
