@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connections, transaction
 
 from ..models import Run
+from .inserts import insert_returning_ids
 from .leases import LeaseQueries
 from .records import (
     CLAIMED_COLUMNS,
@@ -93,16 +94,14 @@ class Engine(LeaseQueries):
         Here (SQLite, MySQL) nothing can wake other processes: their workers poll, so
         ``wake_queues`` only matters to engines that push wake-ups (PostgreSQL).
         """
+        if self.connection.features.can_return_rows_from_bulk_insert:  # SQLite, MariaDB
+            insert_returning_ids(self.alias, runs)
+            return
+        # MySQL 8: its multi-row INSERT cannot hand back the ids; the ORM inserts row by row.
         rows = [run.as_model() for run in runs]
-        if len(rows) == 1:
-            rows[0].save(using=self.alias, force_insert=True)
-        else:
-            with transaction.atomic(using=self.alias):
-                if self.connection.features.can_return_rows_from_bulk_insert:
-                    Run.objects.using(self.alias).bulk_create(rows)
-                else:  # MySQL 8 cannot hand back the ids of a multi-row INSERT
-                    for row in rows:
-                        row.save(using=self.alias, force_insert=True)
+        with transaction.atomic(using=self.alias, savepoint=False):
+            for row in rows:
+                row.save(using=self.alias, force_insert=True)
         for run, row in zip(runs, rows, strict=True):
             run.pk = row.pk
 

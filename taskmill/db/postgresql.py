@@ -3,7 +3,6 @@ LISTEN/NOTIFY to wake idle workers at once."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
@@ -13,7 +12,6 @@ from typing import Any
 
 from django.db import models
 
-from ..models import Run
 from .base import (
     CLAIMED_COLUMNS,
     RUN_TABLE,
@@ -25,6 +23,7 @@ from .base import (
     NewRun,
     Outcome,
 )
+from .inserts import PER_RUN, insert_columns, json_text
 
 logger = logging.getLogger("taskmill.db")
 
@@ -121,36 +120,8 @@ SELECT id FROM inserted WHERE (SELECT count(*) FROM woken) >= 0
 """
 
 
-# A default computed per run (a callable other than list or dict, say timezone.now).
-_PER_RUN = object()
-
-
-@functools.cache
-def _insert_columns() -> tuple[tuple[models.Field, Any], ...]:
-    """The columns an enqueue writes, each with its default as sent (computed once: an
-    enqueue is dozens of columns, and most take their default)."""
-    columns = []
-    for field in Run._meta.concrete_fields:
-        if field.primary_key or getattr(field, "generated", False):
-            continue
-        fixed = not callable(field.default) or field.default in (list, dict)
-        columns.append((field, _column_value(field, field.get_default()) if fixed else _PER_RUN))
-    return tuple(columns)
-
-
 def _json_ready(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _column_value(field: models.Field, value: Any) -> Any:
-    if isinstance(field, models.JSONField):
-        if value is None:
-            return None if field.null else "null"
-        # No arguments, no errors, no workers: most runs' JSON, written without the encoder.
-        if not value and type(value) in (list, dict):
-            return "[]" if type(value) is list else "{}"
-        return json.dumps(value)
-    return value
 
 
 class PostgreSQLEngine(Engine):
@@ -167,23 +138,23 @@ class PostgreSQLEngine(Engine):
         by_attname = [run.column_values() for run in runs]
         given = set().union(*(values.keys() for values in by_attname))
         columns = []  # per field: the values of every run
-        for field, default in _insert_columns():
-            if default is _PER_RUN:
-                default = _column_value(field, field.get_default())
+        for field, default in insert_columns():
+            if default is PER_RUN:
+                default = json_text(field, field.get_default())
             if field.attname not in given:  # the field's default for every run
                 columns.append([default])
                 continue
             attname = field.attname
             columns.append(
                 [
-                    _column_value(field, values[attname]) if attname in values else default
+                    json_text(field, values[attname]) if attname in values else default
                     for values in by_attname
                 ]
             )
         varying = tuple(any(v != column[0] for v in column) for column in columns)
         statement = self._insert_statements.get(varying)
         if statement is None:
-            fields = [field for field, _ in _insert_columns()]
+            fields = [field for field, _ in insert_columns()]
             statement = _insert_sql(self.connection, fields, varying)
             self._insert_statements[varying] = statement
         # Parameters in the statement's order: the single values (SELECT), then the arrays

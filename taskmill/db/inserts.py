@@ -1,0 +1,127 @@
+"""What an enqueue writes: the run table's columns, their defaults, and their values as sent.
+
+Every engine inserts ``NewRun`` records without building Django model instances (that, and
+the ORM's per-object compilation, was most of a bulk enqueue's or a scheduler batch's time).
+PostgreSQL sends them as arrays (taskmill.db.postgresql); SQLite and MariaDB, which return
+the ids of a multi-row INSERT, as one ``INSERT ... VALUES (...), (...) RETURNING id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import models, transaction
+
+from ..models import Run
+from .records import RUN_TABLE, NewRun
+
+# A default computed per run (a callable other than list or dict, say timezone.now).
+PER_RUN = object()
+
+# Rows per INSERT where the database sets no limit on parameters (MariaDB): keeps each
+# statement well under max_allowed_packet.
+ROWS_PER_STATEMENT = 1000
+
+
+@functools.cache
+def insert_columns() -> tuple[tuple[models.Field, Any], ...]:
+    """The columns an enqueue writes, each with its default as sent (computed once: an
+    enqueue is dozens of columns, and most take their default)."""
+    columns = []
+    for field in Run._meta.concrete_fields:
+        if field.primary_key or getattr(field, "generated", False):
+            continue
+        fixed = not callable(field.default) or field.default in (list, dict)
+        columns.append((field, json_text(field, field.get_default()) if fixed else PER_RUN))
+    return tuple(columns)
+
+
+def json_text(field: models.Field, value: Any) -> Any:
+    """A JSON column's value as the text the database stores; other values unchanged."""
+    if not isinstance(field, models.JSONField):
+        return value
+    if value is None:
+        return None if field.null else "null"
+    # No arguments, no errors, no workers: most runs' JSON, written without the encoder.
+    if not value and type(value) in (list, dict):
+        return "[]" if type(value) is list else "{}"
+    return json.dumps(value)
+
+
+def insert_returning_ids(alias: str, runs: Sequence[NewRun]) -> None:
+    """Insert ``runs`` with multi-row ``INSERT ... RETURNING id`` statements; set their pks.
+
+    For databases whose multi-row INSERT returns ids (SQLite, MariaDB >= 10.5). Values are
+    prepared as Django would save them (``get_db_prep_save``: datetimes as each database
+    stores them), once per distinct object per column: the runs of one enqueue or one
+    scheduler batch share most of theirs (the backend, the enqueue time...).
+    """
+    from django.db import connections
+
+    connection = connections[alias]
+    columns = insert_columns()
+    names = ", ".join(connection.ops.quote_name(field.column) for field, _ in columns)
+    rows = [_row_values(connection, columns, run.column_values()) for run in runs]
+    max_params = connection.features.max_query_params
+    per_statement = ROWS_PER_STATEMENT if max_params is None else max(1, max_params // len(columns))
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    ids: list[int] = []
+    # One statement is atomic by itself (an enqueue outside a transaction: one commit).
+    atomic = (
+        transaction.atomic(using=alias, savepoint=False)
+        if len(rows) > per_statement
+        else contextlib.nullcontext()
+    )
+    with atomic, connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            cursor.execute(
+                f"INSERT INTO {RUN_TABLE} ({names}) VALUES "
+                f"{', '.join([row_sql] * len(chunk))} RETURNING id",
+                [value for row in chunk for value in row],
+            )
+            # Ids are handed out in the order of the VALUES; RETURNING's order is not
+            # promised, hence the sort.
+            ids.extend(sorted(row[0] for row in cursor.fetchall()))
+    for run, run_id in zip(runs, ids, strict=True):
+        run.pk = run_id
+
+
+def _row_values(
+    connection: Any, columns: tuple[tuple[models.Field, Any], ...], given: dict[str, Any]
+) -> list[Any]:
+    values = []
+    for field, default in columns:
+        if field.attname not in given:
+            values.append(
+                _prepared(connection, field, field.get_default()) if default is PER_RUN else default
+            )
+        else:
+            values.append(_prepared(connection, field, given[field.attname]))
+    return values
+
+
+def _prepared(connection: Any, field: models.Field, value: Any) -> Any:
+    if isinstance(field, models.JSONField):
+        return json_text(field, value)
+    if value is None or isinstance(value, str | int):  # bool is an int: sent as is
+        return value
+    return _prepared_cached(connection, field, value)
+
+
+def _prepared_cached(connection: Any, field: models.Field, value: Any) -> Any:
+    # Datetimes mostly: one enqueue's runs share the same object, prepared once. The cache
+    # is a single slot per field, reset when the object changes.
+    slot = _LAST_PREPARED.get(field.attname)
+    if slot is not None and slot[0] is value and slot[1] is connection:
+        return slot[2]
+    prepared = field.get_db_prep_save(value, connection)
+    _LAST_PREPARED[field.attname] = (value, connection, prepared)
+    return prepared
+
+
+_LAST_PREPARED: dict[str, tuple[Any, Any, Any]] = {}
