@@ -66,6 +66,10 @@ elif DB == "sqlite":
 else:
     raise RuntimeError(f"TASKMILL_TEST_DB must be sqlite, postgresql or mysql, not {DB!r}")
 
+# Django's default hasher spends about 0.8 s of CPU on each password by design; the tests
+# create users (pytest-django's admin_client among them) in many tests on every database.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
