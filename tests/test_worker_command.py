@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from taskmill.compat import TaskResultStatus
 from taskmill.models import Run
-from tests.conftest import kill_other_connections, read_records, wait_until
+from tests.conftest import kill_other_connections, only_on, read_records, wait_until
 from tests.testapp import tasks
 
 # A real worker process per test: the main leg runs this on every database; the LTS leg has
@@ -119,6 +119,7 @@ def test_a_deferred_run_starts_on_time_whatever_the_poll_interval(start_worker):
         (["--backend", "nope"], "There is no TASKS backend named 'nope'"),
     ],
 )
+@only_on("sqlite", "a command line is refused before any work, whatever the database")
 def test_bad_arguments_are_refused_clearly(run_worker, args, message):
     worker = run_worker(*args, "--burst", expect_code=None)
     assert worker.process.returncode != 0
