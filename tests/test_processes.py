@@ -17,10 +17,13 @@ import pytest
 
 from taskmill.worker.processes import Killed, ProcessPool
 
-from .conftest import ROOT, wait_until
+from .conftest import ROOT, only_on, wait_until
 
-# Real processes and commands: the main leg runs this on every database (see scripts/test).
-pytestmark = pytest.mark.slow
+# Real processes and commands: slow, so the LTS leg leaves it to the main leg (scripts/test).
+pytestmark = [
+    pytest.mark.slow,
+    only_on("sqlite", "the pool's children, signals and kills do not depend on the database"),
+]
 
 HANDLER = "tests.testapp.child_handlers:dispatch"
 

@@ -15,12 +15,20 @@ import pytest
 from django.utils import timezone
 
 from taskmill.models import Run, Schedule
-from tests.conftest import ROOT
+from tests.conftest import ROOT, only_on
 from tests.scheduler.conftest import TASK
 from tests.test_overview import make_run
 from tests.test_status_health import taskmill
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    only_on(
+        "sqlite",
+        "a progress line on a terminal does not depend on the database "
+        "(pruning itself is tested on every database)",
+    ),
+]
 
 
 def on_terminal(env: dict[str, str], *args: str, timeout: float = 300.0) -> tuple[int, str]:

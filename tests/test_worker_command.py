@@ -16,9 +16,13 @@ from taskmill.models import Run
 from tests.conftest import kill_other_connections, only_on, read_records, wait_until
 from tests.testapp import tasks
 
-# A real worker process per test: the main leg runs this on every database; the LTS leg has
-# test_smoke for a worker on the backport.
+# A real worker process per test: the LTS leg leaves them to the main leg (test_smoke runs a
+# worker on the backport). What the command line does (flags, signals, reload) does not depend
+# on the database, and the claim under it is tested on every database elsewhere: those tests
+# run on SQLite only; the ones about a database (a lost connection, NOTIFY, missing tables)
+# run on each.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+command_line = only_on("sqlite", "the command line's behaviour does not depend on the database")
 
 
 def status(result) -> str:
@@ -29,6 +33,7 @@ def statuses(results) -> list[str]:
     return [status(result) for result in results]
 
 
+@command_line
 def test_burst_drains_the_queue_and_exits(run_worker):
     results = tasks.add.enqueue_many([((i, i), {}) for i in range(20)])
     deferred = tasks.noop.using(run_after=dt.timedelta(hours=1)).enqueue()
@@ -38,6 +43,7 @@ def test_burst_drains_the_queue_and_exits(run_worker):
     assert "started" in worker.output and "stopped after 20 task(s)" in worker.output
 
 
+@command_line
 def test_queue_flag_is_repeatable(run_worker):
     default = tasks.noop.enqueue()
     email = tasks.send_email.enqueue("x@example.com")
@@ -46,6 +52,7 @@ def test_queue_flag_is_repeatable(run_worker):
     assert statuses([default, email, high]) == ["READY", "SUCCESSFUL", "SUCCESSFUL"]
 
 
+@command_line
 def test_exclude_queue_flag(run_worker):
     default = tasks.noop.enqueue()
     email = tasks.send_email.enqueue("x@example.com")
@@ -54,12 +61,14 @@ def test_exclude_queue_flag(run_worker):
     assert statuses([default, email, low]) == ["SUCCESSFUL", "READY", "READY"]
 
 
+@command_line
 def test_concurrency_runs_that_many_tasks_at_once(run_worker):
     together = tasks.sync_rendezvous.enqueue_many([(("c3", 3), {})] * 3)
     run_worker("--burst", "--concurrency", "3")
     assert statuses(together) == ["SUCCESSFUL"] * 3
 
 
+@command_line
 def test_concurrency_is_a_limit(run_worker):
     # Three tasks that each wait (1 s at most) for all three to be running at once: with
     # two slots they cannot meet, so every one of them gives up.
@@ -68,12 +77,14 @@ def test_concurrency_is_a_limit(run_worker):
     assert statuses(apart) == ["FAILED"] * 3
 
 
+@command_line
 def test_max_tasks_exits_after_that_many(run_worker):
     results = tasks.noop.enqueue_many([((), {})] * 5)
     run_worker("--max-tasks", "2")
     assert sorted(statuses(results)) == ["READY"] * 3 + ["SUCCESSFUL"] * 2
 
 
+@command_line
 def test_label_names_the_worker(run_worker):
     result = tasks.noop.enqueue()
     run_worker("--burst", "--label", "mailer-1")
@@ -82,6 +93,7 @@ def test_label_names_the_worker(run_worker):
     assert result.worker_ids[0].startswith("mailer-1@")
 
 
+@command_line
 def test_poll_interval_picks_up_a_deferred_run_when_it_is_due(start_worker):
     worker = start_worker("--poll-interval", "0.1")
     worker.wait_for_output("started")
@@ -94,6 +106,7 @@ def test_poll_interval_picks_up_a_deferred_run_when_it_is_due(start_worker):
     assert worker.wait(30) == 0
 
 
+@command_line
 def test_a_deferred_run_starts_on_time_whatever_the_poll_interval(start_worker):
     # With an hour between polls, only the once-a-second staging can start it promptly.
     worker = start_worker("--poll-interval", "3600", "--no-scheduler")
@@ -107,6 +120,7 @@ def test_a_deferred_run_starts_on_time_whatever_the_poll_interval(start_worker):
     assert worker.wait(30) == 0
 
 
+@command_line
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -119,7 +133,6 @@ def test_a_deferred_run_starts_on_time_whatever_the_poll_interval(start_worker):
         (["--backend", "nope"], "There is no TASKS backend named 'nope'"),
     ],
 )
-@only_on("sqlite", "a command line is refused before any work, whatever the database")
 def test_bad_arguments_are_refused_clearly(run_worker, args, message):
     worker = run_worker(*args, "--burst", expect_code=None)
     assert worker.process.returncode != 0
@@ -127,6 +140,7 @@ def test_bad_arguments_are_refused_clearly(run_worker, args, message):
     assert "Traceback" not in worker.output
 
 
+@command_line
 def test_reload_restarts_the_worker_when_code_changes(start_worker):
     worker = start_worker(reload=True)
     worker.wait_for_output("Worker", count=1)
@@ -145,6 +159,7 @@ def _touch(path: Path) -> None:
     os.utime(path, None)
 
 
+@command_line
 def test_sigterm_lets_the_running_task_finish_and_returns_unstarted_runs(
     start_worker, tmp_path, record_dir
 ):
@@ -166,6 +181,7 @@ def test_sigterm_lets_the_running_task_finish_and_returns_unstarted_runs(
         assert (run.status, run.attempt, run.worker_ids, run.started_at) == ("READY", 0, [], None)
 
 
+@command_line
 def test_a_second_signal_exits_at_once_and_returns_the_running_run(
     start_worker, tmp_path, record_dir
 ):
@@ -181,6 +197,7 @@ def test_a_second_signal_exits_at_once_and_returns_the_running_run(
     assert (run.status, run.attempt, run.worker_id) == ("READY", 1, "")
 
 
+@command_line
 def test_shutdown_timeout_returns_a_task_that_outlives_it(start_worker, tmp_path, record_dir):
     blocked = tasks.wait_for_file.enqueue(str(tmp_path / "never"), 600)
     worker = start_worker("--shutdown-timeout", "0.5")

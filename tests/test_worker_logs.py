@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 
 from taskmill.models import Run
+from tests.conftest import only_on
 from tests.testapp import tasks
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    only_on("sqlite", "what a worker logs does not depend on the database"),
+]
 
 
 def lines_with(worker, text: str) -> list[str]:

@@ -15,11 +15,15 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from taskmill.models import Schedule
+from tests.conftest import only_on
 
 from .conftest import make_schedule
 from .transfer import document, entry, import_document, import_in_a_process, snapshot, write
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    only_on("mysql", "a document is refused before anything is written, whatever the database"),
+]
 
 
 # -- every refusal: the message names the schedule and field, and nothing is written -----------
