@@ -36,18 +36,26 @@ def pytest_report_header(config: pytest.Config) -> str:
 def wait_until(
     predicate: Callable[[], object],
     timeout: float = 30.0,
-    interval: float = 0.02,
+    interval: float = 0.1,
     message: str = "",
 ) -> object:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    The pause between polls starts at 5 ms and grows to ``interval``: a quick condition is
+    seen at once, and a long wait (a worker starting on a loaded machine) does not burn CPU
+    on a query every few milliseconds. At a fixed 20 ms, the suite's polling took a good
+    share of the 2-core machine that the workers being waited for needed.
+    """
     deadline = time.monotonic() + timeout
+    pause = min(0.005, interval)
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 1.5, interval)
 
 
 # For workers in the lease, rescue and control tests: heartbeats every 0.2 s, leases of 1.5 s,
