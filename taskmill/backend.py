@@ -24,7 +24,7 @@ from .compat import (
 from .db import NewRun, get_engine
 from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
-from .results import result_of, result_of_new
+from .results import result_of, results_of_new
 from .serialization import normalize_arguments, text_problem
 from .signalling import enqueued_heard
 from .tasks import Call, Task
@@ -137,7 +137,7 @@ class DatabaseBackend(BaseTaskBackend):
         get_engine(self.database).insert_runs(runs, queues)
         for queue_name in queues:
             wakeup.wake_local_after_commit(self.database, queue_name)
-        results = [result_of_new(task, run) for run in runs]
+        results = results_of_new(task, runs)
         if enqueued_heard():
             for result in results:
                 task_enqueued.send(type(self), task_result=result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from datetime import datetime
 from typing import Any
@@ -132,24 +133,39 @@ def result_of(task: BaseTask, run: Any, **overrides: Any) -> TaskResult:
     )
 
 
-def result_of_new(task: BaseTask, run: Any) -> TaskResult:
-    """``result_of`` for a run just enqueued (a ``NewRun``): nothing has happened to it yet,
-    so its not-yet values are known without asking the record for each (an enqueue builds
-    one result per run)."""
-    return build_result(
-        task,
-        run_id=run.pk,
-        status=run.status,
-        backend=run.backend,
-        queue_name=run.queue_name,
-        priority=run.priority,
-        run_after=run.run_after,
-        args=run.args,
-        kwargs=run.kwargs,
-        enqueued_at=run.enqueued_at,
-        started_at=None,
-        finished_at=None,
-        last_attempted_at=None,
-        errors=(),
-        worker_ids=(),
-    )
+def results_of_new(task: BaseTask, runs: Sequence[Any]) -> list[TaskResult]:
+    """``result_of`` for runs just enqueued (``NewRun``s): nothing has happened to them yet,
+    so their not-yet values are known without asking each record, and runs enqueued
+    together share one task variant (a bulk enqueue builds thousands of results: the
+    variant, checked and copied per run, was a fifth of its time)."""
+    variants: dict[tuple[Any, ...], BaseTask] = {}
+    results = []
+    for run in runs:
+        key = (run.queue_name, run.priority, run.run_after, run.backend)
+        variant = variants.get(key)
+        if variant is None:
+            variant = variants[key] = task_variant(
+                task,
+                queue_name=run.queue_name,
+                priority=run.priority,
+                run_after=run.run_after,
+                backend=run.backend,
+            )
+        results.append(
+            _new_result(
+                task=variant,
+                id=str(run.pk),
+                status=TaskResultStatus(FRAMEWORK_STATUS.get(run.status, run.status)),
+                enqueued_at=run.enqueued_at,
+                started_at=None,
+                finished_at=None,
+                last_attempted_at=None,
+                args=run.args,
+                kwargs=run.kwargs,
+                backend=run.backend,
+                errors=[],
+                worker_ids=[],
+                _return_value=None,
+            )
+        )
+    return results

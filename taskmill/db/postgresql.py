@@ -145,12 +145,14 @@ class PostgreSQLEngine(Engine):
                 columns.append([default])
                 continue
             attname = field.attname
-            columns.append(
-                [
+            if isinstance(field, models.JSONField):
+                column = [
                     json_text(field, values[attname]) if attname in values else default
                     for values in by_attname
                 ]
-            )
+            else:  # sent as they are: no call per value
+                column = [values.get(attname, default) for values in by_attname]
+            columns.append(column)
         varying = tuple(any(v != column[0] for v in column) for column in columns)
         statement = self._insert_statements.get(varying)
         if statement is None:
