@@ -3,9 +3,11 @@ real signals."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import time
 
 import pytest
 
@@ -186,6 +188,29 @@ def test_ctrl_c_reaching_every_process_is_still_one_graceful_stop(
     assert supervisor.wait(60) == 0, supervisor.output
     assert status(blocked) == "SUCCESSFUL", supervisor.output
     assert "interrupted" not in supervisor.output
+
+
+@pytest.mark.slow
+def test_a_stop_signal_arriving_while_a_stopped_child_exits_does_not_kill_it(start_worker):
+    # The race behind a flaky Ctrl-C: a child stopped by the terminal's signal got its
+    # supervisor's relay while the interpreter was shutting down, after Python had given its
+    # handlers back to the system, and died "killed by SIGTERM". Here the child is showered
+    # with SIGTERM from its stop until it is gone: every one must find it still stopping
+    # gracefully or ignoring them.
+    supervisor = start_worker("--processes", "2")
+    child = started(supervisor, 2)[1]
+    os.kill(child, signal.SIGTERM)
+    supervisor.wait_for_output(f":{child}:")  # its worker id, in its "stopping" line
+    supervisor.wait_for_output("stopping: finishing")
+    while process_alive(child):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
+        time.sleep(0.001)
+    supervisor.signal(signal.SIGTERM)
+    assert supervisor.wait(60) == 0, supervisor.output
+    assert f"Worker process {child} (#1) stopped: it exited with code 0" in supervisor.output, (
+        supervisor.output
+    )
 
 
 @pytest.mark.slow

@@ -147,6 +147,14 @@ def run_worker(
             stop_scheduler()
     if watcher is not None and watcher.changed is not None and code == 0:
         restart_process()
+    if supervised:
+        # Stopped: the supervisor's relay of a stop this worker already heard from the
+        # terminal may still be on its way. Python gives its own handlers back to the system
+        # while the interpreter shuts down, so that late SIGTERM would kill a worker that
+        # stopped cleanly ("killed by SIGTERM" instead of exit 0); ignored signals stay
+        # ignored through the shutdown.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if worker.abandoned_tasks:
         # Threads still inside abandoned tasks would keep the interpreter alive.
         sys.stdout.flush()
