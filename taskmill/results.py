@@ -49,10 +49,45 @@ def build_result(
     worker_ids: list[str],
     return_value: Any = None,
 ) -> TaskResult:
+    variant = task_variant(
+        task, queue_name=queue_name, priority=priority, run_after=run_after, backend=backend
+    )
+    return _result_of_variant(
+        variant,
+        run_id=run_id,
+        status=status,
+        backend=backend,
+        args=args,
+        kwargs=kwargs,
+        enqueued_at=enqueued_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        last_attempted_at=last_attempted_at,
+        errors=errors,
+        worker_ids=worker_ids,
+        return_value=return_value,
+    )
+
+
+def _result_of_variant(
+    variant: BaseTask,
+    *,
+    run_id: int,
+    status: str,
+    backend: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    enqueued_at: datetime | None,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    last_attempted_at: datetime | None,
+    errors: Sequence[dict[str, str]],
+    worker_ids: Sequence[str],
+    return_value: Any,
+) -> TaskResult:
+    """The result, given the task variant the run was enqueued as (``task_variant``)."""
     return _new_result(
-        task=task_variant(
-            task, queue_name=queue_name, priority=priority, run_after=run_after, backend=backend
-        ),
+        task=variant,
         id=str(run_id),
         status=TaskResultStatus(FRAMEWORK_STATUS.get(status, status)),
         enqueued_at=enqueued_at,
@@ -152,20 +187,20 @@ def results_of_new(task: BaseTask, runs: Sequence[Any]) -> list[TaskResult]:
                 backend=run.backend,
             )
         results.append(
-            _new_result(
-                task=variant,
-                id=str(run.pk),
-                status=TaskResultStatus(FRAMEWORK_STATUS.get(run.status, run.status)),
+            _result_of_variant(
+                variant,
+                run_id=run.pk,
+                status=run.status,
+                backend=run.backend,
+                args=run.args,
+                kwargs=run.kwargs,
                 enqueued_at=run.enqueued_at,
                 started_at=None,
                 finished_at=None,
                 last_attempted_at=None,
-                args=run.args,
-                kwargs=run.kwargs,
-                backend=run.backend,
-                errors=[],
-                worker_ids=[],
-                _return_value=None,
+                errors=(),
+                worker_ids=(),
+                return_value=None,
             )
         )
     return results
