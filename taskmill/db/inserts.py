@@ -65,7 +65,9 @@ def insert_returning_ids(alias: str, runs: Sequence[NewRun]) -> None:
     connection = connections[alias]
     columns = insert_columns()
     names = ", ".join(connection.ops.quote_name(field.column) for field, _ in columns)
-    rows = [_row_values(connection, columns, run.column_values()) for run in runs]
+    # Values prepared so far, by column and object: the runs of one call share most of them.
+    prepared: dict[tuple[str, int], Any] = {}
+    rows = [_row_values(connection, columns, run.column_values(), prepared) for run in runs]
     max_params = connection.features.max_query_params
     per_statement = ROWS_PER_STATEMENT if max_params is None else max(1, max_params // len(columns))
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -92,36 +94,35 @@ def insert_returning_ids(alias: str, runs: Sequence[NewRun]) -> None:
 
 
 def _row_values(
-    connection: Any, columns: tuple[tuple[models.Field, Any], ...], given: dict[str, Any]
+    connection: Any,
+    columns: tuple[tuple[models.Field, Any], ...],
+    given: dict[str, Any],
+    prepared: dict[tuple[str, int], Any],
 ) -> list[Any]:
     values = []
     for field, default in columns:
         if field.attname not in given:
             values.append(
-                _prepared(connection, field, field.get_default()) if default is PER_RUN else default
+                # A fresh object, freed after this row: its id must not enter the cache.
+                _prepared(connection, field, field.get_default(), {})
+                if default is PER_RUN
+                else default
             )
         else:
-            values.append(_prepared(connection, field, given[field.attname]))
+            values.append(_prepared(connection, field, given[field.attname], prepared))
     return values
 
 
-def _prepared(connection: Any, field: models.Field, value: Any) -> Any:
+def _prepared(
+    connection: Any, field: models.Field, value: Any, prepared: dict[tuple[str, int], Any]
+) -> Any:
     if isinstance(field, models.JSONField):
         return json_text(field, value)
     if value is None or isinstance(value, str | int):  # bool is an int: sent as is
         return value
-    return _prepared_cached(connection, field, value)
-
-
-def _prepared_cached(connection: Any, field: models.Field, value: Any) -> Any:
-    # Datetimes mostly: one enqueue's runs share the same object, prepared once. The cache
-    # is a single slot per field, reset when the object changes.
-    slot = _LAST_PREPARED.get(field.attname)
-    if slot is not None and slot[0] is value and slot[1] is connection:
-        return slot[2]
-    prepared = field.get_db_prep_save(value, connection)
-    _LAST_PREPARED[field.attname] = (value, connection, prepared)
-    return prepared
-
-
-_LAST_PREPARED: dict[str, tuple[Any, Any, Any]] = {}
+    # Datetimes mostly, prepared once per object (the runs hold them alive, so an id is not
+    # reused during the call).
+    key = (field.attname, id(value))
+    if key not in prepared:
+        prepared[key] = field.get_db_prep_save(value, connection)
+    return prepared[key]
