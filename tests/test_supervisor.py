@@ -242,7 +242,7 @@ def test_a_second_signal_makes_the_children_give_back_their_runs_at_once(
     assert supervisor.wait(30) == 1
     assert "SIGINT again" in supervisor.output
     run = Run.objects.get(pk=int(blocked.id))
-    assert (run.status, run.attempt, run.worker_id) == ("READY", 1, "")
+    assert (run.status, run.attempt, run.worker_id) == ("READY", 1, ""), supervisor.output
 
 
 @pytest.mark.slow

@@ -289,3 +289,26 @@ def test_a_stale_attempt_let_go_leaves_the_newer_hold_of_its_run():
     assert worker.held_runs()[0] == {run.id: newer.attempt}
     worker._let_go([newer])
     assert worker.held_runs()[0] == {}
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_prefetch_backlog_covers_slow_claims():
+    # 10 ms tasks and quick claims: the 50 ms window, 5 runs. Claims slowed to 40 ms (CPU-bound
+    # tasks keep the worker's thread waiting for the interpreter lock): the worker claims again
+    # at half the backlog, which must outlast the claim, so 4 claims' time: 16 runs.
+    from taskmill.worker.loop import Prefetch
+
+    prefetch = Prefetch(concurrency=1)
+    assert prefetch.backlog() == 1  # nothing measured yet: one per slot
+    for _ in range(50):
+        prefetch.observe(0.01)
+        prefetch.observe_claim(0.001)
+    assert prefetch.backlog() in (4, 5)  # 50 ms / 10 ms, give or take the float rounding
+    for _ in range(50):
+        prefetch.observe_claim(0.04)
+    assert prefetch.backlog() in (15, 16)
+    slow = Prefetch(concurrency=1)
+    for _ in range(50):
+        slow.observe(1.0)
+        slow.observe_claim(0.04)
+    assert slow.backlog() == 0  # slow tasks: nothing held beyond the free slots

@@ -38,8 +38,10 @@ from .stopping import GracefulStop
 
 logger = logging.getLogger("taskmill.worker")
 
-# A worker holds no more waiting runs than it expects to start within this window.
+# A worker holds no more waiting runs than it expects to start within this window, or
+# within a few claims' time when claims take longer (see Prefetch).
 PREFETCH_WINDOW = 0.05
+CLAIMS_COVERED = 4
 MAX_PREFETCH = 200
 FIRST_IDLE_POLL = 0.05
 # How often a worker looks for deferred runs that have come due (or each poll, if sooner).
@@ -73,19 +75,32 @@ class Prefetch:
 
     The window is measured in time: with 1 ms tasks a worker holds about 50 per slot, with
     1 s tasks none beyond its free slots, so slow tasks never strand quick ones.
+
+    The window also covers a few claims: the worker claims again when half the backlog is
+    left, and the slots must not run dry before that claim commits. A claim is usually a
+    millisecond or two, but CPU-bound tasks make it far slower: the worker's thread gets the
+    interpreter lock back after each of the claim's round trips only when the task's thread
+    lets go of it (every 5 ms, Python's switch interval). Measured with 10 ms CPU-bound tasks
+    (bench/processes.py), a 50 ms window left the task thread waiting for runs a third of the
+    time.
     """
 
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
-        self.average = None  # moving average of task durations, seconds
+        self.average: float | None = None  # moving average of task durations, seconds
+        self.claim_time = 0.0  # moving average of a claim's wall time, its write included
 
     def observe(self, duration: float) -> None:
         self.average = duration if self.average is None else 0.9 * self.average + 0.1 * duration
 
+    def observe_claim(self, seconds: float) -> None:
+        self.claim_time = 0.8 * self.claim_time + 0.2 * seconds
+
     def backlog(self) -> int:
         if self.average is None:
             return self.concurrency
-        per_slot = PREFETCH_WINDOW / max(self.average, 1e-6)
+        window = max(PREFETCH_WINDOW, CLAIMS_COVERED * self.claim_time)
+        per_slot = window / max(self.average, 1e-6)
         return min(int(per_slot * self.concurrency), MAX_PREFETCH)
 
 
@@ -111,6 +126,7 @@ class Worker(OutcomeFlushing, GracefulStop):
         self._stopping = False
         self._stop_deadline: float | None = None
         self._prefetch = Prefetch(options.concurrency)
+        self._claim_ran = False  # a claim statement ran this turn: time it for Prefetch
         self._record_start = StartRecorder(self)
         self._executor = Executor(
             options.concurrency,
@@ -284,6 +300,10 @@ class Worker(OutcomeFlushing, GracefulStop):
                 else:
                     if claimed is None and claiming:
                         claimed = self._claim()
+                    if self._claim_ran:
+                        # From this turn's start: the outcomes written with it delay it too.
+                        self._prefetch.observe_claim(time.monotonic() - now)
+                        self._claim_ran = False
                     if claimed:
                         idle_poll = min(FIRST_IDLE_POLL, self.options.poll_interval)
                     elif claimed is not None and not self._outstanding:
@@ -359,6 +379,7 @@ class Worker(OutcomeFlushing, GracefulStop):
 
     def _claim_runs(self, limit: int) -> list[ClaimedRun]:
         """The claim statement(s), in the caller's transaction if there is one."""
+        self._claim_ran = True
         now = timezone.now()
         return self.engine.claim(
             worker_id=self.id,
