@@ -108,6 +108,7 @@ def system_env(system: System, database: str, engine: str, redis_db: int) -> dic
         f"/{redis_db}"
     )
     env["BENCH_PIDS_FILE"] = str(PIDS_FILE)
+    env.update(system.extra)
     return env
 
 

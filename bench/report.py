@@ -98,7 +98,8 @@ def goal(
         limit = 2.0 if key == "lat_p50" else 4.0
         every = [
             med(cell_of(results, s.name, k))
-            for s in SYSTEMS[1:]
+            for s in SYSTEMS
+            if not s.name.startswith("taskmill")
             for k in (key, key.replace("lat_", "lat_tuned_"))
         ]
         every = [v for v in every if v is not None]
@@ -122,7 +123,7 @@ def table(rows: list[list[str]], right_from: int = 1) -> str:
 
 
 def main_table(results: dict[str, dict[str, Cell]], systems: list[System]) -> str:
-    db_peers = [s for s in systems if s.backend == "pg" and s.name != "taskmill"]
+    db_peers = [s for s in systems if s.backend == "pg" and not s.name.startswith("taskmill")]
     header = ["figure", *[s.name + ("*" if s.backend == "redis" else "") for s in systems]]
     header += ["best DB peer", "taskmill/best", "goal"]
     rows = [header]

@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         unknown = wanted - set(names)
         if unknown:
             p.error(f"unknown system(s): {', '.join(sorted(unknown))}")
-        names = ["taskmill"] + [n for n in names[1:] if n in wanted]
+        names = ["taskmill"] + [n for n in names[1:] if n in wanted]  # taskmill: always
     args.systems = [BY_NAME[n] for n in names]
     return args
 

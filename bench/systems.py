@@ -33,8 +33,21 @@ TASKMILL = System(
     "scheduler on)",
 )
 
+# The same, with PostgreSQL binding parameters on the server and psycopg preparing each
+# statement from its second use (Django's OPTIONS; off by default in Django, for PgBouncer's
+# sake). docs/performance.md: a faster enqueue, at a setting a project chooses.
+TASKMILL_PREPARED = System(
+    "taskmill-prepared",
+    "taskmill_adapter",
+    "pg",
+    own_venv=False,
+    settings="taskmill with DATABASES OPTIONS server_side_binding=True, prepare_threshold=2",
+    extra={"BENCH_PG_PREPARED": "1"},
+)
+
 SYSTEMS: tuple[System, ...] = (
     TASKMILL,
+    TASKMILL_PREPARED,
     System(
         "pgqueuer",
         "pgqueuer_adapter",
@@ -118,4 +131,6 @@ SYSTEMS: tuple[System, ...] = (
 )
 
 BY_NAME = {s.name: s for s in SYSTEMS}
-DB_PEERS = tuple(s.name for s in SYSTEMS if s.backend == "pg" and s is not TASKMILL)
+DB_PEERS = tuple(
+    s.name for s in SYSTEMS if s.backend == "pg" and s not in (TASKMILL, TASKMILL_PREPARED)
+)

@@ -30,6 +30,8 @@ if ENGINE == "postgresql":
         "USER": os.environ.get("BENCH_PGUSER", "postgres"),
         "PASSWORD": os.environ.get("BENCH_PGPASSWORD", ""),
     }
+    if os.environ.get("BENCH_PG_PREPARED"):  # the taskmill-prepared line (bench/systems.py)
+        _db["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 2}
 elif ENGINE == "mysql":
     _db = {
         "ENGINE": "django.db.backends.mysql",
