@@ -99,3 +99,57 @@ class StageIndex(_ShapedIndex):
     ordering = ["available_at"]
     condition_attribute = "deferred_condition"
     leading = ["status", "due"]
+
+
+def _not_null_condition(columns: list[str], schema_editor: Any) -> str | None:
+    """``col IS NOT NULL AND ...`` where the database has partial indexes, else None."""
+    if not schema_editor.connection.features.supports_partial_indexes:
+        return None
+    quote = schema_editor.quote_name
+    return " AND ".join(f"{quote(column)} IS NOT NULL" for column in columns)
+
+
+class NotNullIndex(models.Index):
+    """An index of the rows whose first column is set: partial where the database allows.
+
+    For a column that stays NULL while a run is in flight (``expires_at``). A claim and a
+    finish change ``status``, so PostgreSQL writes a new entry in every index of the row (a
+    status change is never a HOT update); a partial index skips the rows outside it. Every
+    query that reads it compares the column (``expires_at <= now``), which implies NOT NULL
+    to PostgreSQL's and SQLite's planners. MySQL/MariaDB get a plain index.
+    """
+
+    def _get_condition_sql(self, model: Any, schema_editor: Any) -> str | None:
+        column = model._meta.get_field(self.fields[0].lstrip("-")).column
+        return _not_null_condition([column], schema_editor)
+
+
+class NotNullUniqueConstraint(models.UniqueConstraint):
+    """Unique together, enforced by an index of the rows where ``nullable`` is set.
+
+    The same rule as a plain unique constraint (NULLs never collide), in a smaller index that
+    runs in flight skip (see NotNullIndex): ``(schedule, scheduled_for)`` is NULL for runs
+    no schedule made, ``active_unique_key`` for runs without a unique key and for every
+    finished run. MySQL/MariaDB, which have no partial indexes, get the plain constraint
+    (Django would otherwise drop a conditional one there, and the rule with it).
+    """
+
+    def __init__(self, *, fields: list[str], nullable: str, name: str) -> None:
+        super().__init__(fields=fields, name=name)
+        self.nullable = nullable
+
+    def _get_condition_sql(self, model: Any, schema_editor: Any) -> str | None:
+        column = model._meta.get_field(self.nullable).column
+        return _not_null_condition([column], schema_editor)
+
+    def deconstruct(self) -> tuple[str, tuple, dict[str, Any]]:
+        path, args, kwargs = super().deconstruct()
+        kwargs["nullable"] = self.nullable
+        return (path, args, kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        # Not equal to a plain UniqueConstraint of the same fields: the migration state must
+        # see the change from one to the other.
+        if not isinstance(other, NotNullUniqueConstraint):
+            return False
+        return super().__eq__(other) and self.nullable == other.nullable

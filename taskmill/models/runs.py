@@ -10,7 +10,14 @@ from django.db import models
 from django.db.models import Case, F, Value, When
 from django.utils.translation import gettext_lazy as _
 
-from .indexes import ClaimIndex, RunningIndex, StageIndex, WaitingIndex
+from .indexes import (
+    ClaimIndex,
+    NotNullIndex,
+    NotNullUniqueConstraint,
+    RunningIndex,
+    StageIndex,
+    WaitingIndex,
+)
 
 
 class RunStatus(models.TextChoices):
@@ -62,6 +69,8 @@ class Run(models.Model):
     due = models.BooleanField(_("due"), default=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     last_attempted_at = models.DateTimeField(_("last attempted at"), null=True, blank=True)
+    # A full index, not a partial one like expires_at's: the control room sorts runs by it,
+    # unfinished ones included, which only a full index can serve.
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True, db_index=True)
 
     # The attempt number is the fencing token: a worker finishing a run names the
@@ -93,8 +102,9 @@ class Run(models.Model):
     # Set (under the row's lock) when a run enqueued with depends_on names this one, so the
     # finish knows to release or cancel its dependents.
     has_dependents = models.BooleanField(_("has dependents"), default=False, db_default=False)
-    # When a finished run may be pruned (its task's result_ttl); None: kept.
-    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True, db_index=True)
+    # When a finished run may be pruned (its task's result_ttl); None: kept. Indexed where
+    # set (NotNullIndex below), for the pruner.
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
 
     return_value = models.JSONField(_("return value"), null=True, blank=True)
     errors = models.JSONField(_("errors, one per failed attempt"), default=list)
@@ -136,13 +146,20 @@ class Run(models.Model):
             models.Index(fields=["enqueued_at"], name="taskmill_run_enqueued"),
             # The task filter, alone or with a queue, in the list's order (migration 0007).
             models.Index(fields=["task_path", "queue_name", "id"], name="taskmill_run_task_queue"),
+            # Partial where the database allows (migration 0009): runs in flight, whose
+            # claim and finish rewrite every index entry of the row, stay out of these.
+            NotNullIndex(fields=["expires_at"], name="taskmill_run_expires"),
         ]
         constraints = [
-            models.UniqueConstraint(
-                fields=["schedule", "scheduled_for"], name="taskmill_run_unique_fire"
+            NotNullUniqueConstraint(
+                fields=["schedule", "scheduled_for"],
+                nullable="schedule",
+                name="taskmill_run_fire_once",
             ),
-            models.UniqueConstraint(
-                fields=["task_path", "active_unique_key"], name="taskmill_run_unique_active"
+            NotNullUniqueConstraint(
+                fields=["task_path", "active_unique_key"],
+                nullable="active_unique_key",
+                name="taskmill_run_active_once",
             ),
         ]
 
