@@ -312,3 +312,34 @@ def test_the_prefetch_backlog_covers_slow_claims():
         slow.observe(1.0)
         slow.observe_claim(0.04)
     assert slow.backlog() == 0  # slow tasks: nothing held beyond the free slots
+
+
+def test_an_emergency_exit_on_a_broken_connection_gives_the_runs_back_on_a_new_one():
+    # A second signal raises wherever the worker's thread is, possibly in the middle of a
+    # statement: the connection it leaves may be unusable. Here it is closed under Django's
+    # feet; the unstarted runs a graceful stop took but had not released yet must still go
+    # back, on a fresh connection.
+    from django.db import connections
+
+    from taskmill.db import get_engine
+
+    for _ in range(2):
+        tasks.noop.enqueue()
+    worker = Worker(WorkerOptions())
+    now = timezone.now()
+    runs = get_engine("default").claim(
+        worker_id=worker.id,
+        limit=2,
+        now=now,
+        lease_until=now + dt.timedelta(minutes=1),
+        queues=None,
+    )
+    assert len(runs) == 2
+    worker._hold(runs)
+    worker._outstanding = len(runs)
+    worker._to_release = list(runs)  # taken by a graceful stop, its release not written
+    connections["default"].connection.close()  # the driver's connection, not Django's wrapper
+    worker.emergency_exit()
+    assert sorted(Run.objects.values_list("status", "worker_id")) == [("READY", ""), ("READY", "")]
+    assert worker._outstanding == 0
+    assert worker.held_runs()[0] == {}

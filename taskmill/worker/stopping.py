@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
+from ..db import reset_connection
+
 if TYPE_CHECKING:
     from ..db import ClaimedRun, Engine
     from .executor import Executor
@@ -57,15 +59,7 @@ class GracefulStop:
         """While stopping: give back unstarted runs, wait for running ones; True when done."""
         if self._claim_in_doubt:
             self._return_orphans(timezone.now())
-        # Kept until written: a release the database fails (a deadlock) is tried again.
-        self._to_release += self._executor.take_waiting()
-        waiting = self._to_release
-        if waiting:
-            released = self.engine.release(waiting, now=timezone.now(), started=False)
-            self._to_release = []
-            self._outstanding -= len(waiting)
-            self._let_go(waiting)
-            logger.info("Returned %d unstarted run(s) to the queue", released)
+        self._release_unstarted()
         if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
             return False
         self._collect_done()
@@ -75,24 +69,51 @@ class GracefulStop:
             self._flush()
         return True
 
+    def _release_unstarted(self) -> None:
+        """Give back the runs no thread has started. Kept until written: a release the
+        database fails (a deadlock, a broken connection) is tried again, by the next turn of
+        a graceful stop or by an emergency exit."""
+        self._to_release += self._executor.take_waiting()
+        waiting = self._to_release
+        if waiting:
+            released = self.engine.release(waiting, now=timezone.now(), started=False)
+            self._to_release = []
+            self._outstanding -= len(waiting)
+            self._let_go(waiting)
+            logger.info("Returned %d unstarted run(s) to the queue", released)
+
     def abandon_running(self) -> None:
         """Return still-running runs to the queue (their attempt counts) and stop waiting."""
         running = self._executor.started()
+        released = self.engine.release(running, now=timezone.now(), started=True)
+        # Only once written: a release that fails is tried again by the caller.
         self._outstanding = 0
         self.abandoned_tasks = True
-        released = self.engine.release(running, now=timezone.now(), started=True)
         self._let_go(running)
         logger.warning("Returned %d unfinished run(s) to the queue", released)
 
     def emergency_exit(self) -> None:
-        """Second signal: give every held run back and leave at once."""
-        try:
-            waiting = self._executor.take_waiting()
-            self.engine.release(waiting, now=timezone.now(), started=False)
-            self._outstanding -= len(waiting)
-            self._collect_done()
+        """Second signal: give every held run back and leave at once.
+
+        The signal raises wherever the worker's thread is, possibly in the middle of a
+        statement, leaving the connection out of step with the server: a failed try is made
+        once more on a fresh connection (the server rolls back what the old one left open).
+        """
+        for last_try in (False, True):
+            try:
+                self._give_everything_back()
+                return
+            except Exception as exc:
+                if last_try:
+                    logger.exception("Could not return held runs; their leases will expire")
+                    return
+                logger.warning("Could not return held runs (%s); trying a new connection", exc)
+                reset_connection(self.options.database)
+
+    def _give_everything_back(self) -> None:
+        self._release_unstarted()
+        self._collect_done()
+        if self._unflushed:
             self._flush()
-            if self._outstanding:
-                self.abandon_running()
-        except Exception:
-            logger.exception("Could not return held runs; their leases will expire")
+        if self._outstanding:
+            self.abandon_running()
