@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
@@ -36,9 +36,19 @@ def wait_for[T](
     poll: float = 0.25,
 ) -> T:
     """Poll CONDITION(browser) until it returns something truthy, and return that; fail with
-    MESSAGE, the page's URL and title once TIMEOUT seconds have passed."""
+    MESSAGE, the page's URL and title once TIMEOUT seconds have passed.
+
+    An element gone stale between finding and reading it counts as "not yet": the control
+    room's pages replace their sections as they refresh themselves (CI caught one replaced
+    under a test's feet), and the next poll finds the new one."""
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=poll).until(condition)
+        waiting = WebDriverWait(
+            browser,
+            timeout,
+            poll_frequency=poll,
+            ignored_exceptions=[StaleElementReferenceException],
+        )
+        return waiting.until(condition)
     except TimeoutException:
         raise AssertionError(
             f"timed out after {timeout}s waiting for {message or condition} "
