@@ -37,9 +37,12 @@ def wait_until(
     predicate: Callable[[], object],
     timeout: float = 30.0,
     interval: float = 0.1,
-    message: str = "",
+    message: str | Callable[[], str] = "",
 ) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    ``message`` may be a callable, read only on failure: a worker's output then shows what
+    the worker said up to the timeout, not up to the call.
 
     The pause between polls starts at 5 ms and grows to ``interval``: a quick condition is
     seen at once, and a long wait (a worker starting on a loaded machine) does not burn CPU
@@ -53,7 +56,8 @@ def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+            said = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {said or predicate}")
         time.sleep(pause)
         pause = min(pause * 1.5, interval)
 
@@ -136,7 +140,7 @@ class WorkerProcess:
         wait_until(
             lambda: sum(text in line for line in self.lines) >= count,
             timeout,
-            message=f"{text!r} in worker output:\n{self.output}",
+            message=lambda: f"{text!r} in worker output:\n{self.output}",
         )
 
     def signal(self, signum: int = signal.SIGTERM) -> None:

@@ -193,7 +193,7 @@ def test_shutdown_worker(start_worker):
     worker = start_worker("--no-scheduler", env=FAST_LEASES)
     row = wait_until(
         lambda: Worker.objects.filter(pid=worker.process.pid, state="running").first(),
-        message=f"the worker's row:\n{worker.output}",
+        message=lambda: f"the worker's row:\n{worker.output}",
     )
     assert control.shutdown_worker(row.pk) is True
     assert control.shutdown_worker(row.pk) is False  # already asked

@@ -120,7 +120,7 @@ def test_a_killed_child_is_replaced_and_its_run_is_not_lost(start_worker, tmp_pa
     gate.touch()
     more = tasks.add.enqueue_many([((i, 1), {}) for i in range(10)])
     # The lease rescue gives the killed child's run to a live one, which finishes it.
-    wait_until(lambda: status(blocked) == "SUCCESSFUL", 60, message=supervisor.output)
+    wait_until(lambda: status(blocked) == "SUCCESSFUL", 60, message=lambda: supervisor.output)
     wait_until(lambda: all(status(r) == "SUCCESSFUL" for r in more), 30)
     blocked.refresh()
     assert len(blocked.worker_ids) == 2 and worker_pid(blocked.worker_ids[0]) == holder
@@ -140,7 +140,9 @@ def test_a_child_that_keeps_dying_is_restarted_with_a_growing_back_off(start_wor
         line = next(line for line in supervisor.lines if death in line)
         assert f"starting another in {delay}" in line
         wait_until(
-            lambda victim=victim: children(supervisor)[1] != victim, 30, message=supervisor.output
+            lambda victim=victim: children(supervisor)[1] != victim,
+            30,
+            message=lambda: supervisor.output,
         )
     assert children(supervisor)[2] == pids[2]
     supervisor.signal(signal.SIGTERM)
@@ -228,7 +230,7 @@ def test_sighup_replaces_every_child_gracefully(start_worker):
     assert set(after.values()).isdisjoint(before.values())
     assert not any(process_alive(pid) for pid in before.values())
     result = tasks.add.enqueue(2, 3)
-    wait_until(lambda: status(result) == "SUCCESSFUL", 30, message=supervisor.output)
+    wait_until(lambda: status(result) == "SUCCESSFUL", 30, message=lambda: supervisor.output)
     supervisor.signal(signal.SIGTERM)
     assert supervisor.wait(60) == 0
 

@@ -151,7 +151,7 @@ def test_reload_restarts_the_worker_when_code_changes(start_worker):
         lambda: _touch(watched) or sum("started:" in line for line in worker.lines) >= 2,
         30,
         interval=0.5,
-        message=f"a restart after touching {watched}:\n{worker.output}",
+        message=lambda: f"a restart after touching {watched}:\n{worker.output}",
     )
 
 
@@ -216,7 +216,7 @@ def test_the_worker_survives_a_lost_database_connection(start_worker):
     wait_until(lambda: status(first) == "SUCCESSFUL", 20)
     assert kill_other_connections() >= 1
     second = tasks.add.enqueue(2, 2)
-    wait_until(lambda: status(second) == "SUCCESSFUL", 30, message=worker.output)
+    wait_until(lambda: status(second) == "SUCCESSFUL", 30, message=lambda: worker.output)
     assert "Database error" in worker.output
     assert worker.process.poll() is None
     worker.signal(signal.SIGTERM)
@@ -230,7 +230,7 @@ def test_postgresql_notify_wakes_an_idle_worker_at_once(start_worker):
     worker = start_worker("--poll-interval", "3600", "--verbosity", "2", "--no-scheduler")
     worker.wait_for_output("Listening for NOTIFY")
     result = tasks.add.enqueue(3, 4)
-    wait_until(lambda: status(result) == "SUCCESSFUL", 20, message=worker.output)
+    wait_until(lambda: status(result) == "SUCCESSFUL", 20, message=lambda: worker.output)
     assert "NOTIFY received for queue 'default'" in worker.output
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0

@@ -88,7 +88,7 @@ def wait_for_match(process: WorkerProcess, pattern: str) -> None:
     wait_until(
         lambda: re.search(pattern, process.output, re.IGNORECASE | re.DOTALL),
         timeout=30,
-        message=f"{pattern!r} in the output:\n{process.output}",
+        message=lambda: f"{pattern!r} in the output:\n{process.output}",
     )
 
 
@@ -131,7 +131,7 @@ def test_a_worker_started_before_its_database_waits_then_works(
     # Enqueued while the worker cannot see the database: done once it can.
     ids = [record.enqueue(f"meanwhile-{i}").id for i in range(5)]
     proxy.open()
-    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    wait_until(lambda: finished(ids), timeout=30, message=lambda: f"runs done:\n{worker.output}")
     assert_each_ran_once_and_succeeded(ids, record_dir)
     # Its scheduler thread synced the code's schedules once the database was there.
     declared = wait_until(
@@ -157,7 +157,7 @@ def test_a_worker_started_before_its_sqlite_file_is_there_waits_then_works(
     assert "'default'" in line and real.name in line and "retrying in" in line, line
     ids = [record.enqueue(f"meanwhile-{i}").id for i in range(5)]
     mount.symlink_to(real.parent, target_is_directory=True)  # the disk comes up
-    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    wait_until(lambda: finished(ids), timeout=30, message=lambda: f"runs done:\n{worker.output}")
     assert_each_ran_once_and_succeeded(ids, record_dir)
     worker.signal()
     assert worker.wait(30) == 0, worker.output
@@ -174,7 +174,7 @@ def test_a_scheduler_started_before_its_database_waits_then_fires(start_schedule
     wait_until(
         lambda: Run.objects.filter(schedule=schedule).exists(),
         timeout=30,
-        message=f"a fire; output:\n{scheduler.output}",
+        message=lambda: f"a fire; output:\n{scheduler.output}",
     )
     # It synced its code's declarations too (after the wait, not instead of it).
     scheduler.wait_for_output("Schedules declared in code synced")
@@ -193,11 +193,11 @@ def test_a_code_schedule_sync_cut_at_start_is_done_once_the_database_is_back(
         started = start_worker(env={**scheduler_env, **fault("sync:before")})
     else:
         started = start_scheduler("--max-sleep", "0.2", env=fault("sync:before"))
-    wait_until(lambda: fault_fired(record_dir), timeout=30, message=started.output)
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=lambda: started.output)
     declared = wait_until(
         lambda: Schedule.objects.filter(name="declared-every-second").first(),
         timeout=30,
-        message=f"the declared schedule; output:\n{started.output}",
+        message=lambda: f"the declared schedule; output:\n{started.output}",
     )
     wait_until(lambda: Run.objects.filter(schedule=declared).exists(), timeout=30)
     started.wait_for_output("not synced yet")
@@ -241,8 +241,10 @@ def test_a_claim_or_finish_whose_session_dies_or_deadlocks_loses_and_doubles_not
     ids = [record.enqueue(f"v{i}").id for i in range(20)]
     # Default (60 s) leases: a run stuck RUNNING would not be rescued within the test.
     worker = start_worker("--concurrency", "4", "--no-scheduler", env=fault(f"{spot}:{when}", rows))
-    wait_until(lambda: fault_fired(record_dir), timeout=30, message=f"the fault:\n{worker.output}")
-    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    wait_until(
+        lambda: fault_fired(record_dir), timeout=30, message=lambda: f"the fault:\n{worker.output}"
+    )
+    wait_until(lambda: finished(ids), timeout=30, message=lambda: f"runs done:\n{worker.output}")
     # It did lose its session, and went on (after a commit, the runs may be done before it
     # hears of the loss: wait for the line, do not expect it yet).
     worker.wait_for_output("Database error")
@@ -250,7 +252,7 @@ def test_a_claim_or_finish_whose_session_dies_or_deadlocks_loses_and_doubles_not
         wait_for_match(worker, r"Database error \([^)]*deadlock")
     # Still alive and working.
     more = [record.enqueue(f"after-{i}").id for i in range(5)]
-    wait_until(lambda: finished(more), timeout=30, message=f"later runs:\n{worker.output}")
+    wait_until(lambda: finished(more), timeout=30, message=lambda: f"later runs:\n{worker.output}")
     assert worker.process.poll() is None, worker.output
     assert_each_ran_once_and_succeeded(ids + more, record_dir)
     worker.signal()
@@ -271,18 +273,20 @@ def test_a_session_killed_mid_atomic_commit_loses_and_doubles_nothing(
     # The atomic body and its success commit together, in the task's thread: the first
     # finish statement is that transaction's.
     worker = start_worker("--concurrency", "2", "--no-scheduler", env=fault(f"finish:{when}"))
-    wait_until(lambda: fault_fired(record_dir), timeout=30, message=worker.output)
-    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=lambda: worker.output)
+    wait_until(lambda: finished(ids), timeout=30, message=lambda: f"runs done:\n{worker.output}")
     worker.wait_for_output("trying again")  # the attempt saw the error (maybe after commit)
     for run in Run.objects.filter(pk__in=ids):
         assert run.status == "SUCCESSFUL" and run.attempt == 1, (run.pk, run.errors)
     assert sorted(Effect.objects.values_list("name", flat=True)) == names  # each body once
     callbacks = Run.objects.filter(task_path="tests.testapp.tasks.note_success")
-    wait_until(lambda: callbacks.count() == len(ids), timeout=30, message=worker.output)
+    wait_until(lambda: callbacks.count() == len(ids), timeout=30, message=lambda: worker.output)
     assert Counter(str(run.args[0]) for run in callbacks) == Counter(map(str, ids))
     # Run, not just enqueued, before the stop: a graceful stop gives unstarted runs back,
     # and the count below is of the tasks this worker finished.
-    wait_until(lambda: finished([run.pk for run in callbacks]), timeout=30, message=worker.output)
+    wait_until(
+        lambda: finished([run.pk for run in callbacks]), timeout=30, message=lambda: worker.output
+    )
     worker.signal()
     assert worker.wait(30) == 0, worker.output
     assert f"stopped after {2 * len(ids)} task(s)" in worker.output, worker.output
@@ -302,9 +306,9 @@ def test_a_fire_whose_session_dies_or_deadlocks_loses_and_doubles_nothing(
     first = now.replace(microsecond=0) - timedelta(seconds=2)
     Schedule.objects.filter(pk=schedule.pk).update(next_fire_at=first)
     scheduler = start_scheduler("--max-sleep", "0.2", "--no-sync", env=fault(f"fire:{when}", rows))
-    wait_until(lambda: fault_fired(record_dir), timeout=30, message=scheduler.output)
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=lambda: scheduler.output)
     count = Run.objects.filter(schedule=schedule).count
-    wait_until(lambda: count() >= 6, timeout=30, message=f"fires:\n{scheduler.output}")
+    wait_until(lambda: count() >= 6, timeout=30, message=lambda: f"fires:\n{scheduler.output}")
     # After a commit, the fires can land before the scheduler hears of its lost session (its
     # log line comes through a pipe): wait for the line, do not expect it yet.
     scheduler.wait_for_output("Scheduler database error")
@@ -336,15 +340,15 @@ def test_a_finish_that_deadlocks_is_retried_and_its_outcome_kept(start_worker, r
     worker = start_worker(
         "--concurrency", "2", "--no-scheduler", env=fault("finish:deadlock", rows)
     )
-    wait_until(lambda: fault_fired(record_dir), timeout=30, message=worker.output)
-    wait_until(lambda: finished(ids), timeout=30, message=f"runs done:\n{worker.output}")
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=lambda: worker.output)
+    wait_until(lambda: finished(ids), timeout=30, message=lambda: f"runs done:\n{worker.output}")
     wait_for_match(worker, r"Database error \([^)]*deadlock")
     assert_each_ran_once_and_succeeded(ids, record_dir)
     callbacks = Run.objects.filter(task_path="tests.testapp.tasks.note_success")
     wait_until(
         lambda: callbacks.filter(status="SUCCESSFUL").count() == len(ids),
         timeout=30,
-        message=f"callbacks done:\n{worker.output}",
+        message=lambda: f"callbacks done:\n{worker.output}",
     )
     assert Counter(str(run.args[0]) for run in callbacks) == Counter(map(str, ids))
     assert Effect.objects.count() == 2  # the other session's ballast rolled back
@@ -361,7 +365,7 @@ def test_two_atomic_runs_that_deadlock_are_retried_and_both_succeed(start_worker
         fault_tasks.cross_lock.enqueue("two", second, first, barrier).id,
     ]
     worker = start_worker("--concurrency", "2", "--no-scheduler")
-    wait_until(lambda: finished(ids), timeout=40, message=f"runs done:\n{worker.output}")
+    wait_until(lambda: finished(ids), timeout=40, message=lambda: f"runs done:\n{worker.output}")
     for run in Run.objects.filter(pk__in=ids):
         assert run.status == "SUCCESSFUL", (run.pk, run.errors, worker.output)
         assert run.attempt == 1 and run.errors == []
@@ -389,15 +393,15 @@ def test_a_rescue_that_deadlocks_is_retried_and_rescues_once(start_worker, recor
     go = tmp_path / "go"
     run_id = wait_for_file.enqueue(str(go), 60).id
     doomed = start_worker("--no-scheduler", env=FAST_LEASES)
-    wait_until(lambda: read_records(record_dir), timeout=30, message=doomed.output)
+    wait_until(lambda: read_records(record_dir), timeout=30, message=lambda: doomed.output)
     doomed.kill()  # its run's lease runs out: a rescue's work
     go.touch()  # the attempt after the rescue passes at once
     rescuer = start_worker("--no-scheduler", env={**FAST_LEASES, **fault("rescue:deadlock", rows)})
-    wait_until(lambda: fault_fired(record_dir), timeout=30, message=rescuer.output)
+    wait_until(lambda: fault_fired(record_dir), timeout=30, message=lambda: rescuer.output)
     wait_until(
         lambda: Run.objects.filter(pk=run_id, status="SUCCESSFUL").exists(),
         timeout=30,
-        message=f"the rescued run done:\n{rescuer.output}",
+        message=lambda: f"the rescued run done:\n{rescuer.output}",
     )
     wait_for_match(rescuer, r"lifeline: database error \([^)]*deadlock")
     # Rescued once, after the deadlock rolled the first rescue back: one lost attempt.

@@ -414,7 +414,7 @@ def test_a_real_scheduler_fires_strange_but_valid_schedules_and_keeps_going(
         done = Run.objects.filter(status="SUCCESSFUL", schedule__isnull=False)
         return len(set(done.values_list("schedule_id", flat=True))) == len(strange)
 
-    wait_until(every_schedule_has_a_successful_run, 60, message=f"fires:\n{worker.output}")
+    wait_until(every_schedule_has_a_successful_run, 60, message=lambda: f"fires:\n{worker.output}")
     # Still firing: more runs of the per-second schedule come after the first round.
     fired = Run.objects.filter(schedule__name="every second, odd zone").count()
     wait_until(

@@ -23,7 +23,7 @@ def test_at_verbosity_2_each_fire_is_one_line_naming_its_time_and_run(start_sche
     wait_until(
         lambda: sum(bool(FIRED.search(line)) for line in scheduler.lines) >= 2,
         timeout=30,
-        message=f"two fire lines in:\n{scheduler.output}",
+        message=lambda: f"two fire lines in:\n{scheduler.output}",
     )
     scheduler.signal()
     assert scheduler.wait(30) == 0, scheduler.output

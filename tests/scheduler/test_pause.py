@@ -151,7 +151,7 @@ def test_a_real_scheduler_honours_a_pause_through_its_restart_sync(start_schedul
     wait_until(
         lambda: Run.objects.filter(schedule=declared).count() > before,
         timeout=30,
-        message=f"fires after the resume; output:\n{second.output}",
+        message=lambda: f"fires after the resume; output:\n{second.output}",
     )
     second.signal()
     assert second.wait(30) == 0, second.output

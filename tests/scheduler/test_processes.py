@@ -50,7 +50,7 @@ def test_a_worker_fires_schedules_unless_told_not_to(start_worker, scheduler_env
     wait_until(
         lambda: Run.objects.filter(schedule=schedule, status="SUCCESSFUL").count() >= 2,
         timeout=30,
-        message=f"scheduled runs done; worker output:\n{worker.output}",
+        message=lambda: f"scheduled runs done; worker output:\n{worker.output}",
     )
     assert "Scheduler started" in worker.output
     done = Run.objects.filter(schedule=schedule, status="SUCCESSFUL").first()
@@ -74,7 +74,7 @@ def test_the_scheduler_survives_a_lost_database_connection(start_scheduler):
     wait_until(
         lambda: Run.objects.filter(schedule=declared).count() >= fired + 2,
         timeout=30,
-        message=f"fires after the cut; output:\n{scheduler.output}",
+        message=lambda: f"fires after the cut; output:\n{scheduler.output}",
     )
     assert "Scheduler database error" in scheduler.output  # it did lose it, and went on
     scheduler.signal()
