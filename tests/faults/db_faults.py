@@ -187,10 +187,13 @@ def deadlock(connection: Any) -> None:
                     # The victim is the session whose deadlock check runs first: not this one.
                     cursor.execute("SET LOCAL deadlock_timeout = '30s'")
                 else:
-                    # InnoDB rolls back the lighter transaction: make this one heavier.
+                    # InnoDB rolls back the lighter transaction (rows changed and locked):
+                    # make this one far heavier than the worker's. 50 rows were not always
+                    # enough: a finish that carries a claim and callback runs with it can
+                    # weigh more, and then the worker won the deadlock and saw none.
                     cursor.executemany(
                         "INSERT INTO testapp_effect (name) VALUES (%s)",
-                        [(f"ballast-{i}",) for i in range(50)],
+                        [(f"ballast-{i}",) for i in range(1000)],
                     )
                 cursor.execute(lock_sql, [second])
                 other["id"] = session_id(session)
