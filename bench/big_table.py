@@ -259,6 +259,31 @@ def enqueue(count: int) -> None:
         noop.enqueue_many([((), {})] * min(5000, count - start))
 
 
+def refill(count: int) -> None:
+    """An empty run table, then ``count`` ready no-op runs, analysed (PostgreSQL)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE taskmill_run CASCADE")
+    enqueue(count)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE taskmill_run")
+
+
+def drain_experiment(doc: str, database: str) -> tuple[argparse.Namespace, dict[str, str], Path]:
+    """The shared start of a drain A/B on PostgreSQL (bench.partial_indexes,
+    bench.raw_own_table): ``--runs`` and ``--rounds``, a fresh database named ``database``
+    migrated by taskmill, Django set up on it; the worker processes' environment and a
+    directory for their logs."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    env = process_env(configure_database("postgresql", database))
+    environment.setup_django()
+    return args, env, Path(tempfile.mkdtemp(prefix=f"{database}-"))
+
+
 def drain(count: int, env: dict[str, str], logdir: Path, label: str) -> dict[str, float]:
     """Run one burst worker over ``count`` ready runs; the rate from the rows' timestamps and
     from first start to the process's exit."""

@@ -14,14 +14,10 @@ by hand, as before 0009 ("full"), and prints each drain and the medians.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
-from pathlib import Path
 
-from . import environment
-from .big_table import drain, enqueue
-from .scale_setup import configure_database, drop_database, process_env
+from .big_table import drain, drain_experiment, refill
+from .scale_setup import drop_database
 
 DATABASE = "taskmill_partial_indexes"
 # name -> (UNIQUE or not, columns, the partial index's condition)
@@ -47,15 +43,7 @@ def make_partial(partial: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    env = process_env(configure_database("postgresql", DATABASE))
-    environment.setup_django()
-    from django.db import connection
-
-    logdir = Path(tempfile.mkdtemp(prefix="taskmill-partial-indexes-"))
+    args, env, logdir = drain_experiment(__doc__, DATABASE)
     rates: dict[str, list[float]] = {"full": [], "partial": []}
     try:
         partial_now = True  # as migrated
@@ -64,11 +52,7 @@ def main() -> None:
                 if (label == "partial") != partial_now:
                     partial_now = label == "partial"
                     make_partial(partial_now)
-                with connection.cursor() as cursor:
-                    cursor.execute("TRUNCATE taskmill_run CASCADE")
-                enqueue(args.runs)
-                with connection.cursor() as cursor:
-                    cursor.execute("ANALYZE taskmill_run")
+                refill(args.runs)
                 result = drain(args.runs, env, logdir, f"{label}{round_number}")
                 rates[label].append(result["rate_db"])
                 rate = result["rate_db"]

@@ -18,15 +18,11 @@ taskmill, it alternates two drains of the same number of no-op runs:
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from . import environment
-from .big_table import drain, enqueue
-from .scale_setup import configure_database, drop_database, process_env
+from .big_table import drain, drain_experiment, refill
+from .scale_setup import drop_database
 
 DATABASE = "taskmill_raw_own_table"
 BATCH = 100
@@ -77,31 +73,14 @@ def raw_drain(count: int) -> float:
     return count / elapsed
 
 
-def fresh_runs(count: int) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE taskmill_run CASCADE")
-    enqueue(count)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE taskmill_run")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    env = process_env(configure_database("postgresql", DATABASE))
-    environment.setup_django()
-
-    logdir = Path(tempfile.mkdtemp(prefix="taskmill-raw-own-table-"))
+    args, env, logdir = drain_experiment(__doc__, DATABASE)
     rates: dict[str, list[float]] = {"raw": [], "taskmill": []}
     try:
         for round_number in range(args.rounds):
-            fresh_runs(args.runs)
+            refill(args.runs)
             rates["raw"].append(raw_drain(args.runs))
-            fresh_runs(args.runs)
+            refill(args.runs)
             result = drain(args.runs, env, logdir, f"taskmill{round_number}")
             rates["taskmill"].append(result["rate_db"])
             print(
