@@ -235,13 +235,34 @@ def _wait_until_blocked(connection: Any, session: int) -> None:
         )
     observer = connections.create_connection(connection.alias)
     try:
-        deadline = time.monotonic() + 10
+        # Generous: CI runs four suites at once on two cores.
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with observer.cursor() as cursor:
                 cursor.execute(sql, [session])
                 if cursor.fetchone()[0]:
                     return
             time.sleep(0.01)
-        raise AssertionError(f"session {session} never waited for our lock")
+        raise AssertionError(
+            f"session {session} never waited for our lock; the server's transactions: "
+            f"{_transactions(observer)}"
+        )
     finally:
         observer.close()
+
+
+def _transactions(observer: Any) -> list[tuple[Any, ...]]:
+    """What each open transaction is doing, for a failure message."""
+    if observer.vendor == "postgresql":
+        sql = (
+            "SELECT pid, state, wait_event_type, left(query, 120) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend'"
+        )
+    else:
+        sql = (
+            "SELECT trx_mysql_thread_id, trx_state, trx_rows_locked, trx_rows_modified, "
+            "left(trx_query, 120) FROM information_schema.innodb_trx"
+        )
+    with observer.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
