@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 
 import pytest
 
@@ -160,8 +161,13 @@ def test_atomic_rows_exist_once_after_sigkill_inside_the_body(start_worker, run_
     ]
     names = sorted(Effect.objects.values_list("name", flat=True))
     assert names == sorted(f"a{n}" for n in range(10))  # each exactly once
-    inserted = [line for line in read_records(record_dir) if line.startswith("inserted ")]
-    assert len(inserted) == 20  # each body ran twice; only the rescued one committed
+    inserted = Counter(line for line in read_records(record_dir) if line.startswith("inserted "))
+    # Each body ran in two attempts, the killed one and the rescued one, never a third; only
+    # the rescued one committed (above). Attempt 2's body may run more than once: an atomic
+    # body is run again within its attempt after a deadlock, as MariaDB reported once in CI
+    # while a killed worker's transaction was still being rolled back.
+    assert set(inserted) == {f"inserted a{n} {attempt}" for n in range(10) for attempt in (1, 2)}
+    assert all(inserted[f"inserted a{n} 1"] == 1 for n in range(10)), inserted
 
 
 def test_a_worker_that_cannot_heartbeat_fences_itself(start_worker, record_dir):
