@@ -187,13 +187,10 @@ def deadlock(connection: Any) -> None:
                     # The victim is the session whose deadlock check runs first: not this one.
                     cursor.execute("SET LOCAL deadlock_timeout = '30s'")
                 else:
-                    # InnoDB rolls back the lighter transaction (rows changed and locked):
-                    # make this one far heavier than the worker's. 50 rows were not always
-                    # enough: a finish that carries a claim and callback runs with it can
-                    # weigh more, and then the worker won the deadlock and saw none.
+                    # InnoDB rolls back the lighter transaction: make this one heavier.
                     cursor.executemany(
                         "INSERT INTO testapp_effect (name) VALUES (%s)",
-                        [(f"ballast-{i}",) for i in range(1000)],
+                        [(f"ballast-{i}",) for i in range(50)],
                     )
                 cursor.execute(lock_sql, [second])
                 other["id"] = session_id(session)
@@ -228,21 +225,25 @@ def _wait_until_blocked(connection: Any, session: int) -> None:
 
     if connection.vendor == "postgresql":
         sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+        pause = 0.01
     else:
         sql = (
             "SELECT COUNT(*) FROM information_schema.innodb_trx "
             "WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'"
         )
+        # InnoDB refills the cache behind innodb_trx only when nobody has read it for 0.1 s
+        # (trx0i_s.cc, CACHE_MIN_IDLE_TIME_US): polled every 10 ms, a first read made before
+        # the peer blocked kept the table stale for good, and CI saw "never waited".
+        pause = 0.15
     observer = connections.create_connection(connection.alias)
     try:
-        # Generous: CI runs four suites at once on two cores.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with observer.cursor() as cursor:
                 cursor.execute(sql, [session])
                 if cursor.fetchone()[0]:
                     return
-            time.sleep(0.01)
+            time.sleep(pause)
         raise AssertionError(
             f"session {session} never waited for our lock; the server's transactions: "
             f"{_transactions(observer)}"
@@ -263,6 +264,7 @@ def _transactions(observer: Any) -> list[tuple[Any, ...]]:
             "SELECT trx_mysql_thread_id, trx_state, trx_rows_locked, trx_rows_modified, "
             "left(trx_query, 120) FROM information_schema.innodb_trx"
         )
+        time.sleep(0.15)  # unread for 0.1 s, or InnoDB serves its stale cache
     with observer.cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchall()
