@@ -62,12 +62,16 @@ class GracefulStop:
         self._release_unstarted()
         if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
             return False
+        self._end_what_runs()
+        return True
+
+    def _end_what_runs(self) -> None:
+        """Write the outcomes collected so far, and give back what still runs."""
         self._collect_done()
         if self._outstanding:
             self.abandon_running()
         if self._unflushed:
             self._flush()
-        return True
 
     def _release_unstarted(self) -> None:
         """Give back the runs no thread has started. Kept until written: a release the
@@ -101,7 +105,8 @@ class GracefulStop:
         """
         for last_try in (False, True):
             try:
-                self._give_everything_back()
+                self._release_unstarted()
+                self._end_what_runs()
                 return
             except Exception as exc:
                 if last_try:
@@ -109,11 +114,3 @@ class GracefulStop:
                     return
                 logger.warning("Could not return held runs (%s); trying a new connection", exc)
                 reset_connection(self.options.database)
-
-    def _give_everything_back(self) -> None:
-        self._release_unstarted()
-        self._collect_done()
-        if self._unflushed:
-            self._flush()
-        if self._outstanding:
-            self.abandon_running()
