@@ -66,11 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def setup(db: str) -> dict[str, str]:
-    """Django on a fresh benchmark database; the environment for worker processes."""
+def setup(db: str, suffix: str = SUFFIX) -> dict[str, str]:
+    """Django on a fresh benchmark database (named with ``suffix``); the environment for
+    worker processes."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     os.environ["TASKMILL_TEST_DB"] = db
-    os.environ["TASKMILL_TEST_DB_SUFFIX"] = SUFFIX
+    os.environ["TASKMILL_TEST_DB_SUFFIX"] = suffix
     os.environ.pop("TASKMILL_TEST_DB_NAME", None)
     import django
 

@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("py-spy not found: pip install py-spy (it is in taskmill[dev])")
     from . import processes  # its database set-up serves here too
 
-    processes.SUFFIX = SUFFIX
-    env = processes.setup(options.db)
+    env = processes.setup(options.db, SUFFIX)
     from django.db import connection
     from django.db.models import Max, Min
 
