@@ -151,11 +151,51 @@ class WorkerProcess:
         self._reader.join(timeout=5)
         return code
 
+    def freeze(self, deadline: float = 30.0) -> None:
+        """SIGSTOP the worker's process group, at a moment it holds no write lock.
+
+        On SQLite a process stopped inside a transaction keeps the one write lock until it
+        resumes: no other worker can rescue anything meanwhile, which is SQLite's nature and
+        not what a freeze test is after (CI: a rescue that waited 60 s on such a lock). So
+        the lock is probed while the worker is stopped; held, the worker resumes to finish
+        its transaction and is stopped again.
+        """
+        give_up = time.monotonic() + deadline
+        while True:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+            if connection.vendor != "sqlite" or sqlite_write_lock_is_free():
+                return
+            os.killpg(self.process.pid, signal.SIGCONT)
+            if time.monotonic() > give_up:
+                raise AssertionError(f"held SQLite's write lock at every stop for {deadline}s")
+            time.sleep(0.02)  # let it run on to its commit before the next stop
+
+    def thaw(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         if self.process.poll() is None:
             self.process.wait(10)
+
+
+def sqlite_write_lock_is_free() -> bool:
+    """Whether another connection could take the test database's write lock now."""
+    import sqlite3
+
+    probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=0.2, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        return False
+    finally:
+        probe.close()
 
 
 @pytest.fixture

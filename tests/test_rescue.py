@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections import Counter
 
 import pytest
@@ -20,6 +18,12 @@ LOST = class_path(WorkerLost)
 
 def lost_errors(run: Run) -> int:
     return sum(1 for error in run.errors if error["exception_class_path"] == LOST)
+
+
+def run_state(run_id: object) -> dict[str, object]:
+    return Run.objects.values(
+        "status", "attempt", "prefetched", "worker_id", "lease_expires_at", "errors"
+    ).get(pk=run_id)
 
 
 def test_sigkill_mid_task_ten_times_loses_nothing(start_worker, run_worker, record_dir):
@@ -88,17 +92,20 @@ def test_a_frozen_workers_late_outcome_is_refused(start_worker, record_dir, tmp_
     result = tasks.fenced_probe.enqueue(str(release))
     frozen = start_worker("--no-scheduler", env=FAST_LEASES)
     wait_until(lambda: "probe 1" in read_records(record_dir), message="attempt 1 to start")
-    os.killpg(frozen.process.pid, signal.SIGSTOP)
+    frozen.freeze()
     try:
-        start_worker("--no-scheduler", env=FAST_LEASES)
+        rescuer = start_worker("--no-scheduler", env=FAST_LEASES)
         wait_until(
             lambda: Run.objects.filter(pk=result.id, status=RunStatus.SUCCESSFUL).exists(),
             timeout=60,  # a lease to run out, a rescue, a new worker's claim: slow under load
-            message="the rescued attempt to finish",
+            message=lambda: (
+                f"the rescued attempt to finish; the run: {run_state(result.id)}\n"
+                f"rescuer said:\n{rescuer.output}"
+            ),
         )
     finally:
         release.write_text("go")
-        os.killpg(frozen.process.pid, signal.SIGCONT)
+        frozen.thaw()
     frozen.wait_for_output("discarded", timeout=30)
     run = Run.objects.get(pk=result.id)
     assert run.status == RunStatus.SUCCESSFUL
