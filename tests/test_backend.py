@@ -63,6 +63,29 @@ def test_enqueue_stores_a_ready_run():
         _ = result.return_value
 
 
+def test_enqueued_runs_hold_the_model_defaults_in_the_columns_they_leave_out():
+    # A lone run is a plain INSERT naming only the columns whose values the database would
+    # not write itself; a batch leaves out the columns at such a value in every run. Both
+    # must store what the ORM's defaults say, deferred (no wake-up) or not.
+    later = timezone.now() + dt.timedelta(hours=1)
+    results = [
+        tasks.add.enqueue(1, 2),
+        tasks.add.using(run_after=later).enqueue(1, 2),
+        *tasks.add.enqueue_many([((3, 4), {}), ((5, 6), {})]),
+    ]
+    defaults = Run()
+    set_by_the_enqueue = {"id", "args", "kwargs", "task_path", "enqueued_at", "available_at"}
+    set_by_the_enqueue |= {"backend", "queue_name", "run_after", "due", "active_unique_key"}
+    for result in results:
+        run = Run.objects.get(pk=result.id)
+        for field in Run._meta.concrete_fields:
+            if field.attname not in set_by_the_enqueue:
+                expected = getattr(defaults, field.attname)
+                assert getattr(run, field.attname) == expected, (result.id, field.attname)
+    deferred = Run.objects.get(pk=results[1].id)
+    assert deferred.run_after == later == deferred.available_at and deferred.due is False
+
+
 def test_result_ids_are_unique_strings_in_enqueue_order():
     ids = [tasks.noop.enqueue().id for _ in range(5)]
     assert all(isinstance(result_id, str) for result_id in ids)

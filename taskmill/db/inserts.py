@@ -12,7 +12,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import models, transaction
 
@@ -38,6 +38,55 @@ def insert_columns() -> tuple[tuple[models.Field, Any], ...]:
         fixed = not callable(field.default) or field.default in (list, dict)
         columns.append((field, json_text(field, field.get_default()) if fixed else PER_RUN))
     return tuple(columns)
+
+
+# What a column holds when an INSERT leaves it out, for columns where that is known: NULL
+# for a nullable column without a database default, the database default otherwise.
+NOT_LEFT_OUT = object()
+
+
+class InsertColumn(NamedTuple):
+    """A column an enqueue writes, with what a statement needs to know of it, once."""
+
+    field: models.Field
+    attname: str
+    default: Any  # as sent, or PER_RUN
+    is_json: bool
+    left_out: Any  # what the database writes when the column is left out, or NOT_LEFT_OUT
+
+    def is_left_out(self, value: Any) -> bool:
+        """Whether ``value`` (as sent) is what the database writes when this column is left
+        out: the statement can then leave it out. Most of a new run's columns are NULL or
+        false, so a one-run enqueue sends about half of them."""
+        left_out = self.left_out
+        if left_out is NOT_LEFT_OUT:
+            return False
+        if left_out is None or value is None:
+            return left_out is value
+        return type(value) is type(left_out) and value == left_out  # False, not 0
+
+
+@functools.cache
+def insert_plan() -> tuple[InsertColumn, ...]:
+    return tuple(
+        InsertColumn(
+            field,
+            field.attname,
+            default,
+            isinstance(field, models.JSONField),
+            _value_if_left_out(field),
+        )
+        for field, default in insert_columns()
+    )
+
+
+def _value_if_left_out(field: models.Field) -> Any:
+    if field.has_db_default():
+        default = field.db_default
+        if hasattr(default, "resolve_expression"):  # an expression: not a known value
+            return NOT_LEFT_OUT
+        return json_text(field, default)
+    return None if field.null else NOT_LEFT_OUT
 
 
 def json_text(field: models.Field, value: Any) -> Any:
