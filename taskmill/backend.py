@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -87,8 +87,7 @@ class DatabaseBackend(BaseTaskBackend):
 
     def _enqueue(self, task: Task, calls: list[Call]) -> list[TaskResult]:
         self.validate_task(task)
-        now = timezone.now()
-        runs = [self.new_run(task, args, kwargs, now=now) for args, kwargs in calls]
+        runs = self.new_runs(task, calls, now=timezone.now())
         if task.depends_on or task.unique or task.unique_key is not None:
             # One at a time: each may meet an existing unique run or settle its dependencies.
             return [self._save_guarded(task, run) for run in runs]
@@ -98,26 +97,44 @@ class DatabaseBackend(BaseTaskBackend):
         self, task: Task, args: Any, kwargs: Any, *, now: datetime, **fields: Any
     ) -> NewRun:
         """An unsaved run of ``task``; ``fields`` sets further columns (the scheduler's)."""
+        return self.new_runs(task, [(args, kwargs)], now=now, **fields)[0]
+
+    def new_runs(
+        self, task: Task, calls: Sequence[Call], *, now: datetime, **fields: Any
+    ) -> list[NewRun]:
+        """Unsaved runs of ``task``, one per call. What does not depend on the call (the
+        task's path, options and timing) is worked out once: a bulk enqueue makes
+        thousands."""
         run_after = task.run_after
         if isinstance(run_after, timedelta):
             run_after = now + run_after
-        args, kwargs = normalize_arguments(task.module_path, args, kwargs)
-        return NewRun(
-            task_path=task.module_path,
-            backend=self.alias,
-            queue_name=task.queue_name,
-            priority=task.priority,
-            args=args,
-            kwargs=kwargs,
-            enqueued_at=now,
-            run_after=run_after,
-            available_at=run_after or now,
-            due=run_after is None or run_after <= now,
-            status=RunStatus.WAITING if task.depends_on else RunStatus.READY,
-            unique_key=task.unique_key_for(args, kwargs),
-            options=task.stored_options(),
-            extra=fields,
-        )
+        task_path = task.module_path
+        options = task.stored_options()
+        status = RunStatus.WAITING if task.depends_on else RunStatus.READY
+        due = run_after is None or run_after <= now
+        runs = []
+        for args, kwargs in calls:
+            args, kwargs = normalize_arguments(task_path, args, kwargs)
+            runs.append(
+                NewRun(
+                    task_path=task_path,
+                    backend=self.alias,
+                    queue_name=task.queue_name,
+                    priority=task.priority,
+                    args=args,
+                    kwargs=kwargs,
+                    enqueued_at=now,
+                    run_after=run_after,
+                    available_at=run_after or now,
+                    due=due,
+                    status=status,
+                    unique_key=task.unique_key_for(args, kwargs),
+                    # One dict per run: nothing may see a change made through another.
+                    options=None if options is None else dict(options),
+                    extra=dict(fields),
+                )
+            )
+        return runs
 
     def save_runs(self, task: Task, runs: list[NewRun]) -> list[TaskResult]:
         """Insert runs of one task, wake workers, send ``task_enqueued``; return the results.

@@ -14,6 +14,10 @@ from .compat import BaseTask, TaskError, TaskResult, TaskResultStatus
 FRAMEWORK_STATUS = {"WAITING": "READY", "CANCELLED": "FAILED"}
 
 
+def framework_status(status: str) -> TaskResultStatus:
+    return TaskResultStatus(FRAMEWORK_STATUS.get(status, status))
+
+
 def task_variant(task: BaseTask, **values: Any) -> BaseTask:
     """``task`` with some attributes changed, without re-validating it.
 
@@ -89,7 +93,7 @@ def _result_of_variant(
     return _new_result(
         task=variant,
         id=str(run_id),
-        status=TaskResultStatus(FRAMEWORK_STATUS.get(status, status)),
+        status=framework_status(status),
         enqueued_at=enqueued_at,
         started_at=started_at,
         finished_at=finished_at,
@@ -103,7 +107,13 @@ def _result_of_variant(
     )
 
 
-_RESULT_FIELDS = fields(TaskResult)
+# Fields the framework fills itself when not given: (name, default, default_factory).
+_RESULT_DEFAULTS = tuple(
+    (field.name, field.default, field.default_factory)
+    for field in fields(TaskResult)
+    if field.default is not MISSING or field.default_factory is not MISSING
+)
+_set = object.__setattr__  # TaskResult is frozen
 
 
 def _new_result(**values: Any) -> TaskResult:
@@ -113,14 +123,11 @@ def _new_result(**values: Any) -> TaskResult:
     JSON), so that walk only costs time: bulk enqueue builds thousands of results.
     """
     result = object.__new__(TaskResult)
-    for result_field in _RESULT_FIELDS:
-        if result_field.name in values:
-            value = values[result_field.name]
-        elif result_field.default_factory is not MISSING:
-            value = result_field.default_factory()
-        else:
-            value = result_field.default
-        object.__setattr__(result, result_field.name, value)
+    for name, value in values.items():
+        _set(result, name, value)
+    for name, default, factory in _RESULT_DEFAULTS:
+        if name not in values:
+            _set(result, name, default if factory is MISSING else factory())
     return result
 
 
@@ -171,9 +178,10 @@ def result_of(task: BaseTask, run: Any, **overrides: Any) -> TaskResult:
 def results_of_new(task: BaseTask, runs: Sequence[Any]) -> list[TaskResult]:
     """``result_of`` for runs just enqueued (``NewRun``s): nothing has happened to them yet,
     so their not-yet values are known without asking each record, and runs enqueued
-    together share one task variant (a bulk enqueue builds thousands of results: the
-    variant, checked and copied per run, was a fifth of its time)."""
+    together share one task variant and status (a bulk enqueue builds thousands of
+    results: the variant, checked and copied per run, was a fifth of its time)."""
     variants: dict[tuple[Any, ...], BaseTask] = {}
+    statuses: dict[str, TaskResultStatus] = {}
     results = []
     for run in runs:
         key = (run.queue_name, run.priority, run.run_after, run.backend)
@@ -186,21 +194,24 @@ def results_of_new(task: BaseTask, runs: Sequence[Any]) -> list[TaskResult]:
                 run_after=run.run_after,
                 backend=run.backend,
             )
+        status = statuses.get(run.status)
+        if status is None:
+            status = statuses[run.status] = framework_status(run.status)
         results.append(
-            _result_of_variant(
-                variant,
-                run_id=run.pk,
-                status=run.status,
-                backend=run.backend,
-                args=run.args,
-                kwargs=run.kwargs,
+            _new_result(
+                task=variant,
+                id=str(run.pk),
+                status=status,
                 enqueued_at=run.enqueued_at,
                 started_at=None,
                 finished_at=None,
                 last_attempted_at=None,
-                errors=(),
-                worker_ids=(),
-                return_value=None,
+                args=run.args,
+                kwargs=run.kwargs,
+                backend=run.backend,
+                errors=[],
+                worker_ids=[],
+                _return_value=None,
             )
         )
     return results

@@ -8,12 +8,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from django.db import models
 
 from .base import (
     CLAIMED_COLUMNS,
+    NEW_RUN_COLUMNS,
     RUN_TABLE,
     ClaimedRun,
     ClaimRequest,
@@ -26,6 +28,8 @@ from .base import (
 from .inserts import PER_RUN, insert_plan, json_text
 
 logger = logging.getLogger("taskmill.db")
+
+NEW_RUN_COLUMN_SET = frozenset(NEW_RUN_COLUMNS)
 
 CHANNEL = "taskmill"
 
@@ -189,23 +193,26 @@ class PostgreSQLEngine(Engine):
         return self._execute_insert(statement, params + list(wake_queues))
 
     def _insert_batch(self, runs: Sequence[NewRun], wake_queues: set[str]) -> list[int]:
-        by_attname = [run.column_values() for run in runs]
-        given = set().union(*(values.keys() for values in by_attname))
+        extra_names = set().union(*(run.extra.keys() for run in runs))
         fields, columns, varying = [], [], []  # per column sent: the values of every run
         for plan in insert_plan():
             field, attname, default = plan.field, plan.attname, plan.default
             if default is PER_RUN:
                 default = json_text(field, field.get_default())
-            if attname not in given:  # the field's default for every run
-                column = [default]
-            elif plan.is_json:
+            if attname in NEW_RUN_COLUMN_SET:  # read in C, a column at a time
+                column = list(map(attrgetter(attname), runs))
+                if plan.is_json:
+                    column = [json_text(field, value) for value in column]
+            elif attname in extra_names:  # the scheduler's columns
                 column = [
-                    json_text(field, values[attname]) if attname in values else default
-                    for values in by_attname
+                    (json_text(field, run.extra[attname]) if plan.is_json else run.extra[attname])
+                    if attname in run.extra
+                    else default
+                    for run in runs
                 ]
-            else:  # sent as they are: no call per value
-                column = [values.get(attname, default) for values in by_attname]
-            varies = any(v != column[0] for v in column)
+            else:  # the field's default for every run
+                column = [default]
+            varies = column.count(column[0]) != len(column)
             if not varies and plan.is_left_out(column[0]):
                 continue  # the database writes it itself: a shorter statement
             fields.append(field)
