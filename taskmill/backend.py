@@ -112,23 +112,26 @@ class DatabaseBackend(BaseTaskBackend):
         options = task.stored_options()
         status = RunStatus.WAITING if task.depends_on else RunStatus.READY
         due = run_after is None or run_after <= now
+        available_at = run_after or now
+        backend, queue_name, priority = self.alias, task.queue_name, task.priority
+        keyed = task.unique or task.unique_key is not None
         runs = []
         for args, kwargs in calls:
             args, kwargs = normalize_arguments(task_path, args, kwargs)
             runs.append(
                 NewRun(
                     task_path=task_path,
-                    backend=self.alias,
-                    queue_name=task.queue_name,
-                    priority=task.priority,
+                    backend=backend,
+                    queue_name=queue_name,
+                    priority=priority,
                     args=args,
                     kwargs=kwargs,
                     enqueued_at=now,
                     run_after=run_after,
-                    available_at=run_after or now,
+                    available_at=available_at,
                     due=due,
                     status=status,
-                    unique_key=task.unique_key_for(args, kwargs),
+                    unique_key=task.unique_key_for(args, kwargs) if keyed else None,
                     # One dict per run: nothing may see a change made through another.
                     options=None if options is None else dict(options),
                     extra=dict(fields),

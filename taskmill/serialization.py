@@ -132,6 +132,8 @@ def to_json_value(value: Any, path: str, context: str) -> Any:
 
 
 def normalize_arguments(task_path: str, args: Any, kwargs: Any) -> tuple[list, dict]:
+    if type(args) in (tuple, list) and not args and type(kwargs) is dict and not kwargs:
+        return [], {}  # no arguments, the commonest call of a bulk enqueue: nothing to check
     context = f"Cannot enqueue {task_path!r}"
     return (
         to_json_value(list(args), "args", context),

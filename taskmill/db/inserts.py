@@ -101,6 +101,17 @@ def json_text(field: models.Field, value: Any) -> Any:
     return json.dumps(value)
 
 
+def json_texts(field: models.Field, values: list[Any]) -> list[Any]:
+    """``json_text`` of a column of values: the empty lists and dicts most runs hold (no
+    arguments, no errors yet) without a call each."""
+    return [
+        ("[]" if value.__class__ is list else "{}")
+        if not value and (value.__class__ is list or value.__class__ is dict)
+        else json_text(field, value)
+        for value in values
+    ]
+
+
 def insert_returning_ids(alias: str, runs: Sequence[NewRun]) -> None:
     """Insert ``runs`` with multi-row ``INSERT ... RETURNING id`` statements; set their pks.
 

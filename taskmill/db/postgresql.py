@@ -25,7 +25,7 @@ from .base import (
     NewRun,
     Outcome,
 )
-from .inserts import PER_RUN, insert_plan, json_text
+from .inserts import PER_RUN, insert_plan, json_text, json_texts
 
 logger = logging.getLogger("taskmill.db")
 
@@ -202,7 +202,7 @@ class PostgreSQLEngine(Engine):
             if attname in NEW_RUN_COLUMN_SET:  # read in C, a column at a time
                 column = list(map(attrgetter(attname), runs))
                 if plan.is_json:
-                    column = [json_text(field, value) for value in column]
+                    column = json_texts(field, column)
             elif attname in extra_names:  # the scheduler's columns
                 column = [
                     (json_text(field, run.extra[attname]) if plan.is_json else run.extra[attname])
