@@ -22,6 +22,7 @@ from .compat import (
     task_enqueued,
 )
 from .db import NewRun, get_engine
+from .db.records import NEW_RUN_COLUMN_SET
 from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of, results_of_new
@@ -105,6 +106,8 @@ class DatabaseBackend(BaseTaskBackend):
         """Unsaved runs of ``task``, one per call. What does not depend on the call (the
         task's path, options and timing) is worked out once: a bulk enqueue makes
         thousands."""
+        if clash := fields.keys() & NEW_RUN_COLUMN_SET:
+            raise TypeError(f"new_runs() sets {', '.join(sorted(clash))} itself")
         run_after = task.run_after
         if isinstance(run_after, timedelta):
             run_after = now + run_after

@@ -86,6 +86,12 @@ def test_enqueued_runs_hold_the_model_defaults_in_the_columns_they_leave_out():
     assert deferred.run_after == later == deferred.available_at and deferred.due is False
 
 
+def test_new_run_refuses_further_fields_that_the_task_and_call_set():
+    backend = task_backends["default"]
+    with pytest.raises(TypeError, match="sets priority, status itself"):
+        backend.new_run(tasks.add, [1, 2], {}, now=timezone.now(), status="RUNNING", priority=9)
+
+
 def test_result_ids_are_unique_strings_in_enqueue_order():
     ids = [tasks.noop.enqueue().id for _ in range(5)]
     assert all(isinstance(result_id, str) for result_id in ids)

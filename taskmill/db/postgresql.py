@@ -15,7 +15,6 @@ from django.db import models
 
 from .base import (
     CLAIMED_COLUMNS,
-    NEW_RUN_COLUMNS,
     RUN_TABLE,
     ClaimedRun,
     ClaimRequest,
@@ -26,10 +25,9 @@ from .base import (
     Outcome,
 )
 from .inserts import PER_RUN, insert_plan, json_text, json_texts
+from .records import NEW_RUN_COLUMN_SET
 
 logger = logging.getLogger("taskmill.db")
-
-NEW_RUN_COLUMN_SET = frozenset(NEW_RUN_COLUMNS)
 
 CHANNEL = "taskmill"
 

@@ -87,6 +87,7 @@ class NewRun:
 
 # NewRun's own fields are Run columns of the same names; ``extra`` and ``pk`` are not.
 NEW_RUN_COLUMNS = tuple(f.name for f in fields(NewRun) if f.name not in {"extra", "pk"})
+NEW_RUN_COLUMN_SET = frozenset(NEW_RUN_COLUMNS)
 
 
 @dataclass(slots=True)
