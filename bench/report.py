@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from .systems import SYSTEMS, System
+from .systems import OURS, SYSTEMS, System
 
 Cell = dict[str, Any]
 
@@ -99,7 +99,7 @@ def goal(
         every = [
             med(cell_of(results, s.name, k))
             for s in SYSTEMS
-            if not s.name.startswith("taskmill")
+            if s not in OURS
             for k in (key, key.replace("lat_", "lat_tuned_"))
         ]
         every = [v for v in every if v is not None]
@@ -123,7 +123,7 @@ def table(rows: list[list[str]], right_from: int = 1) -> str:
 
 
 def main_table(results: dict[str, dict[str, Cell]], systems: list[System]) -> str:
-    db_peers = [s for s in systems if s.backend == "pg" and not s.name.startswith("taskmill")]
+    db_peers = [s for s in systems if s.backend == "pg" and s not in OURS]
     header = ["figure", *[s.name + ("*" if s.backend == "redis" else "") for s in systems]]
     header += ["best DB peer", "taskmill/best", "goal"]
     rows = [header]

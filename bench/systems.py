@@ -131,6 +131,5 @@ SYSTEMS: tuple[System, ...] = (
 )
 
 BY_NAME = {s.name: s for s in SYSTEMS}
-DB_PEERS = tuple(
-    s.name for s in SYSTEMS if s.backend == "pg" and s not in (TASKMILL, TASKMILL_PREPARED)
-)
+# taskmill's own columns: never its own peer.
+OURS = (TASKMILL, TASKMILL_PREPARED)
