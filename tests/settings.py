@@ -110,6 +110,12 @@ TASKS = {
         "BACKEND": "taskmill.backend.DatabaseBackend",
         "QUEUES": ["default", "high", "low", "emails"],
     },
+    # A second alias on the same database, sharing the "default" queue's name: a worker
+    # started for one alias must not run the other's runs (tests/test_backend_aliases.py).
+    "reports": {
+        "BACKEND": "taskmill.backend.DatabaseBackend",
+        "QUEUES": ["default", "reports"],
+    },
 }
 
 # Leases: long by default so that a loaded machine never rescues a live worker's runs in

@@ -30,7 +30,14 @@ HELP = "Run tasks from the queue; SIGINT/SIGTERM stop gracefully, a second one a
 
 def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
-        "--backend", help="The TASKS alias whose database to serve (default: the default one)."
+        "--backend",
+        help="The TASKS alias whose runs to take (default: the default one). Runs enqueued "
+        "through another alias are left to that alias's workers, even on the same database.",
+    )
+    parser.add_argument(
+        "--all-backends",
+        action="store_true",
+        help="Take the runs of every TASKS alias whose runs are in the --backend's database.",
     )
     parser.add_argument(
         "--queue",
@@ -105,6 +112,7 @@ def build_options(options: dict[str, Any]) -> WorkerOptions:
             )
     return WorkerOptions(
         database=backend.database,
+        backends=None if options["all_backends"] else (backend.alias,),
         queues=tuple(dict.fromkeys(queues)) if queues else None,
         exclude_queues=tuple(options["exclude_queues"]),
         concurrency=options["concurrency"],
@@ -204,6 +212,8 @@ def child_command(options: dict[str, Any], label: str) -> list[str]:
     argv += ["--shutdown-timeout", repr(options["shutdown_timeout"])]
     if options["backend"]:
         argv += ["--backend", options["backend"]]
+    if options["all_backends"]:
+        argv.append("--all-backends")
     for name in options["queues"] or []:
         argv += ["--queue", name]
     for name in options["exclude_queues"]:

@@ -114,9 +114,13 @@ class Engine(LeaseQueries):
         lease_until: datetime,
         queues: Sequence[str] | None,
         exclude_queues: Sequence[str] = (),
+        backends: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
-        """Take up to ``limit`` ready runs for ``worker_id``, best first, atomically."""
-        queue_sql, queue_params = self.queue_filter(queues, exclude_queues)
+        """Take up to ``limit`` ready runs for ``worker_id``, best first, atomically.
+
+        ``backends``: only runs enqueued through these ``TASKS`` aliases (None: any alias
+        whose runs live in this database)."""
+        queue_sql, queue_params = self.queue_filter(queues, exclude_queues, backends)
         request = ClaimRequest(worker_id, limit, now, lease_until, queue_sql, queue_params)
         claimed = self.claim_runs(request)
         # RETURNING (or a second statement) does not keep the ORDER BY: sort again.
@@ -261,9 +265,13 @@ class Engine(LeaseQueries):
         return self.connection.ops.adapt_datetimefield_value(value)
 
     def queue_filter(
-        self, queues: Sequence[str] | None, exclude: Sequence[str]
+        self,
+        queues: Sequence[str] | None,
+        exclude: Sequence[str],
+        backends: Sequence[str] | None = None,
     ) -> tuple[str, list]:
-        """SQL (starting with AND) and params restricting the claim to some queues."""
+        """SQL (starting with AND) and params restricting the claim to some queues (and to
+        the runs of some ``TASKS`` aliases: two aliases may share a database and its table)."""
         # Paused queues are skipped: a tiny table, read by the claim itself, so a pause
         # holds from the moment it commits.
         sql, params = (
@@ -276,6 +284,9 @@ class Engine(LeaseQueries):
         if exclude:
             sql += f" AND queue_name NOT IN ({', '.join(['%s'] * len(exclude))})"
             params.extend(exclude)
+        if backends is not None:
+            sql += f" AND backend IN ({', '.join(['%s'] * len(backends))})"
+            params.extend(backends)
         return sql, params
 
     def claimed_from_row(self, row: Sequence[Any]) -> ClaimedRun:

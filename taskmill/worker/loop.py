@@ -54,6 +54,9 @@ class WorkerOptions:
     database: str = "default"
     queues: Sequence[str] | None = None  # None: every queue
     exclude_queues: Sequence[str] = ()
+    # The TASKS aliases whose runs to take (Django records the alias on every run); None:
+    # every alias whose runs are in this database.
+    backends: Sequence[str] | None = None
     concurrency: int = 1
     burst: bool = False
     max_tasks: int | None = None
@@ -246,9 +249,10 @@ class Worker(OutcomeFlushing, GracefulStop):
         listener = self.engine.start_listener(self._on_wakeup) if listens else None
         wakeup.subscribe(self._on_wakeup)
         logger.info(
-            "Worker %s started: database=%s queues=%s concurrency=%d",
+            "Worker %s started: database=%s backends=%s queues=%s concurrency=%d",
             self.id,
             self.options.database,
+            ",".join(self.options.backends) if self.options.backends is not None else "*",
             ",".join(self.options.queues) if self.options.queues else "*",
             self.options.concurrency,
         )
@@ -388,6 +392,7 @@ class Worker(OutcomeFlushing, GracefulStop):
             lease_until=now + timedelta(seconds=self.options.lease_seconds),
             queues=self.options.queues,
             exclude_queues=self.options.exclude_queues,
+            backends=self.options.backends,
         )
 
     def _claim_failed(self) -> None:
