@@ -169,6 +169,9 @@ def result_of(task: BaseTask, run: Any, **overrides: Any) -> TaskResult:
     the caller knows better (a finished attempt's status, errors and return value).
     """
 
+    if getattr(run, "prefetched", False) and run.status == "RUNNING" and not overrides:
+        overrides = _waiting_in_backlog(run)
+
     def value(name: str) -> Any:
         if name in overrides:
             return overrides[name]
@@ -192,6 +195,19 @@ def result_of(task: BaseTask, run: Any, **overrides: Any) -> TaskResult:
         worker_ids=value("worker_ids"),
         return_value=value("return_value"),
     )
+
+
+def _waiting_in_backlog(run: Any) -> dict[str, Any]:
+    """A claimed run that waits in its worker's backlog (a heartbeat marked it so) has not
+    begun: READY, without the attempt the claim added. Its start (the claim's time, until
+    the body begins) is not shown for a first attempt; a later one keeps it."""
+    first = run.attempt <= 1
+    return {
+        "status": TaskResultStatus.READY,
+        "worker_ids": run.worker_ids[:-1],
+        "started_at": None if first else run.started_at,
+        "last_attempted_at": None if first else run.last_attempted_at,
+    }
 
 
 def results_of_new(task: BaseTask, runs: Sequence[Any]) -> list[TaskResult]:

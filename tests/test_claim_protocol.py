@@ -272,12 +272,14 @@ def test_recording_the_start_of_a_run_taken_away_meanwhile_says_so():
     (run,) = claim("w1", 1)
     engine = get_engine(connection.alias)
     Run.objects.filter(pk=run.id).update(prefetched=True)
-    assert engine.unmark_prefetched(run.id, run.attempt) is True
+    assert engine.unmark_prefetched(run.id, run.attempt, timezone.now()) is True
     Run.objects.filter(pk=run.id).update(prefetched=True, status="READY")  # rescued
-    assert engine.unmark_prefetched(run.id, run.attempt) is False
+    assert engine.unmark_prefetched(run.id, run.attempt, timezone.now()) is False
     (again,) = claim("w2", 1)
-    assert engine.unmark_prefetched(run.id, run.attempt) is False  # an older attempt
-    assert engine.unmark_prefetched(again.id, again.attempt) is True
+    assert (
+        engine.unmark_prefetched(run.id, run.attempt, timezone.now()) is False
+    )  # an older attempt
+    assert engine.unmark_prefetched(again.id, again.attempt, timezone.now()) is True
 
 
 def test_the_rescue_reads_running_runs_through_their_index():

@@ -167,6 +167,8 @@ class Engine(LeaseQueries):
             outcome.due,
             dump_json_or_null(outcome.return_value),
             json.dumps(outcome.errors),
+            self.adapt_datetime(outcome.started_at),
+            self.adapt_datetime(outcome.started_at),
             outcome.run_id,
             outcome.attempt,
         ]
@@ -375,6 +377,8 @@ SET status = CASE WHEN %s <> 'READY' THEN %s WHEN stop_requested THEN 'CANCELLED
     due = COALESCE(%s, due),
     return_value = %s,
     errors = %s,
+    started_at = COALESCE(%s, CASE WHEN attempt > 1 THEN started_at END),
+    last_attempted_at = COALESCE(%s, CASE WHEN attempt > 1 THEN last_attempted_at END),
     worker_id = '',
     lease_expires_at = NULL,
     prefetched = FALSE

@@ -95,15 +95,21 @@ class LeaseQueries:
             )
         return reply
 
-    def unmark_prefetched(self, run_id: int, attempt: int, connection: Any = None) -> bool:
+    def unmark_prefetched(
+        self, run_id: int, attempt: int, now: datetime, connection: Any = None
+    ) -> bool:
         """A run the last heartbeat marked as not started is starting now. False if it is no
         longer ours to start: rescued as never started (while this worker was frozen, say),
-        or claimed again since; starting it then would run it twice."""
+        or claimed again since; starting it then would run it twice.
+
+        Its start is written too: the claim's stand-in is older by the time it waited, and
+        readers see it RUNNING again from here (the outcome writes the exact start)."""
+        stamp = self.adapt_datetime(now)
         with (connection or self.connection).cursor() as cursor:
             cursor.execute(
-                f"UPDATE {RUN_TABLE} SET prefetched = FALSE "
-                "WHERE id = %s AND attempt = %s AND status = 'RUNNING'",
-                [run_id, attempt],
+                f"UPDATE {RUN_TABLE} SET prefetched = FALSE, started_at = %s, "
+                "last_attempted_at = %s WHERE id = %s AND attempt = %s AND status = 'RUNNING'",
+                [stamp, stamp, run_id, attempt],
             )
             return cursor.rowcount > 0
 

@@ -32,7 +32,7 @@ SET status = 'RUNNING',
     attempt = attempt + 1,
     worker_id = %s,
     worker_ids = JSON_ARRAY_APPEND(worker_ids, '$', %s),
-    started_at = COALESCE(started_at, %s),
+    started_at = %s,
     last_attempted_at = %s,
     lease_expires_at = %s,
     prefetched = FALSE
@@ -75,14 +75,20 @@ SET run.status = done.status,
     run.due = COALESCE(done.due, run.due),
     run.return_value = done.return_value,
     run.errors = done.errors,
+    run.started_at = COALESCE(
+        done.started_at, CASE WHEN run.attempt > 1 THEN run.started_at END
+    ),
+    run.last_attempted_at = COALESCE(
+        done.started_at, CASE WHEN run.attempt > 1 THEN run.last_attempted_at END
+    ),
     run.worker_id = '',
     run.lease_expires_at = NULL,
     run.prefetched = FALSE
 """
 FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at, " + (
-    "%s AS available_at, %s AS due, %s AS return_value, %s AS errors"
+    "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at"
 )
-FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s"
+FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
 
 
 class MySQLEngine(Engine):
@@ -112,7 +118,7 @@ class MySQLEngine(Engine):
                 run,
                 attempt=run.attempt + 1,
                 worker_ids=[*run.worker_ids, r.worker_id],
-                started_at=run.started_at or r.now,
+                started_at=r.now,
                 last_attempted_at=r.now,
             )
             for run in picked
@@ -153,6 +159,7 @@ class MySQLEngine(Engine):
                     outcome.due,
                     dump_json_or_null(outcome.return_value),
                     json.dumps(outcome.errors),
+                    adapt(outcome.started_at),
                 ]
                 landed[outcome.run_id] = Landed(
                     outcome.run_id, outcome.attempt, status, bool(row[4])

@@ -48,7 +48,7 @@ SET status = 'RUNNING',
     attempt = run.attempt + 1,
     worker_id = %s,
     worker_ids = run.worker_ids || jsonb_build_array(%s::text),
-    started_at = COALESCE(run.started_at, %s),
+    started_at = %s,
     last_attempted_at = %s,
     lease_expires_at = %s,
     prefetched = FALSE
@@ -71,12 +71,17 @@ SET status = CASE WHEN done.status <> 'READY' THEN done.status
     due = COALESCE(done.due, run.due),
     return_value = done.return_value,
     errors = done.errors,
+    started_at = COALESCE(done.started_at, CASE WHEN run.attempt > 1 THEN run.started_at END),
+    last_attempted_at = COALESCE(
+        done.started_at, CASE WHEN run.attempt > 1 THEN run.last_attempted_at END
+    ),
     worker_id = '',
     lease_expires_at = NULL,
     prefetched = false
 FROM jsonb_to_recordset(%s::jsonb) AS done(
     id bigint, attempt integer, status text, finished_at timestamptz, expires_at timestamptz,
-    available_at timestamptz, due boolean, return_value jsonb, errors jsonb
+    available_at timestamptz, due boolean, return_value jsonb, errors jsonb,
+    started_at timestamptz
 )
 WHERE run.id = done.id AND run.attempt = done.attempt AND run.status = 'RUNNING'
 RETURNING run.id, run.attempt, run.status, run.has_dependents
@@ -258,6 +263,7 @@ class PostgreSQLEngine(Engine):
                     "due": outcome.due,
                     "return_value": outcome.return_value,
                     "errors": outcome.errors,
+                    "started_at": _json_ready(outcome.started_at),
                 }
                 for outcome in outcomes
             ]

@@ -161,6 +161,11 @@ class Outcome:
     errors: list[dict[str, str]] = field(default_factory=list)  # the run's full error list
     available_at: datetime | None = None  # retries: when the next attempt may start
     expires_at: datetime | None = None  # final outcomes: when the run may be pruned
+    # When the attempt's body began: written as the run's started_at and last_attempted_at,
+    # in place of the claim's stand-in (a claimed run may wait in the worker's backlog).
+    # None: it never began (stopped or refused first); the run then keeps its earlier
+    # attempt's start, or none for a first attempt.
+    started_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # An error's text comes from the task's exception: it may hold what a database

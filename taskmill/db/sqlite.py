@@ -14,7 +14,7 @@ SET status = 'RUNNING',
     attempt = attempt + 1,
     worker_id = %s,
     worker_ids = json_insert(worker_ids, '$[#]', %s),
-    started_at = COALESCE(started_at, %s),
+    started_at = %s,
     last_attempted_at = %s,
     lease_expires_at = %s,
     prefetched = FALSE
@@ -61,6 +61,7 @@ class SQLiteEngine(Engine):
                     outcome.due,
                     None if outcome.return_value is None else json.dumps(outcome.return_value),
                     json.dumps(outcome.errors),
+                    adapt(outcome.started_at),
                 ]
                 for outcome in outcomes
             ]
@@ -88,6 +89,12 @@ SET status = CASE WHEN done.status <> 'READY' THEN done.status
     due = COALESCE(done.due, {RUN_TABLE}.due),
     return_value = done.return_value,
     errors = done.errors,
+    started_at = COALESCE(
+        done.started_at, CASE WHEN {RUN_TABLE}.attempt > 1 THEN {RUN_TABLE}.started_at END
+    ),
+    last_attempted_at = COALESCE(
+        done.started_at, CASE WHEN {RUN_TABLE}.attempt > 1 THEN {RUN_TABLE}.last_attempted_at END
+    ),
     worker_id = '',
     lease_expires_at = NULL,
     prefetched = FALSE
@@ -96,7 +103,7 @@ FROM (
            json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS finished_at,
            json_extract(value, '$[4]') AS expires_at, json_extract(value, '$[5]') AS available_at,
            json_extract(value, '$[6]') AS due, json_extract(value, '$[7]') AS return_value,
-           json_extract(value, '$[8]') AS errors
+           json_extract(value, '$[8]') AS errors, json_extract(value, '$[9]') AS started_at
     FROM json_each(%s)
 ) AS done
 WHERE {RUN_TABLE}.id = done.id AND {RUN_TABLE}.attempt = done.attempt

@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connections, transaction
@@ -73,6 +73,12 @@ class TaskCrashed(Exception):
     """The child process running the attempt died by itself (a crash, out of memory)."""
 
 
+class RaisedInChild(Exception):
+    """Stands, in the worker, for what a task raised in its child process: its message is
+    the child's traceback (the exception itself cannot cross the process boundary: JSON
+    only). ``task_finished`` receivers, Django's log line among them, get this one."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskContext(BaseTaskContext):
     """Django's context, plus what a long task needs to cooperate with a stop request."""
@@ -99,6 +105,9 @@ class Completed:
     # "ExceptionClass: message" when the task raised: what the worker's log says it failed
     # of (the traceback is in the outcome's last error).
     failure: str | None = None
+    # What the attempt raised, for the task_finished receivers (Django's logs it with its
+    # traceback); dropped once they have had it.
+    exception: BaseException | None = None
 
 
 def error_entry(exc: BaseException) -> dict[str, str]:
@@ -145,6 +154,9 @@ class Attempt:
         self.pool = pool
         self.task: BaseTask | None = None
         self._result: TaskResult | None = None
+        # When the body began (wall clock: the run's started_at; monotonic: its duration).
+        self.started_at: datetime | None = None
+        self.began = 0.0
 
     # -- preparing and deciding -----------------------------------------------------------
 
@@ -159,6 +171,27 @@ class Attempt:
             # Logged by the worker with every failed attempt (attempt_log), at ERROR: final.
             return self.failed(exc, 0.0)
         return None
+
+    def mark_started(self) -> None:
+        """The attempt's body begins now. Both clocks are read together, and the finish is
+        the start plus the monotonic duration, so ``finished_at - started_at`` is exactly
+        the duration that the admin, the dashboard and the rollups show. A run may have
+        waited in the worker's backlog since its claim: the claim's time is not its start."""
+        if self.started_at is not None:
+            return  # the worker marked it before the task_started signal
+        self.started_at = timezone.now()
+        self.began = time.monotonic()
+        self.run.started_at = self.run.last_attempted_at = self.started_at
+        self._result = None  # a result built before holds the claim's time
+
+    def ended_at(self, duration: float) -> datetime:
+        if self.started_at is None:  # nothing ran: it ends now
+            return timezone.now()
+        return self.started_at + timedelta(seconds=duration)
+
+    def duration(self) -> float:
+        """Seconds since the body began (none before it did)."""
+        return time.monotonic() - self.began if self.started_at is not None else 0.0
 
     @property
     def result(self) -> TaskResult:
@@ -190,7 +223,7 @@ class Attempt:
             )
         except Exception as exc:  # the task ran, but its result cannot be stored
             return self.failed(exc, duration)
-        now = timezone.now()
+        now = self.ended_at(duration)
         outcome = Outcome(
             run_id=self.run.id,
             attempt=self.run.attempt,
@@ -199,6 +232,7 @@ class Attempt:
             return_value=value,
             errors=self.run.errors,
             expires_at=expiry_for(self.task, self.run.options, now),
+            started_at=self.started_at,
         )
         return Completed(self.run, self.task, outcome, duration)
 
@@ -206,7 +240,7 @@ class Attempt:
         if self.stop_was_requested() and not isinstance(exc, RunCancelled):
             exc = _chained(RunCancelled("stopped on request while running"), exc)
         errors = [*self.run.errors, error_entry(exc)]
-        now = timezone.now()
+        now = self.ended_at(duration)
         delay = None
         if self.task is not None and isinstance(exc, Exception):
             delay = retry_delay(self.task, self.run.options, task_failures(errors), exc)
@@ -224,8 +258,11 @@ class Attempt:
             errors=errors,
             available_at=available_at,
             expires_at=expiry_for(self.task, self.run.options, now),
+            started_at=self.started_at,
         )
-        return Completed(self.run, self.task, outcome, duration, failure=failure_summary(exc))
+        return Completed(
+            self.run, self.task, outcome, duration, failure=failure_summary(exc), exception=exc
+        )
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -233,6 +270,7 @@ class Attempt:
         refused = self.prepare()
         if refused:
             return refused
+        self.mark_started()
         if started_heard():
             task_started.send(signal_sender(self.run), task_result=self.result)
         timeout = self.option("timeout")
@@ -243,22 +281,22 @@ class Attempt:
     def call_here(self) -> Completed:
         """Call the task on this thread (a task thread, or a child process's main thread)."""
         _tidy_connections_after_idle()
-        began = time.monotonic()
+        self.mark_started()  # in a child process: its own start, not the worker's
         try:
             if getattr(self.task, "atomic", False):
-                return self.call_atomic_retrying(began)
+                return self.call_atomic_retrying()
             args, kwargs = self.arguments()
             value = self.task.call(*args, **kwargs)
         except _ResultNotStorable as exc:
             return exc.completed
         except BaseException as exc:
-            return self.failed(exc, time.monotonic() - began)
+            return self.failed(exc, self.duration())
         finally:
             close_old_connections()
             _tidied.at = time.monotonic()
-        return self.succeeded(value, time.monotonic() - began)
+        return self.succeeded(value, self.duration())
 
-    def call_atomic_retrying(self, began: float) -> Completed:
+    def call_atomic_retrying(self) -> Completed:
         """``call_atomic``, again in a new transaction when the database failed the last one.
 
         Its rollback undid everything, so running the body again is safe; a task's own
@@ -267,13 +305,13 @@ class Attempt:
         for tries in range(1, ATOMIC_TRIES + 1):
             args, kwargs = self.arguments()  # afresh: the body may have changed them
             try:
-                return self.call_atomic(args, kwargs, began, retry=tries > 1)
+                return self.call_atomic(args, kwargs, retry=tries > 1)
             except DatabaseError as exc:
                 if not is_transient(exc):
                     raise
                 connections[self.database].close_if_unusable_or_obsolete()
                 if tries == ATOMIC_TRIES:
-                    return self.interrupted(exc, tries, time.monotonic() - began)
+                    return self.interrupted(exc, tries, self.duration())
                 logger.warning(
                     "Run %s: the database failed its atomic transaction (%s); trying again",
                     self.run.id,
@@ -292,10 +330,11 @@ class Attempt:
             f"attempt {self.run.attempt}'s transaction failed on the database {tries} times "
             f"(last: {exc})"
         )
-        return Completed(self.run, self.task, lost_outcome(self.run, self.task, message), duration)
+        outcome = lost_outcome(self.run, self.task, message, started_at=self.started_at)
+        return Completed(self.run, self.task, outcome, duration)
 
     def call_atomic(
-        self, args: list[Any], kwargs: dict[str, Any], began: float, retry: bool = False
+        self, args: list[Any], kwargs: dict[str, Any], retry: bool = False
     ) -> Completed:
         """Body and success in one transaction, fenced by the attempt.
 
@@ -322,7 +361,7 @@ class Attempt:
                     .first()
                 )
                 if done:
-                    completed = self.succeeded(done["return_value"], time.monotonic() - began)
+                    completed = self.succeeded(done["return_value"], self.duration())
                     completed.landed = Landed(
                         self.run.id, self.run.attempt, "SUCCESSFUL", done["has_dependents"]
                     )
@@ -330,7 +369,7 @@ class Attempt:
                     return completed
                 raise RunCancelled("the run was taken over before its atomic body started")
             value = self.task.call(*args, **kwargs)
-            completed = self.succeeded(value, time.monotonic() - began)
+            completed = self.succeeded(value, self.duration())
             if completed.outcome.status != TaskResultStatus.SUCCESSFUL:
                 raise _ResultNotStorable(completed)
             landed = engine.finish([completed.outcome]).get(self.run.id)
@@ -346,9 +385,8 @@ class Attempt:
         from .processes import Killed
 
         payload = {"database": self.database, "run": _run_to_json(self.run)}
-        began = time.monotonic()
         reply = self.pool.call(payload, timeout=timeout, stop=self.stop_event)
-        duration = time.monotonic() - began
+        duration = self.duration()
         if isinstance(reply, Killed):
             if reply.reason == "timeout":
                 exc: BaseException = TaskTimeout(
@@ -365,8 +403,14 @@ class Attempt:
         if "__child_error__" in reply:
             return self.failed(TaskCrashed(reply["__child_error__"]["traceback"]), duration)
         outcome = _outcome_from_json(reply["outcome"])
+        raised = reply.get("failure") and outcome.errors and outcome.errors[-1]["traceback"]
         completed = Completed(
-            self.run, self.task, outcome, reply["duration"], failure=reply.get("failure")
+            self.run,
+            self.task,
+            outcome,
+            reply["duration"],
+            failure=reply.get("failure"),
+            exception=RaisedInChild(raised) if raised else None,
         )
         if reply.get("landed"):
             completed.landed = Landed(**reply["landed"])
@@ -379,11 +423,11 @@ class Attempt:
         refused = self.prepare()
         if refused:
             return refused
+        self.mark_started()
         if started_heard():
             await task_started.asend(signal_sender(self.run), task_result=self.result)
         args, kwargs = self.arguments()
         timeout = self.option("timeout")
-        began = time.monotonic()
         limit = asyncio.timeout(timeout)
         try:
             async with limit:
@@ -394,19 +438,21 @@ class Attempt:
                     TaskTimeout(f"Task {self.run.task_path} ran past its timeout of {timeout:g}s"),
                     exc,
                 )
-            return self.failed(exc, time.monotonic() - began)
+            return self.failed(exc, self.duration())
         except asyncio.CancelledError as exc:
             if self.stop_was_requested():
                 return self.failed(RunCancelled("stopped on request while running"), 0.0)
             if asyncio.current_task().cancelling():
                 raise
-            return self.failed(exc, time.monotonic() - began)
+            return self.failed(exc, self.duration())
         except BaseException as exc:
-            return self.failed(exc, time.monotonic() - began)
-        return self.succeeded(value, time.monotonic() - began)
+            return self.failed(exc, self.duration())
+        return self.succeeded(value, self.duration())
 
 
-def lost_outcome(run: ClaimedRun, task: BaseTask | None, message: str) -> Outcome:
+def lost_outcome(
+    run: ClaimedRun, task: BaseTask | None, message: str, *, started_at: datetime | None = None
+) -> Outcome:
     """An attempt that ended through no fault of the task (its worker fenced itself, the
     database kept failing it): recorded as a lost attempt, like a rescue would, and the run
     goes again shortly, up to TASKMILL_MAX_LOST_ATTEMPTS lost attempts."""
@@ -423,6 +469,7 @@ def lost_outcome(run: ClaimedRun, task: BaseTask | None, message: str) -> Outcom
         errors=[*run.errors, synthetic_error(WorkerLost, message + suffix)],
         available_at=None if final else now + timedelta(seconds=1),
         expires_at=expiry_for(task, run.options, now) if final else None,
+        started_at=started_at,
     )
 
 
@@ -449,16 +496,19 @@ def _run_to_json(run: ClaimedRun) -> dict[str, Any]:
     return values
 
 
+_OUTCOME_DATETIMES = ("finished_at", "available_at", "expires_at", "started_at")
+
+
 def _outcome_to_json(outcome: Outcome) -> dict[str, Any]:
     values = asdict(outcome)
-    for name in ("finished_at", "available_at", "expires_at"):
+    for name in _OUTCOME_DATETIMES:
         if values[name] is not None:
             values[name] = values[name].isoformat()
     return values
 
 
 def _outcome_from_json(values: dict[str, Any]) -> Outcome:
-    for name in ("finished_at", "available_at", "expires_at"):
+    for name in _OUTCOME_DATETIMES:
         values[name] = load_datetime(values[name])
     return Outcome(**values)
 

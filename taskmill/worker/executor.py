@@ -352,8 +352,10 @@ class Executor:
             message = (
                 f"its worker fenced itself (no heartbeat) while attempt {completed.run.attempt} ran"
             )
-            completed.outcome = lost_outcome(completed.run, completed.task, message)
-            completed.failure = None  # lost_outcome said why, and what follows
+            completed.outcome = lost_outcome(
+                completed.run, completed.task, message, started_at=completed.outcome.started_at
+            )
+            completed.failure = completed.exception = None  # lost_outcome said why
         with self._lock:
             # Only this attempt's entries: the run may already be running here again under
             # a newer attempt (claimed back after it was taken away from this one).

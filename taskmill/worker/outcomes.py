@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from datetime import timedelta
+from typing import Any
 
 from django.db import DatabaseError, transaction
 
@@ -149,7 +150,8 @@ def ended_attempts(pending: list[Completed], landed: dict[Key, Landed]) -> list[
 
 def ended_attempt(completed: Completed, status: str) -> Ended:
     run, outcome = completed.run, completed.outcome
-    started = outcome.finished_at - timedelta(seconds=completed.duration)
+    # The same instants as the run's row: its started_at and finished_at.
+    started = outcome.started_at or outcome.finished_at - timedelta(seconds=completed.duration)
     return Ended(
         queue_name=run.queue_name,
         task_path=run.task_path,
@@ -177,7 +179,21 @@ def send_finished(completed: Completed, status: str) -> None:
         errors=outcome.errors,
         return_value=outcome.return_value,
     )
+    exception, completed.exception = completed.exception, None
     try:
-        task_finished.send(signal_sender(run), task_result=result)
+        if exception is None:
+            task_finished.send(signal_sender(run), task_result=result)
+        else:
+            _send_in_handler(exception, signal_sender(run), result)
     except Exception:
         logger.exception("A task_finished receiver raised for run %s", run.id)
+
+
+def _send_in_handler(exception: BaseException, sender: type, result: Any) -> None:
+    """``task_finished`` sent inside a handler of what the attempt raised, as Django's own
+    backends send it: receivers read it from ``sys.exc_info()`` (Django's log line carries
+    its traceback so). Sent here after the outcome committed, not when the task raised."""
+    try:
+        raise exception
+    except BaseException:
+        task_finished.send(sender, task_result=result)

@@ -100,3 +100,14 @@ def long_query() -> None:
     _record("query started")
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(300)")
+
+
+@taskmill.task(timeout=30)
+def fail_in_child(message: str) -> None:
+    """Raises in the child process that a task with a timeout runs in."""
+    raise ValueError(message)
+
+
+@taskmill.task
+async def async_fail(message: str) -> None:
+    raise ValueError(message)

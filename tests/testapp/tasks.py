@@ -59,6 +59,15 @@ def sleep_then_record(seconds: float, marker: str) -> str:
 
 
 @task
+def timed_sleep(seconds: float, marker: str) -> str:
+    """Records when its body began and ended (wall clock), for the timestamps' tests."""
+    _record(f"start {marker} {time.time():.6f}")
+    time.sleep(seconds)
+    _record(f"end {marker} {time.time():.6f}")
+    return marker
+
+
+@task
 def wait_for_file(path: str, timeout: float = 30.0) -> str:
     """Block until ``path`` exists: lets a test hold a task running as long as it needs."""
     _record(f"waiting {path}")

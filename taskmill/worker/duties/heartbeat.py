@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections
+from django.utils import timezone
 
 from ...conf import setting
 from ...models import Worker as WorkerRow
@@ -54,7 +55,9 @@ class StartRecorder:
                 if self._connection is None:
                     self._connection = connections.create_connection(self.worker.options.database)
                     self._connection.inc_thread_sharing()  # task threads take turns
-                return self.worker.engine.unmark_prefetched(run.id, run.attempt, self._connection)
+                return self.worker.engine.unmark_prefetched(
+                    run.id, run.attempt, timezone.now(), self._connection
+                )
             except DatabaseError as exc:
                 logger.warning("Could not record that run %s started: %s", run.id, exc)
                 self.close()
