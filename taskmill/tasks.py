@@ -6,6 +6,11 @@ The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique`
 extra keywords to the backend's ``task_class``) both accept them. ``.using()`` takes the
 per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and
 ``depends_on``.
+
+Names from Django's own proposals keep their proposed meaning, so that code written for
+taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
+task_result)`` (django/new-features#142; taskmill's older ``backoff(failures, exception)``
+still works, deprecated, see ``backoff.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from . import registry
+from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult
 from .conf import seconds, setting
 from .serialization import text_problem
@@ -35,7 +41,12 @@ PER_CALL_OPTIONS = ("max_attempts", "timeout", "result_ttl", "unique_key", "depe
 STORED_OPTIONS = ("max_attempts", "timeout", "result_ttl")
 MAX_UNIQUE_KEY_LENGTH = 200
 
-Backoff = Callable[[int, BaseException], float | int | None]
+# (exception, task_result) -> seconds or None, as Django's proposal #142 spells it; or,
+# deprecated, taskmill's first form (failures, exception) -> seconds or None.
+Backoff = (
+    Callable[[BaseException, TaskResult], float | int | timedelta | None]
+    | Callable[[int, BaseException], float | int | timedelta | None]
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,12 +54,15 @@ class Task(BaseTask):
     """The ``task_class`` of taskmill's backend: ``@task`` on a taskmill backend makes these."""
 
     # Attempts in all, the first included, before a failure is final (Django's proposal
-    # #142 name). A lost worker does not use one up (see docs/runs.md).
-    max_attempts: int = 1
+    # #142 name). A lost worker does not use one up (see docs/runs.md). None: the backend's
+    # OPTIONS["MAX_ATTEMPTS"], else 1.
+    max_attempts: int | None = None
     # Exceptions that may retry; any other fails the run at once.
     retry_on: tuple[type[BaseException], ...] = (Exception,)
-    # (failures so far, exception) -> seconds to wait, or None not to retry. Default:
-    # exponential with full jitter, base and cap from the fields below or the settings.
+    # (exception, task_result) -> seconds to wait, or None not to retry (proposal #142;
+    # (failures, exception) still works, deprecated). Default: the backend's
+    # OPTIONS["BACKOFF"] if the task sets none of these three, else exponential with full
+    # jitter, base and cap from the fields below or the settings.
     backoff: Backoff | None = None
     backoff_base: float | None = None
     backoff_cap: float | None = None
@@ -87,14 +101,18 @@ class Task(BaseTask):
         for exc_type in self.retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise InvalidTask(f"retry_on must hold exception classes, not {exc_type!r}.")
-        if (
+        if self.max_attempts is not None and (
             not isinstance(self.max_attempts, int)
             or isinstance(self.max_attempts, bool)
             or self.max_attempts < 1
         ):
             raise InvalidTask(f"max_attempts must be an integer >= 1, not {self.max_attempts!r}.")
-        if self.backoff is not None and not callable(self.backoff):
-            raise InvalidTask("backoff must be a callable (attempt, exception) -> seconds or None.")
+        if self.backoff is not None:
+            try:
+                # Read once, here: the deprecated form warns where the task is defined.
+                takes_result(self.backoff)
+            except TypeError as exc:
+                raise InvalidTask(f"backoff must be a callable {NEW_FORM}: {exc}.") from None
         for name in ("backoff_base", "backoff_cap", "timeout"):
             value = getattr(self, name)
             if value is not None:
@@ -176,6 +194,9 @@ class Task(BaseTask):
             for name in STORED_OPTIONS
             if original is None or getattr(self, name) != getattr(original, name)
         }
+        if changed.get("max_attempts", 0) is None:
+            # None is "not set here": the task's, else the backend's, applies.
+            del changed["max_attempts"]
         return changed or None
 
     def unique_key_for(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
