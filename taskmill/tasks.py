@@ -10,7 +10,8 @@ per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and
 Names from Django's own proposals keep their proposed meaning, so that code written for
 taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
 task_result)`` (django/new-features#142; taskmill's older ``backoff(failures, exception)``
-still works, deprecated, see ``backoff.py``).
+still works, deprecated, see ``backoff.py``), ``enqueue_on_commit()`` and
+``aenqueue_on_commit()`` (django/new-features#161).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import DEFAULT_DB_ALIAS, transaction
 
 from . import registry
 from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult
 from .conf import seconds, setting
-from .serialization import text_problem
+from .serialization import normalize_arguments, text_problem
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -217,6 +219,29 @@ class Task(BaseTask):
 
     async def aenqueue(self, /, *args: Any, **kwargs: Any) -> TaskResult:
         return await self.get_backend().aenqueue(self, args, kwargs)
+
+    def enqueue_on_commit(self, /, *args: Any, **kwargs: Any) -> None:
+        """Enqueue when the transaction open on the backend's database commits; at once
+        when none is open; never if it rolls back (Django's proposal #161).
+
+        Returns None, as proposed: no run exists before the commit. Every argument goes to
+        the task (no ``using=`` or ``robust=``). The task and its arguments are checked,
+        and the arguments copied, now: a mistake raises here, not at the commit.
+        ``enqueue()`` already joins the caller's transaction on taskmill's backend; this is
+        for code that must also run on other backends.
+        """
+        backend = self.get_backend()
+        backend.validate_task(self)
+        if hasattr(backend, "new_runs"):  # taskmill's backend: its JSON rules, checked now
+            args, kwargs = normalize_arguments(self.module_path, args, kwargs)
+        database = getattr(backend, "database", DEFAULT_DB_ALIAS)
+        transaction.on_commit(lambda: self.enqueue(*args, **kwargs), using=database)
+
+    async def aenqueue_on_commit(self, /, *args: Any, **kwargs: Any) -> None:
+        """``enqueue_on_commit`` from async code: a transaction belongs to a thread's
+        connection, so it is registered on the thread Django runs sync code on (the one an
+        enclosing ``atomic()`` runs in, under ``async_to_sync``)."""
+        await sync_to_async(self.enqueue_on_commit, thread_sensitive=True)(*args, **kwargs)
 
     def call(self, /, *args: Any, **kwargs: Any) -> Any:
         if inspect.iscoroutinefunction(self.func):

@@ -5,20 +5,24 @@ in this process (``run_queued``), so the backoffs' arguments can be looked at.""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import warnings
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.db import connections, transaction
 from django.test import override_settings
 
 import taskmill
 from taskmill.backoff import read_form, takes_result
-from taskmill.compat import InvalidTask, TaskResultStatus, task_backends
+from taskmill.compat import TASKS_FRAMEWORK, InvalidTask, TaskResultStatus, task_backends
+from taskmill.exceptions import InvalidTaskArguments
 from taskmill.models import Run, RunStatus
 from taskmill.retries import max_attempts_for, retry_delay
 from taskmill.testing import run_queued
@@ -311,3 +315,82 @@ def test_bad_options_are_refused_when_the_backend_is_set_up(setting, message):
         # manage.py check sets every backend up: it stops on the same message.
         with pytest.raises(ImproperlyConfigured, match=message):
             call_command("check")
+
+
+# -- #161: enqueue_on_commit ---------------------------------------------------------------------
+
+
+def test_enqueue_on_commit_waits_for_the_commit_and_forgets_a_rollback():
+    remember = proposal_tasks.remember
+    value = ["as", "called"]
+    with transaction.atomic():
+        assert remember.enqueue_on_commit(value) is None  # no run exists before the commit
+        value.append("later")  # the arguments were copied at the call
+        assert not Run.objects.exists()
+    [run] = Run.objects.all()
+    assert (run.task_path, run.args) == (remember.module_path, [["as", "called"]])
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        remember.enqueue_on_commit("rolled back")
+        raise RuntimeError
+    with transaction.atomic():
+        remember.using(priority=7, queue_name="high").enqueue_on_commit(value="kept")
+        try:
+            with transaction.atomic():  # a savepoint rolled back: its enqueue goes with it
+                remember.enqueue_on_commit("savepoint")
+                raise RuntimeError
+        except RuntimeError:
+            pass
+    assert Run.objects.count() == 2
+    kept = Run.objects.exclude(pk=run.pk).get()
+    assert (kept.kwargs, kept.priority, kept.queue_name) == ({"value": "kept"}, 7, "high")
+
+    # Not in a transaction: at once, as transaction.on_commit() does.
+    remember.enqueue_on_commit("now")
+    assert ["now"] in list(Run.objects.values_list("args", flat=True))
+    # A plain run: the worker runs it.
+    assert run_queued().attempts == 3
+    assert set(Run.objects.values_list("status", flat=True)) == {RunStatus.SUCCESSFUL}
+
+
+def test_enqueue_on_commit_checks_the_call_at_once():
+    with transaction.atomic():
+        with pytest.raises(InvalidTaskArguments, match=r"args\[0\] is a builtins.object"):
+            proposal_tasks.remember.enqueue_on_commit(object())
+        with pytest.raises(InvalidTask, match="Queue 'nowhere' is not valid"):
+            proposal_tasks.remember.using(queue_name="nowhere").enqueue_on_commit(1)
+    assert not Run.objects.exists()
+
+
+def test_aenqueue_on_commit_waits_for_the_commit_around_it():
+    remember = proposal_tasks.remember
+    with transaction.atomic():
+        # Async code under the sync code that opened the transaction, as in a view.
+        assert async_to_sync(remember.aenqueue_on_commit)("async") is None
+        assert not Run.objects.exists()
+    assert list(Run.objects.values_list("args", flat=True)) == [["async"]]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        async_to_sync(remember.aenqueue_on_commit)("rolled back")
+        raise RuntimeError
+    assert Run.objects.count() == 1
+
+    async def outside_any_transaction() -> None:
+        await remember.using(priority=3).aenqueue_on_commit("at once")
+        # The sync_to_async thread opened its own connection: close it before teardown.
+        await sync_to_async(connections.close_all)()
+
+    asyncio.run(outside_any_transaction())
+    assert Run.objects.filter(priority=3).count() == 1
+
+
+def test_enqueue_on_commit_on_another_backend():
+    dummy = f"{TASKS_FRAMEWORK}.backends.dummy.DummyBackend"
+    setting = {**tasks_setting(), "elsewhere": {"BACKEND": dummy}}
+    with override_settings(TASKS=setting):
+        elsewhere = proposal_tasks.remember.using(backend="elsewhere")
+        with transaction.atomic():
+            elsewhere.enqueue_on_commit(5)
+            assert task_backends["elsewhere"].results == []
+        assert [result.args for result in task_backends["elsewhere"].results] == [[5]]
+    assert not Run.objects.exists()
