@@ -10,10 +10,13 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from . import registry, wakeup
+from .backoff import NEW_FORM, PROPOSAL_URL, describe, read_form
 from .compat import (
     BaseTaskBackend,
     InvalidTask,
@@ -30,8 +33,45 @@ from .serialization import normalize_arguments, text_problem
 from .signalling import enqueued_heard
 from .tasks import Call, Task
 
-KNOWN_OPTIONS = {"DATABASE"}
+KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF"}
+# Defaults for every task of the alias (Django's proposal #142 names). The proposal puts
+# them beside QUEUES; taskmill reads them there too, so both spellings keep working.
+RETRY_DEFAULTS = ("MAX_ATTEMPTS", "BACKOFF")
 MAX_QUEUE_NAME_LENGTH = Run._meta.get_field("queue_name").max_length
+
+
+def _max_attempts_option(name: str, value: Any) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number >= 1 (attempts in all, the first included), "
+            f"not {value!r}."
+        )
+    return value
+
+
+def _backoff_option(name: str, value: Any) -> Any:
+    """The ``BACKOFF`` option as a callable in the (exception, task_result) form."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = import_string(value)
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"{name} names {value!r}, which cannot be imported: {exc}. (A backoff defined "
+                "in a module that defines tasks cannot be imported while the backend is set "
+                "up: put it in a module of its own.)"
+            ) from exc
+    try:
+        form = read_form(value)
+    except TypeError as exc:
+        raise ImproperlyConfigured(f"{name} must be a callable {NEW_FORM}: {exc}.") from None
+    if form is False:
+        raise ImproperlyConfigured(
+            f"{name}: {describe(value)} takes (failures, exception), taskmill's deprecated "
+            f"form; BACKOFF takes the form Django proposes, {NEW_FORM} ({PROPOSAL_URL})."
+        )
+    return value
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -39,6 +79,9 @@ class DatabaseBackend(BaseTaskBackend):
 
     OPTIONS:
         DATABASE: the database alias holding the runs (default ``"default"``).
+        MAX_ATTEMPTS: attempts for every task that sets no ``max_attempts`` (default 1).
+        BACKOFF: ``backoff(exception, task_result) -> seconds | None`` (or its dotted path)
+            for every task that sets no backoff of its own.
     """
 
     task_class = Task
@@ -50,6 +93,21 @@ class DatabaseBackend(BaseTaskBackend):
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
         self.database: str = self.options.get("DATABASE", "default")
+        where = f"TASKS[{alias!r}]"
+        found: dict[str, tuple[str, Any]] = {}  # key -> (where it is set, its value)
+        for key in RETRY_DEFAULTS:
+            if key in params and key in self.options and params[key] != self.options[key]:
+                raise ImproperlyConfigured(
+                    f"{where} sets {key} twice, differently: beside QUEUES and in OPTIONS."
+                )
+            if key in self.options:
+                found[key] = (f"{where} OPTIONS[{key!r}]", self.options[key])
+            elif key in params:
+                found[key] = (f"{where}[{key!r}]", params[key])
+        self.default_max_attempts: int | None = _max_attempts_option(
+            *found.get("MAX_ATTEMPTS", ("", None))
+        )
+        self.default_backoff: Any = _backoff_option(*found.get("BACKOFF", ("", None)))
 
     # -- validation ---------------------------------------------------------------------
 

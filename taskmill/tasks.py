@@ -6,6 +6,12 @@ The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique`
 extra keywords to the backend's ``task_class``) both accept them. ``.using()`` takes the
 per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and
 ``depends_on``.
+
+Names from Django's own proposals keep their proposed meaning, so that code written for
+taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
+task_result)`` (django/new-features#142; taskmill's older ``backoff(failures, exception)``
+still works, deprecated, see ``backoff.py``), ``enqueue_on_commit()`` and
+``aenqueue_on_commit()`` (django/new-features#161).
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import DEFAULT_DB_ALIAS, transaction
 
 from . import registry
+from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult
 from .conf import seconds, setting
-from .serialization import text_problem
+from .serialization import normalize_arguments, text_problem
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -35,7 +43,12 @@ PER_CALL_OPTIONS = ("max_attempts", "timeout", "result_ttl", "unique_key", "depe
 STORED_OPTIONS = ("max_attempts", "timeout", "result_ttl")
 MAX_UNIQUE_KEY_LENGTH = 200
 
-Backoff = Callable[[int, BaseException], float | int | None]
+# (exception, task_result) -> seconds or None, as Django's proposal #142 spells it; or,
+# deprecated, taskmill's first form (failures, exception) -> seconds or None.
+Backoff = (
+    Callable[[BaseException, TaskResult], float | int | timedelta | None]
+    | Callable[[int, BaseException], float | int | timedelta | None]
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,12 +56,15 @@ class Task(BaseTask):
     """The ``task_class`` of taskmill's backend: ``@task`` on a taskmill backend makes these."""
 
     # Attempts in all, the first included, before a failure is final (Django's proposal
-    # #142 name). A lost worker does not use one up (see docs/runs.md).
-    max_attempts: int = 1
+    # #142 name). A lost worker does not use one up (see docs/runs.md). None: the backend's
+    # OPTIONS["MAX_ATTEMPTS"], else 1.
+    max_attempts: int | None = None
     # Exceptions that may retry; any other fails the run at once.
     retry_on: tuple[type[BaseException], ...] = (Exception,)
-    # (failures so far, exception) -> seconds to wait, or None not to retry. Default:
-    # exponential with full jitter, base and cap from the fields below or the settings.
+    # (exception, task_result) -> seconds to wait, or None not to retry (proposal #142;
+    # (failures, exception) still works, deprecated). Default: the backend's
+    # OPTIONS["BACKOFF"] if the task sets none of these three, else exponential with full
+    # jitter, base and cap from the fields below or the settings.
     backoff: Backoff | None = None
     backoff_base: float | None = None
     backoff_cap: float | None = None
@@ -87,14 +103,18 @@ class Task(BaseTask):
         for exc_type in self.retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise InvalidTask(f"retry_on must hold exception classes, not {exc_type!r}.")
-        if (
+        if self.max_attempts is not None and (
             not isinstance(self.max_attempts, int)
             or isinstance(self.max_attempts, bool)
             or self.max_attempts < 1
         ):
             raise InvalidTask(f"max_attempts must be an integer >= 1, not {self.max_attempts!r}.")
-        if self.backoff is not None and not callable(self.backoff):
-            raise InvalidTask("backoff must be a callable (attempt, exception) -> seconds or None.")
+        if self.backoff is not None:
+            try:
+                # Read once, here: the deprecated form warns where the task is defined.
+                takes_result(self.backoff)
+            except TypeError as exc:
+                raise InvalidTask(f"backoff must be a callable {NEW_FORM}: {exc}.") from None
         for name in ("backoff_base", "backoff_cap", "timeout"):
             value = getattr(self, name)
             if value is not None:
@@ -176,6 +196,9 @@ class Task(BaseTask):
             for name in STORED_OPTIONS
             if original is None or getattr(self, name) != getattr(original, name)
         }
+        if changed.get("max_attempts", 0) is None:
+            # None is "not set here": the task's, else the backend's, applies.
+            del changed["max_attempts"]
         return changed or None
 
     def unique_key_for(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
@@ -196,6 +219,29 @@ class Task(BaseTask):
 
     async def aenqueue(self, /, *args: Any, **kwargs: Any) -> TaskResult:
         return await self.get_backend().aenqueue(self, args, kwargs)
+
+    def enqueue_on_commit(self, /, *args: Any, **kwargs: Any) -> None:
+        """Enqueue when the transaction open on the backend's database commits; at once
+        when none is open; never if it rolls back (Django's proposal #161).
+
+        Returns None, as proposed: no run exists before the commit. Every argument goes to
+        the task (no ``using=`` or ``robust=``). The task and its arguments are checked,
+        and the arguments copied, now: a mistake raises here, not at the commit.
+        ``enqueue()`` already joins the caller's transaction on taskmill's backend; this is
+        for code that must also run on other backends.
+        """
+        backend = self.get_backend()
+        backend.validate_task(self)
+        if hasattr(backend, "new_runs"):  # taskmill's backend: its JSON rules, checked now
+            args, kwargs = normalize_arguments(self.module_path, args, kwargs)
+        database = getattr(backend, "database", DEFAULT_DB_ALIAS)
+        transaction.on_commit(lambda: self.enqueue(*args, **kwargs), using=database)
+
+    async def aenqueue_on_commit(self, /, *args: Any, **kwargs: Any) -> None:
+        """``enqueue_on_commit`` from async code: a transaction belongs to a thread's
+        connection, so it is registered on the thread Django runs sync code on (the one an
+        enclosing ``atomic()`` runs in, under ``async_to_sync``)."""
+        await sync_to_async(self.enqueue_on_commit, thread_sensitive=True)(*args, **kwargs)
 
     def call(self, /, *args: Any, **kwargs: Any) -> Any:
         if inspect.iscoroutinefunction(self.func):

@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from ..models import FINISHED_STATUSES, Run, RunDependency
 from ..registry import resolve_or_none
-from ..tasks import effective_option
+from ..retries import max_attempts_for
 from . import display, masking, run_actions
 from .enqueue import enqueue_view
 from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
@@ -227,7 +227,7 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="attempts")
     def attempts(self, run: Run) -> str:
         task = resolve_or_none(run.task_path)
-        limit = effective_option(task, run.options, "max_attempts") if task else None
+        limit = max_attempts_for(task, run.options, run.backend) if task else None
         return f"{run.attempt} of at most {limit}" if limit else str(run.attempt)
 
     @admin.display(description="enqueued at")

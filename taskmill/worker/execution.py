@@ -243,7 +243,15 @@ class Attempt:
         now = self.ended_at(duration)
         delay = None
         if self.task is not None and isinstance(exc, Exception):
-            delay = retry_delay(self.task, self.run.options, task_failures(errors), exc)
+            delay = retry_delay(
+                self.task,
+                self.run.options,
+                task_failures(errors),
+                exc,
+                backend=self.run.backend,
+                task_result=lambda: self.result,
+                errors=errors,
+            )
         if delay is not None:
             status = "READY"
             available_at = now + timedelta(seconds=delay)

@@ -13,7 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.module_loading import import_string
 
-from ...retries import default_backoff
+from ...compat import TaskResult
+from ...retries import default_backoff, failed_attempts
 from ...tasks import task
 from .conf import mail_setting
 from .errors import PermanentEmailFailure, is_retryable, permanent_refusal
@@ -48,10 +49,11 @@ def delivery_backend() -> BaseEmailBackend:
     return backend
 
 
-def mail_backoff(failures: int, exc: BaseException) -> float | None:
+def mail_backoff(exception: BaseException, task_result: TaskResult | None) -> float | None:
     """Seconds before the next attempt, or None when this failure should not be retried."""
-    if not is_retryable(exc):
+    if not is_retryable(exception):
         return None
+    failures = 1 if task_result is None else failed_attempts(task_result)
     base = float(mail_setting("TASKMILL_MAIL_BACKOFF_BASE"))
     cap = float(mail_setting("TASKMILL_MAIL_BACKOFF_CAP"))
     return default_backoff(failures, base, cap)
