@@ -22,8 +22,9 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from . import registry
-from .compat import BaseTask, InvalidTask, TaskResult
+from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
 from .conf import seconds, setting
+from .results import UnregisteredTask
 from .serialization import text_problem
 
 # One call of a task for a bulk enqueue: (args, kwargs).
@@ -196,6 +197,25 @@ class Task(BaseTask):
 
     async def aenqueue(self, /, *args: Any, **kwargs: Any) -> TaskResult:
         return await self.get_backend().aenqueue(self, args, kwargs)
+
+    def get_result(self, /, result_id: str) -> TaskResult:
+        return self._own(self.get_backend().get_result(result_id))
+
+    async def aget_result(self, /, result_id: str) -> TaskResult:
+        return self._own(await self.get_backend().aget_result(result_id))
+
+    def _own(self, result: TaskResult) -> TaskResult:
+        """Django's check that the result is this task's, also for a run whose task is not
+        registered here: that one is another task's too, whatever its path."""
+        task = result.task
+        if isinstance(task, UnregisteredTask):
+            raise TaskResultMismatch(
+                f"Task does not match (received {task.module_path!r}, which names no task "
+                "registered in this process)"
+            )
+        if task.func != self.func:
+            raise TaskResultMismatch(f"Task does not match (received {task.module_path!r})")
+        return result
 
     def call(self, /, *args: Any, **kwargs: Any) -> Any:
         if inspect.iscoroutinefunction(self.func):
