@@ -28,7 +28,7 @@ from .db import NewRun, get_engine
 from .db.records import NEW_RUN_COLUMN_SET
 from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
-from .results import result_of, results_of_new
+from .results import result_of, results_of_new, task_of_run
 from .serialization import normalize_arguments, text_problem
 from .signalling import enqueued_heard
 from .tasks import Call, Task
@@ -270,7 +270,8 @@ class DatabaseBackend(BaseTaskBackend):
             run = Run.objects.using(self.database).get(pk=run_id, backend=self.alias)
         except Run.DoesNotExist:
             raise TaskResultDoesNotExist(result_id) from None
-        return result_of(registry.resolve(run.task_path), run)
+        # A run whose task is gone from the code is still a result: its task says why.
+        return result_of(task_of_run(run.task_path, run.backend), run)
 
     # -- system checks ------------------------------------------------------------------
 

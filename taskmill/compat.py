@@ -25,7 +25,7 @@ try:
         TaskError,
     )
     from django.tasks.base import Task as BaseTask
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
     from django.tasks.signals import task_enqueued, task_finished, task_started
 
     TASKS_FRAMEWORK = "django.tasks"
@@ -56,7 +56,7 @@ except ImportError:  # Django 5.2 LTS
     )
     from django_tasks.base import Task as BaseTask
     from django_tasks.exceptions import InvalidTaskError as InvalidTask
-    from django_tasks.exceptions import TaskResultDoesNotExist
+    from django_tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
     from django_tasks.signals import task_enqueued, task_finished, task_started
 
     TASKS_FRAMEWORK = "django_tasks"
@@ -75,6 +75,7 @@ __all__ = [
     "TaskError",
     "TaskResult",
     "TaskResultDoesNotExist",
+    "TaskResultMismatch",
     "TaskResultStatus",
     "task",
     "task_backends",

@@ -19,7 +19,8 @@ class CorruptRun(InvalidTask):
 
 
 class InvalidTaskArguments(InvalidTask, TypeError):
-    """The arguments, or a return value, cannot be stored as JSON."""
+    """The arguments cannot be stored as JSON. (A return value that cannot fails its run
+    with a plain ``TypeError``, which is what Django's own backends record.)"""
 
 
 class TaskTimeout(TimeoutError):

@@ -7,7 +7,9 @@ from dataclasses import MISSING, fields
 from datetime import datetime
 from typing import Any
 
-from .compat import BaseTask, TaskError, TaskResult, TaskResultStatus
+from . import registry
+from .compat import BaseTask, TaskError, TaskResult, TaskResultStatus, task_backends
+from .exceptions import TaskNotRegistered
 
 # What Django's four statuses make of taskmill's six: a run waiting for its dependencies
 # is READY to Django, a cancelled one FAILED (its errors say it was cancelled).
@@ -16,6 +18,43 @@ FRAMEWORK_STATUS = {"WAITING": "READY", "CANCELLED": "FAILED"}
 
 def framework_status(status: str) -> TaskResultStatus:
     return TaskResultStatus(FRAMEWORK_STATUS.get(status, status))
+
+
+class UnregisteredTask:
+    """Stands in for the task of a stored run whose path names no task registered in this
+    process (its code was removed or renamed since, or the row names something else).
+
+    ``get_result()`` returns such a run like any other: its status, arguments, errors and
+    return value are what the row says. Only the task cannot be had: ``module_path`` is the
+    stored path and ``backend``/``get_backend()`` the run's alias (so ``refresh()`` works);
+    anything else about the task raises ``TaskNotRegistered`` saying why.
+    """
+
+    __slots__ = ("backend", "module_path", "why")
+
+    def __init__(self, module_path: str, backend: str, why: str) -> None:
+        self.module_path = module_path
+        self.backend = backend
+        self.why = why
+
+    def get_backend(self) -> Any:
+        return task_backends[self.backend]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe for optional hooks
+            raise AttributeError(name)
+        raise TaskNotRegistered(f"{self.why} (asked for the task's {name!r})")
+
+    def __repr__(self) -> str:
+        return f"<UnregisteredTask {self.module_path!r}>"
+
+
+def task_of_run(task_path: str, backend: str) -> BaseTask | UnregisteredTask:
+    """The registered task a stored run names, or an ``UnregisteredTask`` saying why not."""
+    try:
+        return registry.resolve(task_path)
+    except TaskNotRegistered as exc:
+        return UnregisteredTask(task_path, backend, str(exc))
 
 
 def task_variant(task: BaseTask, **values: Any) -> BaseTask:
@@ -35,7 +74,7 @@ def task_variant(task: BaseTask, **values: Any) -> BaseTask:
 
 
 def build_result(
-    task: BaseTask,
+    task: BaseTask | UnregisteredTask,
     *,
     run_id: int,
     status: str,
@@ -53,8 +92,12 @@ def build_result(
     worker_ids: list[str],
     return_value: Any = None,
 ) -> TaskResult:
-    variant = task_variant(
-        task, queue_name=queue_name, priority=priority, run_after=run_after, backend=backend
+    variant = (
+        task
+        if isinstance(task, UnregisteredTask)
+        else task_variant(
+            task, queue_name=queue_name, priority=priority, run_after=run_after, backend=backend
+        )
     )
     return _result_of_variant(
         variant,
@@ -74,7 +117,7 @@ def build_result(
 
 
 def _result_of_variant(
-    variant: BaseTask,
+    variant: BaseTask | UnregisteredTask,
     *,
     run_id: int,
     status: str,
@@ -162,12 +205,15 @@ _NOT_YET: dict[str, Any] = {
 }
 
 
-def result_of(task: BaseTask, run: Any, **overrides: Any) -> TaskResult:
+def result_of(task: BaseTask | None, run: Any, **overrides: Any) -> TaskResult:
     """A ``TaskResult`` for any run record: a ``Run`` row, a ``ClaimedRun``, a ``NewRun``.
 
     Attributes the record does not have take their not-yet value; ``overrides`` set the ones
-    the caller knows better (a finished attempt's status, errors and return value).
+    the caller knows better (a finished attempt's status, errors and return value). A run
+    whose task is not registered (``task`` None) gets an ``UnregisteredTask``.
     """
+    if task is None:
+        task = task_of_run(run.task_path, run.backend)
 
     if getattr(run, "prefetched", False) and run.status == "RUNNING" and not overrides:
         overrides = _waiting_in_backlog(run)

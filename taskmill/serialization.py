@@ -6,11 +6,20 @@ surrogates (``"\\u0000"``, ``"\\udc00"``), MariaDB's JSON_VALID refuses lone sur
 documents nested more than 31 levels deep, and Python will not turn an integer of more than
 4,300 digits into text. Such values are refused at the door with a message that names them,
 on every database alike, instead of failing deep inside one database's driver.
+
+It is also less than what Django's own backends take (``normalize_json``): they decode
+bytes into text and keep NaN and non-string dict keys, which a task would not get back as
+given or a database refuses (docs/tasks.md has the list, and why). What Django takes and
+JSON gives back unchanged (any sequence as a list, any mapping as a dict) is taken here
+too. Every refusal is a ``TypeError`` whose message ends with Django's own words,
+``Unsupported type: <class '...'>``, so code that matches Django's message still matches.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import InvalidTaskArguments
@@ -22,8 +31,38 @@ _NOT_JSON = object()
 MAX_DEPTH = 31
 
 
-def _describe_path(path: str, value: Any) -> str:
-    return f"{path} is a {type(value).__module__}.{type(value).__qualname__}"
+# Binary data is a sequence to Django, which decodes bytes into text and makes a bytearray a
+# list of numbers: the task would receive something else than it was given.
+BINARY = (bytes, bytearray, memoryview)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a value cannot be stored: ``what`` for a human, ``offender`` the class of the
+    part that cannot (named in Django's words at the end of the message)."""
+
+    what: str
+    offender: type
+
+    def message(self, context: str) -> str:
+        return (
+            f"{context}: {self.what}. taskmill stores only JSON (no pickle). "
+            f"Unsupported type: {self.offender}"
+        )
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, shortened; an integer too long for text makes repr() raise."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__qualname__} too long to show>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe_path(path: str, value: Any) -> Problem:
+    kind = type(value)
+    return Problem(f"{path} is a {kind.__module__}.{kind.__qualname__}", kind)
 
 
 def text_problem(path: str, text: str) -> str | None:
@@ -51,45 +90,66 @@ def _int_problem(path: str, value: int) -> str | None:
     return None
 
 
-def _find_non_json(value: Any, path: str, depth: int = 0) -> str | None:
+def _find_non_json(value: Any, path: str, depth: int = 0) -> Problem | None:
     """The first place in ``value`` that JSON cannot hold, described for a human."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        return text_problem(path, value)
+        problem = text_problem(path, value)
+        return Problem(problem, type(value)) if problem else None
     if isinstance(value, int):
-        return _int_problem(path, value)
+        problem = _int_problem(path, value)
+        return Problem(problem, type(value)) if problem else None
     if isinstance(value, float):
-        return (
-            None
-            if value == value and value not in (float("inf"), float("-inf"))
-            else (f"{path} is {value!r}, which JSON cannot represent")
+        if value == value and value not in (float("inf"), float("-inf")):
+            return None
+        return Problem(f"{path} is {value!r}, which JSON cannot represent", type(value))
+    if isinstance(value, BINARY):
+        kind = type(value).__qualname__
+        return Problem(
+            f"{path} is binary data ({kind}); pass text, or encode it (base64) yourself",
+            type(value),
         )
-    if isinstance(value, list | tuple | dict) and depth >= MAX_DEPTH:
+    if isinstance(value, Mapping | Sequence) and depth >= MAX_DEPTH:
         # Stopping here also ends the walk of a value that contains itself.
-        return (
+        return Problem(
             f"{path} is nested more than {MAX_DEPTH} levels deep (or contains itself); "
-            "MariaDB cannot store deeper JSON"
+            "MariaDB cannot store deeper JSON",
+            type(value),
         )
-    if isinstance(value, list | tuple):
-        return _find_in_items(enumerate(value), path, depth)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         for key in value:
             if not isinstance(key, str):
-                return f"{path} has the key {key!r}, but JSON object keys must be strings"
+                return Problem(
+                    f"{path} has the key {_shown(key)}, but JSON object keys must be strings "
+                    "(the task would not get this key back)",
+                    type(key),
+                )
             problem = text_problem(f"{path} key {key!r}", key)
             if problem:
-                return problem
+                return Problem(problem, type(key))
         return _find_in_items(value.items(), path, depth)
+    if isinstance(value, Sequence):  # a tuple, a range, a deque...: stored as a list
+        return _find_in_items(enumerate(value), path, depth)
     return _describe_path(path, value)
 
 
-def _find_in_items(items: Any, path: str, depth: int) -> str | None:
+def _find_in_items(items: Any, path: str, depth: int) -> Problem | None:
     for key, item in items:
         found = _find_non_json(item, f"{path}[{key!r}]", depth + 1)
         if found:
             return found
     return None
+
+
+def _as_lists_and_dicts(value: Any) -> Any:
+    """A value the walk accepted, with every sequence a list and every mapping a dict, as
+    ``json.dumps`` wants them (it takes only lists, tuples and dicts)."""
+    if isinstance(value, str | int | float) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {key: _as_lists_and_dicts(item) for key, item in value.items()}
+    return [_as_lists_and_dicts(item) for item in value]
 
 
 def _plainly_storable(text: str) -> bool:
@@ -102,11 +162,14 @@ def _plainly_storable(text: str) -> bool:
     )
 
 
-def to_json_value(value: Any, path: str, context: str) -> Any:
-    """Return ``value`` as plain JSON types (tuples become lists) or raise a clear error.
+def to_json_value(
+    value: Any, path: str, context: str, *, raises: type[TypeError] = InvalidTaskArguments
+) -> Any:
+    """Return ``value`` as plain JSON types (sequences become lists) or raise a clear error.
 
     ``path`` names the value in the message (``args[0]``), ``context`` says what was being
-    done (``Cannot enqueue 'app.tasks.send'``).
+    done (``Cannot enqueue 'app.tasks.send'``). ``raises`` is the error's class: a plain
+    ``TypeError`` for a return value, as Django's own backends record it.
     """
     if value is None or value is True or value is False:  # most tasks return None
         return value
@@ -114,8 +177,8 @@ def to_json_value(value: Any, path: str, context: str) -> Any:
         return type(value)()
     # Fast path, all in C: plain lists, dicts, strings and numbers survive a round trip
     # unchanged. Anything else (tuples, odd keys, objects, NaN, NUL characters, deep
-    # nesting) takes the careful walk, which accepts tuples as lists and names the first
-    # thing the databases cannot hold.
+    # nesting) takes the careful walk, which accepts any sequence as a list and any
+    # mapping as a dict and names the first thing the databases cannot hold.
     try:
         text = json.dumps(value, allow_nan=False)
         loaded = json.loads(text)
@@ -125,9 +188,9 @@ def to_json_value(value: Any, path: str, context: str) -> Any:
         return loaded
     problem = _find_non_json(value, path)
     if problem:
-        raise InvalidTaskArguments(f"{context}: {problem}. taskmill stores only JSON (no pickle).")
-    if loaded is _NOT_JSON:  # cannot happen if the walk is complete; never store a sentinel
-        raise InvalidTaskArguments(f"{context}: {path} cannot be stored as JSON.")
+        raise raises(problem.message(context))
+    if loaded is _NOT_JSON:  # a mapping or sequence json.dumps does not know (a deque...)
+        loaded = json.loads(json.dumps(_as_lists_and_dicts(value), allow_nan=False))
     return loaded
 
 

@@ -30,8 +30,9 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 
 from . import registry
 from .backoff import NEW_FORM, takes_result
-from .compat import BaseTask, InvalidTask, TaskResult
+from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
 from .conf import seconds, setting
+from .results import UnregisteredTask
 from .serialization import normalize_arguments, text_problem
 
 # One call of a task for a bulk enqueue: (args, kwargs).
@@ -242,6 +243,25 @@ class Task(BaseTask):
         connection, so it is registered on the thread Django runs sync code on (the one an
         enclosing ``atomic()`` runs in, under ``async_to_sync``)."""
         await sync_to_async(self.enqueue_on_commit, thread_sensitive=True)(*args, **kwargs)
+
+    def get_result(self, /, result_id: str) -> TaskResult:
+        return self._own(self.get_backend().get_result(result_id))
+
+    async def aget_result(self, /, result_id: str) -> TaskResult:
+        return self._own(await self.get_backend().aget_result(result_id))
+
+    def _own(self, result: TaskResult) -> TaskResult:
+        """Django's check that the result is this task's, also for a run whose task is not
+        registered here: that one is another task's too, whatever its path."""
+        task = result.task
+        if isinstance(task, UnregisteredTask):
+            raise TaskResultMismatch(
+                f"Task does not match (received {task.module_path!r}, which names no task "
+                "registered in this process)"
+            )
+        if task.func != self.func:
+            raise TaskResultMismatch(f"Task does not match (received {task.module_path!r})")
+        return result
 
     def call(self, /, *args: Any, **kwargs: Any) -> Any:
         if inspect.iscoroutinefunction(self.func):

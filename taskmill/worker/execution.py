@@ -220,6 +220,7 @@ class Attempt:
                 value,
                 "the return value",
                 f"Task {self.run.task_path!r} returned what JSON cannot hold",
+                raises=TypeError,  # what Django's own backends record for it
             )
         except Exception as exc:  # the task ran, but its result cannot be stored
             return self.failed(exc, duration)

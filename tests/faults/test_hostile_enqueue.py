@@ -142,7 +142,7 @@ def test_return_values_that_cannot_be_stored_fail_the_run_clearly(
     for name, result in results.items():
         row = Run.objects.get(pk=int(result.id))
         assert row.status == "FAILED", (name, row.status, row.return_value)
-        assert "InvalidTaskArguments" in row.errors[-1]["traceback"], row.errors
+        assert row.errors[-1]["exception_class_path"] == "builtins.TypeError", row.errors
         assert "returned what JSON cannot hold" in row.errors[-1]["traceback"], row.errors
     assert Run.objects.get(pk=int(after.id)).status == "SUCCESSFUL"
 
