@@ -53,12 +53,23 @@ def synthetic_error(exc_type: type[BaseException], message: str) -> dict[str, st
     }
 
 
+_WORKER_LOST = class_path(WorkerLost)
+# An error entry's optional third key: "lost" marks an attempt that failed through no fault of
+# its task though its own exception is recorded (a transient database error in its body; see
+# taskmill/worker/interruptions.py). It counts as a lost attempt, like a ``WorkerLost``.
+COUNTED_AS = "counted_as"
+LOST = "lost"
+
+
+def counts_as_lost(error: dict[str, str]) -> bool:
+    """Whether an error entry is a lost attempt: a lost worker, or the database's fault."""
+    return error.get(COUNTED_AS) == LOST or error.get("exception_class_path") == _WORKER_LOST
+
+
 def task_failures(errors: list[dict[str, str]]) -> int:
     """How many of the run's attempts failed by the task's own doing (lost ones excluded)."""
-    lost = class_path(WorkerLost)
-    return sum(1 for error in errors if error.get("exception_class_path") != lost)
+    return sum(1 for error in errors if not counts_as_lost(error))
 
 
 def lost_attempts(errors: list[dict[str, str]]) -> int:
-    lost = class_path(WorkerLost)
-    return sum(1 for error in errors if error.get("exception_class_path") == lost)
+    return sum(1 for error in errors if counts_as_lost(error))

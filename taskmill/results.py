@@ -144,9 +144,16 @@ def _result_of_variant(
         args=args,
         kwargs=kwargs,
         backend=backend,
-        errors=[TaskError(**error) for error in errors],
+        errors=[_task_error(error) for error in errors],
         worker_ids=list(worker_ids),
         _return_value=return_value,
+    )
+
+
+def _task_error(error: dict[str, str]) -> TaskError:
+    # By name: an entry may carry a key of taskmill's own (how its attempt counted).
+    return TaskError(
+        exception_class_path=error["exception_class_path"], traceback=error["traceback"]
     )
 
 

@@ -1,11 +1,11 @@
 """taskmill's Task: Django's Task plus what its API lacks, registered for the worker.
 
 The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique``,
-``on_success``/``on_failure``, ``atomic``, ``result_ttl``) are dataclass fields, so
-``@taskmill.task(...)`` and, on Django 6.1, ``@django.tasks.task(...)`` (which forwards
-extra keywords to the backend's ``task_class``) both accept them. ``.using()`` takes the
-per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and
-``depends_on``.
+``on_success``/``on_failure``, ``atomic``, ``result_ttl``, ``retry_on_database_errors``) are
+dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1, ``@django.tasks.task(...)``
+(which forwards extra keywords to the backend's ``task_class``) both accept them. ``.using()``
+takes the per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``,
+``retry_on_database_errors``, ``unique_key`` and ``depends_on``.
 
 Names from Django's own proposals keep their proposed meaning, so that code written for
 taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
@@ -40,8 +40,15 @@ Call = tuple[Sequence[Any], Mapping[str, Any]]
 
 # Options a single call may change with .using(); they are stored on the run when they
 # differ from the task's own. The others (callables, callbacks, atomic) belong to the task.
-PER_CALL_OPTIONS = ("max_attempts", "timeout", "result_ttl", "unique_key", "depends_on")
-STORED_OPTIONS = ("max_attempts", "timeout", "result_ttl")
+PER_CALL_OPTIONS = (
+    "max_attempts",
+    "timeout",
+    "result_ttl",
+    "retry_on_database_errors",
+    "unique_key",
+    "depends_on",
+)
+STORED_OPTIONS = ("max_attempts", "timeout", "result_ttl", "retry_on_database_errors")
 MAX_UNIQUE_KEY_LENGTH = 200
 
 # (exception, task_result) -> seconds or None, as Django's proposal #142 spells it; or,
@@ -86,6 +93,10 @@ class Task(BaseTask):
     atomic: bool = False
     # How long a finished run is kept (seconds or a timedelta); None: the setting.
     result_ttl: float | timedelta | None = None
+    # A transient database error raised by the body (the connection lost, a failover, a
+    # deadlock) sends the run again like a lost worker's, using no attempt of max_attempts
+    # (see docs/runs.md). False: such an error is the task's failure like any other.
+    retry_on_database_errors: bool = True
 
     def __post_init__(self) -> None:
         self._normalize()
@@ -116,6 +127,11 @@ class Task(BaseTask):
                 takes_result(self.backoff)
             except TypeError as exc:
                 raise InvalidTask(f"backoff must be a callable {NEW_FORM}: {exc}.") from None
+        if not isinstance(self.retry_on_database_errors, bool):
+            raise InvalidTask(
+                "retry_on_database_errors must be True or False, "
+                f"not {self.retry_on_database_errors!r}."
+            )
         for name in ("backoff_base", "backoff_cap", "timeout"):
             value = getattr(self, name)
             if value is not None:
@@ -172,7 +188,8 @@ class Task(BaseTask):
         **options: Any,
     ) -> Task:
         """A copy with other defaults; besides Django's, the per-call options
-        ``max_attempts``, ``timeout``, ``result_ttl``, ``unique_key`` and ``depends_on``."""
+        ``max_attempts``, ``timeout``, ``result_ttl``, ``retry_on_database_errors``,
+        ``unique_key`` and ``depends_on``."""
         unknown = set(options) - set(PER_CALL_OPTIONS)
         if unknown:
             raise TypeError(

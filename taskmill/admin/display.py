@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from ..exceptions import COUNTED_AS, LOST
 from ..templatetags.taskmill_admin import seconds
 
 
@@ -63,6 +64,8 @@ def _error_row(error: Any) -> tuple[str, str, str]:
     # The traceback's last line repeats the class ("ValueError: ..."): said once is enough.
     for prefix in (f"{path}: ", f"{name}: "):
         message = message.removeprefix(prefix)
+    if error.get(COUNTED_AS) == LOST:  # why a run with max_attempts=1 went again
+        message += " (a lost attempt: the database's fault, not the task's)"
     return (name, message, text)
 
 

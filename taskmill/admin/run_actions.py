@@ -36,7 +36,7 @@ class RunAction:
 
 # A copy keeps how the run was to be run, not what tied it to others (its dependencies have
 # finished; a unique key is recomputed by the task, if it has one).
-COPIED_OPTIONS = ("max_attempts", "timeout", "result_ttl")
+COPIED_OPTIONS = ("max_attempts", "timeout", "result_ttl", "retry_on_database_errors")
 
 
 def _copy(run: Run) -> bool:

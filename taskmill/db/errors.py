@@ -1,9 +1,10 @@
 """Which database errors are worth trying again.
 
-A deadlock, a serialization failure, a lock wait that timed out or a connection that went
-away says nothing about the statement: the same work, done again in a new transaction (on a
-new connection), can succeed. Anything else (a constraint, a syntax error, bad data) fails
-the same way every time.
+A deadlock, a serialization failure, a lock wait that timed out, a connection that went
+away or a server that is read-only for the moment (a primary demoted during a failover)
+says nothing about the statement: the same work, done again in a new transaction (on a new
+connection), can succeed. Anything else (a constraint, a syntax error, bad data) fails the
+same way every time.
 """
 
 from __future__ import annotations
@@ -11,11 +12,18 @@ from __future__ import annotations
 from django.db import InterfaceError
 
 # PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected, lock_not_available,
-# admin_shutdown, crash_shutdown, cannot_connect_now, and class 08 (connection exceptions).
-_PG_TRANSIENT = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+# admin_shutdown, crash_shutdown, cannot_connect_now, read_only_sql_transaction (a write on a
+# server that became a standby: the failover's new primary is elsewhere), and class 08
+# (connection exceptions).
+_PG_TRANSIENT = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "25006"}
 # MySQL/MariaDB error numbers: lock wait timeout, deadlock, server shutdown, server gone away,
 # lost connection, can't connect, connection killed (MariaDB), disconnected for inactivity.
-_MYSQL_TRANSIENT = {1205, 1213, 1053, 2006, 2013, 2002, 2003, 1927, 4031}
+# 2055: lost connection, with the system error.
+_MYSQL_TRANSIENT = {1205, 1213, 1053, 2006, 2013, 2002, 2003, 1927, 4031, 2055}
+# "The MariaDB server is running with the --read-only option" (1290) and "Running in
+# read-only mode" (1836). 1290 is any option that prevents a statement (--secure-file-priv
+# too, which does not pass): only its read-only form counts.
+_MYSQL_READ_ONLY = {1290, 1836}
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked")
 
 
@@ -32,9 +40,11 @@ def is_transient(exc: BaseException) -> bool:
                 return "OperationalError" in (type(exc).__name__, type(error).__name__)
             return sqlstate in _PG_TRANSIENT or sqlstate.startswith("08")
         code = error.args[0] if error.args else None
+        message = str(error)
         if isinstance(code, int) and code in _MYSQL_TRANSIENT:
             return True
-        message = str(error)
+        if isinstance(code, int) and code in _MYSQL_READ_ONLY and "read-only" in message:
+            return True
         if any(text in message for text in _SQLITE_TRANSIENT):
             return True
         if "server closed the connection" in message or "connection is closed" in message:

@@ -268,11 +268,14 @@ def _escaped_text(text: Any) -> Any:
 # -- the shape of a claimed row ---------------------------------------------------------------
 
 ERROR_KEYS = frozenset({"exception_class_path", "traceback"})
+# An entry may also say how its attempt counts (taskmill.exceptions.COUNTED_AS).
+OPTIONAL_ERROR_KEYS = frozenset({"counted_as"})
 # Per-call options a run may store (taskmill.tasks.STORED_OPTIONS), each with its check.
 OPTION_CHECKS = {
     "max_attempts": lambda v: _is_int(v) and v >= 1,
     "timeout": lambda v: v is None or (_is_number(v) and v > 0),
     "result_ttl": lambda v: v is None or (_is_number(v) and v >= 0),
+    "retry_on_database_errors": lambda v: isinstance(v, bool),
 }
 
 
@@ -325,7 +328,7 @@ def _valid_worker_ids(value: Any) -> bool:
 def _valid_errors(value: Any) -> bool:
     return isinstance(value, list) and all(
         isinstance(error, dict)
-        and error.keys() == ERROR_KEYS
+        and ERROR_KEYS <= error.keys() <= ERROR_KEYS | OPTIONAL_ERROR_KEYS
         and all(isinstance(text, str) for text in error.values())
         for error in value
     )

@@ -30,7 +30,6 @@ from ..compat import (
     task_started,
 )
 from ..compat import TaskContext as BaseTaskContext
-from ..conf import setting
 from ..db import ClaimedRun, Outcome, get_engine
 from ..db.errors import is_transient
 from ..db.records import CLAIMED_DATETIME_COLUMNS, Landed, load_datetime
@@ -38,9 +37,6 @@ from ..exceptions import (
     CorruptRun,
     RunCancelled,
     TaskTimeout,
-    WorkerLost,
-    lost_attempts,
-    synthetic_error,
     task_failures,
 )
 from ..results import result_of
@@ -48,6 +44,7 @@ from ..retries import retry_delay
 from ..serialization import to_json_value
 from ..signalling import started_heard
 from ..tasks import effective_option, expiry_for
+from .interruptions import close_async_connections, database_interruption
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -240,8 +237,17 @@ class Attempt:
     def failed(self, exc: BaseException, duration: float) -> Completed:
         if self.stop_was_requested() and not isinstance(exc, RunCancelled):
             exc = _chained(RunCancelled("stopped on request while running"), exc)
-        errors = [*self.run.errors, error_entry(exc)]
+        error = error_entry(exc)
         now = self.ended_at(duration)
+        interrupted = database_interruption(
+            self.run, self.task, exc, error, now=now, started_at=self.started_at
+        )
+        if interrupted is not None:  # the database's fault: the run goes again, as if lost
+            failure = failure_summary(exc)
+            return Completed(
+                self.run, self.task, interrupted, duration, failure=failure, exception=exc
+            )
+        errors = [*self.run.errors, error]
         delay = None
         if self.task is not None and isinstance(exc, Exception):
             delay = retry_delay(
@@ -316,11 +322,11 @@ class Attempt:
             try:
                 return self.call_atomic(args, kwargs, retry=tries > 1)
             except DatabaseError as exc:
-                if not is_transient(exc):
+                if not is_transient(exc) or not self.option("retry_on_database_errors"):
                     raise
                 connections[self.database].close_if_unusable_or_obsolete()
-                if tries == ATOMIC_TRIES:
-                    return self.interrupted(exc, tries, self.duration())
+                if tries == ATOMIC_TRIES:  # the database kept failing it: a lost attempt
+                    raise
                 logger.warning(
                     "Run %s: the database failed its atomic transaction (%s); trying again",
                     self.run.id,
@@ -328,19 +334,6 @@ class Attempt:
                 )
                 time.sleep(0.1 * 2**tries)  # let a deadlock's other party finish
         raise AssertionError("unreachable")
-
-    def interrupted(self, exc: BaseException, tries: int, duration: float) -> Completed:
-        """The database kept failing the attempt: like a lost worker, not the task's fault.
-
-        The run goes again shortly (its attempt counted as lost, bounded like lost workers),
-        instead of a database outage failing it.
-        """
-        message = (
-            f"attempt {self.run.attempt}'s transaction failed on the database {tries} times "
-            f"(last: {exc})"
-        )
-        outcome = lost_outcome(self.run, self.task, message, started_at=self.started_at)
-        return Completed(self.run, self.task, outcome, duration)
 
     def call_atomic(
         self, args: list[Any], kwargs: dict[str, Any], retry: bool = False
@@ -455,31 +448,9 @@ class Attempt:
                 raise
             return self.failed(exc, self.duration())
         except BaseException as exc:
+            await close_async_connections(exc)
             return self.failed(exc, self.duration())
         return self.succeeded(value, self.duration())
-
-
-def lost_outcome(
-    run: ClaimedRun, task: BaseTask | None, message: str, *, started_at: datetime | None = None
-) -> Outcome:
-    """An attempt that ended through no fault of the task (its worker fenced itself, the
-    database kept failing it): recorded as a lost attempt, like a rescue would, and the run
-    goes again shortly, up to TASKMILL_MAX_LOST_ATTEMPTS lost attempts."""
-    now = timezone.now()
-    lost = lost_attempts(run.errors) + 1
-    final = lost >= int(setting("TASKMILL_MAX_LOST_ATTEMPTS"))
-    suffix = f"; {lost} lost attempts, the limit: the run fails" if final else "; it goes again"
-    logger.warning("Run %s: %s%s", run.id, message, suffix)
-    return Outcome(
-        run_id=run.id,
-        attempt=run.attempt,
-        status=TaskResultStatus.FAILED if final else "READY",
-        finished_at=now,
-        errors=[*run.errors, synthetic_error(WorkerLost, message + suffix)],
-        available_at=None if final else now + timedelta(seconds=1),
-        expires_at=expiry_for(task, run.options, now) if final else None,
-        started_at=started_at,
-    )
 
 
 class _ResultNotStorable(Exception):

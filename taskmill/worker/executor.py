@@ -24,7 +24,8 @@ from ..db import ClaimedRun
 from ..exceptions import RunCancelled
 from ..tasks import effective_option
 from .attempt_log import log_failed_attempt
-from .execution import Attempt, Completed, lost_outcome
+from .execution import Attempt, Completed
+from .interruptions import lost_outcome
 
 logger = logging.getLogger("taskmill.worker")
 

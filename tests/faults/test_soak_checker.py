@@ -110,3 +110,29 @@ def test_every_fire_time_must_be_enqueued_once(record_dir):
         )  # fmt: skip
     report = check(record_dir, [], set(), [cron])
     assert report.missing_fires == 1 and report.double_fires == 0
+
+
+def test_a_run_failed_by_a_database_error_is_lost_unless_counted_as_a_lost_attempt(record_dir):
+    run_id = finish(soak_tasks.plain.enqueue("plain-1", 0), status="FAILED")
+    log(record_dir, f"start {run_id} 1 plain")
+    outage = {
+        "exception_class_path": "django.db.utils.OperationalError",
+        "traceback": "django.db.utils.OperationalError: server closed the connection\n",
+    }
+    # The restart failed it for good: the database's outage, a run lost.
+    Run.objects.filter(pk=run_id).update(errors=[outage])
+    report = check(record_dir, [], set(), [])
+    assert report.lost == 1 and not report.ok, report.problems
+    assert "FAILED by a database error" in report.problems[0]
+    # A failing kind's run too: its own error must be what failed it.
+    fails = finish(soak_tasks.fails.enqueue("fails-1"), status="FAILED", errors=[outage])
+    log(record_dir, f"start {fails} 1 fails", f"end {fails} 1")
+    assert check(record_dir, [], set(), []).lost == 2
+    Run.objects.filter(pk=fails).delete()
+    # Counted as lost attempts, up to the limit, it gave up by design, as after lost workers.
+    lost = {**outage, "counted_as": "lost"}
+    Run.objects.filter(pk=run_id).update(errors=[lost] * 3, attempt=3, worker_ids=["w"] * 3)
+    log(record_dir, f"start {run_id} 2 plain", f"start {run_id} 3 plain")
+    report = check(record_dir, [], set(), [])
+    assert report.ok, report.problems
+    assert (report.gave_up, report.crashed_runs) == (1, 1)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import taskmill
+from taskmill.compat import task
 
 from .tasks import _record
 
@@ -49,3 +50,12 @@ def record_with_callback(context, value: str) -> str:
     callback's run (the path where a deadlock can roll back more than the outcome)."""
     _record(f"{context.task_result.id} {context.attempt} {value}")
     return context.task_result.id
+
+
+@task
+def write_row(name: str) -> str:
+    """A plain Django ``@task`` that writes one row (tests/faults/test_database_restart.py)."""
+    from .models import Effect
+
+    Effect.objects.create(name=name)
+    return name

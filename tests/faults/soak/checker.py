@@ -3,7 +3,9 @@ went wrong.
 
 What it proves, run by run:
 - every run ended, in the state its kind expects (or CANCELLED when the soak cancelled or
-  stopped it, or FAILED after too many lost workers, which its errors then say);
+  stopped it, or FAILED after too many lost attempts, which its errors then say); a run
+  FAILED by a database error its worker did not count as a lost attempt (a restart or a cut
+  session that failed it for good) is lost: the outage was the database's, not the task's;
 - no attempt ran twice, and a run ran more often than once only when its errors account for
   each extra attempt (a lost worker, a timeout, a failure that was retried);
 - an ``atomic=True`` run's row exists exactly once if it succeeded, never otherwise;
@@ -19,11 +21,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.utils.module_loading import import_string
+
+from taskmill.exceptions import counts_as_lost
+
 from .producer import TASKS, Enqueued, SoakSchedule
 
 ACTIVE = {"READY", "WAITING", "RUNNING"}
 SUCCESS_KINDS = {"plain", "in_child", "unique", "async", "atomic", "flaky", "scheduled", "after"}
-WORKER_LOST = "taskmill.exceptions.WorkerLost"
 
 
 @dataclass
@@ -35,7 +40,9 @@ class Report:
     double_fires: int = 0
     stuck: int = 0
     wrong: int = 0
-    gave_up: int = 0  # FAILED after TASKMILL_MAX_LOST_ATTEMPTS lost workers (allowed)
+    # FAILED after TASKMILL_MAX_LOST_ATTEMPTS lost attempts (lost workers, or database
+    # errors the worker counted as lost): allowed
+    gave_up: int = 0
     crashed_runs: int = 0  # runs with at least one lost attempt
     problems: list[str] = field(default_factory=list)
 
@@ -136,24 +143,42 @@ def _check_run(report, row, runs: Executions, rows, by_token, targeted: set[int]
             f"{label} started {started} times but its errors account for {len(errors)} "
             f"extra: {[e['exception_class_path'] for e in errors]}",
         )
-    lost_workers = sum(1 for e in errors if e["exception_class_path"] == WORKER_LOST)
-    if lost_workers:
+    if any(counts_as_lost(e) for e in errors):
         report.crashed_runs += 1
     # Tasks log Django's attempt number (context.attempt: one per worker that started the
     # run), not the fencing counter, which also counts claims given back unstarted.
     final_attempt = len(row["worker_ids"])
     if status == "SUCCESSFUL" and runs.ends[final_attempt] == 0:
         report.flag("wrong", f"{label} is SUCCESSFUL but its attempt {final_attempt} never ended")
+    if status == "FAILED" and errors and _failed_by_the_database(errors[-1]):
+        last = errors[-1]["traceback"].strip().splitlines()[-1][:200]
+        report.flag("lost", f"{label} FAILED by a database error, not counted as lost: {last}")
+        return
     expected = _expected_status(row, rows, by_token)
     if status == expected:
         return
     if status == "CANCELLED" and run_id in targeted:
         return
-    if status == "FAILED" and errors and errors[-1]["exception_class_path"] == WORKER_LOST:
-        report.gave_up += 1  # too many lost workers: designed, and its errors say so
+    if status == "FAILED" and errors and counts_as_lost(errors[-1]):
+        report.gave_up += 1  # too many lost attempts: designed, and its errors say so
         return
     last = errors[-1]["traceback"].strip().splitlines()[-1][:200] if errors else "no error"
     report.flag("wrong", f"{label} ended {status}, expected {expected} (last error: {last})")
+
+
+def _failed_by_the_database(error: dict[str, str]) -> bool:
+    """An error entry of a database error (Django's, or a driver's: PEP 249 names its classes)
+    that the worker did not count as lost. No soak task raises one on its own: it is the
+    chaos's restart or cut session, which must send the run again, not fail it."""
+    if counts_as_lost(error):
+        return False
+    try:
+        exc_type = import_string(error["exception_class_path"])
+    except ImportError:
+        return False
+    return isinstance(exc_type, type) and any(
+        cls.__name__ in ("DatabaseError", "InterfaceError") for cls in exc_type.__mro__
+    )
 
 
 def _expected_status(row, rows, by_token) -> str:

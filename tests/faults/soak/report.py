@@ -29,7 +29,8 @@ def print_table(vendor, profile, seed, elapsed, report, chaos, producer) -> None
     print("  ".join(f"{values[name]!s:>{width}}" for name, width in COLUMNS))
     print(
         f"soak {vendor} ({profile}, seed {seed}, {elapsed:.0f}s): {report.crashed_runs} runs "
-        f"survived a lost worker, {report.gave_up} gave up after too many lost workers, "
+        f"survived a lost attempt (a lost worker, or a database error), {report.gave_up} gave "
+        "up after too many lost attempts, "
         f"{producer.ambiguous} enqueues answered by a broken connection were found committed"
     )
     for problem in report.problems[:30]:
