@@ -217,15 +217,17 @@ class Attempt:
         return self.stop_event is not None and self.stop_event.is_set()
 
     def succeeded(self, value: Any, duration: float) -> Completed:
-        try:
-            value = to_json_value(
-                value,
-                "the return value",
-                f"Task {self.run.task_path!r} returned what JSON cannot hold",
-                raises=TypeError,  # what Django's own backends record for it
-            )
-        except Exception as exc:  # the task ran, but its result cannot be stored
-            return self.failed(exc, duration)
+        # None is what most tasks return: no check, and no message built for nothing.
+        if value is not None:
+            try:
+                value = to_json_value(
+                    value,
+                    "the return value",
+                    f"Task {self.run.task_path!r} returned what JSON cannot hold",
+                    raises=TypeError,  # what Django's own backends record for it
+                )
+            except Exception as exc:  # the task ran, but its result cannot be stored
+                return self.failed(exc, duration)
         now = self.ended_at(duration)
         outcome = Outcome(
             run_id=self.run.id,
