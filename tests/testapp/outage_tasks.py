@@ -55,20 +55,22 @@ def _attempt(context, kind: str) -> int:
     return context.attempt
 
 
-@taskmill.task(takes_context=True)
-def outage_then_row(context, name: str, outages: int) -> str:
-    if _attempt(context, "outage") <= outages:
+def _outage_then_row(context, kind: str, name: str, outages: int) -> str:
+    """The first ``outages`` attempts meet a real outage; a later one writes the row."""
+    if _attempt(context, kind) <= outages:
         provoke_outage()
     Effect.objects.create(name=name)
     return name
+
+
+@taskmill.task(takes_context=True)
+def outage_then_row(context, name: str, outages: int) -> str:
+    return _outage_then_row(context, "outage", name, outages)
 
 
 @taskmill.task(takes_context=True, retry_on_database_errors=False)
 def outage_no_retry(context, name: str, outages: int) -> str:
-    if _attempt(context, "no_retry") <= outages:
-        provoke_outage()
-    Effect.objects.create(name=name)
-    return name
+    return _outage_then_row(context, "no_retry", name, outages)
 
 
 @taskmill.task(takes_context=True)
@@ -86,10 +88,7 @@ def wrapped_outage(context, name: str, outages: int) -> str:
 @taskmill.task(takes_context=True, timeout=60)
 def outage_in_child(context, name: str, outages: int) -> str:
     """With a timeout: it runs in a worker's child process, whose outcome travels as JSON."""
-    if _attempt(context, "child") <= outages:
-        provoke_outage()
-    Effect.objects.create(name=name)
-    return name
+    return _outage_then_row(context, "child", name, outages)
 
 
 @taskmill.task(takes_context=True)
