@@ -291,8 +291,8 @@ class Engine(LeaseQueries):
             params.extend(backends)
         return sql, params
 
-    def claimed_from_row(self, row: Sequence[Any]) -> ClaimedRun:
-        # Positional, in CLAIMED_COLUMNS' order (checked below): called for every run claimed.
+    def claimed_from_row(self, row: Sequence[Any], claimed_at: datetime) -> ClaimedRun:
+        # Positional, in CLAIMED_COLUMNS' order (checked above): called for every run claimed.
         (
             run_id,
             task_path,
@@ -305,8 +305,6 @@ class Engine(LeaseQueries):
             enqueued_at,
             run_after,
             available_at,
-            started_at,
-            last_attempted_at,
             worker_ids,
             errors,
             options,
@@ -324,12 +322,12 @@ class Engine(LeaseQueries):
             load_datetime(enqueued_at),
             load_datetime(run_after),
             load_datetime(available_at),
-            load_datetime(started_at),
-            load_datetime(last_attempted_at),
             load_json(worker_ids),
             load_json(errors),
             load_json(options),
             bool(has_dependents),
+            claimed_at,
+            claimed_at,
         )
 
 

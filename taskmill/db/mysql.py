@@ -104,7 +104,7 @@ class MySQLEngine(Engine):
         ):
             select = SELECT_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql)
             cursor.execute(select, [now, *r.queue_params, r.limit])
-            picked = [self.claimed_from_row(row) for row in cursor.fetchall()]
+            picked = [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
             if not picked:
                 return []
             self.repair_json([run.id for run in picked if run.problem is not None])
@@ -118,8 +118,6 @@ class MySQLEngine(Engine):
                 run,
                 attempt=run.attempt + 1,
                 worker_ids=[*run.worker_ids, r.worker_id],
-                started_at=r.now,
-                last_attempted_at=r.now,
             )
             for run in picked
         ]

@@ -246,7 +246,7 @@ class PostgreSQLEngine(Engine):
         params = [r.now, *r.queue_params, r.limit, r.worker_id, r.worker_id, r.now, r.now]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [*params, r.lease_until])
-            return [self.claimed_from_row(row) for row in cursor.fetchall()]
+            return [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
 
     def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
         if not outcomes:

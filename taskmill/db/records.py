@@ -15,7 +15,8 @@ from ..models import Queue, Run
 RUN_TABLE = Run._meta.db_table
 QUEUE_TABLE = Queue._meta.db_table
 
-# Columns a claim hands back, in this order, on every engine.
+# Columns a claim hands back, in this order, on every engine. Not started_at and
+# last_attempted_at: the claim writes its own time there, which the caller knows already.
 CLAIMED_COLUMNS = (
     "id",
     "task_path",
@@ -28,14 +29,12 @@ CLAIMED_COLUMNS = (
     "enqueued_at",
     "run_after",
     "available_at",
-    "started_at",
-    "last_attempted_at",
     "worker_ids",
     "errors",
     "options",
     "has_dependents",
 )
-# Those of them that are datetimes (raw cursors, and JSON, hand them back as text).
+# ClaimedRun's datetimes (raw cursors, and JSON, hand them back as text).
 CLAIMED_DATETIME_COLUMNS = (
     "enqueued_at",
     "run_after",
@@ -105,12 +104,14 @@ class ClaimedRun:
     enqueued_at: datetime
     run_after: datetime | None
     available_at: datetime
-    started_at: datetime | None
-    last_attempted_at: datetime | None
     worker_ids: list[str]
     errors: list[dict[str, str]]
     options: dict[str, Any] | None = None
     has_dependents: bool = False
+    # The claim's time, standing in for the attempt's start until its body begins (then
+    # Attempt.mark_started sets both); the columns hold the same.
+    started_at: datetime | None = None
+    last_attempted_at: datetime | None = None
     # What is wrong with the row, if anything: a row taskmill never wrote (arguments that
     # are not a list, invalid JSON...). Such a run is failed by Attempt.prepare, unrun.
     problem: str | None = None

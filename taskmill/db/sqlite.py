@@ -43,7 +43,7 @@ class SQLiteEngine(Engine):
             cursor.execute(
                 CLAIM_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql), params
             )
-            return [self.claimed_from_row(row) for row in cursor.fetchall()]
+            return [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
 
     def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
         if not outcomes:
