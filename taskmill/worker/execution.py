@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +32,7 @@ from ..compat import (
 from ..compat import TaskContext as BaseTaskContext
 from ..db import ClaimedRun, Outcome, get_engine
 from ..db.errors import is_transient
-from ..db.records import CLAIMED_DATETIME_COLUMNS, Landed, load_datetime
+from ..db.records import Landed
 from ..exceptions import (
     CorruptRun,
     RunCancelled,
@@ -391,9 +391,10 @@ class Attempt:
         return completed
 
     def run_in_child(self, timeout: float) -> Completed:
+        from .child_attempt import outcome_from_json, run_to_json
         from .processes import Killed
 
-        payload = {"database": self.database, "run": _run_to_json(self.run)}
+        payload = {"database": self.database, "run": run_to_json(self.run)}
         reply = self.pool.call(payload, timeout=timeout, stop=self.stop_event)
         duration = self.duration()
         if isinstance(reply, Killed):
@@ -411,7 +412,7 @@ class Attempt:
             return self.failed(exc, duration)
         if "__child_error__" in reply:
             return self.failed(TaskCrashed(reply["__child_error__"]["traceback"]), duration)
-        outcome = _outcome_from_json(reply["outcome"])
+        outcome = outcome_from_json(reply["outcome"])
         raised = reply.get("failure") and outcome.errors and outcome.errors[-1]["traceback"]
         completed = Completed(
             self.run,
@@ -470,55 +471,6 @@ class _ResultNotStorable(Exception):
 def _chained(exc: BaseException, cause: BaseException) -> BaseException:
     exc.__cause__ = cause
     return exc
-
-
-# -- the child process's side -----------------------------------------------------------------
-
-
-def _run_to_json(run: ClaimedRun) -> dict[str, Any]:
-    values = asdict(run)
-    for name in CLAIMED_DATETIME_COLUMNS:
-        if values[name] is not None:
-            values[name] = values[name].isoformat()
-    return values
-
-
-_OUTCOME_DATETIMES = ("finished_at", "available_at", "expires_at", "started_at")
-
-
-def _outcome_to_json(outcome: Outcome) -> dict[str, Any]:
-    values = asdict(outcome)
-    for name in _OUTCOME_DATETIMES:
-        if values[name] is not None:
-            values[name] = values[name].isoformat()
-    return values
-
-
-def _outcome_from_json(values: dict[str, Any]) -> Outcome:
-    for name in _OUTCOME_DATETIMES:
-        values[name] = load_datetime(values[name])
-    return Outcome(**values)
-
-
-def run_in_child(payload: dict[str, Any]) -> dict[str, Any]:
-    """The child process's handler: run one attempt here and send back its outcome.
-
-    Signals (task_started) were sent by the worker; the child only calls the task.
-    """
-    values = payload["run"]
-    for name in CLAIMED_DATETIME_COLUMNS:
-        values[name] = load_datetime(values[name])
-    run = ClaimedRun(**values)
-    attempt = Attempt(run, database=payload["database"])
-    refused = attempt.prepare()
-    completed = refused or attempt.call_here()
-    connections.close_all()
-    return {
-        "outcome": _outcome_to_json(completed.outcome),
-        "duration": completed.duration,
-        "landed": asdict(completed.landed) if completed.landed else None,
-        "failure": completed.failure,
-    }
 
 
 __all__ = ["Attempt", "Completed", "TaskContext", "error_entry", "signal_sender"]

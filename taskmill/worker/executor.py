@@ -258,7 +258,7 @@ class Executor:
                 from .processes import ProcessPool
 
                 self._pool = ProcessPool(
-                    "taskmill.worker.execution:run_in_child",
+                    "taskmill.worker.child_attempt:run_in_child",
                     max_children=self._concurrency,
                     grace=float(setting("TASKMILL_TIMEOUT_GRACE")),
                 )
