@@ -15,30 +15,34 @@ from ..db import ClaimedRun, Outcome
 from ..db.records import CLAIMED_DATETIME_COLUMNS, load_datetime
 from .execution import Attempt
 
-
-def run_to_json(run: ClaimedRun) -> dict[str, Any]:
-    values = asdict(run)
-    for name in CLAIMED_DATETIME_COLUMNS:
-        if values[name] is not None:
-            values[name] = values[name].isoformat()
-    return values
-
-
 _OUTCOME_DATETIMES = ("finished_at", "available_at", "expires_at", "started_at")
 
 
-def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
-    values = asdict(outcome)
-    for name in _OUTCOME_DATETIMES:
+def _as_json(record: Any, datetimes: tuple[str, ...]) -> dict[str, Any]:
+    """A dataclass's fields, its datetimes as ISO text."""
+    values = asdict(record)
+    for name in datetimes:
         if values[name] is not None:
             values[name] = values[name].isoformat()
     return values
 
 
-def outcome_from_json(values: dict[str, Any]) -> Outcome:
-    for name in _OUTCOME_DATETIMES:
+def _with_datetimes(values: dict[str, Any], datetimes: tuple[str, ...]) -> dict[str, Any]:
+    for name in datetimes:
         values[name] = load_datetime(values[name])
-    return Outcome(**values)
+    return values
+
+
+def run_to_json(run: ClaimedRun) -> dict[str, Any]:
+    return _as_json(run, CLAIMED_DATETIME_COLUMNS)
+
+
+def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
+    return _as_json(outcome, _OUTCOME_DATETIMES)
+
+
+def outcome_from_json(values: dict[str, Any]) -> Outcome:
+    return Outcome(**_with_datetimes(values, _OUTCOME_DATETIMES))
 
 
 def run_in_child(payload: dict[str, Any]) -> dict[str, Any]:
@@ -46,10 +50,7 @@ def run_in_child(payload: dict[str, Any]) -> dict[str, Any]:
 
     Signals (task_started) were sent by the worker; the child only calls the task.
     """
-    values = payload["run"]
-    for name in CLAIMED_DATETIME_COLUMNS:
-        values[name] = load_datetime(values[name])
-    run = ClaimedRun(**values)
+    run = ClaimedRun(**_with_datetimes(payload["run"], CLAIMED_DATETIME_COLUMNS))
     attempt = Attempt(run, database=payload["database"])
     refused = attempt.prepare()
     completed = refused or attempt.call_here()
