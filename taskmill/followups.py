@@ -1,13 +1,18 @@
-"""What follows a run's final outcome: its callbacks, and the runs that depend on it.
+"""What follows a run's outcome: its attempt in the rollups, its callbacks, and the runs
+that depend on it.
 
-Both are written in the transaction that records the outcome, so a crash cannot record
-the outcome and lose what follows it (or the other way round).
+All of it is written in the transaction that records the outcome, so a crash cannot record
+the outcome and lose what follows it (or the other way round). ``settle`` is the one place
+every outcome passes, whichever way the run got there: a worker's batch of outcomes, an
+atomic attempt, a rescue that gives up, a cancel of a run that never started. What is added
+to "what follows" (batch counters, limit slots) is added there, once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -16,6 +21,7 @@ from django.utils import timezone
 from . import registry
 from .compat import InvalidTask
 from .db.records import Landed
+from .db.stats import Ended, add_stats
 from .exceptions import DependencyFailed, synthetic_error
 from .models import ACTIVE_STATUSES, Run, RunDependency, RunStatus
 from .tasks import expiry_for
@@ -52,12 +58,37 @@ def enqueue_callback(path: str, run_id: int) -> None:
     callback.enqueue(str(run_id))
 
 
-def after_final(database: str, task: object | None, run_id: int, landed: Landed) -> None:
-    """What follows a run's final outcome, in the transaction that wrote it: its callback,
-    and its dependents released or cancelled. Nothing for a retry (READY)."""
-    enqueue_callbacks(task, run_id, landed.status)
-    if landed.has_dependents and landed.status != RunStatus.READY:
-        resolve_dependents(database, [run_id])
+@dataclass(slots=True)
+class Settling:
+    """An outcome that landed, with what settling it needs."""
+
+    landed: Landed
+    task: object | None  # its callbacks; None when the run names no registered task
+    # The attempt, for the rollups; None when no attempt ended (a rescue, a cancel).
+    ended: Ended | None = None
+
+
+def settle(database: str, settling: Sequence[Settling], *, dependents: bool = True) -> list[int]:
+    """What follows these outcomes, in the transaction that wrote them: the attempts in the
+    rollups (first: their rows' locks are then held the shortest time), the callbacks of
+    final ones, and the dependents of final ones released or cancelled, in one pass.
+
+    ``dependents=False`` leaves the dependents to the caller, for a transaction of their own
+    (a worker's batch that knew of none when it started, to keep its transaction short);
+    returns the runs whose dependents are left so.
+    """
+    add_stats(database, [item.ended for item in settling if item.ended is not None])
+    for item in settling:
+        enqueue_callbacks(item.task, item.landed.run_id, item.landed.status)
+    finished = [
+        item.landed.run_id
+        for item in settling
+        if item.landed.has_dependents and item.landed.status != RunStatus.READY
+    ]
+    if finished and dependents:
+        resolve_dependents(database, finished)
+        return []
+    return finished
 
 
 def resolve_dependents(database: str, finished_ids: Iterable[int]) -> int:
@@ -136,7 +167,7 @@ def cancel_unstarted(
         expires_at=expiry_for(task, run.options, now),
     )
     landed = Landed(run.pk, run.attempt, RunStatus.CANCELLED, has_dependents)
-    after_final(database, task, run.pk, landed)
+    settle(database, [Settling(landed, task)])
 
 
 def lock_dependencies(database: str, depends_on: Sequence[int]) -> dict[int, str]:

@@ -355,8 +355,7 @@ class Attempt:
         connection dropped): a row already SUCCESSFUL under this attempt is that commit,
         body and success together, and stands as this attempt's outcome.
         """
-        from ..db.stats import add_stats
-        from ..followups import after_final
+        from ..followups import Settling, settle
         from ..models import Run
         from .outcomes import ended_attempt
 
@@ -384,8 +383,10 @@ class Attempt:
             landed = engine.finish([completed.outcome]).get(self.run.id)
             if landed is None:
                 raise RunCancelled("the run was taken over while its atomic body ran")
-            after_final(self.database, self.task, self.run.id, landed)
-            add_stats(self.database, [ended_attempt(completed, landed.status)])
+            settle(
+                self.database,
+                [Settling(landed, self.task, ended_attempt(completed, landed.status))],
+            )
             completed.landed = landed
             completed.recorded = True
         return completed

@@ -13,8 +13,8 @@ from django.db import DatabaseError, transaction
 from ..compat import task_finished
 from ..db import Engine
 from ..db.base import Landed
-from ..db.stats import Ended, add_stats
-from ..followups import enqueue_callbacks, resolve_dependents
+from ..db.stats import Ended
+from ..followups import Settling, resolve_dependents, settle
 from ..models import Run
 from ..results import result_of
 from ..signalling import finished_heard
@@ -107,45 +107,29 @@ def _write(
     engine: Engine, database: str, pending: list[Completed], claim: Callable[[], None] | None
 ) -> dict[Key, Landed]:
     outcomes = [completed.outcome for completed in pending]
+    # A batch with follow-ups known before the write (runs known at claim to have
+    # dependents, tasks with callbacks) settles dependents in the outcomes' transaction. In
+    # the common batch, dependents learnt from the finish (one enqueued while its dependency
+    # ran) are settled right after, in a transaction of their own, which keeps it short.
     follow_up = any(
         completed.run.has_dependents
         or getattr(completed.task, "on_success", None)
         or getattr(completed.task, "on_failure", None)
         for completed in pending
     )
-    if not follow_up:
-        with transaction.atomic(using=database):
-            if claim is not None:
-                claim()  # first: the rollup rows' locks are then held the shortest time
-            landed = _by_attempt(engine.finish(outcomes))
-            add_stats(database, ended_attempts(pending, landed))
-        late = [row.run_id for row in landed.values() if row.has_dependents]
-        if late:
-            _resolve_late(database, late)
-        return landed
     with transaction.atomic(using=database):
         if claim is not None:
-            claim()
+            claim()  # first: the rollup rows' locks are then held the shortest time
         landed = _by_attempt(engine.finish(outcomes))
-        add_stats(database, ended_attempts(pending, landed))
-        for completed in pending:
-            row = landed.get(key_of(completed))
-            if row is not None:
-                enqueue_callbacks(completed.task, completed.run.id, row.status)
-        finished = [row.run_id for row in landed.values() if row.has_dependents]
-        if finished:  # one pass for the whole batch
-            resolve_dependents(database, finished)
+        settling = [
+            Settling(row, completed.task, ended_attempt(completed, row.status))
+            for completed in pending
+            if (row := landed.get(key_of(completed))) is not None
+        ]
+        late = settle(database, settling, dependents=follow_up)
+    if late:
+        _resolve_late(database, late)
     return landed
-
-
-def ended_attempts(pending: list[Completed], landed: dict[Key, Landed]) -> list[Ended]:
-    """The attempts of ``pending`` whose outcome landed, for the per-minute rollups."""
-    ended = []
-    for completed in pending:
-        row = landed.get(key_of(completed))
-        if row is not None:
-            ended.append(ended_attempt(completed, row.status))
-    return ended
 
 
 def ended_attempt(completed: Completed, status: str) -> Ended:

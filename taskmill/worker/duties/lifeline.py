@@ -25,7 +25,7 @@ from ...conf import setting
 from ...db import get_engine
 from ...db.records import Landed
 from ...exceptions import RunCancelled, WorkerLost, lost_attempts, synthetic_error
-from ...followups import after_final, settle_strays
+from ...followups import Settling, settle, settle_strays
 from ...tasks import expiry_for
 from . import Duty
 
@@ -77,7 +77,7 @@ def rescue_expired(database: str, now: datetime) -> int:
             if final:
                 task = registry.resolve_or_none(row["task_path"])
                 landed = Landed(row["id"], row["attempt"], values["status"], row["has_dependents"])
-                after_final(database, task, row["id"], landed)
+                settle(database, [Settling(landed, task)])
             elif values.get("due"):
                 engine.notify(row["queue_name"])
     return rescued
