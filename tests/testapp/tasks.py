@@ -51,14 +51,6 @@ def return_unserializable() -> object:
 
 
 @task
-def sleep_then_record(seconds: float, marker: str) -> str:
-    _record(f"start {marker}")
-    time.sleep(seconds)
-    _record(f"end {marker}")
-    return marker
-
-
-@task
 def timed_sleep(seconds: float, marker: str) -> str:
     """Records when its body began and ended (wall clock), for the timestamps' tests."""
     _record(f"start {marker} {time.time():.6f}")
