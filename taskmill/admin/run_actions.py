@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from .. import control, registry
 from ..compat import InvalidTask
 from ..models import FINISHED_STATUSES, Run, RunStatus
+from ..tasks import STORED_OPTIONS
 
 BATCH = 500
 
@@ -34,13 +35,11 @@ class RunAction:
     flag: int = CHANGE
 
 
-# A copy keeps how the run was to be run, not what tied it to others (its dependencies have
-# finished; a unique key is recomputed by the task, if it has one).
-COPIED_OPTIONS = ("max_attempts", "timeout", "result_ttl", "retry_on_database_errors")
-
-
 def _copy(run: Run) -> bool:
-    options = {key: value for key, value in (run.options or {}).items() if key in COPIED_OPTIONS}
+    # A copy keeps how the run was to be run (the per-call options a run stores), not what
+    # tied it to others (its dependencies have finished; a unique key is recomputed by the
+    # task, if it has one).
+    options = {key: value for key, value in (run.options or {}).items() if key in STORED_OPTIONS}
     task = registry.resolve(run.task_path).using(
         queue_name=run.queue_name, priority=run.priority, **options
     )
