@@ -44,7 +44,11 @@ from ..retries import retry_delay
 from ..serialization import to_json_value
 from ..signalling import started_heard
 from ..tasks import effective_option, expiry_for
-from .interruptions import close_async_connections, database_interruption
+from .interruptions import (
+    close_async_connections,
+    database_interruption,
+    retries_on_database_errors,
+)
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -329,7 +333,9 @@ class Attempt:
             try:
                 return self.call_atomic(args, kwargs, retry=tries > 1)
             except DatabaseError as exc:
-                if not is_transient(exc) or not self.option("retry_on_database_errors"):
+                if not is_transient(exc) or not retries_on_database_errors(
+                    self.task, self.run.options
+                ):
                     raise
                 connections[self.database].close_if_unusable_or_obsolete()
                 if tries == ATOMIC_TRIES:  # the database kept failing it: a lost attempt
