@@ -6,7 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
@@ -28,6 +32,10 @@ ADMIN_USER = ("admin", "admin")
 DEFAULT_WAIT = 30.0
 
 
+# chromium's words for an element whose document was replaced under the read.
+_NODE_GONE = "does not belong to the document"
+
+
 def wait_for[T](
     browser: Chrome,
     condition: Callable[[Chrome], T | bool | None],
@@ -40,7 +48,18 @@ def wait_for[T](
 
     An element gone stale between finding and reading it counts as "not yet": the control
     room's pages replace their sections as they refresh themselves (CI caught one replaced
-    under a test's feet), and the next poll finds the new one."""
+    under a test's feet), and the next poll finds the new one. So does a node that a page
+    load removed while chromium read it, which chromium reports as an "unknown error" rather
+    than a stale element (CI caught one after a form's submit)."""
+
+    def tolerant(b: Chrome) -> T | bool | None:
+        try:
+            return condition(b)
+        except WebDriverException as error:
+            if _NODE_GONE in str(error.msg or ""):
+                return False
+            raise
+
     try:
         waiting = WebDriverWait(
             browser,
@@ -48,7 +67,7 @@ def wait_for[T](
             poll_frequency=poll,
             ignored_exceptions=[StaleElementReferenceException],
         )
-        return waiting.until(condition)
+        return waiting.until(tolerant)
     except TimeoutException:
         raise AssertionError(
             f"timed out after {timeout}s waiting for {message or condition} "
