@@ -11,7 +11,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -24,7 +24,7 @@ from .compat import (
     TaskResultDoesNotExist,
     task_enqueued,
 )
-from .db import NewRun, get_engine
+from .db import NewRun, get_engine, unsupported_vendor
 from .db.records import NEW_RUN_COLUMN_SET
 from .followups import lock_dependencies, settle_new_dependent
 from .models import ACTIVE_STATUSES, Run, RunStatus
@@ -314,55 +314,16 @@ class DatabaseBackend(BaseTaskBackend):
                         id="taskmill.E003",
                     )
                 )
-        connection = connections[self.database]
-        if connection.vendor not in {"postgresql", "mysql", "sqlite"}:
+        vendor = unsupported_vendor(self.database)
+        if vendor is not None:
             messages.append(
                 checks.Error(
-                    f"{where} stores runs on {connection.vendor!r}; taskmill supports "
+                    f"{where} stores runs on {vendor!r}; taskmill supports "
                     "PostgreSQL, MySQL 8 / MariaDB 10.6+ and SQLite.",
                     id="taskmill.E004",
                 )
             )
         # Version checks need a connection: only when the caller asks for database checks.
-        if self.database in (kwargs.get("databases") or ()):
-            messages.extend(self._check_database_version(where, connection))
-        return messages
-
-    def _check_database_version(self, where: str, connection: Any) -> list[checks.CheckMessage]:
-        messages: list[checks.CheckMessage] = []
-        if connection.vendor == "mysql":
-            connection.ensure_connection()
-            if connection.mysql_is_mariadb:
-                too_old = connection.mysql_version < (10, 6)
-            else:
-                too_old = connection.mysql_version < (8, 0, 1)
-            if too_old:
-                messages.append(
-                    checks.Error(
-                        f"{where}: taskmill needs SKIP LOCKED (MySQL 8.0.1+, MariaDB 10.6+).",
-                        id="taskmill.E005",
-                    )
-                )
-            isolation = connection.settings_dict["OPTIONS"].get("isolation_level")
-            if isolation != "read committed":
-                messages.append(
-                    checks.Warning(
-                        f"{where}: MySQL/MariaDB runs should use the 'read committed' isolation "
-                        "level; REPEATABLE READ takes gap locks that make workers wait on "
-                        "each other.",
-                        hint="Set DATABASES[...]['OPTIONS']['isolation_level'] = 'read committed'.",
-                        id="taskmill.W002",
-                    )
-                )
-        elif connection.vendor == "sqlite":
-            import sqlite3
-
-            if sqlite3.sqlite_version_info < (3, 35):
-                messages.append(
-                    checks.Error(
-                        f"{where}: taskmill needs SQLite 3.35+ (UPDATE ... RETURNING); this "
-                        f"Python has {sqlite3.sqlite_version}.",
-                        id="taskmill.E006",
-                    )
-                )
+        elif self.database in (kwargs.get("databases") or ()):
+            messages.extend(get_engine(self.database).check_database(where))
         return messages

@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from . import registry
 from .compat import InvalidTask
+from .db import get_engine
 from .db.records import Landed
-from .db.stats import Ended, add_stats
+from .db.stats import Ended
 from .exceptions import DependencyFailed, synthetic_error
 from .models import ACTIVE_STATUSES, Run, RunDependency, RunStatus
 from .tasks import expiry_for
@@ -77,7 +78,7 @@ def settle(database: str, settling: Sequence[Settling], *, dependents: bool = Tr
     (a worker's batch that knew of none when it started, to keep its transaction short);
     returns the runs whose dependents are left so.
     """
-    add_stats(database, [item.ended for item in settling if item.ended is not None])
+    get_engine(database).add_stats(item.ended for item in settling if item.ended is not None)
     for item in settling:
         enqueue_callbacks(item.task, item.landed.run_id, item.landed.status)
     finished = [

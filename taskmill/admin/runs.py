@@ -9,12 +9,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from ..db import get_engine
 from ..models import FINISHED_STATUSES, Run, RunDependency
 from ..registry import resolve_or_none
 from ..retries import max_attempts_for
@@ -107,7 +107,7 @@ class RunAdmin(admin.ModelAdmin):
                 value = raw
             if masking.touches_masked_key(key, value):
                 return queryset.none(), False  # a masked value is not found by guessing it
-            if connections[queryset.db].vendor == "postgresql":
+            if get_engine(queryset.db).searches_json_by_containment:
                 # Containment (@>), which a GIN index on kwargs serves when a project adds
                 # one (docs/control-room.md); the key lookup (->) could use no index.
                 return queryset.filter(kwargs__contains={key: value}), False

@@ -12,11 +12,10 @@ from typing import Any
 
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..backend import DatabaseBackend
 from ..compat import DEFAULT_TASK_BACKEND_ALIAS, task_backends
-from ..db import reset_connection
+from ..db import answer_start_up_probes, reset_connection
 
 logger = logging.getLogger("taskmill")
 
@@ -56,7 +55,7 @@ def wait_for_database(alias: str) -> None:
     while True:
         try:
             connections[alias].ensure_connection()
-            answer_sqlite_json_probe(connections[alias])
+            answer_start_up_probes(connections[alias])
         except DatabaseError as exc:
             failures += 1
             delay = min(0.1 * 2**failures, WAIT_BACKOFF_MAX)
@@ -73,29 +72,6 @@ def wait_for_database(alias: str) -> None:
         if failures:
             logger.warning("Database %s reachable after %d attempt(s)", alias, failures + 1)
         return
-
-
-def answer_sqlite_json_probe(connection: BaseDatabaseWrapper) -> None:
-    """Settle Django's "does this SQLite have JSON?" question without the write lock.
-
-    Django asks it with ``SELECT JSON(...)`` inside ``transaction.atomic``; with
-    ``transaction_mode: IMMEDIATE`` (what taskmill's docs recommend) that BEGIN waits for
-    the write lock, and a database busy past its timeout then reads as "SQLite does not
-    support JSONFields" (fields.E180): a system-check error that stops the worker, and a
-    misleading one. Asked outside a transaction, the question takes no write lock. A
-    database error (locked even for reading) propagates: the caller retries.
-    """
-    if connection.vendor != "sqlite" or "supports_json_field" in connection.features.__dict__:
-        return
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute("""SELECT JSON('{"a": "b"}')""")
-        except DatabaseError as exc:
-            if "no such function" in str(exc):
-                return  # no JSON1 indeed: Django's own check says so, rightly
-            raise
-    # A cached_property: setting it on the instance answers the question for good.
-    connection.features.supports_json_field = True
 
 
 def taskmill_backend(alias: str | None) -> DatabaseBackend:

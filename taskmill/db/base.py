@@ -1,22 +1,22 @@
-"""The contract every database engine fulfils, and what the engines share.
+"""What the engines share: the claim's frame, release, staging, the leases' SQL
+(``leases.py``), the rollups' upsert, the ORM insert; each engine adds its own claim and finish.
 
-An engine owns the SQL that has to be vendor-specific: the claim (``FOR UPDATE SKIP
-LOCKED`` or a single-writer statement), the batched finish with its fencing check, the
-wake-up of idle workers, and the DDL of the claim index.  Nothing outside ``taskmill.db``
-knows which database it talks to.
+The contract they fulfil, with what each operation guarantees, is ``contract.Engine``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import transaction
 
 from ..models import Run
+from . import stats
+from .contract import Engine, Listener
 from .inserts import insert_returning_ids
 from .leases import LeaseQueries
 from .records import (
@@ -31,7 +31,6 @@ from .records import (
     Landed,
     NewRun,
     Outcome,
-    dump_json_or_null,
     load_datetime,
     load_json,
 )
@@ -40,6 +39,7 @@ __all__ = [
     "CLAIMED_COLUMNS",
     "NEW_RUN_COLUMNS",
     "RUN_TABLE",
+    "BaseEngine",
     "ClaimRequest",
     "ClaimedRun",
     "Engine",
@@ -64,32 +64,19 @@ assert set(CLAIMED_DATETIME_COLUMNS) == {
 }
 
 
-class Engine(LeaseQueries):
-    """Base class: shared helpers and the row-by-row finish that SQLite and MySQL use."""
+class BaseEngine(LeaseQueries, Engine):
+    """The shared part of every engine; each writes its own ``claim_runs`` and ``finish``
+    (one batch statement or two: the finish's SQL is shared, ``finish_sql.py``)."""
 
     vendor = ""
-    # Whether the engine can wake idle workers itself (LISTEN/NOTIFY); if not, workers poll.
-    pushes_wakeups = False
-    # How this database spells "a READY run that is due" / "deferred": the exact terms of
-    # the partial indexes (taskmill.models.indexes), so the planner can use them.
-    ready_condition = "status = 'READY'"
-    due_condition = "status = 'READY' AND due = 1"
-    deferred_condition = "status = 'READY' AND due = 0"
-    running_condition = "status = 'RUNNING'"
-    waiting_condition = "status = 'WAITING'"
+    skips_locked_rows = True  # all but SQLite
+    # The literal a boolean column is set to (stage_due spells the index's terms).
     true_literal = "1"
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-
-    @property
-    def connection(self):
-        return connections[self.alias]
 
     # -- the protocol -------------------------------------------------------------------
 
     def insert_runs(self, runs: Sequence[NewRun], wake_queues: set[str]) -> None:
-        """Insert new runs (setting their ``pk``) and wake workers serving ``wake_queues``.
+        """Multi-row INSERT ... RETURNING where the database has it, else the ORM row by row.
 
         Here (SQLite, MySQL) nothing can wake other processes: their workers poll, so
         ``wake_queues`` only matters to engines that push wake-ups (PostgreSQL).
@@ -116,10 +103,7 @@ class Engine(LeaseQueries):
         exclude_queues: Sequence[str] = (),
         backends: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
-        """Take up to ``limit`` ready runs for ``worker_id``, best first, atomically.
-
-        ``backends``: only runs enqueued through these ``TASKS`` aliases (None: any alias
-        whose runs live in this database)."""
+        """The filters as SQL, the engine's statement(s) (``claim_runs``), the order again."""
         queue_sql, queue_params = self.queue_filter(queues, exclude_queues, backends)
         request = ClaimRequest(worker_id, limit, now, lease_until, queue_sql, queue_params)
         claimed = self.claim_runs(request)
@@ -127,61 +111,9 @@ class Engine(LeaseQueries):
         claimed.sort(key=ClaimedRun.sort_key)
         return claimed
 
+    @abstractmethod
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         """The engine's claim statement(s): mark the picked runs as held, return them."""
-        raise NotImplementedError
-
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
-        """Write outcomes; return those whose write landed, by run id.
-
-        A write lands only if the row is still RUNNING with the attempt the worker ran:
-        a worker presumed dead cannot overwrite what happened after its run was rescued.
-        Runs in the caller's transaction if there is one (callbacks and dependents are
-        written in the same one), else in its own.
-        """
-        if not outcomes:
-            return {}
-        params = [self.finish_params(outcome) for outcome in outcomes]
-        landed: list[int] = []
-        # No savepoint inside the outcomes' transaction: it fails (and is retried) whole.
-        with (
-            transaction.atomic(using=self.alias, savepoint=False),
-            self.connection.cursor() as cursor,
-        ):
-            for row in params:
-                cursor.execute(FINISH_ROW_SQL, row)
-                if cursor.rowcount:
-                    landed.append(row[-2])
-            return self.landed_rows(cursor, landed)
-
-    def finish_params(self, outcome: Outcome) -> list[Any]:
-        status = outcome.status
-        return [
-            status,
-            status,
-            status,
-            self.adapt_datetime(outcome.finished_at),
-            status,
-            self.adapt_datetime(outcome.expires_at),
-            self.adapt_datetime(outcome.available_at),
-            outcome.due,
-            dump_json_or_null(outcome.return_value),
-            json.dumps(outcome.errors),
-            self.adapt_datetime(outcome.started_at),
-            self.adapt_datetime(outcome.started_at),
-            outcome.run_id,
-            outcome.attempt,
-        ]
-
-    def landed_rows(self, cursor: Any, ids: Sequence[int]) -> dict[int, Landed]:
-        if not ids:
-            return {}
-        cursor.execute(
-            f"SELECT id, attempt, status, has_dependents FROM {RUN_TABLE} "
-            f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
-            list(ids),
-        )
-        return {row[0]: Landed(row[0], row[1], row[2], bool(row[3])) for row in cursor.fetchall()}
 
     def release(self, runs: Sequence[ClaimedRun], *, now: datetime, started: bool) -> int:
         """Put held runs back in the queue (worker shutdown); return how many went back.
@@ -219,9 +151,7 @@ class Engine(LeaseQueries):
             rows = rows.exclude(id__in=list(held))
         returned = 0
         with transaction.atomic(using=self.alias):
-            if self.connection.features.has_select_for_update_skip_locked:
-                rows = rows.select_for_update(skip_locked=True)
-            for row in rows:
+            for row in self.lock_skipping_locked(rows):
                 _return_to_queue(row, now, started=False)
                 returned += 1
         return returned
@@ -243,13 +173,44 @@ class Engine(LeaseQueries):
             cursor.execute(sql, [self.adapt_datetime(now)])
             return cursor.rowcount
 
-    def notify(self, queue_name: str) -> None:
-        """Wake idle workers of other processes serving ``queue_name`` (at commit, if in a
-        transaction). Here, nothing: their workers poll."""
+    def add_stats(self, ended: Iterable[stats.Ended]) -> None:
+        ended = list(ended)
+        if not ended:
+            return
+        adapt = self.connection.ops.adapt_datetimefield_value
+        rows = None
+        with self.connection.cursor() as cursor:
+            for table, period_column, period in stats.TABLES:
+                # Each table's rows from the finer one's (minutes fold into hours): one pass
+                # over the attempts, not one per table.
+                rows = stats.rollup(ended, period) if rows is None else stats.coarser(rows, period)
+                sql = self.upsert_adding_sql(table, (period_column, *stats.KEY_COLUMNS))
+                cursor.executemany(sql, [[adapt(row.start), *row.values()[1:]] for row in rows])
 
-    def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener | None:
-        """Start a background listener calling ``on_wakeup(queue)``; None if not supported."""
-        return None
+    def upsert_adding_sql(self, table: str, keys: tuple[str, ...]) -> str:
+        """INSERT a rollup row (its ``keys``, then ``stats.SUM_COLUMNS``), or add its sums to
+        the row with the same keys. PostgreSQL and SQLite speak the same upsert."""
+        cached = _UPSERTS.get((type(self), table))
+        if cached is None:
+            quote = self.connection.ops.quote_name
+            updates = ", ".join(
+                f"{quote(c)} = {quote(table)}.{quote(c)} + excluded.{quote(c)}"
+                for c in stats.SUM_COLUMNS
+            )
+            conflict = ", ".join(quote(c) for c in keys)
+            cached = _UPSERTS[type(self), table] = (
+                f"{self.insert_rollup_sql(table, keys)} "
+                f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+            )
+        return cached
+
+    def insert_rollup_sql(self, table: str, keys: tuple[str, ...]) -> str:
+        quote = self.connection.ops.quote_name
+        columns = [*keys, *stats.SUM_COLUMNS]
+        return (
+            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))})"
+        )
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -362,30 +323,5 @@ def _return_to_queue(row: Run, now: datetime, *, started: bool) -> None:
     )
 
 
-# One outcome, fenced. A retry (READY) of a run whose stop was requested meanwhile becomes
-# CANCELLED: a stop is final even when the attempt failed on its own first. No assignment
-# reads a column assigned before it: MySQL would see the new value.
-FINISH_ROW_SQL = f"""
-UPDATE {RUN_TABLE}
-SET status = CASE WHEN %s <> 'READY' THEN %s WHEN stop_requested THEN 'CANCELLED'
-                  ELSE 'READY' END,
-    finished_at = CASE WHEN %s <> 'READY' OR stop_requested THEN %s ELSE NULL END,
-    expires_at = CASE WHEN %s <> 'READY' OR stop_requested THEN %s ELSE NULL END,
-    available_at = COALESCE(%s, available_at),
-    due = COALESCE(%s, due),
-    return_value = %s,
-    errors = %s,
-    started_at = COALESCE(%s, CASE WHEN attempt > 1 THEN started_at END),
-    last_attempted_at = COALESCE(%s, CASE WHEN attempt > 1 THEN last_attempted_at END),
-    worker_id = '',
-    lease_expires_at = NULL,
-    prefetched = FALSE
-WHERE id = %s AND attempt = %s AND status = 'RUNNING'
-"""
-
-
-class Listener:
-    """A running wake-up listener; ``stop()`` ends it."""
-
-    def stop(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+# Upsert statements, by engine class and table: built on first use.
+_UPSERTS: dict[tuple[type, str], str] = {}

@@ -14,7 +14,8 @@ from .records import RUN_TABLE, HeartbeatReply, load_json, make_state_harmless
 
 
 class LeaseQueries:
-    """Mixed into ``Engine``: needs ``connection``, ``alias`` and ``adapt_datetime``."""
+    """Mixed into ``BaseEngine``: needs ``connection``, ``alias`` and ``adapt_datetime``.
+    What each operation guarantees is written in ``contract.Engine``."""
 
     # How this database locks a row it read (SQLite locks the whole database on write).
     for_update = " FOR UPDATE"

@@ -10,10 +10,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from django.core import checks
 from django.db import transaction
 
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine, Landed, Outcome
+from .base import CLAIMED_COLUMNS, RUN_TABLE, BaseEngine, ClaimedRun, ClaimRequest, Landed, Outcome
+from .finish_sql import finish_assignments
 from .records import dump_json_or_null
+from .stats import SUM_COLUMNS
 
 # What an argument column that held invalid JSON holds after the repair (below).
 INVALID_JSON = "taskmill: this column held invalid JSON"
@@ -68,22 +71,7 @@ WHERE id IN ({{ids}}) FOR UPDATE
 # expiry were decided from the locked rows, so no assignment reads a column assigned before.
 FINISH_SQL = f"""
 UPDATE {RUN_TABLE} AS run JOIN ({{rows}}) AS done ON run.id = done.id
-SET run.status = done.status,
-    run.finished_at = done.finished_at,
-    run.expires_at = done.expires_at,
-    run.available_at = COALESCE(done.available_at, run.available_at),
-    run.due = COALESCE(done.due, run.due),
-    run.return_value = done.return_value,
-    run.errors = done.errors,
-    run.started_at = COALESCE(
-        done.started_at, CASE WHEN run.attempt > 1 THEN run.started_at END
-    ),
-    run.last_attempted_at = COALESCE(
-        done.started_at, CASE WHEN run.attempt > 1 THEN run.last_attempted_at END
-    ),
-    run.worker_id = '',
-    run.lease_expires_at = NULL,
-    run.prefetched = FALSE
+SET {finish_assignments("run", status_decided=True)}
 """
 FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at, " + (
     "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at"
@@ -91,7 +79,7 @@ FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at
 FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
 
 
-class MySQLEngine(Engine):
+class MySQLEngine(BaseEngine):
     vendor = "mysql"
 
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
@@ -166,6 +154,39 @@ class MySQLEngine(Engine):
                 rows = " UNION ALL ".join([FINISH_ROW] + [FINISH_MORE_ROWS] * (len(landed) - 1))
                 cursor.execute(FINISH_SQL.format(rows=rows), params)
         return landed
+
+    def upsert_adding_sql(self, table: str, keys: tuple[str, ...]) -> str:
+        quote = self.connection.ops.quote_name
+        updates = ", ".join(f"{quote(c)} = {quote(c)} + VALUES({quote(c)})" for c in SUM_COLUMNS)
+        return f"{self.insert_rollup_sql(table, keys)} ON DUPLICATE KEY UPDATE {updates}"
+
+    def check_database(self, where: str) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = []
+        connection = self.connection
+        connection.ensure_connection()
+        if connection.mysql_is_mariadb:
+            too_old = connection.mysql_version < (10, 6)
+        else:
+            too_old = connection.mysql_version < (8, 0, 1)
+        if too_old:
+            messages.append(
+                checks.Error(
+                    f"{where}: taskmill needs SKIP LOCKED (MySQL 8.0.1+, MariaDB 10.6+).",
+                    id="taskmill.E005",
+                )
+            )
+        isolation = connection.settings_dict["OPTIONS"].get("isolation_level")
+        if isolation != "read committed":
+            messages.append(
+                checks.Warning(
+                    f"{where}: MySQL/MariaDB runs should use the 'read committed' isolation "
+                    "level; REPEATABLE READ takes gap locks that make workers wait on "
+                    "each other.",
+                    hint="Set DATABASES[...]['OPTIONS']['isolation_level'] = 'read committed'.",
+                    id="taskmill.W002",
+                )
+            )
+        return messages
 
     def expired_runs(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         rows = super().expired_runs(now, limit)

@@ -16,14 +16,15 @@ from django.db import models
 from .base import (
     CLAIMED_COLUMNS,
     RUN_TABLE,
+    BaseEngine,
     ClaimedRun,
     ClaimRequest,
-    Engine,
     Landed,
     Listener,
     NewRun,
     Outcome,
 )
+from .finish_sql import fenced, finish_assignments
 from .inserts import PER_RUN, insert_plan, json_text, json_texts
 from .records import NEW_RUN_COLUMN_SET
 
@@ -61,29 +62,13 @@ RETURNING {_RETURNING}
 # join on (id, attempt, RUNNING) is the fencing check.
 FINISH_SQL = f"""
 UPDATE {RUN_TABLE} AS run
-SET status = CASE WHEN done.status <> 'READY' THEN done.status
-                  WHEN run.stop_requested THEN 'CANCELLED' ELSE 'READY' END,
-    finished_at = CASE WHEN done.status <> 'READY' OR run.stop_requested
-                       THEN done.finished_at END,
-    expires_at = CASE WHEN done.status <> 'READY' OR run.stop_requested
-                      THEN done.expires_at END,
-    available_at = COALESCE(done.available_at, run.available_at),
-    due = COALESCE(done.due, run.due),
-    return_value = done.return_value,
-    errors = done.errors,
-    started_at = COALESCE(done.started_at, CASE WHEN run.attempt > 1 THEN run.started_at END),
-    last_attempted_at = COALESCE(
-        done.started_at, CASE WHEN run.attempt > 1 THEN run.last_attempted_at END
-    ),
-    worker_id = '',
-    lease_expires_at = NULL,
-    prefetched = false
+SET {finish_assignments("run")}
 FROM jsonb_to_recordset(%s::jsonb) AS done(
     id bigint, attempt integer, status text, finished_at timestamptz, expires_at timestamptz,
     available_at timestamptz, due boolean, return_value jsonb, errors jsonb,
     started_at timestamptz
 )
-WHERE run.id = done.id AND run.attempt = done.attempt AND run.status = 'RUNNING'
+WHERE {fenced("run")}
 RETURNING run.id, run.attempt, run.status, run.has_dependents
 """
 
@@ -151,9 +136,10 @@ def _json_ready(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-class PostgreSQLEngine(Engine):
+class PostgreSQLEngine(BaseEngine):
     vendor = "postgresql"
     pushes_wakeups = True
+    searches_json_by_containment = True
     due_condition = "status = 'READY' AND due"
     deferred_condition = "status = 'READY' AND NOT due"
     true_literal = "true"
@@ -280,6 +266,14 @@ class PostgreSQLEngine(Engine):
         listener = PostgreSQLListener(self.connection.get_connection_params(), on_wakeup)
         listener.start()
         return listener
+
+    def cancel_query(self, connection: Any) -> None:
+        if connection.connection is None:
+            return
+        try:
+            connection.connection.cancel_safe(timeout=2)
+        except Exception as exc:  # the connection may be closing; the stop flag still stands
+            logger.debug("Could not cancel the running query: %s", exc)
 
 
 class PostgreSQLListener(Listener):

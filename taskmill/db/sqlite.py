@@ -4,9 +4,15 @@ single-writer transaction, so two workers can never take the same run."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
-from .base import CLAIMED_COLUMNS, RUN_TABLE, ClaimedRun, ClaimRequest, Engine, Landed, Outcome
+from django.core import checks
+from django.db import DatabaseError
+
+from .base import CLAIMED_COLUMNS, RUN_TABLE, BaseEngine, ClaimedRun, ClaimRequest, Landed, Outcome
+from .finish_sql import fenced, finish_assignments
 
 CLAIM_SQL = f"""
 UPDATE {RUN_TABLE}
@@ -28,8 +34,9 @@ RETURNING {", ".join(CLAIMED_COLUMNS)}
 """
 
 
-class SQLiteEngine(Engine):
+class SQLiteEngine(BaseEngine):
     vendor = "sqlite"
+    skips_locked_rows = False  # a write transaction holds the whole database
     for_update = ""  # a write transaction holds the whole database
     skip_locked = ""
 
@@ -44,6 +51,40 @@ class SQLiteEngine(Engine):
                 CLAIM_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql), params
             )
             return [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
+
+    def check_database(self, where: str) -> list[checks.CheckMessage]:
+        if sqlite3.sqlite_version_info < (3, 35):
+            return [
+                checks.Error(
+                    f"{where}: taskmill needs SQLite 3.35+ (UPDATE ... RETURNING); this "
+                    f"Python has {sqlite3.sqlite_version}.",
+                    id="taskmill.E006",
+                )
+            ]
+        return []
+
+    @classmethod
+    def answer_start_up_probes(cls, connection: Any) -> None:
+        """Settle Django's "does this SQLite have JSON?" question without the write lock.
+
+        Django asks it with ``SELECT JSON(...)`` inside ``transaction.atomic``; with
+        ``transaction_mode: IMMEDIATE`` (what taskmill's docs recommend) that BEGIN waits for
+        the write lock, and a database busy past its timeout then reads as "SQLite does not
+        support JSONFields" (fields.E180): a system-check error that stops the worker, and a
+        misleading one. Asked outside a transaction, the question takes no write lock. A
+        database error (locked even for reading) propagates: the caller retries.
+        """
+        if "supports_json_field" in connection.features.__dict__:
+            return
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute("""SELECT JSON('{"a": "b"}')""")
+            except DatabaseError as exc:
+                if "no such function" in str(exc):
+                    return  # no JSON1 indeed: Django's own check says so, rightly
+                raise
+        # A cached_property: setting it on the instance answers the question for good.
+        connection.features.supports_json_field = True
 
     def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
         if not outcomes:
@@ -79,25 +120,7 @@ class SQLiteEngine(Engine):
 # check. JSON columns travel as their JSON text (json_extract would unquote a JSON string).
 FINISH_SQL = f"""
 UPDATE {RUN_TABLE}
-SET status = CASE WHEN done.status <> 'READY' THEN done.status
-                  WHEN {RUN_TABLE}.stop_requested THEN 'CANCELLED' ELSE 'READY' END,
-    finished_at = CASE WHEN done.status <> 'READY' OR {RUN_TABLE}.stop_requested
-                       THEN done.finished_at END,
-    expires_at = CASE WHEN done.status <> 'READY' OR {RUN_TABLE}.stop_requested
-                      THEN done.expires_at END,
-    available_at = COALESCE(done.available_at, {RUN_TABLE}.available_at),
-    due = COALESCE(done.due, {RUN_TABLE}.due),
-    return_value = done.return_value,
-    errors = done.errors,
-    started_at = COALESCE(
-        done.started_at, CASE WHEN {RUN_TABLE}.attempt > 1 THEN {RUN_TABLE}.started_at END
-    ),
-    last_attempted_at = COALESCE(
-        done.started_at, CASE WHEN {RUN_TABLE}.attempt > 1 THEN {RUN_TABLE}.last_attempted_at END
-    ),
-    worker_id = '',
-    lease_expires_at = NULL,
-    prefetched = FALSE
+SET {finish_assignments(RUN_TABLE)}
 FROM (
     SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt,
            json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS finished_at,
@@ -106,7 +129,6 @@ FROM (
            json_extract(value, '$[8]') AS errors, json_extract(value, '$[9]') AS started_at
     FROM json_each(%s)
 ) AS done
-WHERE {RUN_TABLE}.id = done.id AND {RUN_TABLE}.attempt = done.attempt
-  AND {RUN_TABLE}.status = 'RUNNING'
+WHERE {fenced(RUN_TABLE)}
 RETURNING id, attempt, status, has_dependents
 """

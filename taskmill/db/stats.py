@@ -1,4 +1,5 @@
-"""Adding a batch of finished attempts to the per-minute rollups (``RunStats``).
+"""Adding a batch of finished attempts to the per-minute rollups (``RunStats``): the rows
+to add, grouped here; the upsert that adds them is the engine's (``Engine.add_stats``).
 
 Called inside the transaction that writes the outcomes: the rollups count exactly the
 outcomes that landed, once, whatever crashes. Each (minute, queue, task, status) row is
@@ -12,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from django.db import connections
 
 from ..models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, bucket_of
 
@@ -83,22 +82,6 @@ def _floor(moment: datetime, period: timedelta) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def add_stats(database: str, ended: Iterable[Ended]) -> None:
-    """Add these attempts to the rollups (call inside the outcomes' transaction)."""
-    ended = list(ended)
-    if not ended:
-        return
-    connection = connections[database]
-    rows = None
-    with connection.cursor() as cursor:
-        for table, period_column, period in TABLES:
-            # Each table's rows from the finer one's (minutes fold into hours): one pass over
-            # the attempts, not one per table.
-            rows = rollup(ended, period) if rows is None else coarser(rows, period)
-            params = [_adapted(connection, row.values()) for row in rows]
-            cursor.executemany(_upsert_sql(connection, table, period_column), params)
-
-
 def coarser(rows: list[StatsRow], period: timedelta) -> list[StatsRow]:
     """Rows of a finer period added up into ``period``'s, in key order."""
     merged: dict[tuple[datetime, str, str, str], StatsRow] = {}
@@ -113,36 +96,3 @@ def coarser(rows: list[StatsRow], period: timedelta) -> list[StatsRow]:
         into.durations = [a + b for a, b in zip(into.durations, row.durations, strict=True)]
         into.latencies = [a + b for a, b in zip(into.latencies, row.latencies, strict=True)]
     return [merged[key] for key in sorted(merged)]
-
-
-def _adapted(connection, values: list[object]) -> list[object]:
-    start = values[0]
-    return [connection.ops.adapt_datetimefield_value(start), *values[1:]]
-
-
-_SQL_CACHE: dict[tuple[str, str], str] = {}
-
-
-def _upsert_sql(connection, table: str, period_column: str) -> str:
-    key = (connection.vendor, table)
-    if key not in _SQL_CACHE:
-        quote = connection.ops.quote_name
-        keys = (period_column, *KEY_COLUMNS)
-        columns = [*keys, *SUM_COLUMNS]
-        insert = (
-            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join(['%s'] * len(columns))})"
-        )
-        if connection.vendor == "mysql":
-            updates = ", ".join(
-                f"{quote(c)} = {quote(c)} + VALUES({quote(c)})" for c in SUM_COLUMNS
-            )
-            sql = f"{insert} ON DUPLICATE KEY UPDATE {updates}"
-        else:  # PostgreSQL and SQLite speak the same upsert
-            updates = ", ".join(
-                f"{quote(c)} = {quote(table)}.{quote(c)} + excluded.{quote(c)}" for c in SUM_COLUMNS
-            )
-            conflict = ", ".join(quote(c) for c in keys)
-            sql = f"{insert} ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-        _SQL_CACHE[key] = sql
-    return _SQL_CACHE[key]

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ..backend import DatabaseBackend
+from ..db import get_engine
 from ..models import Schedule
 from . import batch, dag, misfires
 from .validation import task_for
@@ -78,8 +79,7 @@ def tick(
     result = TickResult()
     with transaction.atomic(using=database):
         query = due_schedules(database, now)
-        if connections[database].features.has_select_for_update_skip_locked:
-            query = query.select_for_update(skip_locked=True)
+        query = get_engine(database).lock_skipping_locked(query)
         due = list(query[:batch_size])
         if not due:
             return result

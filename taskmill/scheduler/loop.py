@@ -18,7 +18,7 @@ from datetime import datetime
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from ..db import reset_connection
+from ..db import get_engine, reset_connection
 from . import batch, firing
 
 logger = logging.getLogger("taskmill.scheduler")
@@ -125,7 +125,7 @@ class Scheduler:
         """
         database = self.options.database
         limit = self.options.prefetch_limit
-        if connections[database].features.has_select_for_update_skip_locked:
+        if get_engine(database).skips_locked_rows:
             with transaction.atomic(using=database):
                 prepared = batch.prepare_due(database, fire_at, limit, lock=True)
                 fired = batch.fire_prepared(prepared, fire_at, database) if prepared else 0

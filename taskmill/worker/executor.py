@@ -20,7 +20,7 @@ from django.db import connections
 
 from .. import registry
 from ..compat import TaskResultStatus
-from ..db import ClaimedRun
+from ..db import ClaimedRun, get_engine
 from ..exceptions import RunCancelled
 from ..tasks import effective_option
 from .attempt_log import log_failed_attempt
@@ -32,12 +32,7 @@ logger = logging.getLogger("taskmill.worker")
 
 def _cancel_running_query(wrapper: Any) -> None:
     """On PostgreSQL, cancel the query a task thread's connection is running (a stop)."""
-    if wrapper.vendor != "postgresql" or wrapper.connection is None:
-        return
-    try:
-        wrapper.connection.cancel_safe(timeout=2)
-    except Exception as exc:  # the connection may be closing; the flag still stands
-        logger.debug("Could not cancel the running query: %s", exc)
+    get_engine(wrapper.alias).cancel_query(wrapper)
 
 
 def where_to_run(run: ClaimedRun) -> str:

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from taskmill.cli.common import answer_sqlite_json_probe
+from taskmill.db import answer_start_up_probes
 from tests.conftest import only_on
 
 pytestmark = [
@@ -62,5 +62,5 @@ def test_djangos_own_probe_misreads_a_busy_database(
 def test_the_start_up_probe_answers_without_the_write_lock(
     impatient: BaseDatabaseWrapper, write_lock_held: None
 ) -> None:
-    answer_sqlite_json_probe(impatient)
+    answer_start_up_probes(impatient)
     assert impatient.features.supports_json_field is True

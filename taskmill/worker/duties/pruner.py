@@ -25,10 +25,11 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from ...conf import setting
+from ...db import get_engine
 from ...models import FINISHED_STATUSES, Run, RunStats, RunStatsHourly, Worker
 from . import Duty
 
@@ -139,9 +140,7 @@ def _delete_batch(database: str, query: QuerySet[Run], batch_size: int) -> tuple
     """One transaction: pick up to ``batch_size`` ids, delete them with their dependency
     rows. Returns (ids picked, runs deleted)."""
     with transaction.atomic(using=database):
-        pick = query
-        if connections[database].features.has_select_for_update_skip_locked:
-            pick = pick.select_for_update(skip_locked=True)
+        pick = get_engine(database).lock_skipping_locked(query)
         ids = list(pick.values_list("pk", flat=True)[:batch_size])
         if not ids:
             return 0, 0

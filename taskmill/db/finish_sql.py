@@ -1,0 +1,55 @@
+"""The finish's SQL, written once: what landing an outcome writes on the run's row.
+
+Each engine finishes a whole batch in one statement (two on MySQL), joining the run table to
+the outcomes as a derived table ``done``; they differ only in how the outcomes travel
+(a JSON document, literal rows) and how the result comes back. The assignments and the
+fencing condition are the same for all, so they are built here, at import.
+"""
+
+from __future__ import annotations
+
+# A retry (READY) of a run whose stop was requested meanwhile becomes CANCELLED: a stop is
+# final even when the attempt failed on its own first. Only a final status sets the finish
+# and the expiry.
+_DECIDED_HERE = """status = CASE WHEN done.status <> 'READY' THEN done.status
+                  WHEN {run}.stop_requested THEN 'CANCELLED' ELSE 'READY' END,
+    finished_at = CASE WHEN done.status <> 'READY' OR {run}.stop_requested
+                       THEN done.finished_at END,
+    expires_at = CASE WHEN done.status <> 'READY' OR {run}.stop_requested
+                      THEN done.expires_at END"""
+# The same three, decided by the caller from the rows it locked (MySQL: no RETURNING).
+_DECIDED_BEFORE = """{set}status = done.status,
+    {set}finished_at = done.finished_at,
+    {set}expires_at = done.expires_at"""
+# The attempt's start comes with its outcome; an outcome without one (a lost attempt) keeps
+# a retry's earlier start and clears a first attempt's stand-in. No assignment reads a
+# column assigned before it: MySQL would see the new value.
+_ALWAYS = """{set}available_at = COALESCE(done.available_at, {run}.available_at),
+    {set}due = COALESCE(done.due, {run}.due),
+    {set}return_value = done.return_value,
+    {set}errors = done.errors,
+    {set}started_at = COALESCE(
+        done.started_at, CASE WHEN {run}.attempt > 1 THEN {run}.started_at END
+    ),
+    {set}last_attempted_at = COALESCE(
+        done.started_at, CASE WHEN {run}.attempt > 1 THEN {run}.last_attempted_at END
+    ),
+    {set}worker_id = '',
+    {set}lease_expires_at = NULL,
+    {set}prefetched = FALSE"""
+
+
+def finish_assignments(run: str, *, status_decided: bool = False) -> str:
+    """The SET list landing ``done``'s outcome on the row ``run`` (the table or its alias).
+
+    ``status_decided``: ``done`` carries the final status, finish and expiry (the caller
+    read the rows, locked), and the targets are qualified, as MySQL's multi-table UPDATE
+    needs; otherwise the statement decides them from the row it updates."""
+    qualifier = f"{run}." if status_decided else ""
+    head = _DECIDED_BEFORE if status_decided else _DECIDED_HERE
+    return f"{head},\n    {_ALWAYS}".format(run=run, set=qualifier)
+
+
+def fenced(run: str) -> str:
+    """The fencing condition: the row still RUNNING with the outcome's attempt."""
+    return f"{run}.id = done.id AND {run}.attempt = done.attempt AND {run}.status = 'RUNNING'"
