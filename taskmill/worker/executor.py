@@ -19,13 +19,12 @@ from typing import Any
 from django.db import connections
 
 from .. import registry
-from ..compat import TaskResultStatus
 from ..db import ClaimedRun
 from ..exceptions import RunCancelled
 from ..tasks import effective_option
 from .attempt_log import log_failed_attempt
 from .execution import Attempt, Completed
-from .interruptions import lost_outcome
+from .lost import lose_fenced
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -232,8 +231,8 @@ class Executor:
     def fence(self) -> None:
         """Self-fencing: stop every started run and kill every child process now (their runs
         may be rescued elsewhere). What those attempts end with is not the task's doing:
-        unless one succeeds anyway, each is written as a lost attempt (``_done``), never as a
-        failure or a cancellation."""
+        unless one succeeds anyway, each is written as a lost attempt (``lose_fenced``), never
+        as a failure or a cancellation."""
         with self._lock:
             started = list(self._started.values())
             self._fenced.update((run.id, run.attempt) for run in started)
@@ -345,18 +344,8 @@ class Executor:
         with self._lock:
             fenced = (run_id, completed.run.attempt) in self._fenced
             self._fenced.discard((run_id, completed.run.attempt))
-        if (
-            fenced
-            and not completed.recorded
-            and completed.outcome.status != TaskResultStatus.SUCCESSFUL
-        ):
-            message = (
-                f"its worker fenced itself (no heartbeat) while attempt {completed.run.attempt} ran"
-            )
-            completed.outcome = lost_outcome(
-                completed.run, completed.task, message, started_at=completed.outcome.started_at
-            )
-            completed.failure = completed.exception = None  # lost_outcome said why
+        if fenced:
+            lose_fenced(completed)
         with self._lock:
             # Only this attempt's entries: the run may already be running here again under
             # a newer attempt (claimed back after it was taken away from this one).
