@@ -17,7 +17,7 @@ at-least-once. A task that must not run again opts out with
 ``retry_on_database_errors=False``; its database errors are then failures like any other.
 
 An ``atomic=True`` attempt first tries its transaction again in place (its rollback undid
-the body: ``Attempt.call_atomic_retrying``); when the database keeps failing it, the
+the body: ``runners.atomic.call_atomic_retrying``); when the database keeps failing it, the
 attempt ends here by the same rule.
 """
 

@@ -27,7 +27,7 @@ from ..exceptions import WorkerLost, lost_attempts, synthetic_error
 from ..tasks import expiry_for
 
 if TYPE_CHECKING:
-    from .execution import Completed
+    from .attempt import Completed
 
 logger = logging.getLogger("taskmill.worker")
 
