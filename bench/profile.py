@@ -38,7 +38,7 @@ STAGES = [
     ("rollups", ("add_stats",)),
     ("finish (the outcomes' write)", ("write_outcomes",)),
     ("heartbeat and duties", ("Heartbeat.beat", "StartRecorder.record", "Lifeline", "Pruner")),
-    ("run the task", ("Task.call", "Attempt.run_sync")),
+    ("run the task", ("Task.call", "run_sync")),
     ("hand runs over", ("Executor.submit", "Worker._on_done", "_collect_done", "Executor._done")),
 ]
 # Leaves that mean the thread waits for nothing in particular (a timer, a queue, a pipe)...

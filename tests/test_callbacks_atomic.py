@@ -224,7 +224,7 @@ def test_a_stale_outcome_in_the_same_batch_enqueues_no_second_callback():
 
     from taskmill import registry
     from taskmill.db import get_engine
-    from taskmill.worker.execution import Attempt
+    from taskmill.worker.attempt import Attempt
     from taskmill.worker.outcomes import write_outcomes
 
     result = tasks.step_with_callback.enqueue("once")

@@ -14,7 +14,7 @@ import logging
 
 from ..compat import TaskResultStatus
 from ..exceptions import counts_as_lost, lost_attempts
-from .execution import Completed
+from .attempt import Completed
 
 logger = logging.getLogger("taskmill.worker")
 

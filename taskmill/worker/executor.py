@@ -9,7 +9,6 @@ held for the whole attempt, sync or async: at most ``concurrency`` tasks run at 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import queue
 import threading
@@ -19,13 +18,11 @@ from typing import Any
 from django.db import connections
 
 from .. import registry
-from ..compat import TaskResultStatus
 from ..db import ClaimedRun, get_engine
-from ..exceptions import RunCancelled
-from ..tasks import effective_option
+from .attempt import Attempt, Completed, ended_unstarted
 from .attempt_log import log_failed_attempt
-from .execution import Attempt, Completed
-from .interruptions import lost_outcome
+from .lost import lose_fenced
+from .runners import CHILD_HANDLER, run_async, run_sync, where_to_run
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -33,18 +30,6 @@ logger = logging.getLogger("taskmill.worker")
 def _cancel_running_query(wrapper: Any) -> None:
     """On PostgreSQL, cancel the query a task thread's connection is running (a stop)."""
     get_engine(wrapper.alias).cancel_query(wrapper)
-
-
-def where_to_run(run: ClaimedRun) -> str:
-    """ "async" (the event loop), "child" (a sync task with a timeout: a child process) or
-    "thread". A run naming no registered task goes to a thread, where Attempt.prepare
-    refuses it."""
-    task = registry.resolve_or_none(run.task_path)
-    if task is None:
-        return "thread"
-    if inspect.iscoroutinefunction(task.func):
-        return "async"
-    return "child" if effective_option(task, run.options, "timeout") else "thread"
 
 
 class Executor:
@@ -142,7 +127,7 @@ class Executor:
             ]
             self._skip.update((run.id, run.attempt) for run in ended)
         for run in ended:
-            self._on_done(self._ended_unstarted(run))
+            self._on_done(ended_unstarted(run, self._database))
 
     def _take_queued(self, run: ClaimedRun) -> bool:
         """Take ``run`` off the queued runs; False if drop() ended it already. Call with the
@@ -154,15 +139,6 @@ class Executor:
         if self._queued.get(run.id) is run:
             del self._queued[run.id]
         return True
-
-    def _ended_unstarted(self, run: ClaimedRun) -> Completed:
-        """The outcome of a run that ends before it started. Lost: it is fenced out. Asked to
-        stop: it lands, CANCELLED, and what follows a final outcome (its on_failure callback,
-        its result's time-to-live) needs the task at hand."""
-        attempt = Attempt(run, database=self._database)
-        attempt.task = registry.resolve_or_none(run.task_path)
-        reason = "stopped before it started (asked to stop, or lost by this worker)"
-        return attempt.failed(RunCancelled(reason), 0.0)
 
     def stop_started(self, held: dict[int, int]) -> None:
         """Stop the started runs among ``held`` (id -> attempt), if still that attempt."""
@@ -227,8 +203,8 @@ class Executor:
     def fence(self) -> None:
         """Self-fencing: stop every started run and kill every child process now (their runs
         may be rescued elsewhere). What those attempts end with is not the task's doing:
-        unless one succeeds anyway, each is written as a lost attempt (``_done``), never as a
-        failure or a cancellation."""
+        unless one succeeds anyway, each is written as a lost attempt (``lose_fenced``), never
+        as a failure or a cancellation."""
         with self._lock:
             started = list(self._started.values())
             self._fenced.update((run.id, run.attempt) for run in started)
@@ -253,7 +229,7 @@ class Executor:
                 from .processes import ProcessPool
 
                 self._pool = ProcessPool(
-                    "taskmill.worker.child_attempt:run_in_child",
+                    CHILD_HANDLER,
                     max_children=self._concurrency,
                     grace=float(setting("TASKMILL_TIMEOUT_GRACE")),
                 )
@@ -286,7 +262,7 @@ class Executor:
             # taken away meanwhile (rescued as never started while this worker was frozen),
             # or lost or asked to stop while the database was away.
             if unmark and not self._record_start(run, stop):
-                self._done(self._ended_unstarted(run))
+                self._done(ended_unstarted(run, self._database))
                 continue
             where = where_to_run(run)
             if where == "async":
@@ -301,12 +277,12 @@ class Executor:
                     future.cancel()
                 continue
             pool = self._process_pool() if where == "child" else None
-            attempt = Attempt(run, database=self._database, stop_event=stop, pool=pool)
+            attempt = Attempt(run, database=self._database, stop_event=stop)
             if pool is None:
                 with self._lock:
                     self._task_connections[run.id] = own_connection
             try:
-                completed = attempt.run_sync()
+                completed = run_sync(attempt, pool)
             except BaseException as exc:
                 completed = attempt.failed(exc, 0.0)
             self._done(completed)
@@ -330,7 +306,7 @@ class Executor:
 
     async def _run_async(self, attempt: Attempt) -> None:
         try:
-            completed = await attempt.run_async()
+            completed = await run_async(attempt)
         except BaseException as exc:
             completed = attempt.failed(exc, 0.0)
         self._done(completed)
@@ -340,18 +316,8 @@ class Executor:
         with self._lock:
             fenced = (run_id, completed.run.attempt) in self._fenced
             self._fenced.discard((run_id, completed.run.attempt))
-        if (
-            fenced
-            and not completed.recorded
-            and completed.outcome.status != TaskResultStatus.SUCCESSFUL
-        ):
-            message = (
-                f"its worker fenced itself (no heartbeat) while attempt {completed.run.attempt} ran"
-            )
-            completed.outcome = lost_outcome(
-                completed.run, completed.task, message, started_at=completed.outcome.started_at
-            )
-            completed.failure = completed.exception = None  # lost_outcome said why
+        if fenced:
+            lose_fenced(completed)
         with self._lock:
             # Only this attempt's entries: the run may already be running here again under
             # a newer attempt (claimed back after it was taken away from this one).

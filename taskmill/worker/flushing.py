@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .execution import Completed
+from .attempt import Completed
 from .outcomes import key_of, send_finished, write_outcomes
 
 if TYPE_CHECKING:

@@ -1,61 +1,47 @@
-"""Attempts that ended through no fault of their task: counted as lost, and the run goes again.
+"""Attempts the database ended, through no fault of their task: counted as lost by the one
+lost-attempt policy (lost.py), as a lost worker's are, and the run goes again.
 
-A lost worker is one such end (its lease ran out, or it fenced itself). A transient database
-error raised by the task's body is the other: the connection lost, the server shutting down
-or read-only during a failover, a deadlock, a serialization failure, a lock wait that timed
-out, SQLite's "database is locked" past its timeout (``taskmill.db.errors.is_transient``).
-The statement that failed committed nothing, the outage was the database's, and the same
-body on a new connection may well pass. So the run goes back READY after a short backoff,
-like a lost worker's run: its error entry keeps the task's real exception class and
-traceback and says ``"counted_as": "lost"``, so that it uses no attempt of ``max_attempts``
-(``taskmill.exceptions.task_failures``) and counts towards TASKMILL_MAX_LOST_ATTEMPTS, after
-which the run fails: a task that breaks its own connection every time cannot loop forever.
+Such an end is a transient database error raised by the task's body: the connection lost,
+the server shutting down or read-only during a failover, a deadlock, a serialization
+failure, a lock wait that timed out, SQLite's "database is locked" past its timeout
+(``taskmill.db.errors.is_transient``). The statement that failed committed nothing, the
+outage was the database's, and the same body on a new connection may well pass. So the run
+goes back READY after a short backoff, like a lost worker's run: its error entry keeps the
+task's real exception class and traceback and says ``"counted_as": "lost"``, so that it uses
+no attempt of ``max_attempts`` (``taskmill.exceptions.task_failures``) and counts towards
+TASKMILL_MAX_LOST_ATTEMPTS, after which the run fails: a task that breaks its own connection
+every time cannot loop forever.
 
 What the body did before the error may have committed: like a lost worker's, such a run is
 at-least-once. A task that must not run again opts out with
 ``retry_on_database_errors=False``; its database errors are then failures like any other.
 
-An ``atomic=True`` attempt first tries its transaction again in place (its rollback undid the
-body: ``Attempt.call_atomic_retrying``); when the database keeps failing it, the attempt ends
-here by the same rule.
+An ``atomic=True`` attempt first tries its transaction again in place (its rollback undid
+the body: ``runners.atomic.call_atomic_retrying``); when the database keeps failing it, the
+attempt ends here by the same rule.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import random
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
-from django.utils import timezone
 
-from ..compat import BaseTask, TaskResultStatus
-from ..conf import setting
+from ..compat import BaseTask
 from ..db import ClaimedRun, Outcome
 from ..db.errors import is_transient
-from ..exceptions import (
-    COUNTED_AS,
-    LOST,
-    RunCancelled,
-    TaskTimeout,
-    WorkerLost,
-    lost_attempts,
-    synthetic_error,
-)
-from ..tasks import effective_option, expiry_for
-
-logger = logging.getLogger("taskmill.worker")
+from ..exceptions import COUNTED_AS, LOST, RunCancelled, TaskTimeout
+from ..tasks import effective_option
+from .lost import lost_outcome
 
 # PEP 249's two branches under Error: every driver's exceptions (psycopg, mysqlclient,
 # sqlite3) and Django's wrappers of them have one of these classes in their MRO.
 _DB_API_ERRORS = frozenset({"DatabaseError", "InterfaceError"})
 # How far down a chain of wrapped exceptions the database error is looked for.
 _CHAIN_DEPTH = 16
-# The backoff of the n-th lost attempt: about a second, doubling, at most this.
-_LOST_BACKOFF_CAP = 30.0
 
 
 def database_trouble(exc: BaseException) -> BaseException | None:
@@ -117,50 +103,6 @@ def database_interruption(
     return lost_outcome(run, task, {**error, COUNTED_AS: LOST}, now=now, started_at=started_at)
 
 
-def lost_outcome(
-    run: ClaimedRun,
-    task: BaseTask | None,
-    error: dict[str, str] | str,
-    *,
-    now: datetime | None = None,
-    started_at: datetime | None = None,
-) -> Outcome:
-    """A lost attempt: READY again after a short backoff, or FAILED at the
-    TASKMILL_MAX_LOST_ATTEMPTS-th lost attempt.
-
-    ``error`` is the entry to record (the task's own exception, marked lost), or a message
-    saying why the attempt was lost (its worker fenced itself), recorded as ``WorkerLost``
-    and logged here (the worker's attempt log logs the task's own exceptions). ``now`` is
-    when the attempt ended (default: now) and ``started_at`` when its body began.
-    """
-    now = now or timezone.now()
-    lost = lost_attempts(run.errors) + 1
-    final = lost >= int(setting("TASKMILL_MAX_LOST_ATTEMPTS"))
-    if isinstance(error, str):
-        suffix = f"; {lost} lost attempts, the limit: the run fails" if final else "; it goes again"
-        logger.warning("Run %s: %s%s", run.id, error, suffix)
-        error = synthetic_error(WorkerLost, error + suffix)
-    return Outcome(
-        run_id=run.id,
-        attempt=run.attempt,
-        status=TaskResultStatus.FAILED if final else "READY",
-        finished_at=now,
-        errors=[*run.errors, error],
-        available_at=None if final else now + timedelta(seconds=lost_backoff(lost)),
-        expires_at=expiry_for(task, run.options, now) if final else None,
-        started_at=started_at,
-    )
-
-
-def lost_backoff(lost: int) -> float:
-    """Seconds before the run goes again after its ``lost``-th lost attempt.
-
-    Long enough for a restarted server to come back, short next to a failover; jittered, so
-    that the hundred runs one outage interrupted do not all come back in the same instant.
-    """
-    return random.uniform(0.5, 1.0) * min(2.0 ** (lost - 1), _LOST_BACKOFF_CAP)
-
-
 def close_connections() -> None:
     """Close this thread's database connections (Django's belong to a thread)."""
     for connection in connections.all(initialized_only=True):
@@ -181,7 +123,5 @@ __all__ = [
     "close_async_connections",
     "database_interruption",
     "database_trouble",
-    "lost_backoff",
-    "lost_outcome",
     "retries_on_database_errors",
 ]

@@ -26,12 +26,12 @@ from .. import registry, wakeup
 from ..conf import setting
 from ..control import CONTROL_WAKEUP
 from ..db import ClaimedRun, get_engine, reset_connection
+from .attempt import Completed
 from .duties import DutyThread
 from .duties.heartbeat import Heartbeat, StartRecorder
 from .duties.lifeline import Lifeline
 from .duties.pruner import Pruner
 from .duties.stager import Stager
-from .execution import Completed
 from .executor import Executor
 from .flushing import FLUSH_BATCH, FLUSH_DELAY, OutcomeFlushing
 from .stopping import GracefulStop

@@ -18,7 +18,7 @@ from ..followups import Settling, resolve_dependents, settle
 from ..models import Run
 from ..results import result_of
 from ..signalling import finished_heard
-from .execution import Completed, signal_sender
+from .attempt import Completed, signal_sender
 
 logger = logging.getLogger("taskmill.worker")
 

@@ -24,9 +24,10 @@ from ... import registry
 from ...conf import setting
 from ...db import get_engine
 from ...db.records import Landed
-from ...exceptions import RunCancelled, WorkerLost, lost_attempts, synthetic_error
+from ...exceptions import RunCancelled, WorkerLost, synthetic_error
 from ...followups import Settling, settle, settle_strays
 from ...tasks import expiry_for
+from ..lost import lost_attempt
 from . import Duty
 
 logger = logging.getLogger("taskmill.worker")
@@ -98,15 +99,13 @@ def _rescued_state(row: dict[str, Any], now: datetime) -> tuple[dict[str, Any], 
             "available_at": now,
             "worker_ids": row["worker_ids"][:-1],
         }, False
-    lost = lost_attempts(row["errors"]) + 1
-    limit = int(setting("TASKMILL_MAX_LOST_ATTEMPTS"))
-    message = f"the worker {row['worker_id']} running attempt {row['attempt']} was lost"
-    if lost >= limit:
-        error = synthetic_error(
-            WorkerLost, f"{message}; {lost} lost attempts, the limit: the run fails"
-        )
+    # A lost attempt, by the one lost-attempt policy (worker/lost.py); due at once, not backed
+    # off as the worker's own lost attempts are: a whole lease has passed since it was lost.
+    lost = lost_attempt(row["errors"])
+    why = f"the worker {row['worker_id']} running attempt {row['attempt']} was lost"
+    error = synthetic_error(WorkerLost, lost.because(why))
+    if lost.final:
         return _final(row, "FAILED", error, now, common), True
-    error = synthetic_error(WorkerLost, f"{message}; the run goes again")
     return {
         **common,
         "status": "READY",
