@@ -11,7 +11,7 @@ from django.core.management import call_command
 import taskmill
 from taskmill.models import Schedule
 from taskmill.scheduler.declarations import sync_schedules
-from taskmill.scheduler.triggers import InvalidSchedule
+from taskmill.triggers import InvalidSchedule
 from tests.testapp.scheduled_tasks import heartbeat, record_fire
 
 from .conftest import TASK

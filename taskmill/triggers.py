@@ -1,5 +1,8 @@
 """Triggers: when a schedule's occurrences fall, as aware UTC datetimes.
 
+Pure rules, below the models: ``Schedule`` computes its first fire time with them, the
+scheduler its misfires and next fire times.
+
 Three kinds share one small interface (``after`` and ``latest``), so the fire transaction
 and the misfire rules never ask which kind they hold. Everything returned is UTC; a cron
 expression is evaluated in its schedule's time zone.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -280,3 +284,11 @@ class CronTrigger(Trigger):
                 break
         found.reverse()
         return found
+
+
+@lru_cache(maxsize=4096)
+def cron_trigger(expression: str, zone_name: str) -> CronTrigger:
+    """One trigger per (expression, time zone): a trigger holds no iteration state, and
+    parsing and checking the expression for each of a thousand schedules due together was
+    a good part of a tick's time."""
+    return CronTrigger(expression, zone_name)
