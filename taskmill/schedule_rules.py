@@ -20,9 +20,9 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from . import registry
 from .compat import BaseTask, InvalidTask, task_backends
-from .exceptions import InvalidTaskArguments, TaskNotRegistered
+from .exceptions import InvalidSchedule, InvalidTaskArguments, TaskNotRegistered
 from .serialization import text_problem, to_json_value
-from .triggers import MAX_DURATION, InvalidSchedule, get_zone, moment_problem, validate_cron
+from .triggers import MAX_DURATION, get_zone, moment_problem, validate_cron
 
 if TYPE_CHECKING:
     from .models import Schedule

@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from .exceptions import InvalidSchedule
+
 ONE_MICROSECOND = timedelta(microseconds=1)
 # The longest interval or misfire grace time: 1,000 years keeps every fire time and grace
 # window far inside datetime's range (year 9999) and a database's duration column.
@@ -47,10 +49,6 @@ def moment_problem(value: datetime) -> str | None:
             f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
         )
     return None
-
-
-class InvalidSchedule(ValueError):
-    """A cron expression, time zone or trigger definition that cannot work."""
 
 
 def get_zone(name: str) -> ZoneInfo:

@@ -21,10 +21,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from ..compat import BaseTask, InvalidTask
+from ..exceptions import InvalidSchedule
 from ..schedule_rules import remember_task
 from ..triggers import (
     MAX_DURATION,
-    InvalidSchedule,
     get_zone,
     moment_problem,
     validate_cron,
