@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from ..compat import TaskResultStatus
-from ..models import Run, Schedule
+from ..models import Run, RunStatus, Schedule
 
 Edge = Schedule.depends_on.through
 
@@ -43,7 +42,7 @@ def dependencies_met(
         Run.objects.using(database)
         .filter(
             schedule_id__in=dependency_ids,
-            status=TaskResultStatus.SUCCESSFUL,
+            status=RunStatus.SUCCESSFUL,
             finished_at__gt=last_enqueued_at,
         )
         .values_list("schedule_id", flat=True)
