@@ -25,7 +25,11 @@ CONTROL = (
 # Pausing schedules (taskmill.schedule_control), re-exported.
 SCHEDULE_CONTROL = ("pause_schedule", "resume_schedule")
 
-__all__ = ["enqueue_many", "schedule", "task", *CONTROL, *SCHEDULE_CONTROL]
+# The base of taskmill's errors, and the one the schedule decorator raises
+# (taskmill.exceptions), re-exported.
+ERRORS = ("InvalidSchedule", "TaskmillError")
+
+__all__ = ["enqueue_many", "schedule", "task", *CONTROL, *SCHEDULE_CONTROL, *ERRORS]
 
 
 def __getattr__(name: str) -> Any:
@@ -43,6 +47,10 @@ def __getattr__(name: str) -> Any:
         from . import schedule_control
 
         return getattr(schedule_control, name)
+    if name in ERRORS:
+        from . import exceptions
+
+        return getattr(exceptions, name)
     if name == "schedule":
         from .scheduler.declarations import schedule
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .db import get_engine
 from .db.errors import is_transient
-from .exceptions import RunCancelled, synthetic_error
+from .exceptions import RunCancelled, TaskmillError, synthetic_error
 from .followups import cancel_unstarted
 from .models import FINISHED_STATUSES, Queue, Run, RunStatus, Worker
 from .wakeup import wake_after_commit
@@ -27,7 +27,7 @@ CONTROL_WAKEUP = "taskmill:control"
 TRIES = 3
 
 
-class RunConflict(ValueError):
+class RunConflict(TaskmillError, ValueError):
     """A control request that would break a rule the database keeps (a unique key)."""
 
 

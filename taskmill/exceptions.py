@@ -1,11 +1,17 @@
-"""taskmill's errors, each a subclass of the framework's own where one fits."""
+"""taskmill's errors: each is a ``TaskmillError``, and a subclass of the framework's own or
+of Python's where one fits, so ``except InvalidTask`` or ``except ValueError`` still catch it."""
 
 from __future__ import annotations
 
 from .compat import InvalidTask
 
 
-class TaskNotRegistered(InvalidTask):
+class TaskmillError(Exception):
+    """The base of every error taskmill raises to its users: ``except TaskmillError``
+    catches them all (the exceptions of a task's own code are never wrapped in it)."""
+
+
+class TaskNotRegistered(TaskmillError, InvalidTask):
     """A run names a task path that does not resolve to a registered task object.
 
     The worker refuses such a run (it fails, nothing is called): a database row must not be
@@ -13,32 +19,36 @@ class TaskNotRegistered(InvalidTask):
     """
 
 
-class CorruptRun(InvalidTask):
+class CorruptRun(TaskmillError, InvalidTask):
     """A claimed run's row holds what taskmill never writes (arguments that are not a list,
     a JSON column that is not JSON...): the worker fails the run without calling anything."""
 
 
-class InvalidTaskArguments(InvalidTask, TypeError):
+class InvalidTaskArguments(TaskmillError, InvalidTask, TypeError):
     """The arguments cannot be stored as JSON. (A return value that cannot fails its run
     with a plain ``TypeError``, which is what Django's own backends record.)"""
 
 
-class TaskTimeout(TimeoutError):
+class TaskTimeout(TaskmillError, TimeoutError):
     """The attempt ran past its task's ``timeout`` and was killed (or cancelled)."""
 
 
-class WorkerLost(Exception):
+class WorkerLost(TaskmillError):
     """The worker running the attempt died or lost its lease; the attempt's outcome is
     unknown. Recorded in the run's errors; the run goes again (up to
     TASKMILL_MAX_LOST_ATTEMPTS lost attempts)."""
 
 
-class RunCancelled(Exception):
+class RunCancelled(TaskmillError):
     """The run was cancelled (before it ran) or stopped (while it ran). Never retried."""
 
 
 class DependencyFailed(RunCancelled):
     """A run this one depends on failed for good or was cancelled, so this one never runs."""
+
+
+class InvalidSchedule(TaskmillError, ValueError):
+    """A cron expression, time zone or trigger definition that cannot work."""
 
 
 def class_path(exc_type: type[BaseException]) -> str:

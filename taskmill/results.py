@@ -10,10 +10,14 @@ from typing import Any
 from . import registry
 from .compat import BaseTask, TaskError, TaskResult, TaskResultStatus, task_backends
 from .exceptions import TaskNotRegistered
+from .status import RunStatus
 
 # What Django's four statuses make of taskmill's six: a run waiting for its dependencies
 # is READY to Django, a cancelled one FAILED (its errors say it was cancelled).
-FRAMEWORK_STATUS = {"WAITING": "READY", "CANCELLED": "FAILED"}
+FRAMEWORK_STATUS = {
+    RunStatus.WAITING: TaskResultStatus.READY,
+    RunStatus.CANCELLED: TaskResultStatus.FAILED,
+}
 
 
 def framework_status(status: str) -> TaskResultStatus:
@@ -222,7 +226,7 @@ def result_of(task: BaseTask | None, run: Any, **overrides: Any) -> TaskResult:
     if task is None:
         task = task_of_run(run.task_path, run.backend)
 
-    if getattr(run, "prefetched", False) and run.status == "RUNNING" and not overrides:
+    if getattr(run, "prefetched", False) and run.status == RunStatus.RUNNING and not overrides:
         overrides = _waiting_in_backlog(run)
 
     def value(name: str) -> Any:

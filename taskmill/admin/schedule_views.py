@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from ..backend import DatabaseBackend
 from ..models import Run, Schedule
+from ..schedule_rules import task_for
 from ..scheduler.firing import call_kwargs
-from ..scheduler.validation import task_for
 
 UPCOMING = 5
 

@@ -10,8 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from ..models import Schedule
 from ..schedule_control import pause_schedule, resume_schedule
-from ..scheduler.dag import check_acyclic
-from ..scheduler.validation import schedulable_tasks
+from ..schedule_rules import schedulable_tasks
 from . import display, masking, schedule_views
 
 
@@ -69,7 +68,7 @@ class ScheduleForm(forms.ModelForm):
         if dependencies is not None and self.instance.pk:
             try:
                 database = self.instance._state.db or "default"
-                check_acyclic(self.instance, [d.pk for d in dependencies], database)
+                self.instance.check_acyclic([d.pk for d in dependencies], database)
             except ValidationError as exc:
                 self.add_error("depends_on", exc)
         return cleaned

@@ -1,6 +1,7 @@
 """taskmill's tables: one module per concept."""
 
-from .runs import ACTIVE_STATUSES, FINISHED_STATUSES, Dashboard, Run, RunDependency, RunStatus
+from ..status import ACTIVE_STATUSES, FINISHED_STATUSES, RunStatus
+from .runs import Dashboard, Run, RunDependency
 from .schedules import Schedule
 from .stats import RunStats, RunStatsHourly
 from .workers import Queue, Worker

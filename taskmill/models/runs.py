@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Case, F, Value, When
 from django.utils.translation import gettext_lazy as _
 
+from ..status import ACTIVE_STATUSES, RunStatus
 from .indexes import (
     ClaimIndex,
     NotNullIndex,
@@ -18,24 +19,6 @@ from .indexes import (
     StageIndex,
     WaitingIndex,
 )
-
-
-class RunStatus(models.TextChoices):
-    """A run's true state. Django's API knows only READY/RUNNING/SUCCESSFUL/FAILED: it sees
-    WAITING as READY and CANCELLED as FAILED (``taskmill.results``)."""
-
-    READY = "READY", _("Ready")
-    # Enqueued with depends_on, waiting for those runs to succeed; outside the claim index.
-    WAITING = "WAITING", _("Waiting")
-    RUNNING = "RUNNING", _("Running")
-    SUCCESSFUL = "SUCCESSFUL", _("Successful")
-    FAILED = "FAILED", _("Failed")
-    CANCELLED = "CANCELLED", _("Cancelled")
-
-
-# States a unique key is held in: at most one such run per (task, key).
-ACTIVE_STATUSES = (RunStatus.READY, RunStatus.WAITING, RunStatus.RUNNING)
-FINISHED_STATUSES = (RunStatus.SUCCESSFUL, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class Run(models.Model):

@@ -6,8 +6,8 @@ in the fire transaction), so pruning runs can never make a schedule fire a time 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +18,9 @@ from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from ..schedule_rules import find_cycle, validate_schedule
+from ..triggers import IntervalTrigger, OnceTrigger, Trigger, cron_trigger
 
 
 def default_time_zone() -> str:
@@ -40,14 +43,6 @@ def _done() -> Q:
     # last fire); a disabled one (whose next fire time is always empty) only if enabling it
     # again would fire nothing either.
     return Q(next_fire_at__isnull=True) & (Q(enabled=True) | _nothing_left())
-
-
-@lru_cache(maxsize=4096)
-def _cron_trigger(trigger_class: type, expression: str, zone_name: str) -> Any:
-    """One trigger per (expression, time zone): a trigger holds no iteration state, and
-    parsing and checking the expression for each of a thousand schedules due together was
-    a good part of a tick's time."""
-    return trigger_class(expression, zone_name)
 
 
 class ScheduleQuerySet(models.QuerySet):
@@ -305,23 +300,19 @@ class Schedule(models.Model):
         super().clean_fields(exclude={*(exclude or ()), "args", "kwargs"})
 
     def clean(self) -> None:
-        from ..scheduler.validation import validate_schedule
-
         errors = validate_schedule(self)
         if errors:
             raise ValidationError(errors)
 
     # -- the trigger and the first fire ------------------------------------------------------
 
-    def trigger(self, anchor: datetime | None = None):
+    def trigger(self, anchor: datetime | None = None) -> Trigger:
         """This schedule's trigger; interval occurrences count from ``anchor``."""
-        from ..scheduler.triggers import CronTrigger, IntervalTrigger, OnceTrigger
-
         if self.kind == self.Kind.ONCE:
             return OnceTrigger(self.run_at)
         if self.kind == self.Kind.INTERVAL:
             return IntervalTrigger(anchor or self.start_at or timezone.now(), self.interval)
-        return _cron_trigger(CronTrigger, self.cron, self.timezone)
+        return cron_trigger(self.cron, self.timezone)
 
     def compute_next_fire(self, now: datetime) -> datetime | None:
         """The first fire time from ``now`` on, as when the schedule is created or edited.
@@ -396,11 +387,37 @@ class Schedule(models.Model):
         ]
         return names + list(state)
 
+    # -- dependencies -----------------------------------------------------------------------
+
+    def check_acyclic(self, dependency_ids: Iterable[int], using: str) -> None:
+        """Raise ``ValidationError`` naming the cycle if these dependencies would close one."""
+        edges = type(self).depends_on.through.objects.using(using)
+
+        def edges_from(ids: list[int]) -> Iterable[tuple[int, int]]:
+            rows = edges.filter(from_schedule_id__in=ids)
+            return rows.values_list("from_schedule_id", "to_schedule_id")
+
+        cycle = find_cycle(self.pk, dependency_ids, edges_from)
+        if cycle:
+            names = dict(
+                type(self).objects.using(using).filter(pk__in=set(cycle)).values_list("pk", "name")
+            )
+            names[self.pk] = self.name
+            path = " -> ".join(names.get(pk, str(pk)) for pk in cycle)
+            raise ValidationError(
+                f"Schedule dependencies must not form a cycle: {path} (each depends on the next).",
+                code="cycle",
+            )
+
 
 @receiver(m2m_changed, sender=Schedule.depends_on.through, dispatch_uid="taskmill_schedule_dag")
 def _reject_dependency_cycles(sender, instance, action, reverse, pk_set, using, **kwargs) -> None:
-    # Connected here, where the model is defined, so that it is always in force.
-    if action == "pre_add" and pk_set:
-        from ..scheduler.dag import reject_cycles
-
-        reject_cycles(instance, reverse, pk_set, using)
+    # Connected here, where the model is defined, so that it is always in force: before any
+    # edge is added (a form, the shell, the code sync, an import), no cycles.
+    if action != "pre_add" or not pk_set:
+        return
+    if not reverse:
+        instance.check_acyclic(pk_set, using)
+        return
+    for dependent in Schedule.objects.using(using).filter(pk__in=pk_set):
+        dependent.check_acyclic([instance.pk], using)

@@ -38,8 +38,8 @@ from ..compat import task_enqueued
 from ..db import NewRun, get_engine
 from ..models import RunStatus, Schedule
 from ..results import result_of
+from ..schedule_rules import task_for
 from . import misfires
-from .validation import task_for
 
 logger = logging.getLogger("taskmill.scheduler")
 

@@ -21,14 +21,14 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from ..compat import BaseTask, InvalidTask
-from .triggers import (
+from ..exceptions import InvalidSchedule
+from ..schedule_rules import remember_task
+from ..triggers import (
     MAX_DURATION,
-    InvalidSchedule,
     get_zone,
     moment_problem,
     validate_cron,
 )
-from .validation import remember_task
 
 logger = logging.getLogger("taskmill.scheduler")
 

@@ -42,8 +42,8 @@ from django.utils import timezone
 from ..backend import DatabaseBackend
 from ..db import get_engine
 from ..models import Schedule
+from ..schedule_rules import task_for
 from . import batch, dag, misfires
-from .validation import task_for
 
 logger = logging.getLogger("taskmill.scheduler")
 

@@ -21,9 +21,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import taskmill
+from taskmill.exceptions import InvalidSchedule
 from taskmill.models import Run, Schedule
-from taskmill.scheduler.triggers import CronTrigger, InvalidSchedule, validate_cron
 from taskmill.serialization import MAX_DEPTH
+from taskmill.triggers import CronTrigger, validate_cron
 from tests.conftest import wait_until
 from tests.faults.hostile import (
     ECHO,

@@ -9,9 +9,9 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 import taskmill
+from taskmill.exceptions import InvalidSchedule
 from taskmill.models import Schedule
 from taskmill.scheduler.declarations import sync_schedules
-from taskmill.scheduler.triggers import InvalidSchedule
 from tests.testapp.scheduled_tasks import heartbeat, record_fire
 
 from .conftest import TASK

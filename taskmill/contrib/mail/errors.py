@@ -6,10 +6,11 @@ import smtplib
 
 from django.utils.module_loading import import_string
 
+from ...exceptions import TaskmillError
 from .conf import mail_setting
 
 
-class UnqueueableEmail(ValueError):
+class UnqueueableEmail(TaskmillError, ValueError):
     """The message holds something JSON cannot carry (an attachment of an unknown type, say).
 
     Raised by ``send_messages`` (so by ``send_mail``, ``message.send()``) before anything is
@@ -17,7 +18,7 @@ class UnqueueableEmail(ValueError):
     """
 
 
-class PermanentEmailFailure(Exception):
+class PermanentEmailFailure(TaskmillError):
     """The mail server refused the message for good (a 5xx reply): the run fails, no retry.
 
     Its message says who refused what; the original SMTP error is chained to it, so the

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ...exceptions import TaskmillError
 from ...models import Schedule
 from ...serialization import text_problem
 
@@ -19,7 +20,7 @@ VERSION = 1
 Edge = Schedule.depends_on.through
 
 
-class TransferError(Exception):
+class TransferError(TaskmillError):
     """A document that cannot be imported; ``problems`` lists every reason found."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -1,5 +1,8 @@
 """Triggers: when a schedule's occurrences fall, as aware UTC datetimes.
 
+Pure rules, below the models: ``Schedule`` computes its first fire time with them, the
+scheduler its misfires and next fire times.
+
 Three kinds share one small interface (``after`` and ``latest``), so the fire transaction
 and the misfire rules never ask which kind they hold. Everything returned is UTC; a cron
 expression is evaluated in its schedule's time zone.
@@ -20,9 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
+
+from .exceptions import InvalidSchedule
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 # The longest interval or misfire grace time: 1,000 years keeps every fire time and grace
@@ -43,10 +49,6 @@ def moment_problem(value: datetime) -> str | None:
             f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
         )
     return None
-
-
-class InvalidSchedule(ValueError):
-    """A cron expression, time zone or trigger definition that cannot work."""
 
 
 def get_zone(name: str) -> ZoneInfo:
@@ -280,3 +282,11 @@ class CronTrigger(Trigger):
                 break
         found.reverse()
         return found
+
+
+@lru_cache(maxsize=4096)
+def cron_trigger(expression: str, zone_name: str) -> CronTrigger:
+    """One trigger per (expression, time zone): a trigger holds no iteration state, and
+    parsing and checking the expression for each of a thousand schedules due together was
+    a good part of a tick's time."""
+    return CronTrigger(expression, zone_name)

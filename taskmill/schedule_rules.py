@@ -1,4 +1,8 @@
-"""What a schedule may name and hold: the checks behind ``Schedule.clean()`` and the decorator.
+"""What a schedule may name and hold: the checks behind ``Schedule.clean()`` and the decorator,
+and the rule that schedule dependencies never form a cycle.
+
+Below the models (it imports none of them): the model, the admin, the decorator and the
+scheduler all check schedules with these rules.
 
 A schedule names its task by import path, and only a task object declared in code can be
 named: taskmill's registered tasks, or a django.tasks task of another backend defined in an
@@ -7,20 +11,21 @@ installed app (a project whose tasks go elsewhere still gets taskmill's schedule
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
 
-from .. import registry
-from ..compat import BaseTask, InvalidTask, task_backends
-from ..exceptions import InvalidTaskArguments, TaskNotRegistered
-from ..serialization import text_problem, to_json_value
-from .triggers import MAX_DURATION, InvalidSchedule, get_zone, moment_problem, validate_cron
+from . import registry
+from .compat import BaseTask, InvalidTask, task_backends
+from .exceptions import InvalidSchedule, InvalidTaskArguments, TaskNotRegistered
+from .serialization import text_problem, to_json_value
+from .triggers import MAX_DURATION, get_zone, moment_problem, validate_cron
 
 if TYPE_CHECKING:
-    from ..models import Schedule
+    from .models import Schedule
 
 TEXT_FIELDS = ("name", "task_path", "kind", "cron", "timezone", "queue_name", "backend")
 TEXT_FIELDS += ("misfire_policy", "fire_time_kwarg")
@@ -160,3 +165,40 @@ def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
     else:
         error("task_path", "Choose the task to run.")
     return errors
+
+
+def find_cycle(
+    schedule_id: int | None,
+    dependency_ids: Iterable[int],
+    edges_from: Callable[[list[int]], Iterable[tuple[int, int]]],
+) -> list[int]:
+    """The path back to ``schedule_id`` if it depended on ``dependency_ids``; [] if none.
+
+    ``edges_from(ids)`` gives the stored (dependent, dependency) pairs leaving those ids:
+    the search asks it once per level, so a deep graph costs one query per level.
+    """
+    if schedule_id is None:
+        return []  # a new schedule has no dependents yet: it cannot close a cycle
+    # Breadth-first through what the new dependencies depend on.
+    parents: dict[int, int] = {}
+    frontier = []
+    for dependency in dependency_ids:
+        if dependency == schedule_id:
+            return [schedule_id, schedule_id]
+        if dependency not in parents:
+            parents[dependency] = schedule_id
+            frontier.append(dependency)
+    while frontier:
+        edges = edges_from(frontier)
+        frontier = []
+        for source, target in edges:
+            if target == schedule_id:
+                path = [schedule_id, source]
+                while path[-1] != schedule_id:
+                    path.append(parents[path[-1]])
+                path.reverse()
+                return path
+            if target not in parents:
+                parents[target] = source
+                frontier.append(target)
+    return []
