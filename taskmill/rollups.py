@@ -17,13 +17,14 @@ from .models.stats import (
     RunStatsHourly,
 )
 from .models.stats import percentile_ms as _percentile
+from .status import RunStatus
 
 # How each status is shown: a retry is written as READY.
 OUTCOMES = {
-    "SUCCESSFUL": "succeeded",
-    "FAILED": "failed",
-    "READY": "retried",
-    "CANCELLED": "cancelled",
+    RunStatus.SUCCESSFUL: "succeeded",
+    RunStatus.FAILED: "failed",
+    RunStatus.READY: "retried",
+    RunStatus.CANCELLED: "cancelled",
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from ..models import Run
+from ..status import RunStatus
 from . import stats
 from .contract import Engine, Listener
 from .inserts import insert_returning_ids
@@ -129,7 +130,7 @@ class BaseEngine(LeaseQueries, Engine):
             rows = (
                 Run.objects.using(self.alias)
                 .select_for_update()
-                .filter(id__in=list(held), status="RUNNING")
+                .filter(id__in=list(held), status=RunStatus.RUNNING)
             )
             for row in rows:
                 if held[row.id] != row.attempt:
@@ -146,7 +147,7 @@ class BaseEngine(LeaseQueries, Engine):
         claimed, at once, instead of waiting out a lease and coming back as a lost attempt.
         No one else holds their attempt (it was never handed out), so it is taken back.
         """
-        rows = Run.objects.using(self.alias).filter(worker_id=worker_id, status="RUNNING")
+        rows = Run.objects.using(self.alias).filter(worker_id=worker_id, status=RunStatus.RUNNING)
         if held:
             rows = rows.exclude(id__in=list(held))
         returned = 0
@@ -300,7 +301,7 @@ def _return_to_queue(row: Run, now: datetime, *, started: bool) -> None:
         if row.attempt == 0:
             row.started_at = None
             row.last_attempted_at = None
-    row.status = "READY"
+    row.status = RunStatus.READY
     row.due = True
     row.worker_id = ""
     row.lease_expires_at = None

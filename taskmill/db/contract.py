@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
+from ..status import RunStatus
+
 if TYPE_CHECKING:
     from django.core.checks import CheckMessage
     from django.db.models import QuerySet
@@ -75,11 +77,11 @@ class Engine(ABC):
     #: How this database spells the run states that partial indexes cover: the exact terms
     #: of those indexes (``taskmill.models.indexes``), which queries must repeat for the
     #: planner (SQLite's above all) to use them.
-    ready_condition: str = "status = 'READY'"
-    due_condition: str = "status = 'READY' AND due = 1"
-    deferred_condition: str = "status = 'READY' AND due = 0"
-    running_condition: str = "status = 'RUNNING'"
-    waiting_condition: str = "status = 'WAITING'"
+    ready_condition: str = f"status = '{RunStatus.READY}'"
+    due_condition: str = f"status = '{RunStatus.READY}' AND due = 1"
+    deferred_condition: str = f"status = '{RunStatus.READY}' AND due = 0"
+    running_condition: str = f"status = '{RunStatus.RUNNING}'"
+    waiting_condition: str = f"status = '{RunStatus.WAITING}'"
 
     def __init__(self, alias: str) -> None:
         self.alias = alias

@@ -8,14 +8,17 @@ fencing condition are the same for all, so they are built here, at import.
 
 from __future__ import annotations
 
+from ..status import RunStatus
+
 # A retry (READY) of a run whose stop was requested meanwhile becomes CANCELLED: a stop is
 # final even when the attempt failed on its own first. Only a final status sets the finish
 # and the expiry.
-_DECIDED_HERE = """status = CASE WHEN done.status <> 'READY' THEN done.status
-                  WHEN {run}.stop_requested THEN 'CANCELLED' ELSE 'READY' END,
-    finished_at = CASE WHEN done.status <> 'READY' OR {run}.stop_requested
+_DECIDED_HERE = f"""status = CASE WHEN done.status <> '{RunStatus.READY}' THEN done.status
+                  WHEN {{run}}.stop_requested THEN '{RunStatus.CANCELLED}'
+                  ELSE '{RunStatus.READY}' END,
+    finished_at = CASE WHEN done.status <> '{RunStatus.READY}' OR {{run}}.stop_requested
                        THEN done.finished_at END,
-    expires_at = CASE WHEN done.status <> 'READY' OR {run}.stop_requested
+    expires_at = CASE WHEN done.status <> '{RunStatus.READY}' OR {{run}}.stop_requested
                       THEN done.expires_at END"""
 # The same three, decided by the caller from the rows it locked (MySQL: no RETURNING).
 _DECIDED_BEFORE = """{set}status = done.status,
@@ -52,4 +55,7 @@ def finish_assignments(run: str, *, status_decided: bool = False) -> str:
 
 def fenced(run: str) -> str:
     """The fencing condition: the row still RUNNING with the outcome's attempt."""
-    return f"{run}.id = done.id AND {run}.attempt = done.attempt AND {run}.status = 'RUNNING'"
+    return (
+        f"{run}.id = done.id AND {run}.attempt = done.attempt "
+        f"AND {run}.status = '{RunStatus.RUNNING}'"
+    )

@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from ..status import RunStatus
 from .records import RUN_TABLE, HeartbeatReply, load_json, make_state_harmless
 
 
@@ -25,7 +26,7 @@ class LeaseQueries:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id FROM {RUN_TABLE} WHERE id = %s AND attempt = %s "
-                f"AND status = 'RUNNING'{self.for_update}",
+                f"AND status = '{RunStatus.RUNNING}'{self.for_update}",
                 [run_id, attempt],
             )
             return cursor.fetchone() is not None
@@ -66,7 +67,7 @@ class LeaseQueries:
                     f"UPDATE {RUN_TABLE} SET lease_expires_at = %s, prefetched = CASE "
                     f"WHEN id IN ({', '.join(['%s'] * len(marked))}) THEN TRUE ELSE FALSE END "
                     f"WHERE (id, attempt) IN ({pairs}) AND worker_id = %s "
-                    "AND status = 'RUNNING'",
+                    f"AND status = '{RunStatus.RUNNING}'",
                     [
                         self.adapt_datetime(lease_until),
                         *marked,
@@ -82,7 +83,8 @@ class LeaseQueries:
                     ids,
                 )
                 for run_id, attempt, status, owner, stop in cursor.fetchall():
-                    if status == "RUNNING" and attempt == held[run_id] and owner == worker_id:
+                    ours = attempt == held[run_id] and owner == worker_id
+                    if status == RunStatus.RUNNING and ours:
                         if run_id in renew:
                             reply.renewed.add(run_id)
                         if stop:
@@ -109,7 +111,8 @@ class LeaseQueries:
         with (connection or self.connection).cursor() as cursor:
             cursor.execute(
                 f"UPDATE {RUN_TABLE} SET prefetched = FALSE, started_at = %s, "
-                "last_attempted_at = %s WHERE id = %s AND attempt = %s AND status = 'RUNNING'",
+                "last_attempted_at = %s WHERE id = %s AND attempt = %s "
+                f"AND status = '{RunStatus.RUNNING}'",
                 [stamp, stamp, run_id, attempt],
             )
             return cursor.rowcount > 0
@@ -148,7 +151,7 @@ class LeaseQueries:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {RUN_TABLE} SET {assignments} WHERE id = %s AND attempt = %s "
-                "AND status = 'RUNNING' AND lease_expires_at < %s",
+                f"AND status = '{RunStatus.RUNNING}' AND lease_expires_at < %s",
                 [*params, run_id, attempt, self.adapt_datetime(now)],
             )
             return cursor.rowcount == 1

@@ -13,6 +13,7 @@ from typing import Any
 from django.core import checks
 from django.db import transaction
 
+from ..status import RunStatus
 from .base import CLAIMED_COLUMNS, RUN_TABLE, BaseEngine, ClaimedRun, ClaimRequest, Landed, Outcome
 from .finish_sql import finish_assignments
 from .records import dump_json_or_null
@@ -31,7 +32,7 @@ FOR UPDATE SKIP LOCKED
 
 MARK_SQL = f"""
 UPDATE {RUN_TABLE}
-SET status = 'RUNNING',
+SET status = '{RunStatus.RUNNING}',
     attempt = attempt + 1,
     worker_id = %s,
     worker_ids = JSON_ARRAY_APPEND(worker_ids, '$', %s),
@@ -127,15 +128,15 @@ class MySQLEngine(BaseEngine):
             current = {row[0]: row for row in cursor.fetchall()}
             for outcome in outcomes:
                 row = current.get(outcome.run_id)
-                if row is None or row[2] != "RUNNING" or row[1] != outcome.attempt:
+                if row is None or row[2] != RunStatus.RUNNING or row[1] != outcome.attempt:
                     continue  # taken over: fenced out
                 stop_requested = bool(row[3])
                 # A retry of a run whose stop was requested meanwhile is CANCELLED: final.
-                if outcome.status != "READY":
+                if outcome.status != RunStatus.READY:
                     status = outcome.status
                 else:
-                    status = "CANCELLED" if stop_requested else "READY"
-                final = status != "READY"
+                    status = RunStatus.CANCELLED if stop_requested else RunStatus.READY
+                final = status != RunStatus.READY
                 params += [
                     outcome.run_id,
                     status,

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import models
 
+from ..status import RunStatus
 from .base import (
     CLAIMED_COLUMNS,
     RUN_TABLE,
@@ -45,7 +46,7 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {RUN_TABLE} AS run
-SET status = 'RUNNING',
+SET status = '{RunStatus.RUNNING}',
     attempt = run.attempt + 1,
     worker_id = %s,
     worker_ids = run.worker_ids || jsonb_build_array(%s::text),
@@ -140,8 +141,8 @@ class PostgreSQLEngine(BaseEngine):
     vendor = "postgresql"
     pushes_wakeups = True
     searches_json_by_containment = True
-    due_condition = "status = 'READY' AND due"
-    deferred_condition = "status = 'READY' AND NOT due"
+    due_condition = f"status = '{RunStatus.READY}' AND due"
+    deferred_condition = f"status = '{RunStatus.READY}' AND NOT due"
     true_literal = "true"
     _insert_statements: dict[tuple[Any, ...], str] = {}
 

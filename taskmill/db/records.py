@@ -11,6 +11,7 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 
 from ..models import Queue, Run
+from ..status import RunStatus
 
 RUN_TABLE = Run._meta.db_table
 QUEUE_TABLE = Queue._meta.db_table
@@ -62,7 +63,7 @@ class NewRun:
     run_after: datetime | None
     available_at: datetime
     due: bool = True  # False when available_at is later than now (see Run.due)
-    status: str = "READY"  # WAITING when it depends on runs not yet successful
+    status: str = RunStatus.READY  # WAITING when it depends on runs not yet successful
     unique_key: str | None = None
     options: dict[str, Any] | None = None  # per-call options (Task.stored_options)
     extra: dict[str, Any] = field(default_factory=dict)  # further columns (the scheduler's)

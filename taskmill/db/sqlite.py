@@ -11,12 +11,13 @@ from typing import Any
 from django.core import checks
 from django.db import DatabaseError
 
+from ..status import RunStatus
 from .base import CLAIMED_COLUMNS, RUN_TABLE, BaseEngine, ClaimedRun, ClaimRequest, Landed, Outcome
 from .finish_sql import fenced, finish_assignments
 
 CLAIM_SQL = f"""
 UPDATE {RUN_TABLE}
-SET status = 'RUNNING',
+SET status = '{RunStatus.RUNNING}',
     attempt = attempt + 1,
     worker_id = %s,
     worker_ids = json_insert(worker_ids, '$[#]', %s),

@@ -23,6 +23,7 @@ from ..exceptions import CorruptRun, RunCancelled, task_failures
 from ..results import result_of
 from ..retries import retry_delay
 from ..serialization import to_json_value
+from ..status import RunStatus
 from ..tasks import effective_option, expiry_for
 from .execution import TaskContext
 from .failures import chained, error_entry, failure_summary
@@ -153,7 +154,7 @@ class Attempt:
         outcome = Outcome(
             run_id=self.run.id,
             attempt=self.run.attempt,
-            status=TaskResultStatus.SUCCESSFUL,
+            status=RunStatus.SUCCESSFUL,
             finished_at=now,
             return_value=value,
             errors=self.run.errors,
@@ -188,10 +189,10 @@ class Attempt:
                 errors=errors,
             )
         if delay is not None:
-            status = "READY"
+            status = RunStatus.READY
             available_at = now + timedelta(seconds=delay)
         else:
-            status = "CANCELLED" if isinstance(exc, RunCancelled) else TaskResultStatus.FAILED
+            status = RunStatus.CANCELLED if isinstance(exc, RunCancelled) else RunStatus.FAILED
             available_at = None
         outcome = Outcome(
             run_id=self.run.id,

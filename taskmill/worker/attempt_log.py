@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from ..compat import TaskResultStatus
 from ..exceptions import counts_as_lost, lost_attempts
+from ..status import RunStatus
 from .attempt import Completed
 
 logger = logging.getLogger("taskmill.worker")
@@ -21,11 +21,11 @@ logger = logging.getLogger("taskmill.worker")
 
 def log_failed_attempt(completed: Completed) -> None:
     """One line for an attempt that raised; nothing for a success."""
-    if completed.failure is None or completed.outcome.status == TaskResultStatus.SUCCESSFUL:
+    if completed.failure is None or completed.outcome.status == RunStatus.SUCCESSFUL:
         return
     outcome = completed.outcome
     lost = bool(outcome.errors) and counts_as_lost(outcome.errors[-1])
-    if outcome.status == "READY":
+    if outcome.status == RunStatus.READY:
         level = logging.WARNING
         delay = (outcome.available_at - outcome.finished_at).total_seconds()
         what = f"failed, retrying in {max(delay, 0.0):.1f}s"
@@ -34,7 +34,7 @@ def log_failed_attempt(completed: Completed) -> None:
                 f"ended by a database error, not by its task; it goes again in "
                 f"{max(delay, 0.0):.1f}s, a lost attempt (no attempt of max_attempts used)"
             )
-    elif outcome.status == "CANCELLED":
+    elif outcome.status == RunStatus.CANCELLED:
         level, what = logging.WARNING, "cancelled"
     elif lost:
         level = logging.ERROR

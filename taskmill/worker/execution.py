@@ -12,9 +12,10 @@ import threading
 from dataclasses import dataclass
 
 from ..compat import TaskContext as BaseTaskContext
+from ..exceptions import TaskmillError
 
 
-class TaskCrashed(Exception):
+class TaskCrashed(TaskmillError):
     """The child process running the attempt died by itself (a crash, out of memory)."""
 
 

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from ..compat import BaseTask, TaskResultStatus
+from ..compat import BaseTask
 from ..conf import setting
 from ..db import ClaimedRun, Outcome
 from ..exceptions import WorkerLost, lost_attempts, synthetic_error
+from ..status import RunStatus
 from ..tasks import expiry_for
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def lost_outcome(
     return Outcome(
         run_id=run.id,
         attempt=run.attempt,
-        status=TaskResultStatus.FAILED if lost.final else "READY",
+        status=RunStatus.FAILED if lost.final else RunStatus.READY,
         finished_at=now,
         errors=[*run.errors, error],
         available_at=None if lost.final else now + timedelta(seconds=lost_backoff(lost.count)),
@@ -103,7 +104,7 @@ def lose_fenced(completed: Completed) -> None:
     """An attempt its worker stopped by fencing itself (no heartbeat) ends lost: neither a
     failure nor a cancellation, since the fence was not the task's doing. Unless it wrote
     its own outcome (atomic), or succeeded anyway: then that outcome stands."""
-    if completed.recorded or completed.outcome.status == TaskResultStatus.SUCCESSFUL:
+    if completed.recorded or completed.outcome.status == RunStatus.SUCCESSFUL:
         return
     run = completed.run
     completed.outcome = lost_outcome(

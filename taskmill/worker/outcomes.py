@@ -18,6 +18,7 @@ from ..followups import Settling, resolve_dependents, settle
 from ..models import Run
 from ..results import result_of
 from ..signalling import finished_heard
+from ..status import RunStatus
 from .attempt import Completed, signal_sender
 
 logger = logging.getLogger("taskmill.worker")
@@ -83,7 +84,7 @@ def written_earlier(database: str, pending: list[Completed]) -> dict[Key, Landed
     found: dict[Key, Landed] = {}
     for completed in pending:
         row, outcome = current.get(completed.run.id), completed.outcome
-        if row is None or (row.status == "RUNNING" and row.attempt == outcome.attempt):
+        if row is None or (row.status == RunStatus.RUNNING and row.attempt == outcome.attempt):
             continue
         if len(outcome.errors) > len(completed.run.errors):
             ours = row.errors[: len(outcome.errors)] == outcome.errors
@@ -152,7 +153,7 @@ def _by_attempt(landed: dict[int, Landed]) -> dict[Key, Landed]:
 
 def send_finished(completed: Completed, status: str) -> None:
     """``task_finished`` for an outcome that landed, as Django's API would report it."""
-    if not finished_heard(failed=status in ("FAILED", "CANCELLED")):
+    if not finished_heard(failed=status in (RunStatus.FAILED, RunStatus.CANCELLED)):
         return
     run, outcome = completed.run, completed.outcome
     result = result_of(

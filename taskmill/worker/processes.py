@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ..exceptions import TaskmillError
 from . import child as child_program
 
 # How often a waiting caller looks at its `stop` event (an Event has no fd to wait on).
@@ -46,7 +47,7 @@ class Killed:
     detail: str = ""
 
 
-class ChildStartError(RuntimeError):
+class ChildStartError(TaskmillError, RuntimeError):
     """A new child could not get ready: django.setup(), autodiscover or the handler import
     failed. A configuration error, not the fault of the call's payload."""
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
-from ...compat import TaskResultStatus
 from ...db import get_engine
 from ...db.errors import is_transient
 from ...db.records import Landed
 from ...exceptions import RunCancelled
 from ...followups import Settling, settle
 from ...models import Run
+from ...status import RunStatus
 from ..attempt import Attempt, Completed
 from ..interruptions import retries_on_database_errors
 from ..outcomes import ended_attempt
@@ -79,19 +79,21 @@ def call_atomic(
         if not engine.lock_attempt(run.id, run.attempt):
             done = retry and (
                 Run.objects.using(database)
-                .filter(pk=run.id, attempt=run.attempt, status="SUCCESSFUL")
+                .filter(pk=run.id, attempt=run.attempt, status=RunStatus.SUCCESSFUL)
                 .values("return_value", "has_dependents")
                 .first()
             )
             if done:
                 completed = attempt.succeeded(done["return_value"], attempt.duration())
-                completed.landed = Landed(run.id, run.attempt, "SUCCESSFUL", done["has_dependents"])
+                completed.landed = Landed(
+                    run.id, run.attempt, RunStatus.SUCCESSFUL, done["has_dependents"]
+                )
                 completed.recorded = True
                 return completed
             raise RunCancelled("the run was taken over before its atomic body started")
         value = attempt.task.call(*args, **kwargs)
         completed = attempt.succeeded(value, attempt.duration())
-        if completed.outcome.status != TaskResultStatus.SUCCESSFUL:
+        if completed.outcome.status != RunStatus.SUCCESSFUL:
             raise ResultNotStorable(completed)
         landed = engine.finish([completed.outcome]).get(run.id)
         if landed is None:
