@@ -16,13 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from taskmill.models import Run, RunDependency, Schedule, Worker
+from taskmill.pruning import prune_runs
 from taskmill.scheduler import firing
-from taskmill.worker.duties.pruner import (
-    BACKLOG_INTERVAL,
-    MAX_BATCHES_PER_PASS,
-    Pruner,
-    prune_runs,
-)
+from taskmill.worker.duties.pruner import BACKLOG_INTERVAL, MAX_BATCHES_PER_PASS, Pruner
 from tests.testapp import scheduled_tasks, tasks
 
 pytestmark = pytest.mark.django_db
