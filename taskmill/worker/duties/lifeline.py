@@ -27,7 +27,7 @@ from ...db.records import Landed
 from ...exceptions import RunCancelled, WorkerLost, lost_attempts, synthetic_error
 from ...followups import Settling, settle, settle_strays
 from ...tasks import expiry_for
-from . import Duty
+from .base import Duty
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -47,7 +47,7 @@ class Lifeline(Duty):
         self.rescued = 0
         self.passes = 0
 
-    def run(self, now: datetime) -> None:
+    def run(self, now: datetime) -> float:
         self.passes += 1
         if self.passes % SWEEP_EVERY_PASSES == 1:
             settle_strays(self.database)
@@ -55,6 +55,7 @@ class Lifeline(Duty):
         self.rescued += count
         if count and self.on_rescued is not None:
             self.on_rescued()
+        return self.interval
 
 
 def rescue_expired(database: str, now: datetime) -> int:

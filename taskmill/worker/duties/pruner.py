@@ -4,7 +4,7 @@ dead workers.
 
 A pass stops after ``MAX_BATCHES_PER_PASS`` batches: the pruner shares its thread with the
 lifeline, which must not wait behind a backlog of millions. While a backlog lasts, the pass
-comes back sooner (``BACKLOG_INTERVAL``) instead of falling further behind.
+asks to come back sooner (``BACKLOG_INTERVAL``) instead of falling further behind.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 
 from ...conf import setting
 from ...pruning import prune_runs, prune_stats, prune_workers
-from . import Duty
+from .base import Duty
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -28,12 +28,11 @@ class Pruner(Duty):
 
     def __init__(self, database: str) -> None:
         self.database = database
-        self.base_interval = float(setting("TASKMILL_PRUNE_INTERVAL"))
-        self.interval = self.base_interval
+        self.interval = float(setting("TASKMILL_PRUNE_INTERVAL"))
         self.batch_size = max(1, int(setting("TASKMILL_PRUNE_BATCH")))
         self.pruned = 0
 
-    def run(self, now: datetime) -> None:
+    def run(self, now: datetime) -> float:
         runs = prune_runs(
             self.database,
             expired_before=now,
@@ -43,8 +42,7 @@ class Pruner(Duty):
         workers = prune_workers(self.database, now)
         prune_stats(self.database, now)
         self.pruned += runs
-        # DutyThread reads ``interval`` after each pass.
-        backlog = runs >= self.batch_size * MAX_BATCHES_PER_PASS
-        self.interval = min(self.base_interval, BACKLOG_INTERVAL) if backlog else self.base_interval
         if runs or workers:
             logger.info("Pruned %d finished run(s) and %d worker row(s)", runs, workers)
+        backlog = runs >= self.batch_size * MAX_BATCHES_PER_PASS
+        return min(self.interval, BACKLOG_INTERVAL) if backlog else self.interval
