@@ -61,6 +61,8 @@ class OutcomeWriter:
             observe(completed.duration)
             unflushed.append(completed)
             count += 1
+        # Once for all: a task thread that reads the count meanwhile may skip a wake-up for
+        # everything being back, which the loop sees itself before it sleeps (_sleep_for).
         self.claimer.came_back(count)
 
     def due(self, stopping: bool) -> bool:
