@@ -16,13 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from taskmill.models import Run, RunDependency, Schedule, Worker
+from taskmill.pruning import prune_runs
 from taskmill.scheduler import firing
-from taskmill.worker.duties.pruner import (
-    BACKLOG_INTERVAL,
-    MAX_BATCHES_PER_PASS,
-    Pruner,
-    prune_runs,
-)
+from taskmill.worker.duties.pruner import BACKLOG_INTERVAL, MAX_BATCHES_PER_PASS, Pruner
 from tests.testapp import scheduled_tasks, tasks
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +72,7 @@ def test_the_pruner_deletes_only_expired_finished_runs():
     ]
     pruner = Pruner("default")
     assert pruner.name == "pruner" and pruner.interval == 60.0
-    pruner.run(now)
+    assert pruner.run(now) == 60.0  # no backlog: the next pass after the interval
     assert remaining(expired) == set()
     assert remaining(kept) == set(kept)
     assert pruner.pruned == 5
@@ -89,15 +85,15 @@ def test_a_pass_is_bounded_and_the_next_one_continues_sooner():
     ids = make_runs(bound + 5, expires_at=now - PAST)
     pruner = Pruner("default")
     with CaptureQueriesContext(connection) as queries:
-        pruner.run(now)
+        next_pass = pruner.run(now)
     assert len(remaining(ids)) == 5
     # A full pass means a backlog: the next comes sooner than the configured interval.
-    assert pruner.interval == BACKLOG_INTERVAL
+    assert next_pass == BACKLOG_INTERVAL
     picks = [q["sql"] for q in queries if "LIMIT 2" in q["sql"] and "DELETE" not in q["sql"]]
     assert len(picks) == MAX_BATCHES_PER_PASS
     if connection.features.has_select_for_update_skip_locked:
         assert all("SKIP LOCKED" in sql for sql in picks)
-    pruner.run(now)
+    assert pruner.run(now) == 30.0
     assert remaining(ids) == set()
     assert pruner.pruned == bound + 5 and pruner.interval == 30.0
 

@@ -86,7 +86,7 @@ def test_old_rollups_are_pruned_by_the_worker():
 
     from django.utils import timezone
 
-    from taskmill.worker.duties.pruner import prune_stats
+    from taskmill.pruning import prune_stats
 
     now = timezone.now().replace(second=0, microsecond=0)
     for age in (timedelta(days=9), timedelta(days=7)):

@@ -252,7 +252,7 @@ def test_enqueue_in_the_same_process_wakes_an_idle_worker():
     try:
         from tests.conftest import wait_until
 
-        wait_until(lambda: worker._claimed_total == 0 and not worker._maybe_ready, 10)
+        wait_until(lambda: worker.claimer.claimed_total == 0 and not worker.claimer.maybe_ready, 10)
         result = tasks.add.enqueue(1, 2)
         wait_until(lambda: row(result).status == TaskResultStatus.SUCCESSFUL, 10)
     finally:
@@ -277,19 +277,20 @@ def test_a_stale_attempt_let_go_leaves_the_newer_hold_of_its_run():
     import dataclasses
 
     from taskmill.db import get_engine
+    from taskmill.worker.held import HeldRuns
 
     tasks.noop.enqueue()
     now = timezone.now()
     (run,) = get_engine("default").claim(
         worker_id="w", limit=1, now=now, lease_until=now + dt.timedelta(minutes=1), queues=None
     )
-    worker = Worker(WorkerOptions())
+    held = HeldRuns()
     newer = dataclasses.replace(run, attempt=run.attempt + 1)
-    worker._hold([newer])
-    worker._let_go([run])  # the stale attempt
-    assert worker.held_runs()[0] == {run.id: newer.attempt}
-    worker._let_go([newer])
-    assert worker.held_runs()[0] == {}
+    held.hold([newer])
+    held.let_go([run])  # the stale attempt
+    assert held.snapshot() == {run.id: newer.attempt}
+    held.let_go([newer])
+    assert held.snapshot() == {}
 
 
 @pytest.mark.django_db(transaction=False)
@@ -297,7 +298,7 @@ def test_the_prefetch_backlog_covers_slow_claims():
     # 10 ms tasks and quick claims: the 50 ms window, 5 runs. Claims slowed to 40 ms (CPU-bound
     # tasks keep the worker's thread waiting for the interpreter lock): the worker claims again
     # at half the backlog, which must outlast the claim, so 4 claims' time: 16 runs.
-    from taskmill.worker.loop import Prefetch
+    from taskmill.worker.claimer import Prefetch
 
     prefetch = Prefetch(concurrency=1)
     assert prefetch.backlog() == 1  # nothing measured yet: one per slot
@@ -336,11 +337,11 @@ def test_an_emergency_exit_on_a_broken_connection_gives_the_runs_back_on_a_new_o
         queues=None,
     )
     assert len(runs) == 2
-    worker._hold(runs)
-    worker._outstanding = len(runs)
-    worker._to_release = list(runs)  # taken by a graceful stop, its release not written
+    worker.held.hold(runs)
+    worker.claimer.outstanding = len(runs)
+    worker.graceful_stop.unreleased = list(runs)  # taken by a graceful stop, not written
     connections["default"].connection.close()  # the driver's connection, not Django's wrapper
     worker.emergency_exit()
     assert sorted(Run.objects.values_list("status", "worker_id")) == [("READY", ""), ("READY", "")]
-    assert worker._outstanding == 0
-    assert worker.held_runs()[0] == {}
+    assert worker.claimer.outstanding == 0
+    assert worker.held.snapshot() == {}

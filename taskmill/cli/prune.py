@@ -1,9 +1,9 @@
 """``manage.py taskmill prune``: delete finished runs now, by their time-to-live or by age.
 
-Workers already prune expired runs on their own (taskmill.worker.duties.pruner); this is
-for a first clean-up after setting a TTL, for runs kept forever (no TTL), and for a backlog
-too big to wait for. Bad input is an argparse error, hence a CommandError under
-call_command(), before anything is deleted.
+Workers already prune expired runs on their own (taskmill.worker.duties.pruner), through
+the same service (taskmill.pruning); this is for a first clean-up after setting a TTL, for
+runs kept forever (no TTL), and for a backlog too big to wait for. Bad input is an argparse
+error, hence a CommandError under call_command(), before anything is deleted.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from ..conf import setting
 from ..models import FINISHED_STATUSES, RunStatus
-from ..worker.duties.pruner import Progress, prunable_runs, prune_runs
+from ..pruning import Progress, prunable_runs, prune_runs
 from .common import positive_int, taskmill_backend
 from .progress import ProgressLine, on_terminal
 

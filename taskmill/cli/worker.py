@@ -12,7 +12,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
-from ..scheduler.loop import start_in_worker
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
 from ..worker.reload import CodeWatcher, restart_process
 from ..worker.supervisor import Supervisor
@@ -121,6 +120,7 @@ def build_options(options: dict[str, Any]) -> WorkerOptions:
         label=options["label"],
         poll_interval=options["poll_interval"],
         shutdown_timeout=options["shutdown_timeout"],
+        scheduler=not options["no_scheduler"],
     )
 
 
@@ -128,7 +128,6 @@ def run_worker(
     worker_options: WorkerOptions,
     *,
     reload: bool,
-    scheduler: bool = True,
     supervised: bool = False,
 ) -> None:
     worker = Worker(worker_options)
@@ -147,12 +146,7 @@ def run_worker(
         StopSignals(worker.request_stop, on_again=interrupt).install()
     if watcher is not None:
         watcher.start()
-    stop_scheduler = start_in_worker(worker_options.database) if scheduler else None
-    try:
-        code = worker.run()
-    finally:
-        if stop_scheduler is not None:
-            stop_scheduler()
+    code = worker.run()
     if watcher is not None and watcher.changed is not None and code == 0:
         restart_process()
     if supervised:
@@ -271,6 +265,5 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     run_worker(
         worker_options,
         reload=reload,
-        scheduler=not options["no_scheduler"],
         supervised=options["supervisor_pid"] is not None,
     )

@@ -3,24 +3,26 @@ batch (fenced, with its rollups, callbacks and dependents), then send ``task_fin
 
 When the worker also wants more runs at that moment, its claim goes into the outcomes'
 transaction: one commit for both instead of two, which is most of what a batch of quick
-tasks costs the database. A mixin of the worker (``taskmill.worker.loop.Worker``), whose
-state it reads and changes.
+tasks costs the database.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ..status import RunStatus
 from .attempt import Completed
 from .outcomes import key_of, send_finished, write_outcomes
 
 if TYPE_CHECKING:
-    from ..db import ClaimedRun, Engine
-    from .loop import Prefetch, WorkerOptions
+    from ..db import Engine
+    from ..db.base import Landed
+    from .claimer import Claimer
+    from .held import HeldRuns
+    from .outcomes import Key
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -30,89 +32,78 @@ FLUSH_BATCH = 200
 FLUSH_DELAY = 0.02
 
 
-class OutcomeFlushing:
-    """The worker's outcome batches."""
+class OutcomeWriter:
+    """The worker's outcome batches. ``reported`` is filled by the executor's threads; the
+    rest is the worker's thread's."""
 
-    # Set by the worker (see taskmill.worker.loop.Worker.__init__).
-    options: WorkerOptions
-    engine: Engine
-    processed: int
-    _done: deque[Completed]
-    _unflushed: list[Completed]
-    _oldest_unflushed: float
-    _outstanding: int
-    _stopping: bool
-    _fenced: bool
-    _maybe_ready: bool
-    _prefetch: Prefetch
-    _held: dict[int, int]
-    _held_lock: threading.Lock
-    _finish_in_doubt: set[tuple[int, int]]
+    def __init__(self, database: str, engine: Engine, held: HeldRuns, claimer: Claimer) -> None:
+        self.database = database
+        self.engine = engine
+        self.held = held
+        self.claimer = claimer
+        self.reported: deque[Completed] = deque()  # appended to by the executor's threads
+        self.unflushed: list[Completed] = []
+        self.oldest = 0.0  # when the oldest of ``unflushed`` was collected (monotonic)
+        self.processed = 0  # outcomes that landed
+        self._in_doubt: set[tuple[int, int]] = set()  # (run, attempt) of failed writes
 
-    def _collect_done(self) -> None:
-        while self._done:
-            completed = self._done.popleft()
-            self._outstanding -= 1
-            self._prefetch.observe(completed.duration)
-            if not self._unflushed:
-                self._oldest_unflushed = time.monotonic()
-            self._unflushed.append(completed)
+    def collect(self) -> None:
+        """Take what the executor reported: those runs are no longer out."""
+        reported = self.reported
+        if not reported:
+            return
+        if not self.unflushed:
+            self.oldest = time.monotonic()
+        unflushed = self.unflushed
+        observe = self.claimer.prefetch.observe
+        count = 0
+        while reported:
+            completed = reported.popleft()
+            observe(completed.duration)
+            unflushed.append(completed)
+            count += 1
+        # Once for all: a task thread that reads the count meanwhile may skip a wake-up for
+        # everything being back, which the loop sees itself before it sleeps (_sleep_for).
+        self.claimer.came_back(count)
 
-    def _should_flush(self) -> bool:
-        if not self._unflushed:
+    def due(self, stopping: bool) -> bool:
+        if not self.unflushed:
             return False
         return (
-            len(self._unflushed) >= FLUSH_BATCH
-            or time.monotonic() - self._oldest_unflushed >= FLUSH_DELAY
-            or not self._outstanding
-            or self._stopping
+            len(self.unflushed) >= FLUSH_BATCH
+            or time.monotonic() - self.oldest >= FLUSH_DELAY
+            or not self.claimer.outstanding
+            or stopping
         )
 
-    def _flush(self, claim: bool = False) -> int | None:
+    def flush(self, claim: bool = False) -> int | None:
         """Write the outcomes collected so far. With ``claim``, claim more runs in the same
         transaction; return how many it took, or None when it did not claim (nothing to
         claim for, or nothing to write: the caller claims on its own)."""
-        limit = self._claim_limit() if claim and not self._fenced else 0
-        if limit > 0:
-            # Before the batch is taken: this may fail (it returns the runs of a claim in
-            # doubt), and the outcomes must still be there for the next try.
-            self._prepare_claim()
-        batch = self._unflushed
-        self._unflushed = []
-        claimed: list[ClaimedRun] | None = None
-
-        def claim_more() -> None:
-            nonlocal claimed
-            claimed = self._claim_runs(limit)
-
-        # Under the held lock: a heartbeat must not judge a run lost from the outcome this
-        # worker is writing, so it sees the run either held and RUNNING, or let go.
-        with self._held_lock:
-            try:
+        carried = self.claimer.carried() if claim else None
+        batch = self.unflushed
+        self.unflushed = []
+        try:
+            with self.held.writing_back(completed.run for completed in batch):
                 landed = write_outcomes(
-                    self.engine,
-                    self.options.database,
-                    batch,
-                    self._finish_in_doubt,
-                    claim=claim_more if limit > 0 else None,
+                    self.engine, self.database, batch, self._in_doubt, claim=carried
                 )
-            except BaseException:
-                self._unflushed = batch + self._unflushed  # keep them: nothing is lost
-                # The write may have committed all the same: the next one checks.
-                self._finish_in_doubt.update(key_of(c) for c in batch)
-                if limit > 0:
-                    self._claim_failed()
-                raise
-            for completed in batch:
-                # The attempt's own hold only: a stale outcome (an attempt taken away, then
-                # claimed back) must not make the worker forget the newer attempt it runs.
-                if self._held.get(completed.run.id) == completed.run.attempt:
-                    del self._held[completed.run.id]
-                self._finish_in_doubt.discard(key_of(completed))
-        # Committed: the claimed runs are ours to start.
-        taken = None if claimed is None else self._took(claimed, limit)
-        if limit > 0 and claimed is None:
-            self._maybe_ready = True  # not claimed after all: the caller claims
+        except BaseException:
+            self.unflushed = batch + self.unflushed  # keep them: nothing is lost
+            # The write may have committed all the same: the next one checks.
+            self._in_doubt.update(key_of(c) for c in batch)
+            if carried is not None:
+                carried.failed()
+            raise
+        if self._in_doubt:
+            self._in_doubt.difference_update(key_of(c) for c in batch)
+        # Committed: the claimed runs are ours to start, before the signals below.
+        taken = None if carried is None else carried.committed()
+        self._announce(batch, landed)
+        return taken
+
+    def _announce(self, batch: list[Completed], landed: dict[Key, Landed]) -> None:
+        """Count what landed, say what did not, send ``task_finished`` for the rest."""
         for completed in batch:
             if completed.landed is not None:
                 landed[key_of(completed)] = completed.landed
@@ -126,8 +117,7 @@ class OutcomeFlushing:
                     completed.run.attempt,
                 )
                 continue
-            if written.status == "READY":
-                self._maybe_ready = True  # a retry due now (or staged later)
+            if written.status == RunStatus.READY:
+                self.claimer.maybe_ready = True  # a retry due now (or staged later)
             elif completed.task is not None:
                 send_finished(completed, written.status)
-        return taken

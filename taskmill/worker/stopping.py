@@ -1,14 +1,12 @@
 """The graceful stop: stop claiming, give back unstarted runs, let running tasks finish
 within the shutdown timeout, then return what still runs to the queue; and the emergency
 exit of a second signal.
-
-A mixin of the worker (``taskmill.worker.loop.Worker``), whose state it reads and changes:
-its own module so that the loop's module holds the claim/flush cycle alone.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -18,82 +16,97 @@ from ..db import reset_connection
 
 if TYPE_CHECKING:
     from ..db import ClaimedRun, Engine
+    from .claimer import Claimer
     from .executor import Executor
-    from .loop import WorkerOptions
+    from .flushing import OutcomeWriter
+    from .held import HeldRuns
 
 logger = logging.getLogger("taskmill.worker")
 
 
 class GracefulStop:
-    """The worker's stop requests and what it does while stopping."""
+    """A worker's stop: asked for from any thread (or a signal handler), carried out by the
+    worker's thread, turn by turn, until nothing it claimed is left."""
 
-    # Set by the worker (see taskmill.worker.loop.Worker.__init__).
-    id: str
-    options: WorkerOptions
-    engine: Engine
-    _executor: Executor
-    _stopping: bool
-    _stop_deadline: float | None
-    _outstanding: int
-    _claim_in_doubt: bool
-    _to_release: list[ClaimedRun]
-    abandoned_tasks: bool
+    def __init__(
+        self,
+        worker_id: str,
+        database: str,
+        timeout: float,
+        *,
+        engine: Engine,
+        executor: Executor,
+        held: HeldRuns,
+        claimer: Claimer,
+        writer: OutcomeWriter,
+        wake: threading.Event,
+    ) -> None:
+        self.worker_id = worker_id
+        self.database = database
+        self.timeout = timeout
+        self.engine = engine
+        self.executor = executor
+        self.held = held
+        self.claimer = claimer
+        self.writer = writer
+        self.wake = wake
+        self.requested = False
+        self.deadline: float | None = None  # monotonic: running tasks are given back then
+        self.abandoned_tasks = False  # runs were given back while their tasks still ran
+        # Unstarted runs taken from the executor, to give back; kept until the release is
+        # written (a deadlock, a broken connection: the next turn, or an emergency exit,
+        # tries again).
+        self.unreleased: list[ClaimedRun] = []
 
-    def request_stop(self) -> None:
+    def request(self) -> None:
         """Stop claiming, finish what runs (within the shutdown timeout), then return."""
-        if not self._stopping:
+        if not self.requested:
             logger.info(
                 "Worker %s stopping: finishing %d running task(s)",
-                self.id,
-                len(self._executor.started()),
+                self.worker_id,
+                len(self.executor.started()),
             )
-            self._stopping = True
-            self._stop_deadline = time.monotonic() + self.options.shutdown_timeout
-        self._wake.set()
+            self.requested = True
+            self.deadline = time.monotonic() + self.timeout
+        self.wake.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    def _finish_stopping(self) -> bool:
-        """While stopping: give back unstarted runs, wait for running ones; True when done."""
-        if self._claim_in_doubt:
-            self._return_orphans(timezone.now())
-        self._release_unstarted()
-        if self._outstanding and time.monotonic() < (self._stop_deadline or 0):
+    def turn(self) -> bool:
+        """One turn of the loop while stopping: give back unstarted runs, wait for running
+        ones; True when done."""
+        self.claimer.settle_doubt()
+        self.release_unstarted()
+        if self.claimer.outstanding and time.monotonic() < (self.deadline or 0):
             return False
-        self._end_what_runs()
+        self.end_what_runs()
         return True
 
-    def _end_what_runs(self) -> None:
+    def end_what_runs(self) -> None:
         """Write the outcomes collected so far, and give back what still runs."""
-        self._collect_done()
-        if self._outstanding:
+        self.writer.collect()
+        if self.claimer.outstanding:
             self.abandon_running()
-        if self._unflushed:
-            self._flush()
+        if self.writer.unflushed:
+            self.writer.flush()
 
-    def _release_unstarted(self) -> None:
-        """Give back the runs no thread has started. Kept until written: a release the
-        database fails (a deadlock, a broken connection) is tried again, by the next turn of
-        a graceful stop or by an emergency exit."""
-        self._to_release += self._executor.take_waiting()
-        waiting = self._to_release
+    def release_unstarted(self) -> None:
+        """Give back the runs no thread has started."""
+        self.unreleased += self.executor.take_waiting()
+        waiting = self.unreleased
         if waiting:
             released = self.engine.release(waiting, now=timezone.now(), started=False)
-            self._to_release = []
-            self._outstanding -= len(waiting)
-            self._let_go(waiting)
+            self.unreleased = []
+            self.claimer.came_back(len(waiting))
+            self.held.let_go(waiting)
             logger.info("Returned %d unstarted run(s) to the queue", released)
 
     def abandon_running(self) -> None:
         """Return still-running runs to the queue (their attempt counts) and stop waiting."""
-        running = self._executor.started()
+        running = self.executor.started()
         released = self.engine.release(running, now=timezone.now(), started=True)
         # Only once written: a release that fails is tried again by the caller.
-        self._outstanding = 0
+        self.claimer.none_out()
         self.abandoned_tasks = True
-        self._let_go(running)
+        self.held.let_go(running)
         logger.warning("Returned %d unfinished run(s) to the queue", released)
 
     def emergency_exit(self) -> None:
@@ -105,12 +118,12 @@ class GracefulStop:
         """
         for last_try in (False, True):
             try:
-                self._release_unstarted()
-                self._end_what_runs()
+                self.release_unstarted()
+                self.end_what_runs()
                 return
             except Exception as exc:
                 if last_try:
                     logger.exception("Could not return held runs; their leases will expire")
                     return
                 logger.warning("Could not return held runs (%s); trying a new connection", exc)
-                reset_connection(self.options.database)
+                reset_connection(self.database)

@@ -1,87 +1,88 @@
-"""A worker's periodic duties, each a small module behind one interface (Oban's plugins).
+"""A worker's periodic duties (Oban's plugins), all listed here, each a ``Duty``
+(``base.py``) whose pass returns how long until it wants to run next:
 
-- ``stager``: marks deferred runs due when their time comes (the worker's own loop runs it,
-  since what it finds is work to claim);
+- ``stager``: marks deferred runs due when their time comes. The worker's own loop drives
+  it, between claims: what it finds is work for that loop to claim, and a hand-off from
+  another thread would only delay the claim;
 - ``heartbeat``: renews the leases of the runs this worker holds, learns of stop and
   shutdown requests (its own thread: nothing may starve it);
 - ``lifeline``: rescues the runs of workers that died (their leases ran out);
-- ``pruner``: deletes finished runs past their time-to-live, in small batches.
+- ``pruner``: deletes finished runs past their time-to-live, in small batches (lifeline and
+  pruner share a thread);
+- ``scheduler``: fires due schedules (its own thread: a fire may wait for its time).
 
-A ``DutyThread`` runs some duties on their own thread and database connection, each at
-its interval; a failing duty is logged and retried, never the end of the thread.
+The others run on ``DutyThread``s, each with its own database connection.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from datetime import datetime
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from ...db import reset_connection
+from .base import Duty, DutyThread
+from .heartbeat import Heartbeat
+from .lifeline import Lifeline
+from .pruner import Pruner
+from .scheduler import SchedulerDuty
+from .stager import Stager
 
-logger = logging.getLogger("taskmill.worker")
+if TYPE_CHECKING:
+    from ...db import Engine
+    from ..heartbeat_port import HeartbeatPort
+    from ..loop import WorkerOptions
+
+__all__ = ["Duty", "DutyThread", "WorkerDuties"]
+
+# How often a worker looks for deferred runs that have come due (or each poll, if sooner).
+STAGE_EVERY = 1.0
 
 
-class Duty:
-    """One periodic duty. ``interval`` is in seconds; ``run`` does one pass."""
+class WorkerDuties:
+    """The duties of one worker: which run, and on which thread."""
 
-    name = "duty"
-    interval = 1.0
-
-    def run(self, now: datetime) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class DutyThread:
-    """Runs ``duties`` on a daemon thread with its own connection to ``database``."""
-
-    def __init__(self, name: str, database: str, duties: list[Duty]) -> None:
-        self.database = database
-        self.duties = duties
-        self._stop = threading.Event()
-        self._kick = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"taskmill-{name}", daemon=True)
+    def __init__(
+        self,
+        worker_id: str,
+        options: WorkerOptions,
+        engine: Engine,
+        port: HeartbeatPort,
+        *,
+        on_staged: Callable[[], None],
+        on_rescued: Callable[[], None],
+    ) -> None:
+        database = options.database
+        self.stager = Stager(engine, min(STAGE_EVERY, options.poll_interval), on_staged)
+        self.next_stage = 0.0  # when the loop runs the stager next (monotonic)
+        self.heartbeat = Heartbeat(port, worker_id, options, engine)
+        self._heartbeat_thread = DutyThread("heartbeat", database, [self.heartbeat])
+        self.threads: list[DutyThread] = []
+        self.beating = options.duties  # off only in protocol tests (with lifeline and pruner)
+        if options.duties:
+            maintenance = [Lifeline(database, on_rescued=on_rescued), Pruner(database)]
+            self.threads += [self._heartbeat_thread, DutyThread("duties", database, maintenance)]
+        if options.scheduler:
+            scheduler = DutyThread("scheduler", database, [SchedulerDuty(database)], 10.0)
+            self.threads.append(scheduler)
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self.threads:
+            thread.start()
 
-    def kick(self) -> None:
-        """Run every duty now (a NOTIFY about a stop request, a test)."""
-        self._kick.set()
+    def stop(self) -> None:
+        for thread in reversed(self.threads):
+            thread.stop()
+        if self.beating:
+            self.heartbeat.unregister()  # after its last beat, which would say RUNNING
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._kick.set()
-        self._thread.join(timeout)
+    def stage_if_due(self, now: float) -> None:
+        """The loop's turn at the stager: at most once per interval (``now`` monotonic)."""
+        if now < self.next_stage:
+            return
+        self.next_stage = now + self.stager.interval  # a pass that fails: again after that
+        self.next_stage = now + self.stager.run(timezone.now())
 
-    def _run(self) -> None:
-        next_at = {id(duty): 0.0 for duty in self.duties}
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                kicked = self._kick.is_set()
-                self._kick.clear()
-                for duty in self.duties:
-                    if self._stop.is_set():
-                        break
-                    if not kicked and now < next_at[id(duty)]:
-                        continue
-                    self._run_duty(duty)
-                    next_at[id(duty)] = time.monotonic() + duty.interval
-                wait = min(next_at.values()) - time.monotonic()
-                self._kick.wait(max(0.0, wait))
-        finally:
-            connections[self.database].close()
-
-    def _run_duty(self, duty: Duty) -> None:
-        try:
-            duty.run(timezone.now())
-        except DatabaseError as exc:
-            reset_connection(self.database)
-            logger.warning("%s: database error (%s); will retry", duty.name, exc)
-        except Exception:
-            logger.exception("%s failed; will retry", duty.name)
+    def kick_heartbeat(self) -> None:
+        """A stop or shutdown request was announced: let the heartbeat learn it now."""
+        self._heartbeat_thread.kick()

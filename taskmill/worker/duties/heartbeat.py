@@ -22,11 +22,12 @@ from django.utils import timezone
 
 from ...conf import setting
 from ...models import Worker as WorkerRow
-from . import Duty
+from .base import Duty
 
 if TYPE_CHECKING:
-    from ...db import ClaimedRun
-    from ..loop import Worker
+    from ...db import ClaimedRun, Engine
+    from ..heartbeat_port import HeartbeatPort
+    from ..loop import WorkerOptions
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -42,8 +43,9 @@ class StartRecorder:
     reconnecting for each record would cost more than the task.
     """
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, database: str, engine: Engine) -> None:
+        self.database = database
+        self.engine = engine
         self._lock = threading.Lock()
         self._connection: Any = None
 
@@ -53,9 +55,9 @@ class StartRecorder:
         with self._lock:
             try:
                 if self._connection is None:
-                    self._connection = connections.create_connection(self.worker.options.database)
+                    self._connection = connections.create_connection(self.database)
                     self._connection.inc_thread_sharing()  # task threads take turns
-                return self.worker.engine.unmark_prefetched(
+                return self.engine.unmark_prefetched(
                     run.id, run.attempt, timezone.now(), self._connection
                 )
             except DatabaseError as exc:
@@ -71,10 +73,17 @@ class StartRecorder:
 
 
 class Heartbeat(Duty):
+    """Beats for one worker, which it sees only through ``port`` (the few calls it needs)."""
+
     name = "heartbeat"
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(
+        self, port: HeartbeatPort, worker_id: str, options: WorkerOptions, engine: Engine
+    ) -> None:
+        self.port = port
+        self.worker_id = worker_id
+        self.options = options
+        self.engine = engine
         self.interval = float(setting("TASKMILL_HEARTBEAT_INTERVAL"))
         self.lease = float(setting("TASKMILL_LEASE"))
         self.last_success = time.monotonic()
@@ -83,9 +92,9 @@ class Heartbeat(Duty):
 
     def register(self, now: datetime) -> None:
         """Write this worker's row (again, if it was pruned while we were away)."""
-        options = self.worker.options
+        options = self.options
         WorkerRow.objects.using(options.database).update_or_create(
-            pk=self.worker.id,
+            pk=self.worker_id,
             defaults={
                 "host": socket.gethostname()[:255],
                 "pid": os.getpid(),
@@ -101,22 +110,23 @@ class Heartbeat(Duty):
         )
         self.registered = True
 
-    def run(self, now: datetime) -> None:
+    def run(self, now: datetime) -> float:
         try:
             self.beat(now)
         except DatabaseError:
             self.check_fence()
             raise
+        return self.interval
 
     def beat(self, now: datetime) -> None:
-        worker = self.worker
+        port = self.port
         if not self.registered:
             self.register(now)
-        held, waiting, atomic = worker.held_runs()
+        held, waiting, atomic = port.held_runs()
         written = waiting  # if the write fails midway, assume the marks may be there
         try:
-            reply = worker.engine.heartbeat(
-                worker_id=worker.id,
+            reply = self.engine.heartbeat(
+                worker_id=self.worker_id,
                 held=held,
                 waiting=waiting,
                 skip=atomic,
@@ -124,27 +134,27 @@ class Heartbeat(Duty):
                 lease_until=now + timedelta(seconds=self.lease),
                 worker_fields={
                     "running": sorted(set(held) - waiting)[:1000],
-                    "processed": worker.processed,
+                    "processed": port.processed,
                     "state": (
-                        WorkerRow.State.STOPPING if worker.stopping else WorkerRow.State.RUNNING
+                        WorkerRow.State.STOPPING if port.stopping else WorkerRow.State.RUNNING
                     ),
                 },
             )
             written = waiting & reply.renewed
         finally:
-            worker.marks_written(written)
+            port.marks_written(written)
         self.last_success = time.monotonic()
         if self.fenced:
-            logger.warning("Worker %s reached the database again; claiming again", worker.id)
+            logger.warning("Worker %s reached the database again; claiming again", self.worker_id)
             self.fenced = False
-            worker.unfence()
+            port.unfence()
         # A run written back while this heartbeat ran is not lost: the worker checks each
         # against what it still holds, attempt included.
-        worker.stop_runs(reply.lost, held, "no longer this worker's (rescued or cancelled)")
-        worker.stop_runs(reply.stop_requested, held, "a stop was requested")
-        if reply.shutdown_requested and not worker.stopping:
-            logger.warning("Worker %s asked to shut down", worker.id)
-            worker.request_stop()
+        port.stop_runs(reply.lost, held, "no longer this worker's (rescued or cancelled)")
+        port.stop_runs(reply.stop_requested, held, "a stop was requested")
+        if reply.shutdown_requested and not port.stopping:
+            logger.warning("Worker %s asked to shut down", self.worker_id)
+            port.request_stop()
 
     def check_fence(self) -> None:
         silent = time.monotonic() - self.last_success
@@ -153,16 +163,16 @@ class Heartbeat(Duty):
             logger.error(
                 "Worker %s: no heartbeat for %.0fs of a %.0fs lease: fencing itself (no claims, "
                 "children killed, tasks asked to stop) before its runs are rescued elsewhere",
-                self.worker.id,
+                self.worker_id,
                 silent,
                 self.lease,
             )
-            self.worker.fence()
+            self.port.fence()
 
     def unregister(self) -> None:
         try:
-            WorkerRow.objects.using(self.worker.options.database).filter(pk=self.worker.id).update(
-                state=WorkerRow.State.STOPPED, running=[], processed=self.worker.processed
+            WorkerRow.objects.using(self.options.database).filter(pk=self.worker_id).update(
+                state=WorkerRow.State.STOPPED, running=[], processed=self.port.processed
             )
         except DatabaseError as exc:
-            logger.warning("Could not mark worker %s stopped: %s", self.worker.id, exc)
+            logger.warning("Could not mark worker %s stopped: %s", self.worker_id, exc)

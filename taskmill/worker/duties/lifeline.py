@@ -26,9 +26,10 @@ from ...db import get_engine
 from ...db.records import Landed
 from ...exceptions import RunCancelled, WorkerLost, synthetic_error
 from ...followups import Settling, settle, settle_strays
+from ...status import RunStatus
 from ...tasks import expiry_for
 from ..lost import lost_attempt
-from . import Duty
+from .base import Duty
 
 logger = logging.getLogger("taskmill.worker")
 
@@ -48,7 +49,7 @@ class Lifeline(Duty):
         self.rescued = 0
         self.passes = 0
 
-    def run(self, now: datetime) -> None:
+    def run(self, now: datetime) -> float:
         self.passes += 1
         if self.passes % SWEEP_EVERY_PASSES == 1:
             settle_strays(self.database)
@@ -56,6 +57,7 @@ class Lifeline(Duty):
         self.rescued += count
         if count and self.on_rescued is not None:
             self.on_rescued()
+        return self.interval
 
 
 def rescue_expired(database: str, now: datetime) -> int:
@@ -88,13 +90,13 @@ def _rescued_state(row: dict[str, Any], now: datetime) -> tuple[dict[str, Any], 
     common = {"worker_id": "", "lease_expires_at": None, "prefetched": False}
     if row["stop_requested"]:
         error = synthetic_error(RunCancelled, "stopped on request; its worker was lost meanwhile")
-        return _final(row, "CANCELLED", error, now, common), True
+        return _final(row, RunStatus.CANCELLED, error, now, common), True
     if row["prefetched"]:
         # Never started: as if never claimed. The attempt number stays (it is the fencing
         # token: the lost worker may still wake up holding it).
         return {
             **common,
-            "status": "READY",
+            "status": RunStatus.READY,
             "due": True,
             "available_at": now,
             "worker_ids": row["worker_ids"][:-1],
@@ -105,10 +107,10 @@ def _rescued_state(row: dict[str, Any], now: datetime) -> tuple[dict[str, Any], 
     why = f"the worker {row['worker_id']} running attempt {row['attempt']} was lost"
     error = synthetic_error(WorkerLost, lost.because(why))
     if lost.final:
-        return _final(row, "FAILED", error, now, common), True
+        return _final(row, RunStatus.FAILED, error, now, common), True
     return {
         **common,
-        "status": "READY",
+        "status": RunStatus.READY,
         "due": True,
         "available_at": now,
         "errors": [*row["errors"], error],

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ...db import Engine
-from . import Duty
+from .base import Duty
 
 
 class Stager(Duty):
@@ -22,6 +22,7 @@ class Stager(Duty):
         self.interval = interval
         self.on_staged = on_staged
 
-    def run(self, now: datetime) -> None:
+    def run(self, now: datetime) -> float:
         if self.engine.stage_due(now):
             self.on_staged()
+        return self.interval
