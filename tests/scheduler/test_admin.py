@@ -28,6 +28,7 @@ def form_data(**values) -> dict:
         "misfire_grace": "00:01:00",
         "misfire_policy": "run_once",
         "fire_count": "0",
+        "skip_count": "0",
     }
     data.update(values)
     return data
