@@ -123,6 +123,10 @@ def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
     elif schedule.misfire_grace is not None and schedule.misfire_grace > MAX_DURATION:
         error("misfire_grace", f"The misfire grace time must be at most {MAX_DURATION.days} days.")
 
+    limit = schedule.max_instances
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit < 1:
+        error("max_instances", "The maximum number of instances must be at least 1 (blank: none).")
+
     if not isinstance(schedule.args, list):
         error("args", "Positional arguments must be a JSON list.")
     if not isinstance(schedule.kwargs, dict):

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 import taskmill
 from demo import tasks
 
-# An interval: the sales report, rebuilt every 30 seconds.
+# An interval: the sales report, rebuilt every 30 seconds; never two rebuilds at once (a
+# fire while one is still queued or running is skipped, and counted as skipped).
 taskmill.schedule(
     every=timedelta(seconds=30),
     name="demo: sales report every 30s",
     args=["sales"],
     kwargs={"days": 1},
+    max_instances=1,
 )(tasks.rebuild_report)
 
 # A cron expression (every two minutes); the task receives the fire time it runs for, and

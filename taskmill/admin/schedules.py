@@ -86,6 +86,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         "next_fire",
         "last_fire",
         "fire_count",
+        "skip_count",
         "code_owned",
     )
     list_filter = (StateFilter, "kind", "code_owned", "misfire_policy")
@@ -108,6 +109,7 @@ class ScheduleAdmin(admin.ModelAdmin):
                     "start_at",
                     "end_at",
                     "max_fires",
+                    "max_instances",
                 )
             },
         ),
@@ -126,6 +128,7 @@ class ScheduleAdmin(admin.ModelAdmin):
                     "last_fire_at",
                     "last_enqueued_at",
                     "fire_count",
+                    "skip_count",
                     "blocked_until",
                     "last_error",
                     "created_at",

@@ -105,6 +105,7 @@ class Schedule(models.Model):
         "last_fire_at",
         "last_enqueued_at",
         "fire_count",
+        "skip_count",
         "blocked_until",
         "last_error",
     )
@@ -149,6 +150,15 @@ class Schedule(models.Model):
     start_at = models.DateTimeField(_("start"), null=True, blank=True)
     end_at = models.DateTimeField(_("end"), null=True, blank=True)
     max_fires = models.PositiveIntegerField(_("maximum number of fires"), null=True, blank=True)
+    max_instances = models.PositiveIntegerField(
+        _("maximum instances"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "At most this many runs of the schedule pending or running at once; a fire that "
+            "would make one more is skipped. Blank: no limit."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
 
     misfire_grace = models.DurationField(
@@ -202,6 +212,9 @@ class Schedule(models.Model):
     # count successes "since the last fire" from here.
     last_enqueued_at = models.DateTimeField(_("last enqueued at"), null=True, blank=True)
     fire_count = models.PositiveIntegerField(_("fire count"), default=0)
+    # Fire times that enqueued nothing: max_instances runs were still pending or running, or
+    # a run of a unique task held its key. Neither a fire nor counted towards max_fires.
+    skip_count = models.PositiveIntegerField(_("skipped fires"), default=0, db_default=0)
     # Set while a due fire waits for its dependencies, or retries after an error, so the
     # tick does not re-read it on every pass.
     blocked_until = models.DateTimeField(_("waiting until"), null=True, blank=True)

@@ -17,8 +17,9 @@ The exactly-once argument is therefore the one of ``firing``: a fire happens onl
 transaction whose compare-and-set moved ``next_fire_at`` past it, and the unique
 (schedule, fire time) of runs is the backstop.
 
-Only schedules whose runs go to taskmill's backend on this database and that have no
-dependencies take this path; the others (rare) are fired one by one as before.
+Only schedules whose runs go to taskmill's backend on this database, that have no
+dependencies and no ``max_instances`` take this path; the others (rare) are fired one by one
+as before. (A fire ahead of its time could not count the instances still running at it.)
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def prepare(
     schedule: Schedule, plan: misfires.FirePlan, now: datetime, database: str, tasks: dict
 ) -> Prepared | None:
     """The schedule with its runs built, or None if it must be fired one by one (a task
-    that cannot be resolved, another backend, arguments that do not serialise...)."""
+    that cannot be resolved, another backend, arguments that do not serialise, a
+    ``max_instances`` to count at the fire...)."""
+    if schedule.max_instances is not None:
+        return None
     key = (schedule.task_path, schedule.queue_name, schedule.priority, schedule.backend)
     try:
         task = tasks.get(key)
@@ -163,7 +167,8 @@ def prepare_due(database: str, fire_at: datetime, limit: int, *, lock: bool) -> 
     runs built), up to ``limit``; ``lock``: ``FOR UPDATE SKIP LOCKED`` (in the caller's
     transaction), so that concurrent schedulers take different ones.
 
-    Schedules with dependencies are left to the regular tick, which checks them at the fire.
+    Schedules with dependencies or ``max_instances`` are left to the regular tick, which
+    checks them at the fire.
     """
     from . import dag
     from .firing import due_schedules, plan_fires

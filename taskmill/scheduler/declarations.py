@@ -54,6 +54,7 @@ class Declaration:
     start_at: datetime | None = None
     end_at: datetime | None = None
     max_fires: int | None = None
+    max_instances: int | None = None
     enabled: bool = True
     misfire_grace: timedelta = timedelta(seconds=60)
     misfire_policy: str = "run_once"
@@ -179,6 +180,7 @@ def schedule(
     start: datetime | None = None,
     end: datetime | None = None,
     max_fires: int | None = None,
+    max_instances: int | None = None,
     enabled: bool = True,
     misfire_grace: timedelta | float = 60,
     misfire_policy: str = "run_once",
@@ -189,6 +191,7 @@ def schedule(
 
     Stack several on one task, each with its own ``name`` (the first defaults to the task's
     path). ``depends_on`` names other schedules. ``tz`` defaults to settings.TIME_ZONE.
+    ``max_instances``: a fire while that many of its runs are pending or running is skipped.
     """
     # "Given" means not None: every=0 is an interval, and a wrong one, not a missing one.
     kinds = [
@@ -224,6 +227,10 @@ def schedule(
         raise InvalidSchedule(f"fire_time_kwarg {fire_time_kwarg!r} is not a valid name.")
     if max_fires is not None and (not _is_int(max_fires) or max_fires < 1):
         raise InvalidSchedule(f"max_fires must be a positive integer or None, not {max_fires!r}.")
+    if max_instances is not None and (not _is_int(max_instances) or max_instances < 1):
+        raise InvalidSchedule(
+            f"max_instances must be a positive integer or None, not {max_instances!r}."
+        )
     if priority is not None and not _is_int(priority):
         raise InvalidSchedule(f"priority must be an integer or None, not {priority!r}.")
     if not isinstance(enabled, bool):
@@ -252,6 +259,7 @@ def schedule(
             start_at=_aware("start", start),
             end_at=_aware("end", end),
             max_fires=max_fires,
+            max_instances=max_instances,
             enabled=enabled,
             misfire_grace=misfire_grace,
             misfire_policy=misfire_policy,

@@ -14,6 +14,13 @@ instead of queueing behind each other. For each schedule, inside a savepoint:
 Both commit together or not at all. The schedule's own ``next_fire_at`` decides what fires,
 so pruning runs never lets a time fire again.
 
+A fire time can also be *skipped*: consumed (the schedule moves past it) without a run,
+because ``max_instances`` runs of the schedule are still pending or running
+(``scheduler.instances``), or because the task is unique and a pending or running run holds
+the key. A skip is logged (INFO, one line per fire time, once committed) and counted in
+``skip_count``; only the fire times that enqueued a run count in ``fire_count`` and towards
+``max_fires``.
+
 A paused schedule (``paused``, the operator's switch) is never due: its ``next_fire_at``
 stays where it was, so once resumed the fires it missed are handled by its misfire policy
 like those of an outage.
@@ -41,9 +48,9 @@ from django.utils import timezone
 
 from ..backend import DatabaseBackend
 from ..db import get_engine
-from ..models import Schedule
+from ..models import Run, Schedule
 from ..schedule_rules import task_for
-from . import batch, dag, misfires
+from . import batch, dag, instances, misfires
 
 logger = logging.getLogger("taskmill.scheduler")
 
@@ -159,30 +166,31 @@ def fire(
     ):
         cas.update(blocked_until=now + DEPENDENCY_RECHECK)
         return 0
-    changes: dict[str, Any] = {"next_fire_at": plan.next_fire_at, "blocked_until": None}
-    if plan.fire_times:
-        changes.update(
-            fire_count=F("fire_count") + len(plan.fire_times),
-            last_fire_at=plan.fire_times[-1],
-            last_enqueued_at=now,
-            last_error="",
-        )
     # One savepoint holds the compare-and-set and the runs, so a failure rolls back both and
     # costs this schedule only, not the batch.
     try:
+        # After the row was read: a fire by another scheduler since fails the compare-and-set.
+        admitted = instances.admit(schedule, plan.fire_times, database)
+        skipped = [(moment, _over_limit(admitted.limit)) for moment in admitted.skipped]
         try:
             with transaction.atomic(using=database):
+                changes = fire_changes(schedule, plan, admitted.fire_times, len(skipped), now)
                 if not cas.update(**changes):
                     return 0  # another scheduler fired it first
-                fired = enqueue(schedule, plan.fire_times, now, database)
-                return _fired(schedule, fired, database)
+                fired = enqueue(schedule, admitted.fire_times, now, database)
+                return _report(schedule, fired, skipped, database)
         except IntegrityError:
-            # A fire time already has its run (the schedule was rewound by hand).
+            # A fire time already has its run (the schedule was rewound by hand), or a run of
+            # a unique task holds the key: run by run, then count what went in.
             with transaction.atomic(using=database):
-                if not cas.update(**changes):
+                if not cas.update(next_fire_at=plan.next_fire_at, blocked_until=None):
                     return 0
-                fired = enqueue(schedule, plan.fire_times, now, database, one_by_one=True)
-                return _fired(schedule, fired, database)
+                fired, held = enqueue_each(schedule, admitted.fire_times, now, database)
+                skipped += [(moment, HELD_KEY) for moment in held]
+                fired_times = [moment for moment, _run_id in fired]
+                changes = fire_changes(schedule, plan, fired_times, len(skipped), now)
+                Schedule.objects.using(database).filter(pk=schedule.pk).update(**changes)
+                return _report(schedule, fired, skipped, database)
     except DatabaseError:
         raise  # the whole tick rolls back; the loop reconnects and tries again
     except Exception as exc:
@@ -191,16 +199,59 @@ def fire(
         return 0
 
 
-def _fired(schedule: Schedule, fired: list[tuple[datetime, str]], database: str) -> int:
-    """Say (at DEBUG: ``-v 2``) what fired, once it is committed; return how many runs."""
-    if fired and logger.isEnabledFor(logging.DEBUG):
+HELD_KEY = "a pending or running run of its task holds the same unique key"
+
+
+def _over_limit(limit: int | None) -> str:
+    return f"{limit} of its runs still pending or running (max_instances={limit})"
+
+
+def fire_changes(
+    schedule: Schedule,
+    plan: misfires.FirePlan,
+    fired: Sequence[datetime],
+    skipped: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The schedule's new state once ``fired`` of the plan's times enqueued a run and
+    ``skipped`` enqueued nothing: only the first are fires."""
+    changes: dict[str, Any] = {
+        "next_fire_at": plan.next_after(schedule, len(fired)),
+        "blocked_until": None,
+    }
+    if plan.fire_times:
+        changes["last_error"] = ""
+    if fired:
+        changes.update(
+            fire_count=F("fire_count") + len(fired), last_fire_at=fired[-1], last_enqueued_at=now
+        )
+    if skipped:
+        changes["skip_count"] = F("skip_count") + skipped
+    return changes
+
+
+def _report(
+    schedule: Schedule,
+    fired: list[tuple[datetime, str]],
+    skipped: list[tuple[datetime, str]],
+    database: str,
+) -> int:
+    """Say what was skipped and why (INFO, one line per fire time) and what fired (DEBUG:
+    ``-v 2``), once committed; return how many runs."""
+    debug = bool(fired) and logger.isEnabledFor(logging.DEBUG)
+    if skipped or debug:
         name = schedule.name
 
         def say() -> None:
-            for fire_time, run_id in fired:
-                logger.debug(
-                    "Schedule %r fired for %s: run %s", name, fire_time.isoformat(), run_id
+            for fire_time, why in skipped:
+                logger.info(
+                    "Schedule %r skipped its fire at %s: %s", name, fire_time.isoformat(), why
                 )
+            if debug:
+                for fire_time, run_id in fired:
+                    logger.debug(
+                        "Schedule %r fired for %s: run %s", name, fire_time.isoformat(), run_id
+                    )
 
         # On commit: a fire whose transaction rolled back never happened.
         transaction.on_commit(say, using=database)
@@ -215,14 +266,10 @@ def call_kwargs(schedule: Schedule, fire_time: datetime) -> dict[str, Any]:
 
 
 def enqueue(
-    schedule: Schedule,
-    fire_times: Sequence[datetime],
-    now: datetime,
-    database: str,
-    one_by_one: bool = False,
+    schedule: Schedule, fire_times: Sequence[datetime], now: datetime, database: str
 ) -> list[tuple[datetime, str]]:
-    """Enqueue the fire times (inside the caller's transaction); return those that went in,
-    each with its run's (result's) id."""
+    """Enqueue the fire times (inside the caller's transaction); return each with its run's
+    (result's) id. A fire time already stored or a unique key held fails the whole insert."""
     if not fire_times:
         return []
     task = task_for(schedule)
@@ -233,22 +280,43 @@ def enqueue(
             for fire_time in fire_times
         ]
     runs = scheduled_runs(backend, task, schedule, fire_times, now)
-    if not one_by_one:
-        results = backend.save_runs(task, runs)
-        return [(run.scheduled_for, result.id) for run, result in zip(runs, results, strict=True)]
+    results = backend.save_runs(task, runs)
+    return [(run.scheduled_for, result.id) for run, result in zip(runs, results, strict=True)]
+
+
+def enqueue_each(
+    schedule: Schedule, fire_times: Sequence[datetime], now: datetime, database: str
+) -> tuple[list[tuple[datetime, str]], list[datetime]]:
+    """Enqueue the fire times one by one; return those that went in (with their run's id)
+    and those whose run a unique task's active run kept out. A fire time already stored
+    is neither: it fired before."""
+    task = task_for(schedule)
+    backend = task.get_backend()
+    if not (isinstance(backend, DatabaseBackend) and backend.database == database):
+        return enqueue(schedule, fire_times, now, database), []
     inserted: list[tuple[datetime, str]] = []
-    for run in runs:
+    held: list[datetime] = []
+    for run in scheduled_runs(backend, task, schedule, fire_times, now):
         try:
             with transaction.atomic(using=database):
                 (result,) = backend.save_runs(task, [run])
-            inserted.append((run.scheduled_for, result.id))
         except IntegrityError:
-            logger.warning(
-                "Schedule %r already fired %s; not enqueued again",
-                schedule.name,
-                run.scheduled_for.isoformat(),
+            stored = Run.objects.using(database).filter(
+                schedule_id=schedule.pk, scheduled_for=run.scheduled_for
             )
-    return inserted
+            if stored.exists():
+                logger.warning(
+                    "Schedule %r already fired %s; not enqueued again",
+                    schedule.name,
+                    run.scheduled_for.isoformat(),
+                )
+            elif run.unique_key is not None:
+                held.append(run.scheduled_for)
+            else:
+                raise
+            continue
+        inserted.append((run.scheduled_for, result.id))
+    return inserted, held
 
 
 def scheduled_runs(

@@ -38,9 +38,19 @@ def catch_up_limit() -> int:
 @dataclass(frozen=True, slots=True)
 class FirePlan:
     fire_times: list[datetime]  # to enqueue now, oldest first
-    next_fire_at: datetime | None  # None: the schedule is finished
+    next_fire_at: datetime | None  # if every fire time enqueues a run; None: finished
     missed: bool  # some due times were beyond the grace time
     dropped: bool  # some due times were dropped by the policy or the bound
+    # The trigger's next time after now (within end_at), whatever max_fires says: due next
+    # if some fire times enqueue nothing (skipped) and max_fires is then not reached.
+    following: datetime | None = None
+
+    def next_after(self, schedule: Any, fired: int) -> datetime | None:
+        """When ``schedule`` is due next if ``fired`` of these fire times enqueued a run:
+        skipped fire times do not count towards ``max_fires``."""
+        if schedule.max_fires is not None and schedule.fire_count + fired >= schedule.max_fires:
+            return None
+        return self.following
 
 
 def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
@@ -74,10 +84,10 @@ def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
     # earliest due time is not among the fires: they always end at the latest due times.
     dropped = due_itself and (not fires or fires[0] != first_due)
 
-    next_fire_at = trigger.after(now)
-    fired = schedule.fire_count + len(fires)
-    if next_fire_at is not None and schedule.end_at and next_fire_at > schedule.end_at:
-        next_fire_at = None
-    if schedule.max_fires is not None and fired >= schedule.max_fires:
-        next_fire_at = None
-    return FirePlan(fires, next_fire_at, missed, dropped)
+    following = trigger.after(now)
+    if following is not None and schedule.end_at and following > schedule.end_at:
+        following = None
+    max_fires = schedule.max_fires
+    finished = max_fires is not None and schedule.fire_count + len(fires) >= max_fires
+    next_fire_at = None if finished else following
+    return FirePlan(fires, next_fire_at, missed, dropped, following)

@@ -28,6 +28,7 @@ def form_data(**values) -> dict:
         "misfire_grace": "00:01:00",
         "misfire_policy": "run_once",
         "fire_count": "0",
+        "skip_count": "0",
     }
     data.update(values)
     return data
@@ -77,3 +78,31 @@ def test_the_admin_pages_show_schedules_and_code_ownership(client):
     assert add.status_code == 200
     assert TASK.encode() in add.content
     assert Schedule.objects.count() == 1
+
+
+def test_max_instances_is_edited_in_the_form_and_skipped_fires_shown_beside_the_fires(
+    admin_client,
+):
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    schedule = make_schedule(now, name="limited", kind="cron", cron="0 8 * * *")
+    Schedule.objects.filter(pk=schedule.pk).update(fire_count=7, skip_count=5)
+    page = admin_client.get("/admin/taskmill/schedule/").content.decode()
+    assert "skipped fires" in page.lower()
+    # Beside the fire count, in the list:
+    assert '<td class="field-fire_count">7</td><td class="field-skip_count">5</td>' in page
+
+    url = f"/admin/taskmill/schedule/{schedule.pk}/change/"
+    change = admin_client.get(url).content.decode()
+    assert 'name="max_instances"' in change
+    assert 'name="skip_count"' not in change  # the scheduler's state: shown, not edited
+    data = {
+        **form_data(name="limited", cron="0 8 * * *", max_instances="2", skip_count="0"),
+        "timezone": "UTC",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()
+    schedule.refresh_from_db()
+    assert (schedule.max_instances, schedule.skip_count) == (2, 5)
+
+    response = admin_client.post(url, {**data, "max_instances": "0"})
+    assert "The maximum number of instances must be at least 1" in response.content.decode()

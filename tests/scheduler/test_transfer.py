@@ -39,12 +39,13 @@ def test_export_writes_every_editable_field_and_no_fire_state():
         start_at=datetime(2027, 1, 1, 9, tzinfo=UTC),
         end_at=datetime(2028, 1, 1, tzinfo=UTC),
         max_fires=10,
+        max_instances=2,
         misfire_grace=timedelta(seconds=90.5),
         misfire_policy="catch_up",
         fire_time_kwarg="fired_at",
     )
     report.depends_on.add(upstream)
-    Schedule.objects.filter(pk=report.pk).update(fire_count=3, last_fire_at=now)
+    Schedule.objects.filter(pk=report.pk).update(fire_count=3, skip_count=4, last_fire_at=now)
 
     data = export()
     assert (data["format"], data["version"]) == ("taskmill-schedules", 1)
@@ -60,6 +61,7 @@ def test_export_writes_every_editable_field_and_no_fire_state():
         "start_at": "2027-01-01T09:00:00+00:00",
         "end_at": "2028-01-01T00:00:00+00:00",
         "max_fires": 10,
+        "max_instances": 2,
         "enabled": True,
         "args": ["weekly"],
         "kwargs": {"lang": "fr"},
@@ -134,6 +136,7 @@ def test_round_trip_into_an_empty_database_reproduces_the_schedules(tmp_path):
         kind="cron",
         cron="*/10 * * * * *",
         max_fires=5,
+        max_instances=3,
         misfire_grace=timedelta(microseconds=1500),
         args=[1, "two", None, {"three": [3]}],
     )

@@ -83,6 +83,14 @@ BAD_DOCUMENTS = {
     "kwargs not an object": (_set(0, kwargs=[]), "field 'kwargs': must be a JSON object"),
     "priority a string": (_set(0, priority="high"), "field 'priority': must be an integer"),
     "priority a boolean": (_set(0, priority=True), "field 'priority': must be an integer"),
+    "max_instances a string": (
+        _set(0, max_instances="1"),
+        f"{NIGHTLY}, field 'max_instances': must be an integer or null",
+    ),
+    "max_instances zero": (
+        _set(0, max_instances=0),
+        f"{NIGHTLY}, field 'max_instances': The maximum number of instances must be at least 1",
+    ),
     "enabled a string": (_set(0, enabled="yes"), "field 'enabled': must be true or false"),
     "interval a string": (_set(1, interval="5m"), "field 'interval': must be a number of"),
     "name a number": (_set(0, name=7), "schedules[0], field 'name': must be a string"),

@@ -137,6 +137,7 @@ FIELDS: dict[str, _Field] = {
     "start_at": _Field(_optional_datetime, _datetime_out),
     "end_at": _Field(_optional_datetime, _datetime_out),
     "max_fires": _Field(_optional_int),
+    "max_instances": _Field(_optional_int),
     "enabled": _Field(_boolean),
     "args": _Field(_list),
     "kwargs": _Field(_object),
