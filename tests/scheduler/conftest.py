@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from taskmill.models import Run, Schedule
 from taskmill.scheduler import declarations, firing
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, wait_until
 from tests.testapp import scheduled_tasks  # noqa: F401  (registers the tasks schedules name)
 
 TASK = "tests.testapp.scheduled_tasks.heartbeat"
@@ -84,6 +84,21 @@ def start_scheduler(scheduler_env: dict[str, str]) -> Iterator[Callable[..., Sch
     yield start
     for process in started:
         process.kill()
+
+
+def run_to_the_end(processes: list[SchedulerProcess], seconds: float) -> None:
+    """Wait until every schedule has reached its end (no next fire time), then stop the
+    schedulers gracefully and check that each exited cleanly."""
+    wait_until(
+        lambda: not Schedule.objects.filter(next_fire_at__isnull=False).exists(),
+        timeout=seconds + 60,
+        interval=0.5,
+        message="every schedule to reach its end",
+    )
+    for process in processes:
+        process.signal()
+    for process in processes:
+        assert process.wait(30) == 0, process.output
 
 
 @pytest.fixture

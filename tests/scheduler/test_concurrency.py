@@ -11,9 +11,8 @@ from django.utils import timezone
 
 from taskmill.compat import TASKS_FRAMEWORK
 from taskmill.models import Run, Schedule
-from tests.conftest import wait_until
 
-from .conftest import TASK
+from .conftest import TASK, run_to_the_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -51,16 +50,7 @@ def test_four_schedulers_fire_every_schedule_time_exactly_once(start_scheduler):
     for process in processes:
         process.wait_for_output("Scheduler started")
 
-    wait_until(
-        lambda: not Schedule.objects.filter(next_fire_at__isnull=False).exists(),
-        timeout=seconds + 60,
-        interval=0.5,
-        message="every schedule to reach its end",
-    )
-    for process in processes:
-        process.signal()
-    for process in processes:
-        assert process.wait(30) == 0, process.output
+    run_to_the_end(processes, seconds)
 
     expected = [start + timedelta(seconds=k) for k in range(seconds)]
     per_schedule = dict(

@@ -14,7 +14,7 @@ from taskmill.models import Run, RunStatus, Schedule
 from taskmill.status import ACTIVE_STATUSES
 from tests.conftest import wait_until
 
-from .conftest import TASK, make_schedule
+from .conftest import TASK, make_schedule, run_to_the_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -125,16 +125,7 @@ def test_four_schedulers_never_pass_the_same_count(start_scheduler):
             for name, limit in limits.items()
         ]
     )
-    wait_until(
-        lambda: not Schedule.objects.filter(next_fire_at__isnull=False).exists(),
-        timeout=seconds + 60,
-        interval=0.5,
-        message="every schedule to reach its end",
-    )
-    for process in processes:
-        process.signal()
-    for process in processes:
-        assert process.wait(30) == 0, process.output
+    run_to_the_end(processes, seconds)
 
     skips = skipped_in([line for process in processes for line in process.lines])
     for schedule in Schedule.objects.all():
