@@ -55,6 +55,17 @@ def class_path(exc_type: type[BaseException]) -> str:
     return f"{exc_type.__module__}.{exc_type.__qualname__}"
 
 
+def said_once(message: str, *names: str) -> str:
+    """``message`` without the exception's own name in front (``"ValueError: ..."``), however
+    many times it is there: a traceback's last line starts with it, and some libraries begin
+    their messages with it too, which would show "ConnectionError: ConnectionError: ...".
+    ``names``: the ways the class is written (its path, its name)."""
+    prefixes = tuple(f"{name}: " for name in names if name)
+    while prefixes and message.startswith(prefixes):
+        message = next(message.removeprefix(p) for p in prefixes if message.startswith(p))
+    return message
+
+
 def synthetic_error(exc_type: type[BaseException], message: str) -> dict[str, str]:
     """An error entry for something that happened to a run rather than inside its task."""
     return {

@@ -102,3 +102,30 @@ def test_every_public_error_in_taskmill_is_a_taskmill_error():
     others = {path for path, error in errors.items() if not issubclass(error, TaskmillError)}
     assert others - TASKS_OWN - INTERNAL == set()
     assert errors.keys() >= TASKS_OWN
+
+
+def test_an_error_shows_its_class_once_even_when_its_message_starts_with_it():
+    # Some libraries start their messages with the class name: the admin's error row and the
+    # worker's log line show it once, not "ConnectionError: ConnectionError: ...".
+    from taskmill.admin.display import error_list
+    from taskmill.worker.failures import failure_summary
+
+    error = ConnectionError("ConnectionError: upstream closed the connection")
+    assert failure_summary(error) == "ConnectionError: upstream closed the connection"
+    assert failure_summary(ConnectionError("upstream closed")) == "ConnectionError: upstream closed"
+    assert failure_summary(ConnectionError("")) == "ConnectionError"
+
+    entry = {
+        "exception_class_path": "builtins.ConnectionError",
+        "traceback": "Traceback (most recent call last):\n  ...\n"
+        "ConnectionError: ConnectionError: upstream closed the connection\n",
+    }
+    row = str(error_list([entry]))
+    assert "<strong>ConnectionError</strong>: upstream closed the connection" in row
+    # The summary says it once; the traceback below keeps the exception's own words.
+    assert "ConnectionError: ConnectionError" not in row.split("<details>")[0]
+    assert "ConnectionError: ConnectionError" in row.split("<details>")[1]
+    # A message that only mentions the class later keeps it.
+    entry["traceback"] = "ValueError: not a ConnectionError: a value\n"
+    entry["exception_class_path"] = "builtins.ValueError"
+    assert "<strong>ValueError</strong>: not a ConnectionError: a value" in str(error_list([entry]))

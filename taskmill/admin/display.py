@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ..exceptions import COUNTED_AS, LOST
+from ..exceptions import COUNTED_AS, LOST, said_once
 from ..templatetags.taskmill_admin import seconds
 
 
@@ -61,9 +61,9 @@ def _error_row(error: Any) -> tuple[str, str, str]:
     path = str(error.get("exception_class_path", "?"))
     text = str(error.get("traceback", ""))
     name, message = path.rsplit(".", 1)[-1], last_line(text)
-    # The traceback's last line repeats the class ("ValueError: ..."): said once is enough.
-    for prefix in (f"{path}: ", f"{name}: "):
-        message = message.removeprefix(prefix)
+    # The traceback's last line repeats the class ("ValueError: ..."), and some messages
+    # start with it again: the row shows the class once, in bold.
+    message = said_once(message, path, name)
     if error.get(COUNTED_AS) == LOST:  # why a run with max_attempts=1 went again
         message += " (a lost attempt: the database's fault, not the task's)"
     return (name, message, text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import traceback
 
+from ..exceptions import said_once
+
 
 def error_entry(exc: BaseException) -> dict[str, str]:
     exc_type = type(exc)
@@ -15,9 +17,10 @@ def error_entry(exc: BaseException) -> dict[str, str]:
 
 
 def failure_summary(exc: BaseException) -> str:
-    """``ExceptionClass: first line of its message``: one log line's worth."""
-    lines = str(exc).strip().splitlines()
+    """``ExceptionClass: first line of its message``: one log line's worth, the class said
+    once even when the message starts with it."""
     name = type(exc).__qualname__
+    lines = said_once(str(exc).strip(), name, type(exc).__name__).splitlines()
     if not lines:
         return name
     return f"{name}: {lines[0]}" + (" [...]" if len(lines) > 1 else "")
