@@ -43,6 +43,12 @@ def _holds_key(value: Any, keys: set[str]) -> bool:
     return False
 
 
+def hook_masks_arguments() -> bool:
+    """Whether the project masks arguments with its own hook: what it hides cannot be told
+    from the outside, so no search may look inside positional arguments."""
+    return bool(setting("TASKMILL_ADMIN_MASK"))
+
+
 def masked_arguments(run: Run | Schedule) -> tuple[Any, Any]:
     """A run's (or a schedule's) arguments as the pages show them; the hook gets the object."""
     keys = masked_keys()

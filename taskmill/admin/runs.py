@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
@@ -24,6 +25,8 @@ from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
 from .paging import CappedPaginator, LookaheadPaginator, RunChangeList
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
+# args.N=value: the positional argument at index N (from 0).
+POSITIONAL_SEARCH = re.compile(r"^args\.(\d{1,3})=(.+)$")
 
 # What a run holds of its arguments and result: shown (masked) only to who may see them.
 HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors")
@@ -89,11 +92,18 @@ class RunAdmin(admin.ModelAdmin):
     actions = [*run_actions.LIST_ACTIONS, run_actions.delete_finished]
 
     def get_search_results(self, request, queryset, search_term):
-        """An id goes straight to its run; key=value looks inside the keyword arguments;
-        anything else is a part of the task's path."""
+        """An id goes straight to its run; key=value looks inside the keyword arguments,
+        args.N=value at a positional one; anything else is a part of the task's path."""
         term = search_term.strip()
         if term.isdigit():
             return queryset.filter(pk=int(term)), False
+        positional = POSITIONAL_SEARCH.match(term)
+        if positional:
+            request.taskmill_argument_search = True  # unindexed: see below
+            if not masking.may_see_arguments(request) or masking.hook_masks_arguments():
+                return queryset.none(), False  # no probing of what one may not see
+            index, raw = positional.groups()
+            return queryset.filter(_equals(f"args__{index}", raw)), False
         match = ARGUMENT_SEARCH.match(term)
         if match:
             # No index serves it: count no further than the page (see paging.py).
@@ -326,3 +336,16 @@ def _run_links(runs: Any) -> str:
     if not rows:
         return "—"
     return format_html_join(", ", '<a href="{}">#{}</a> {} ({})', rows)
+
+
+def _equals(lookup: str, raw: str) -> Q:
+    """The JSON value at ``lookup`` equals what was typed: read as JSON when it can be, and
+    as the text too when that differs (``5`` finds 5 and "5": callers such as Wagtail pass
+    ids as strings)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return Q(**{lookup: raw})
+    if isinstance(value, str):
+        return Q(**{lookup: value})
+    return Q(**{lookup: value}) | Q(**{lookup: raw})
