@@ -96,11 +96,18 @@ class RunAdmin(admin.ModelAdmin):
         args.N=value at a positional one; anything else is a part of the task's path."""
         term = search_term.strip()
         if term.isdigit():
-            return queryset.filter(pk=int(term)), False
+            by_id = Q(pk=int(term))
+            if not self._may_search_positional(request):
+                return queryset.filter(by_id), False
+            # Or a run with that positional argument, as a number or as text (Wagtail's
+            # ("home", "articlepage", "5")): unindexed, counted no further than the page.
+            request.taskmill_argument_search = True
+            holds = get_engine(queryset.db).json_array_holds("args", [int(term), term])
+            return queryset.filter(by_id | holds), False
         positional = POSITIONAL_SEARCH.match(term)
         if positional:
             request.taskmill_argument_search = True  # unindexed: see below
-            if not masking.may_see_arguments(request) or masking.hook_masks_arguments():
+            if not self._may_search_positional(request):
                 return queryset.none(), False  # no probing of what one may not see
             index, raw = positional.groups()
             return queryset.filter(_equals(f"args__{index}", raw)), False
@@ -123,6 +130,12 @@ class RunAdmin(admin.ModelAdmin):
                 return queryset.filter(kwargs__contains={key: value}), False
             return queryset.filter(**{f"kwargs__{key}": value}), False
         return super().get_search_results(request, queryset, search_term)
+
+    @staticmethod
+    def _may_search_positional(request: HttpRequest) -> bool:
+        # A project's own masking hook may hide any positional argument: what it hides
+        # cannot be told from outside, so none is searched then.
+        return masking.may_see_arguments(request) and not masking.hook_masks_arguments()
 
     def lookup_allowed(self, lookup, value, request=None) -> bool:
         # Django lets the query string filter by any lookup on a local field: on these JSON

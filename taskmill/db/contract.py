@@ -19,7 +19,8 @@ Optional (a default here, overridden where the database can do better):
   ``pushes_wakeups``: workers poll instead;
 - ``cancel_query`` does nothing: a stopped task's statement runs to its end;
 - ``check_database`` finds nothing to say; ``answer_start_up_probes`` has nothing to answer;
-- ``lock_skipping_locked`` locks rows with SKIP LOCKED only where ``skips_locked_rows``.
+- ``lock_skipping_locked`` locks rows with SKIP LOCKED only where ``skips_locked_rows``;
+- ``json_array_holds`` searches a JSON array by containment.
 
 Times are aware datetimes in UTC. "In the caller's transaction" means: inside the caller's
 ``transaction.atomic`` when there is one (the operation commits or rolls back with it), else
@@ -34,6 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
+from django.db.models import Q
 
 from ..status import RunStatus
 
@@ -243,6 +245,16 @@ class Engine(ABC):
         if self.skips_locked_rows:
             return queryset.select_for_update(skip_locked=True)
         return queryset
+
+    def json_array_holds(self, field: str, values: Sequence[Any]) -> Q:
+        """A filter: the JSON array in column ``field`` has an element equal to one of
+        ``values`` (the control room's search by positional argument). Optional: JSON
+        containment (``@>`` on PostgreSQL, ``JSON_CONTAINS`` on MySQL), overridden where the
+        database has none."""
+        found = Q()
+        for value in values:
+            found |= Q(**{f"{field}__contains": [value]})
+        return found
 
     def cancel_query(self, connection: Any) -> None:
         """Cancel the statement that ``connection`` (another thread's Django connection to

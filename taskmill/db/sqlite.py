@@ -10,6 +10,8 @@ from typing import Any
 
 from django.core import checks
 from django.db import DatabaseError
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
 
 from ..status import RunStatus
 from .base import CLAIMED_COLUMNS, RUN_TABLE, BaseEngine, ClaimedRun, ClaimRequest, Landed, Outcome
@@ -40,6 +42,19 @@ class SQLiteEngine(BaseEngine):
     skips_locked_rows = False  # a write transaction holds the whole database
     for_update = ""  # a write transaction holds the whole database
     skip_locked = ""
+
+    def json_array_holds(self, field: str, values: Sequence[Any]) -> Q:
+        # No JSON containment here: look at the array's elements one by one. A text '5' and
+        # an integer 5 are different values to SQLite, hence one parameter each.
+        quote = self.connection.ops.quote_name
+        column = f"{quote(RUN_TABLE)}.{quote(field)}"
+        marks = ", ".join(["%s"] * len(values))
+        held = RawSQL(
+            f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value IN ({marks}))",
+            list(values),
+            output_field=BooleanField(),
+        )
+        return Q(held)
 
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request

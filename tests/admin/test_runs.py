@@ -115,34 +115,41 @@ def listed(page: str) -> list[int]:
 
 
 def test_a_positional_argument_is_found_by_its_index(client, settings):
-    # Wagtail passes ("home", "articlepage", "5"): an id as a string, third positional.
+    # Wagtail passes ("home", "articlepage", "5"): an id as a string, third positional. A
+    # number no run of the test database has as its id.
     page = Run.objects.create(
         task_path="tests.testapp.tasks.add", backend="default", queue_name="default",
-        args=["home", "articlepage", "5"], kwargs={},
+        args=["home", "articlepage", "90210"], kwargs={},
         enqueued_at=timezone.now(), available_at=timezone.now(),
     )  # fmt: skip
     other = Run.objects.create(
         task_path="tests.testapp.tasks.add", backend="default", queue_name="default",
-        args=["home", "articlepage", 5, "x"], kwargs={},
+        args=["home", "articlepage", 90210, "x"], kwargs={},
         enqueued_at=timezone.now(), available_at=timezone.now(),
     )  # fmt: skip
     viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
+    # cancel_run: the list's selection boxes, which `listed` reads.
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_run", "cancel_run"]))
     client.force_login(viewer)
-    # Without the permission to see arguments, nothing is found by them.
-    assert listed(client.get(LIST, {"q": "args.2=5"}).content.decode()) == []
+    # Without the permission to see arguments, nothing is found by them; a number is an id.
+    assert listed(client.get(LIST, {"q": "args.2=90210"}).content.decode()) == []
+    assert listed(client.get(LIST, {"q": "90210"}).content.decode()) == []
+    assert listed(client.get(LIST, {"q": str(page.pk)}).content.decode()) == [page.pk]
 
-    viewer.user_permissions.add(
-        *Permission.objects.filter(codename__in=["view_run_arguments", "cancel_run"])
-    )  # cancel_run: the list's selection boxes, which `listed` reads
-    # 5 finds the number and the text (the index counts from 0); "5" the text (MariaDB,
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run_arguments"))
+    # 90210 finds the number and the text (the index counts from 0); "90210" the text (MariaDB,
     # whose JSON comparisons are loose, finds the number too).
-    assert listed(client.get(LIST, {"q": "args.2=5"}).content.decode()) == [other.pk, page.pk]
-    assert page.pk in listed(client.get(LIST, {"q": 'args.2="5"'}).content.decode())
+    assert listed(client.get(LIST, {"q": "args.2=90210"}).content.decode()) == [other.pk, page.pk]
+    assert page.pk in listed(client.get(LIST, {"q": 'args.2="90210"'}).content.decode())
     assert listed(client.get(LIST, {"q": "args.0=home"}).content.decode()) == [other.pk, page.pk]
     assert listed(client.get(LIST, {"q": "args.3=x"}).content.decode()) == [other.pk]
-    assert listed(client.get(LIST, {"q": "args.1=5"}).content.decode()) == []
+    assert listed(client.get(LIST, {"q": "args.1=90210"}).content.decode()) == []
+    # A bare number: the run with that id, or with that positional argument.
+    assert listed(client.get(LIST, {"q": "90210"}).content.decode()) == [other.pk, page.pk]
+    assert listed(client.get(LIST, {"q": str(page.pk)}).content.decode()) == [page.pk]
+    assert listed(client.get(LIST, {"q": "90211"}).content.decode()) == []
 
     # A project's own masking hook may hide any positional argument: no search by them then.
     settings.TASKMILL_ADMIN_MASK = lambda run, args, kwargs: (["***"] * len(args), kwargs)
-    assert listed(client.get(LIST, {"q": "args.2=5"}).content.decode()) == []
+    assert listed(client.get(LIST, {"q": "args.2=90210"}).content.decode()) == []
+    assert listed(client.get(LIST, {"q": "90210"}).content.decode()) == []
