@@ -1,5 +1,5 @@
 """The contract's optional operations and the rollups, through the engine directly: notify
-and start_listener, cancel_query, lock_skipping_locked, add_stats."""
+and start_listener, cancel_query, lock_skipping_locked, json_array_holds, add_stats."""
 
 from __future__ import annotations
 
@@ -155,3 +155,30 @@ def test_every_thread_gets_an_engine_of_its_own_connection(engine: Engine) -> No
     thread.start()
     thread.join(10)
     assert seen and seen[0] is not engine.connection
+
+
+def test_json_array_holds_finds_an_element_as_a_number_or_as_text(engine: Engine) -> None:
+    text, number, neither, _nested = insert(
+        engine,
+        new_run(args=["home", "articlepage", "5"]),
+        new_run(args=[1, 5]),
+        new_run(args=["55", 15, "x5"]),
+        new_run(args=[["5"], {"id": 5}]),
+    )
+    runs = Run.objects.order_by("pk")
+
+    def found(*values: object) -> list[int]:
+        matching = runs.filter(engine.json_array_holds("args", values))
+        return list(matching.values_list("pk", flat=True))
+
+    # MariaDB's JSON comparisons are loose (5 equals "5", inside nested arrays too): it
+    # finds more, never less.
+    loose = getattr(engine.connection, "mysql_is_mariadb", False)
+    assert {text, number} <= set(found(5, "5"))
+    assert neither not in found(5, "5")
+    assert found("home") == [text]
+    assert found(6, "6") == []
+    if not loose:
+        assert found(5, "5") == [text, number]  # not inside a nested array or object
+        assert found("5") == [text]
+        assert found(5) == [number]
