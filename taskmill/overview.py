@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from .compat import task_backends
 from .conf import setting
 from .db import get_engine
 from .db.records import RUN_TABLE, load_datetime
@@ -124,12 +125,14 @@ def _run_counts(database: str, now: datetime) -> dict[str, dict[str, Any]]:
 
 
 def queue_overview(database: str = "default") -> list[QueueOverview]:
-    """One entry per queue that has active runs or a ``Queue`` row, by name."""
+    """One entry per queue, by name: every queue the backends storing runs in ``database``
+    name in their ``QUEUES`` (an idle one with zeros), and any other with active runs or a
+    ``Queue`` row (paused)."""
     now = timezone.now()
     counts = _run_counts(database, now)
     switches = {row.name: row for row in Queue.objects.using(database)}
     overview = []
-    for name in sorted(counts.keys() | switches.keys()):
+    for name in sorted(counts.keys() | switches.keys() | configured_queues(database)):
         entry = counts.get(name, {})
         switch = switches.get(name)
         oldest = entry.get("oldest")
@@ -146,6 +149,18 @@ def queue_overview(database: str = "default") -> list[QueueOverview]:
             )
         )
     return overview
+
+
+def configured_queues(database: str = "default") -> set[str]:
+    """The queue names in ``QUEUES`` of every taskmill backend whose runs live in
+    ``database``: what the operator set up, listed even before a run uses it."""
+    from .backend import DatabaseBackend  # the backend imports much of taskmill
+
+    names: set[str] = set()
+    for backend in task_backends.all():
+        if isinstance(backend, DatabaseBackend) and backend.database == database:
+            names.update(backend.queues)
+    return names
 
 
 def orphaned_runs(database: str = "default", limit: int = 100) -> list[OrphanedRun]:

@@ -79,12 +79,16 @@ def test_queues_count_each_active_state_and_never_finished_runs():
     make_run("default", "RUNNING", worker_id="w1")
     for status in ("SUCCESSFUL", "FAILED", "CANCELLED"):
         make_run("default", status)
-        make_run("low", status)  # a queue with finished runs only: not listed
+        make_run("low", status)  # a queue with finished runs only: zeros
     make_run("high", "RUNNING", worker_id="w1")
     Queue.objects.create(name="emails", paused=True, paused_at=now)  # no runs at all
 
     queues = by_name(queue_overview())
-    assert sorted(queues) == ["default", "emails", "high"]
+    # Every queue the backends of this database configure (tests/settings.py), idle or not.
+    assert sorted(queues) == ["default", "emails", "high", "low", "reports"]
+    idle = queues["low"]
+    assert (idle.ready, idle.scheduled, idle.waiting, idle.running) == (0, 0, 0, 0)
+    assert idle.oldest_ready_age is None and not idle.paused
     default = queues["default"]
     assert (default.ready, default.scheduled, default.waiting, default.running) == (3, 2, 1, 1)
     assert 89 <= default.oldest_ready_age < 200

@@ -74,8 +74,10 @@ def test_a_live_worker_makes_health_ok_and_status_shows_it(start_worker, subproc
         worker.process.pid,
     )
     assert datetime.fromisoformat(listed["last_heartbeat_at"]).tzinfo is not None
-    assert [queue["name"] for queue in document["queues"]] == ["default"]
-    assert document["queues"][0]["ready"] == 1
+    # Every configured queue (tests/settings.py), the idle ones with zeros.
+    queues = {queue["name"]: queue for queue in document["queues"]}
+    assert sorted(queues) == ["default", "emails", "high", "low", "reports"]
+    assert queues["default"]["ready"] == 1 and queues["low"]["ready"] == 0
 
     # In this process from here: a process start costs seconds on a loaded machine.
     table = status()
@@ -157,7 +159,7 @@ def test_status_tables_list_queues_late_schedules_and_orphans():
 
     lines = status().splitlines()
     assert lines[0].startswith("taskmill status of database 'default' at ")
-    queues = lines[lines.index("Queues (3)") + 1 :]
+    queues = lines[lines.index("Queues (5)") + 1 :]  # the configured ones, idle too
     assert queues[0].split() == [
         "QUEUE",
         "READY",
@@ -172,6 +174,7 @@ def test_status_tables_list_queues_late_schedules_and_orphans():
     assert re.fullmatch(r"3m0\ds", queues[1].split()[5])
     assert queues[2].split()[:7] == ["emails", "0", "0", "0", "0", "-", "since"]
     assert queues[3].split() == ["high", "0", "0", "0", "1", "-", "no"]
+    assert queues[4].split() == ["low", "0", "0", "0", "0", "-", "no"]
     assert "Workers (0 alive of 0 not stopped)" in lines
     late = lines[lines.index("Late schedules (1)") + 2]
     assert late.split()[0] == "nightly" and late.split()[3] == "3h00m"
