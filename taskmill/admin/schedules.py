@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 from ..models import Schedule
 from ..schedule_control import pause_schedule, resume_schedule
 from ..schedule_rules import schedulable_tasks
+from ..schedule_text import describe
 from . import display, masking, schedule_views
 
 
@@ -140,11 +141,9 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="when")
     def when(self, obj: Schedule) -> str:
-        if obj.kind == Schedule.Kind.CRON:
-            return obj.cron
-        if obj.kind == Schedule.Kind.INTERVAL:
-            return f"every {obj.interval}"
-        return f"once at {obj.run_at:%Y-%m-%d %H:%M:%S %Z}" if obj.run_at else "once"
+        return describe(
+            obj.kind, cron=obj.cron, interval=obj.interval, run_at=obj.run_at, zone=obj.timezone
+        )
 
     actions = ["run_now", "pause", "resume", "enable", "disable"]
 

@@ -29,6 +29,17 @@ def test_the_page_shows_the_next_five_fire_times_in_the_schedules_zone(admin_cli
     assert "none yet" in page  # no run so far
 
 
+def test_the_list_says_when_in_words_with_the_next_fire(admin_client):
+    from datetime import timedelta
+
+    made_here(kind="cron", cron="30 2 * * *", timezone="Europe/Paris")
+    made_here(name="often", kind="interval", interval=timedelta(seconds=30))
+    page = admin_client.get(URL).content.decode()
+    assert "at 02:30 every day (Europe/Paris)" in page
+    assert "every 30 seconds" in page and "0:00:30" not in page
+    assert "next fire" in page.lower()  # the column (Django capitalises its heading)
+
+
 def test_run_now_enqueues_a_run_that_is_not_a_fire(admin_client):
     schedule = made_here(kind="interval", interval=timezone.timedelta(hours=1))
     response = admin_client.post(
