@@ -1,10 +1,14 @@
-"""Filters for the control room's templates: durations people read at a glance."""
+"""Filters and tags for the control room's templates: durations people read at a glance,
+breadcrumbs in the admin's own markup."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import django
 from django import template
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 register = template.Library()
 
@@ -41,3 +45,27 @@ def ms(value: float | None) -> str:
 @register.filter
 def get(mapping: dict[str, Any], key: str) -> Any:
     return mapping.get(key, "")
+
+
+# Django 6 writes the admin's breadcrumbs as a list, styled as ``ol.breadcrumbs``; 5.2 as a
+# ``div.breadcrumbs`` of links. A page in the other form sits unstyled at the page's edge.
+BREADCRUMBS_AS_LIST = django.VERSION >= (6, 0)
+
+
+@register.simple_tag
+def breadcrumbs(*trail: str) -> SafeString:
+    """The admin's breadcrumbs in this Django's own markup: ``label, url`` pairs, then the
+    current page's label: ``{% breadcrumbs "Home" home_url "Dashboard" %}``."""
+    *links, here = trail
+    pairs = list(zip(links[::2], links[1::2], strict=True))
+    if BREADCRUMBS_AS_LIST:
+        return format_html(
+            '<ol class="breadcrumbs">{}<li aria-current="page">{}</li></ol>',
+            format_html_join("", '<li><a href="{}">{}</a></li>', ((u, t) for t, u in pairs)),
+            here,
+        )
+    return format_html(
+        '<div class="breadcrumbs">{}{}</div>',
+        format_html_join("", '<a href="{}">{}</a> &rsaquo; ', ((u, t) for t, u in pairs)),
+        here,
+    )

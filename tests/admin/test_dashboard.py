@@ -74,3 +74,16 @@ def test_only_who_may_view_runs_sees_the_dashboard(client):
     assert client.get(URL).status_code == 200
     index = client.get("/admin/").content.decode()
     assert URL in index  # listed in the admin index
+
+
+def test_the_breadcrumbs_are_in_this_djangos_own_markup(admin_client):
+    # Django 6 styles ol.breadcrumbs, 5.2 div.breadcrumbs: the other one sits unstyled.
+    import django
+
+    as_list = django.VERSION >= (6, 0)
+    expected = '<ol class="breadcrumbs">' if as_list else '<div class="breadcrumbs">'
+    for url in (URL, "/admin/taskmill/run/enqueue/"):
+        page = admin_client.get(url).content.decode()
+        assert page.count(expected) == 1, url
+        assert page.count('class="breadcrumbs"') == 1, url  # and no second, older form
+        assert 'href="/admin/">Home</a>' in page

@@ -43,6 +43,9 @@ def test_the_dashboard_fills_and_refreshes_itself(
     queues = element(browser, "#tm-queues").text
     assert "default" in queues and "emails" in queues
     assert "Workers: 1 alive" in element(browser, "#tm-workers").text
+    # The admin's dark breadcrumb bar, as on its own pages (not text at the page's edge).
+    bar = element(browser, ".breadcrumbs")
+    assert bar.value_of_css_property("background-color") not in ("rgba(0, 0, 0, 0)", "transparent")
     screenshot("dashboard")
 
     # The page re-fetches its sections by itself while the tab is visible.
