@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.contrib.admin import helpers
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -23,21 +24,27 @@ PERMISSION = "taskmill.enqueue_run"
 
 
 class EnqueueForm(forms.Form):
-    task_path = forms.ChoiceField(label="task")
+    # Laid out by the admin's own fieldset template (enqueue_view), as on its change forms,
+    # which also marks the required labels.
+    task_path = forms.ChoiceField(label="Task")
     args = forms.CharField(
-        label="positional arguments",
+        label="Positional arguments",
         initial="[]",
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text='A JSON list, e.g. [42, "report.pdf"].',
     )
     kwargs = forms.CharField(
-        label="keyword arguments",
+        label="Keyword arguments",
         initial="{}",
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='A JSON object, e.g. {"account": 42}.',
     )
-    queue_name = forms.CharField(label="queue", required=False, help_text="Empty: the task's.")
-    priority = forms.IntegerField(required=False, help_text="Empty: the task's.")
+    queue_name = forms.CharField(
+        label="Queue", required=False, help_text="Empty: the task's own queue."
+    )
+    priority = forms.IntegerField(
+        label="Priority", required=False, help_text="Empty: the task's own priority."
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,5 +127,10 @@ def enqueue_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         "title": "Enqueue a run",
         "opts": model_admin.model._meta,
         "form": form,
+        # The admin's own fieldset markup (it differs between Django 5.2 and 6): aligned
+        # rows, help under each field, required labels in bold.
+        "adminform": helpers.AdminForm(
+            form, [(None, {"fields": list(form.fields)})], {}, model_admin=model_admin
+        ),
     }
     return TemplateResponse(request, "taskmill/admin/enqueue.html", context)

@@ -60,8 +60,10 @@ def breadcrumbs(*trail: str) -> SafeString:
     pairs = list(zip(links[::2], links[1::2], strict=True))
     if BREADCRUMBS_AS_LIST:
         return format_html(
-            '<ol class="breadcrumbs">{}<li aria-current="page">{}</li></ol>',
-            format_html_join("", '<li><a href="{}">{}</a></li>', ((u, t) for t, u in pairs)),
+            # One item a line, as Django writes them: the space between them is the gap
+            # around the separator its stylesheet adds.
+            '<ol class="breadcrumbs">\n{}<li aria-current="page">{}</li>\n</ol>',
+            format_html_join("", '<li><a href="{}">{}</a></li>\n', ((u, t) for t, u in pairs)),
             here,
         )
     return format_html(

@@ -3,6 +3,8 @@ when they do not fit, and only for those allowed to enqueue."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.admin.models import LogEntry
 
@@ -63,3 +65,15 @@ def test_only_who_may_enqueue_sees_the_form(client, django_user_model):
     assert "Enqueue a run" not in client.get("/admin/taskmill/run/").content.decode()
     user.user_permissions.add(Permission.objects.get(codename="enqueue_run"))
     assert client.get(URL).status_code == 200
+
+
+def test_the_form_is_laid_out_as_the_admins_own_forms(admin_client):
+    # The admin's fieldset template and stylesheet: a row a field, help under it, required
+    # labels marked, labels capitalised as the admin's are.
+    page = admin_client.get(URL).content.decode()
+    assert "admin/css/forms.css" in page
+    assert page.count('class="form-row') == 5
+    assert re.search(r'<label[^>]*class="required"[^>]*>Task:</label>', page)
+    assert 'for="id_queue_name">Queue:</label>' in page
+    assert "Empty: the task&#x27;s own queue." in page or "Empty: the task's own queue." in page
+    assert '<div class="submit-row">' in page
