@@ -7,6 +7,8 @@ names from here and never from either package directly.
 
 from __future__ import annotations
 
+import django
+
 try:
     from django.tasks import (
         DEFAULT_TASK_BACKEND_ALIAS,
@@ -61,7 +63,12 @@ except ImportError:  # Django 5.2 LTS
 
     TASKS_FRAMEWORK = "django_tasks"
 
+# Django 6.1's task() hands the options it does not know (max_attempts=...) to the backend's
+# Task class; Django 6.0's and the backport's refuse them: @taskmill.task takes them there.
+DECORATOR_TAKES_OPTIONS = TASKS_FRAMEWORK == "django.tasks" and django.VERSION >= (6, 1)
+
 __all__ = [
+    "DECORATOR_TAKES_OPTIONS",
     "DEFAULT_TASK_BACKEND_ALIAS",
     "DEFAULT_TASK_PRIORITY",
     "DEFAULT_TASK_QUEUE_NAME",

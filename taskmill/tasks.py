@@ -353,6 +353,8 @@ def task(
             queue_name=queue_name or DEFAULT_TASK_QUEUE_NAME,
             backend=backend or DEFAULT_TASK_BACKEND_ALIAS,
             takes_context=takes_context,
+            # Given: Django 6.0's Task has no default for it (6.1 and the backport do).
+            run_after=None,
             **options,
         )
 

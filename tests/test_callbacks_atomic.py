@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 import taskmill
-from taskmill.compat import TASKS_FRAMEWORK, InvalidTask, TaskResultStatus
+from taskmill.compat import DECORATOR_TAKES_OPTIONS, InvalidTask, TaskResultStatus
 from taskmill.models import Run, RunDependency, RunStatus
 from taskmill.tasks import Task
 from tests.conftest import read_records
@@ -163,7 +163,9 @@ def test_invalid_task_options_are_refused_clearly(options, message):
 
 
 @IN_A_TRANSACTION
-@pytest.mark.skipif(TASKS_FRAMEWORK != "django.tasks", reason="the backport takes no options")
+@pytest.mark.skipif(
+    not DECORATOR_TAKES_OPTIONS, reason="only Django 6.1's task() passes options to backends"
+)
 def test_djangos_own_decorator_makes_the_same_task():
     from django.tasks import task as django_task
 

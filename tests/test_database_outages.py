@@ -18,7 +18,7 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 import taskmill
-from taskmill.compat import TASKS_FRAMEWORK, InvalidTask, TaskResultStatus
+from taskmill.compat import DECORATOR_TAKES_OPTIONS, InvalidTask, TaskResultStatus
 from taskmill.conf import setting
 from taskmill.exceptions import lost_attempts, task_failures
 from taskmill.models import Run
@@ -194,7 +194,9 @@ def test_the_option_is_checked_and_stored_per_call_only_when_it_differs():
 
 
 @IN_A_TRANSACTION
-@pytest.mark.skipif(TASKS_FRAMEWORK != "django.tasks", reason="the backport takes no options")
+@pytest.mark.skipif(
+    not DECORATOR_TAKES_OPTIONS, reason="only Django 6.1's task() passes options to backends"
+)
 def test_djangos_own_decorator_takes_the_option():
     from django.tasks import task as django_task
 

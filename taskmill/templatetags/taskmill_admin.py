@@ -47,9 +47,9 @@ def get(mapping: dict[str, Any], key: str) -> Any:
     return mapping.get(key, "")
 
 
-# Django 6 writes the admin's breadcrumbs as a list, styled as ``ol.breadcrumbs``; 5.2 as a
-# ``div.breadcrumbs`` of links. A page in the other form sits unstyled at the page's edge.
-BREADCRUMBS_AS_LIST = django.VERSION >= (6, 0)
+# Django 6.1 writes the admin's breadcrumbs as a list, styled as ``ol.breadcrumbs``; 6.0 and
+# 5.2 as a ``div.breadcrumbs`` of links. A page in the other form sits unstyled at its edge.
+BREADCRUMBS_AS_LIST = django.VERSION >= (6, 1)
 
 
 @register.simple_tag

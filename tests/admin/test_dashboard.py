@@ -77,10 +77,10 @@ def test_only_who_may_view_runs_sees_the_dashboard(client):
 
 
 def test_the_breadcrumbs_are_in_this_djangos_own_markup(admin_client):
-    # Django 6 styles ol.breadcrumbs, 5.2 div.breadcrumbs: the other one sits unstyled.
+    # Django 6.1 styles ol.breadcrumbs, 6.0 and 5.2 div.breadcrumbs: the other sits unstyled.
     import django
 
-    as_list = django.VERSION >= (6, 0)
+    as_list = django.VERSION >= (6, 1)
     expected = '<ol class="breadcrumbs">' if as_list else '<div class="breadcrumbs">'
     for url in (URL, "/admin/taskmill/run/enqueue/"):
         page = admin_client.get(url).content.decode()
