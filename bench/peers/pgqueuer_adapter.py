@@ -83,16 +83,18 @@ class PgqueuerAdapter(PgAdapter):
         super().__init__()
         self.filled = 0
         self._queries = None
+        self._enqueue_connection = None
         self._worker_env: dict[str, str] = {}
 
     @property
     def queries(self):
         if self._queries is None:
-            import asyncpg
-            from pgqueuer import AsyncpgDriver, Queries
+            from pgqueuer import Queries
 
-            connection = self.run(asyncpg.connect(pg_dsn()))
-            self._queries = Queries(AsyncpgDriver(connection))
+            # the enqueue's driver: asyncpg, unless BENCH_PGQ_ENQUEUE_DRIVER says pool/psycopg
+            kind = os.environ.get("BENCH_PGQ_ENQUEUE_DRIVER", "asyncpg")
+            driver, self._enqueue_connection = self.run(make_driver(kind))
+            self._queries = Queries(driver)
         return self._queries
 
     def setup(self) -> None:
@@ -136,6 +138,11 @@ class PgqueuerAdapter(PgAdapter):
 
     def worker_env(self) -> dict[str, str]:
         return super().worker_env() | self._worker_env
+
+    def close(self) -> None:
+        if self._enqueue_connection is not None:
+            self.run(self._enqueue_connection.close())
+        super().close()
 
 
 def run_worker(how: str, batch_size: int) -> None:
