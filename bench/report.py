@@ -158,7 +158,10 @@ def variants_report(results: dict[str, dict[str, Cell]], systems: list[System]) 
             continue
         fastest = cells.get("tuned_c1", {}).get("variant")
         tm = med(cell_of(results, "taskmill", "drain_c1"))
-        rows = [["variant", "drain c=1 (jobs/s)", "spread (min-max)", "taskmill c=1 / it", ""]]
+        rows = [
+            ["variant", "drain c=1 (jobs/s)", "spread (min-max)", "taskmill c=1 / it", "peak RSS"]
+        ]
+        rows[0].append("")
         for name in names:
             cell = cells[f"variant:{name}"]
             text, spread = fmt(cell, "rate")
@@ -167,7 +170,8 @@ def variants_report(results: dict[str, dict[str, Cell]], systems: list[System]) 
             note = "the tuned line (fastest)" if name == fastest else ""
             if name in s.limited:
                 note = "per-entrypoint limit: not a candidate"
-            rows.append([name, text, spread, ratio, note])
+            rss = f"{cell['peak_rss_mb']:.1f} MB" if "peak_rss_mb" in cell else ""
+            rows.append([name, text, spread, ratio, rss, note])
         out += [f"{s.name}: each way of running its worker, drained at c=1:", table(rows), ""]
     return "\n".join(out)
 

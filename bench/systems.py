@@ -72,6 +72,7 @@ SYSTEMS: tuple[System, ...] = (
             "run-psycopg-b10",
             "cli-asyncpg-b100",
             "cli-psycopg-b100",
+            "cli-asyncpg-b1000",
         ),
         limited=("cli-asyncpg-b10-l10", "cli-asyncpg-b10-l100"),
     ),
