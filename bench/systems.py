@@ -74,7 +74,15 @@ SYSTEMS: tuple[System, ...] = (
             "cli-psycopg-b100",
             "cli-asyncpg-b1000",
         ),
-        limited=("cli-asyncpg-b10-l10", "cli-asyncpg-b10-l100"),
+        # the drain lines' limits 1 and 2 with the batch no larger than the limit (at batch 10,
+        # an outcome waits for the log buffer's 0.1 s timer), and limits 10 and 100
+        limited=(
+            "cli-asyncpg-b1-l1",
+            "cli-asyncpg-b2-l2",
+            "cli-asyncpg-b10-l10",
+            "cli-asyncpg-b10-l100",
+            "cli-asyncpg-b100-l100",
+        ),
     ),
     System(
         "procrastinate",
