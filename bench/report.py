@@ -158,10 +158,8 @@ def variants_report(results: dict[str, dict[str, Cell]], systems: list[System]) 
             continue
         fastest = cells.get("tuned_c1", {}).get("variant")
         tm = med(cell_of(results, "taskmill", "drain_c1"))
-        rows = [
-            ["variant", "drain c=1 (jobs/s)", "spread (min-max)", "taskmill c=1 / it", "peak RSS"]
-        ]
-        rows[0].append("")
+        header = ["variant", "drain c=1 (jobs/s)", "spread (min-max)", "taskmill c=1 / it"]
+        rows = [[*header, "peak RSS", ""]]
         for name in names:
             cell = cells[f"variant:{name}"]
             text, spread = fmt(cell, "rate")

@@ -24,7 +24,7 @@ class System:
     # ways to run its worker without a limit, each drained at c=1: the tuned line is the
     # fastest of them (each one's figure is printed under the table)
     variants: tuple[str, ...] = ()
-    # lines with a per-task limit above the drain lines' C, printed beside, never "tuned"
+    # lines with a per-task limit, printed beside the variants, never the tuned line
     limited: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
