@@ -54,6 +54,33 @@ def latency_cells(result: dict[str, Any], prefix: str) -> dict[str, Cell]:
     }
 
 
+def drain_params(args: argparse.Namespace, variant: str, concurrency: list[int]) -> dict:
+    return {
+        "n": args.n,
+        "repeat": args.repeat,
+        "concurrency": concurrency,
+        "variant": variant,
+        "budget": args.budget,
+    }
+
+
+def variant_cells(s: Session, system: System, args: argparse.Namespace) -> dict[str, Cell]:
+    """Each variant drained at c=1 (`variant:<name>`), and the fastest as the tuned line."""
+    cells: dict[str, Cell] = {}
+    for variant in system.variants + system.limited:
+        log(f"  drain ({variant})")
+        r = attempt("drain", lambda v=variant: s.call("drain", drain_params(args, v, [1])))
+        cells[f"variant:{variant}"] = r if "error" in r else drain_cells(r, "v")["v_c1"]
+    measured = [(median(cells[f"variant:{v}"]), v) for v in system.variants]
+    measured = [(m, v) for m, v in measured if m is not None]
+    if measured:
+        fastest = max(measured)[1]
+        cells["tuned_c1"] = cells[f"variant:{fastest}"] | {"variant": fastest}
+    else:
+        cells["tuned_c1"] = {"error": "no variant measured"}
+    return cells
+
+
 def measure_system(system: System, args: argparse.Namespace, only: set[str]) -> dict[str, Cell]:
     cells: dict[str, Cell] = {}
     began = time.monotonic()
@@ -80,27 +107,28 @@ def measure_system(system: System, args: argparse.Namespace, only: set[str]) -> 
                 else:
                     cells["bulk"] = r if isinstance(r, dict) else {"values": r}
             variants = [("drain", "default")] + ([("tuned", "tuned")] if system.tuned else [])
+            if system.variants:  # the tuned line is the fastest variant, measured below
+                variants = variants[:1]
             if "drain" in only:
                 for prefix, variant in variants:
                     log(f"  drain ({variant})")
                     conc = [1, 2] if variant == "default" else [1]
-                    params = {
-                        "n": args.n,
-                        "repeat": args.repeat,
-                        "concurrency": conc,
-                        "variant": variant,
-                        "budget": args.budget,
-                    }
-                    r = attempt("drain", lambda p=params: s.call("drain", p))
+                    r = attempt(
+                        "drain", lambda v=variant, c=conc: s.call("drain", drain_params(args, v, c))
+                    )
                     if "error" in r:
                         for c in conc:
                             cells[f"{prefix}_c{c}"] = r
                     else:
                         cells.update(drain_cells(r, prefix))
+                if system.variants:
+                    cells.update(variant_cells(s, system, args))
                 c1 = cells.get("drain_c1", {})
                 if "peak_rss_mb" in c1:
                     cells["rss"] = {"values": [c1["peak_rss_mb"]]}
             if "latency" in only:
+                if system.variants:  # the fastest drain's variant, else the default's worker
+                    variants.append(("tuned", cells.get("tuned_c1", {}).get("variant", "tuned")))
                 for prefix, variant in [
                     ("lat", v[1]) if v[0] == "drain" else ("lat_tuned", v[1]) for v in variants
                 ]:

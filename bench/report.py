@@ -148,6 +148,32 @@ def main_table(results: dict[str, dict[str, Cell]], systems: list[System]) -> st
     return table(rows)
 
 
+def variants_report(results: dict[str, dict[str, Cell]], systems: list[System]) -> str:
+    """Each way of running a peer's worker that was measured, the fastest marked."""
+    out: list[str] = []
+    for s in systems:
+        cells = results.get(s.name, {})
+        names = [k.removeprefix("variant:") for k in cells if k.startswith("variant:")]
+        if not names:
+            continue
+        fastest = cells.get("tuned_c1", {}).get("variant")
+        tm = med(cell_of(results, "taskmill", "drain_c1"))
+        header = ["variant", "drain c=1 (jobs/s)", "spread (min-max)", "taskmill c=1 / it"]
+        rows = [[*header, "peak RSS", ""]]
+        for name in names:
+            cell = cells[f"variant:{name}"]
+            text, spread = fmt(cell, "rate")
+            m = med(cell)
+            ratio = f"{tm / m:.2f}x" if tm and m else "-"
+            note = "the tuned line (fastest)" if name == fastest else ""
+            if name in s.limited:
+                note = "per-entrypoint limit: not a candidate"
+            rss = f"{cell['peak_rss_mb']:.1f} MB" if "peak_rss_mb" in cell else ""
+            rows.append([name, text, spread, ratio, rss, note])
+        out += [f"{s.name}: each way of running its worker, drained at c=1:", table(rows), ""]
+    return "\n".join(out)
+
+
 def errors(results: dict[str, dict[str, Cell]]) -> list[str]:
     lines = []
     for system, cells in results.items():

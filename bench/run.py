@@ -19,7 +19,7 @@ from typing import Any
 from .collect import measure_system, taskmill_extras
 from .environment import REPO, cpu_model, loadavg
 from .orchestrate import kill_leftover_workers, log
-from .report import errors, extras_report, main_table, settings_lines
+from .report import errors, extras_report, main_table, settings_lines, variants_report
 from .systems import BY_NAME, SYSTEMS
 
 FIGURES = ("enqueue", "bulk", "drain", "latency", "raw", "engines", "rss", "processes")
@@ -159,6 +159,8 @@ def print_report(
     print()
     print(main_table(results, args.systems))
     print()
+    if variants := variants_report(results, args.systems):
+        print(variants)
     print(extras_report(extras, results))
     print("settings (C = the concurrency of the figure; per-job logging off for every system):")
     print("\n".join(settings_lines(args.systems)))

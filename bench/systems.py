@@ -21,6 +21,11 @@ class System:
     settings: str = ""
     # a second line for drain/latency at a tuned setting, where the default is a slow poll
     tuned: str = ""
+    # ways to run its worker without a limit, each drained at c=1: the tuned line is the
+    # fastest of them (each one's figure is printed under the table)
+    variants: tuple[str, ...] = ()
+    # lines with a per-task limit, printed beside the variants, never the tuned line
+    limited: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -53,9 +58,31 @@ SYSTEMS: tuple[System, ...] = (
         "pgqueuer_adapter",
         "pg",
         ("pgqueuer==1.6.0", "asyncpg==0.32.*", PSYCOPG),
-        settings="pgqueuer.run() (what `pgq run` runs) defaults (asyncpg, batch 10, "
-        "LISTEN/NOTIFY), async no-op, entrypoint concurrency_limit = C",
-        tuned="no concurrency_limit (its default)",
+        settings="what `pgq run` runs (its supervisor `pgqueuer.run(factory)` on uvloop) at its "
+        "defaults (asyncpg, batch 10, LISTEN/NOTIFY), async no-op, entrypoint "
+        "concurrency_limit = C",
+        tuned="no concurrency_limit (its default): the fastest of the variants below",
+        # <how>-<driver>-b<batch>[-l<limit>]: bench/peers/pgqueuer_adapter.py says each part
+        variants=(
+            "cli-asyncpg-b10",
+            "cli-psycopg-b10",
+            "cli-pool-b10",
+            "qm-asyncpg-b10",
+            "run-asyncpg-b10",
+            "run-psycopg-b10",
+            "cli-asyncpg-b100",
+            "cli-psycopg-b100",
+            "cli-asyncpg-b1000",
+        ),
+        # the drain lines' limits 1 and 2 with the batch no larger than the limit (at batch 10,
+        # an outcome waits for the log buffer's 0.1 s timer), and limits 10 and 100
+        limited=(
+            "cli-asyncpg-b1-l1",
+            "cli-asyncpg-b2-l2",
+            "cli-asyncpg-b10-l10",
+            "cli-asyncpg-b10-l100",
+            "cli-asyncpg-b100-l100",
+        ),
     ),
     System(
         "procrastinate",

@@ -1,4 +1,19 @@
-"""pgqueuer 1.6: asyncio, asyncpg; its worker is `pgq run module:factory`."""
+"""pgqueuer 1.6: asyncio; its worker is `pgq run module:factory`, or `pgqueuer.run(factory)`.
+
+A worker is named by a variant, `<how>-<driver>-b<batch>[-l<limit>]` (the ones measured are
+listed in bench/systems.py):
+
+- how it starts: `cli` is what `pgq run` runs: its logger set up at WARNING, then its
+  supervisor, `pgqueuer.run(factory, batch_size=B)`, on the loop its command picks (uvloop,
+  a dependency of pgqueuer on Linux). Not the command itself: in 1.6.0 `pgq run` fails at
+  start-up at any `--log-level` (the option's parser hands the logger a str, not the enum).
+  `run` is the library call as its docstring shows it, `asyncio.run(pgqueuer.run(factory))`:
+  the same supervisor on the standard asyncio loop. `qm` is `cli` with a factory that
+  yields a bare QueueManager (no SchedulerManager beside it);
+- the driver the factory builds: `asyncpg` (AsyncpgDriver, one connection), `pool`
+  (AsyncpgPoolDriver) or `psycopg` (PsycopgDriver, an autocommit AsyncConnection);
+- `--batch-size`; and `-l<N>`, the `noop` entrypoint's `concurrency_limit` (none without it).
+"""
 
 from __future__ import annotations
 
@@ -9,31 +24,55 @@ import sys
 from common import main, pg_dsn, record_probe
 from pg_base import PgAdapter
 
+# The line with an entrypoint concurrency_limit (drain c=1, c=2, latency): what a user runs.
+DEFAULT = "cli-asyncpg-b10"
+
+
+async def make_driver(kind: str) -> tuple[object, object]:
+    """The driver the factory hands pgqueuer, and what to close when it is done."""
+    if kind == "psycopg":
+        import psycopg
+        from pgqueuer import PsycopgDriver
+
+        connection = await psycopg.AsyncConnection.connect(pg_dsn(), autocommit=True)
+        return PsycopgDriver(connection), connection
+    if kind == "pool":
+        import asyncpg
+        from pgqueuer import AsyncpgPoolDriver
+
+        pool = await asyncpg.create_pool(pg_dsn())
+        return AsyncpgPoolDriver(pool), pool
+    import asyncpg
+    from pgqueuer import AsyncpgDriver
+
+    connection = await asyncpg.connect(pg_dsn())
+    return AsyncpgDriver(connection), connection
+
 
 @contextlib.asynccontextmanager
 async def create_pgqueuer():
-    import asyncpg
-    from pgqueuer import AsyncpgDriver, PgQueuer
+    from pgqueuer import PgQueuer, Queries, QueueManager
 
-    connection = await asyncpg.connect(pg_dsn())
-    pgq = PgQueuer(AsyncpgDriver(connection))
+    driver, closable = await make_driver(os.environ.get("BENCH_PGQ_DRIVER", "asyncpg"))
+    bare = os.environ.get("BENCH_PGQ_MANAGER") == "qm"
+    manager = QueueManager(Queries(driver)) if bare else PgQueuer(driver)
 
     # C jobs at a time: the entrypoint's concurrency_limit (its documented way; enforced in
-    # SQL). 0, its default, is no limit (the "tuned" line).
+    # SQL). 0, its default, is no limit.
     limit = int(os.environ.get("BENCH_PGQ_LIMIT", "0"))
 
-    @pgq.entrypoint("noop", concurrency_limit=limit)
+    @manager.entrypoint("noop", concurrency_limit=limit)
     async def noop(job: object) -> None:
         return None
 
-    @pgq.entrypoint("probe")
+    @manager.entrypoint("probe")
     async def probe(job: object) -> None:
         record_probe(int(job.payload))  # type: ignore[attr-defined]
 
     try:
-        yield pgq
+        yield manager
     finally:
-        await connection.close()
+        await closable.close()
 
 
 class PgqueuerAdapter(PgAdapter):
@@ -44,15 +83,18 @@ class PgqueuerAdapter(PgAdapter):
         super().__init__()
         self.filled = 0
         self._queries = None
+        self._enqueue_connection = None
+        self._worker_env: dict[str, str] = {}
 
     @property
     def queries(self):
         if self._queries is None:
-            import asyncpg
-            from pgqueuer import AsyncpgDriver, Queries
+            from pgqueuer import Queries
 
-            connection = self.run(asyncpg.connect(pg_dsn()))
-            self._queries = Queries(AsyncpgDriver(connection))
+            # the enqueue's driver: asyncpg, unless BENCH_PGQ_ENQUEUE_DRIVER says pool/psycopg
+            kind = os.environ.get("BENCH_PGQ_ENQUEUE_DRIVER", "asyncpg")
+            driver, self._enqueue_connection = self.run(make_driver(kind))
+            self._queries = Queries(driver)
         return self._queries
 
     def setup(self) -> None:
@@ -80,22 +122,44 @@ class PgqueuerAdapter(PgAdapter):
         return self.filled - self.count("SELECT COUNT(*) FROM pgqueuer")
 
     def worker_cmd(self, concurrency: int, variant: str) -> list[str]:
-        # pgqueuer.run(), what `pgq run` calls, at its defaults (asyncpg, batch size 10,
-        # LISTEN/NOTIFY). Not `pgq run` itself: in 1.6.0 it fails at start-up (its
-        # --log-level default reaches the logger as a str, not the enum). Its
-        # --max-concurrent-tasks must be at least twice the batch size, so C is the
-        # entrypoint's concurrency_limit instead.
-        limit = 0 if variant == "tuned" else concurrency
-        return [sys.executable, __file__, "worker", str(limit)]
+        # "default": C jobs at a time through the entrypoint's concurrency_limit (its
+        # --max-concurrent-tasks must be at least twice the batch size, so it cannot say 1
+        # or 2); "tuned": the same worker without a limit; else a variant's name.
+        if variant == "default":
+            variant = f"{DEFAULT}-l{concurrency}"
+        how, driver, batch, *rest = (DEFAULT if variant == "tuned" else variant).split("-")
+        limit = int(rest[0].removeprefix("l")) if rest else 0
+        self._worker_env = {
+            "BENCH_PGQ_DRIVER": driver,
+            "BENCH_PGQ_MANAGER": "qm" if how == "qm" else "pgqueuer",
+            "BENCH_PGQ_LIMIT": str(limit),
+        }
+        return [sys.executable, __file__, "worker", how, batch.removeprefix("b")]
+
+    def worker_env(self) -> dict[str, str]:
+        return super().worker_env() | self._worker_env
+
+    def close(self) -> None:
+        if self._enqueue_connection is not None:
+            self.run(self._enqueue_connection.close())
+        super().close()
 
 
-def run_worker(limit: int) -> None:
+def run_worker(how: str, batch_size: int) -> None:
     import asyncio
 
     import pgqueuer
 
-    os.environ["BENCH_PGQ_LIMIT"] = str(limit)
-    asyncio.run(pgqueuer.run(create_pgqueuer))
+    supervised = pgqueuer.run(create_pgqueuer, batch_size=batch_size)
+    if how == "run":
+        asyncio.run(supervised)
+        return
+    from pgqueuer.adapters.cli import cli
+    from pgqueuer.core import logconfig
+
+    # `pgq run`'s own steps, its --log-level given as the enum it expects
+    logconfig.setup_fancy_logger(logconfig.LogLevel.WARNING)
+    cli.asyncio_run(supervised)
 
 
 if __name__ == "__main__":
@@ -103,6 +167,6 @@ if __name__ == "__main__":
     import pgqueuer_adapter
 
     if sys.argv[1] == "worker":
-        pgqueuer_adapter.run_worker(int(sys.argv[2]))
+        pgqueuer_adapter.run_worker(sys.argv[2], int(sys.argv[3]))
     else:
         main(pgqueuer_adapter.PgqueuerAdapter())
