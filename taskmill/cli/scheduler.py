@@ -6,14 +6,12 @@ that want it apart. Any number may run at once.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
 
-from ..scheduler.declarations import autodiscover, sync_schedules
+from ..scheduler.declarations import autodiscover
 from ..scheduler.firing import BATCH_SIZE
 from ..scheduler.loop import Scheduler, SchedulerOptions
 from .common import (
@@ -23,8 +21,6 @@ from .common import (
     taskmill_backend,
 )
 from .signals import StopSignals
-
-logger = logging.getLogger("taskmill.scheduler")
 
 HELP = "Fire due schedules until stopped; any number of schedulers may run at once."
 
@@ -61,21 +57,16 @@ def prepare(database: str, options: dict[str, Any]) -> Scheduler:
     syncs once it is back, before it fires. An invalid declaration does (ValidationError).
     """
     autodiscover()
-    retry_sync = False
-    if not options.get("no_sync"):
-        try:
-            report = sync_schedules(database)
-        except DatabaseError as exc:
-            logger.warning("Schedules declared in code not synced yet (%s); will retry", exc)
-            retry_sync = True
-        else:
-            logger.info("Schedules declared in code synced: %s", report)
-    scheduler_options = SchedulerOptions(
-        database=database,
-        max_sleep=options["max_sleep"],
-        batch_size=options.get("batch_size") or BATCH_SIZE,
+    scheduler = Scheduler(
+        SchedulerOptions(
+            database=database,
+            max_sleep=options["max_sleep"],
+            batch_size=options.get("batch_size") or BATCH_SIZE,
+        )
     )
-    return Scheduler(scheduler_options, sync_declared=retry_sync)
+    if not options.get("no_sync"):
+        scheduler.sync_at_start()
+    return scheduler
 
 
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:

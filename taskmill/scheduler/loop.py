@@ -38,14 +38,14 @@ class SchedulerOptions:
 
 
 class Scheduler:
-    def __init__(self, options: SchedulerOptions, sync_declared: bool = False) -> None:
+    def __init__(self, options: SchedulerOptions) -> None:
         self.options = options
         self.fired = 0
         self._stop = threading.Event()
         self._failures = 0  # passes failed in a row: the back-off grows with them
         # Declarations still to write (a sync at start failed on the database): each pass
         # tries again before firing, so schedules declared in code are not left out.
-        self._sync_pending = sync_declared
+        self._sync_pending = False
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -167,6 +167,21 @@ class Scheduler:
                 return True
             self._stop.wait(left)
         return False
+
+    def sync_at_start(self) -> None:
+        """Write the schedules declared in code (the project's tasks imported already).
+
+        A database away does not stop the start: the passes sync once it is back, before
+        they fire. An invalid declaration raises (ValidationError): the caller decides."""
+        from .declarations import sync_schedules
+
+        try:
+            report = sync_schedules(self.options.database)
+        except DatabaseError as exc:
+            logger.warning("Schedules declared in code not synced yet (%s); will retry", exc)
+            self._sync_pending = True
+        else:
+            logger.info("Schedules declared in code synced: %s", report)
 
     def _sync(self) -> None:
         """Write the code's declarations; a database error is raised (the loop retries)."""

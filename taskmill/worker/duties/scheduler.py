@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import DatabaseError, connections
+from django.db import connections
 
 from ...scheduler.loop import Scheduler, SchedulerOptions
 from .base import Duty
@@ -33,15 +33,11 @@ class SchedulerDuty(Duty):
         already stored. An invalid declaration is logged; a database error (the database
         away) is retried by the scheduler's passes, before its first fire, until it passes.
         """
-        from ...scheduler.declarations import autodiscover, sync_schedules
+        from ...scheduler.declarations import autodiscover
 
         try:
             autodiscover()
-            logger.info("Schedules declared in code synced: %s", sync_schedules(self.database))
-        except DatabaseError as exc:
-            # The database went away: the scheduler's passes sync once it is back.
-            logger.warning("Schedules declared in code not synced yet (%s); will retry", exc)
-            self.scheduler = Scheduler(self.scheduler.options, sync_declared=True)
+            self.scheduler.sync_at_start()
         except Exception:
             logger.exception("Could not sync the schedules declared in code")
         finally:
