@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.apps import apps
 from django.conf import settings
@@ -327,3 +327,9 @@ class DatabaseBackend(BaseTaskBackend):
         elif self.database in (kwargs.get("databases") or ()):
             messages.extend(get_engine(self.database).check_database(where))
         return messages
+
+
+def stores_runs_in(backend: object, database: str) -> TypeGuard[DatabaseBackend]:
+    """Whether ``backend`` is taskmill's and keeps its runs in ``database``: only then may
+    the scheduler write its runs in its own transaction, and the control room count them."""
+    return isinstance(backend, DatabaseBackend) and backend.database == database

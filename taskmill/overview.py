@@ -154,11 +154,11 @@ def queue_overview(database: str = "default") -> list[QueueOverview]:
 def configured_queues(database: str = "default") -> set[str]:
     """The queue names in ``QUEUES`` of every taskmill backend whose runs live in
     ``database``: what the operator set up, listed even before a run uses it."""
-    from .backend import DatabaseBackend  # the backend imports much of taskmill
+    from .backend import stores_runs_in  # the backend imports much of taskmill
 
     names: set[str] = set()
     for backend in task_backends.all():
-        if isinstance(backend, DatabaseBackend) and backend.database == database:
+        if stores_runs_in(backend, database):
             names.update(backend.queues)
     return names
 

@@ -34,7 +34,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .. import wakeup
-from ..backend import DatabaseBackend
+from ..backend import stores_runs_in
 from ..compat import task_enqueued
 from ..db import NewRun, get_engine
 from ..models import RunStatus, Schedule
@@ -78,7 +78,7 @@ def prepare(
         if task is None:
             task = tasks[key] = task_for(schedule)
         backend = task.get_backend()
-        if not (isinstance(backend, DatabaseBackend) and backend.database == database):
+        if not stores_runs_in(backend, database):
             return None
         from .firing import scheduled_runs
 

@@ -46,7 +46,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ..backend import DatabaseBackend
+from ..backend import DatabaseBackend, stores_runs_in
 from ..db import get_engine
 from ..models import Run, Schedule
 from ..schedule_rules import task_for
@@ -274,7 +274,7 @@ def enqueue(
         return []
     task = task_for(schedule)
     backend = task.get_backend()
-    if not (isinstance(backend, DatabaseBackend) and backend.database == database):
+    if not stores_runs_in(backend, database):
         return [
             (fire_time, task.enqueue(*schedule.args, **call_kwargs(schedule, fire_time)).id)
             for fire_time in fire_times
@@ -292,7 +292,7 @@ def enqueue_each(
     is neither: it fired before."""
     task = task_for(schedule)
     backend = task.get_backend()
-    if not (isinstance(backend, DatabaseBackend) and backend.database == database):
+    if not stores_runs_in(backend, database):
         return enqueue(schedule, fire_times, now, database), []
     inserted: list[tuple[datetime, str]] = []
     held: list[datetime] = []
