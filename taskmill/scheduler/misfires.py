@@ -48,9 +48,14 @@ class FirePlan:
     def next_after(self, schedule: Any, fired: int) -> datetime | None:
         """When ``schedule`` is due next if ``fired`` of these fire times enqueued a run:
         skipped fire times do not count towards ``max_fires``."""
-        if schedule.max_fires is not None and schedule.fire_count + fired >= schedule.max_fires:
-            return None
-        return self.following
+        return _next_due(schedule, fired, self.following)
+
+
+def _next_due(schedule: Any, fired: int, following: datetime | None) -> datetime | None:
+    """``following``, unless ``fired`` more fires reach the schedule's ``max_fires``."""
+    if schedule.max_fires is not None and schedule.fire_count + fired >= schedule.max_fires:
+        return None
+    return following
 
 
 def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
@@ -87,7 +92,5 @@ def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
     following = trigger.after(now)
     if following is not None and schedule.end_at and following > schedule.end_at:
         following = None
-    max_fires = schedule.max_fires
-    finished = max_fires is not None and schedule.fire_count + len(fires) >= max_fires
-    next_fire_at = None if finished else following
+    next_fire_at = _next_due(schedule, len(fires), following)
     return FirePlan(fires, next_fire_at, missed, dropped, following)
