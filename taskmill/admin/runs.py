@@ -118,10 +118,7 @@ class RunAdmin(admin.ModelAdmin):
             if not masking.may_see_arguments(request):
                 return queryset.none(), False  # no probing of what one may not see
             key, raw = match.groups()
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                value = raw
+            value = _typed(raw)
             if masking.touches_masked_key(key, value):
                 return queryset.none(), False  # a masked value is not found by guessing it
             if get_engine(queryset.db).searches_json_by_containment:
@@ -351,14 +348,18 @@ def _run_links(runs: Any) -> str:
     return format_html_join(", ", '<a href="{}">#{}</a> {} ({})', rows)
 
 
-def _equals(lookup: str, raw: str) -> Q:
-    """The JSON value at ``lookup`` equals what was typed: read as JSON when it can be, and
-    as the text too when that differs (``5`` finds 5 and "5": callers such as Wagtail pass
-    ids as strings)."""
+def _typed(raw: str) -> Any:
+    """A searched value as typed: read as JSON when it can be, else as a string."""
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
-        return Q(**{lookup: raw})
+        return raw
+
+
+def _equals(lookup: str, raw: str) -> Q:
+    """The JSON value at ``lookup`` equals what was typed (``_typed``), or its text too when
+    that differs (``5`` finds 5 and "5": callers such as Wagtail pass ids as strings)."""
+    value = _typed(raw)
     if isinstance(value, str):
         return Q(**{lookup: value})
     return Q(**{lookup: value}) | Q(**{lookup: raw})
