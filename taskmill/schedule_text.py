@@ -16,8 +16,14 @@ UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
 
-def describe(kind: str, *, cron: str = "", interval: timedelta | None = None,
-             run_at: datetime | None = None, zone: str = "UTC") -> str:  # fmt: skip
+def describe(
+    kind: str,
+    *,
+    cron: str = "",
+    interval: timedelta | None = None,
+    run_at: datetime | None = None,
+    zone: str = "UTC",
+) -> str:
     """``kind`` is a ``Schedule.Kind`` value: "cron", "interval" or "once"."""
     if kind == "interval" and interval is not None:
         return describe_interval(interval)
@@ -60,9 +66,9 @@ def describe_cron(expression: str, zone: str) -> str:
     said = None
     if calendar_free and weekday == "*":
         said = _every_step(second, minute, hour)
-    if said is None and calendar_free and _is_number(second) and _is_number(minute):
+    if said is None and calendar_free and second.isdigit() and minute.isdigit():
         days = _weekdays(weekday)
-        if _is_number(hour) and days is not None:
+        if hour.isdigit() and days is not None:
             clock = f"{int(hour):02d}:{int(minute):02d}"
             if int(second):
                 clock += f":{int(second):02d}"
@@ -109,7 +115,3 @@ def _weekdays(field: str) -> str | None:
             return None
         names.append(WEEKDAYS[int(item) % 7])
     return "on " + ", ".join(names)
-
-
-def _is_number(field: str) -> bool:
-    return field.isdigit()
