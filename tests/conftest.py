@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +60,43 @@ def wait_until(
             raise AssertionError(f"timed out after {timeout}s waiting for {said or predicate}")
         time.sleep(pause)
         pause = min(pause * 1.5, interval)
+
+
+@contextlib.contextmanager
+def held_by_another_transaction(
+    lock: Callable[[], object], timeout: float = 30.0, locked_within: float = 30.0
+) -> Iterator[None]:
+    """Run ``lock`` in a transaction on a thread (and connection) of its own, and keep that
+    transaction open while the block runs (``timeout`` at most): the row locks another
+    worker or an atomic task would hold, taken within ``locked_within`` seconds. A failure
+    inside ``lock`` is raised here, not lost with its thread."""
+    locked, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                lock()
+                locked.set()
+                release.wait(timeout)
+        except BaseException as exc:  # raised in the test's thread below
+            failures.append(exc)
+        finally:
+            locked.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        wait_until(locked.is_set, timeout=locked_within, message="the other transaction's locks")
+        if failures:
+            raise failures[0]
+        yield
+    finally:
+        release.set()
+        thread.join(timeout)
+    if failures:
+        raise failures[0]
 
 
 # For workers in the lease, rescue and control tests: heartbeats every 0.2 s, leases of 1.5 s,

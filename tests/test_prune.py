@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -10,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections, transaction
+from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -19,6 +18,7 @@ from taskmill.models import Run, RunDependency, Schedule, Worker
 from taskmill.pruning import prune_runs
 from taskmill.scheduler import firing
 from taskmill.worker.duties.pruner import BACKLOG_INTERVAL, MAX_BATCHES_PER_PASS, Pruner
+from tests.conftest import held_by_another_transaction
 from tests.testapp import scheduled_tasks, tasks
 
 pytestmark = pytest.mark.django_db
@@ -166,28 +166,13 @@ def test_rows_another_transaction_holds_are_skipped_not_waited_for():
     now = timezone.now()
     ids = make_runs(6, expires_at=now - PAST)
     held, free = ids[:3], ids[3:]
-    locked, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        try:
-            with transaction.atomic():
-                list(Run.objects.select_for_update().filter(pk__in=held))
-                locked.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert locked.wait(10)
+    with held_by_another_transaction(
+        lambda: list(Run.objects.select_for_update().filter(pk__in=held)), locked_within=10
+    ):
         started = time.monotonic()
         assert prune_runs("default", expired_before=now, batch_size=2) == 3
         assert time.monotonic() - started < 5
         assert remaining(ids) == set(held)
-    finally:
-        release.set()
-        thread.join(30)
     assert prune_runs("default", expired_before=now, batch_size=2) == 3
     assert remaining(free + held) == set()
 

@@ -4,15 +4,14 @@ unmark_prefetched, lock_attempt, expired_runs and rescue."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from taskmill.db import Engine, get_engine
 from taskmill.models import Run, Worker
-from tests.conftest import wait_until
+from tests.conftest import held_by_another_transaction
 
 from .helpers import claim, insert, new_run
 
@@ -143,30 +142,11 @@ def test_a_locked_attempt_is_passed_over_by_the_rescue(engine: Engine) -> None:
         pytest.skip("SQLite: the atomic task's write transaction holds the whole database")
     insert(engine, new_run())
     (run,) = claim(engine, "w", lease_until=timezone.now() - dt.timedelta(seconds=5))
-    locked, release = threading.Event(), threading.Event()
-    failures: list[BaseException] = []
 
     def atomic_task() -> None:
-        try:
-            with transaction.atomic():
-                assert get_engine("default").lock_attempt(run.id, run.attempt)
-                locked.set()
-                release.wait(30)
-        except BaseException as exc:  # reported below
-            failures.append(exc)
-        finally:
-            locked.set()
-            connections.close_all()
+        assert get_engine("default").lock_attempt(run.id, run.attempt)
 
-    thread = threading.Thread(target=atomic_task)
-    thread.start()
-    try:
-        wait_until(locked.is_set, timeout=30)
-        with transaction.atomic():
-            assert engine.expired_runs(timezone.now(), 10) == []
-    finally:
-        release.set()
-        thread.join(30)
-    assert failures == []
+    with held_by_another_transaction(atomic_task), transaction.atomic():
+        assert engine.expired_runs(timezone.now(), 10) == []
     with transaction.atomic():
         assert [row["id"] for row in engine.expired_runs(timezone.now(), 10)] == [run.id]

@@ -13,7 +13,7 @@ from django.utils import timezone
 from taskmill.db import Engine, get_engine
 from taskmill.db.stats import Ended
 from taskmill.models import Run, RunStats, RunStatsHourly
-from tests.conftest import wait_until
+from tests.conftest import held_by_another_transaction, wait_until
 
 from .helpers import NOOP, insert, new_run
 
@@ -82,28 +82,14 @@ def test_lock_skipping_locked_passes_over_rows_others_hold(engine: Engine) -> No
     if not engine.skips_locked_rows:
         assert engine.lock_skipping_locked(query) is query
         return
-    locked, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        try:
-            with transaction.atomic():
-                list(Run.objects.select_for_update().filter(pk=ids[0]))
-                locked.set()
-                release.wait(30)
-        finally:
-            locked.set()
-            connections.close_all()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        wait_until(locked.is_set)
-        with transaction.atomic():
-            picked = list(engine.lock_skipping_locked(query).values_list("pk", flat=True))
-        assert picked == [ids[1]]
-    finally:
-        release.set()
-        thread.join(30)
+    with (
+        held_by_another_transaction(
+            lambda: list(Run.objects.select_for_update().filter(pk=ids[0]))
+        ),
+        transaction.atomic(),
+    ):
+        picked = list(engine.lock_skipping_locked(query).values_list("pk", flat=True))
+    assert picked == [ids[1]]
 
 
 def test_add_stats_upserts_increments_per_minute_and_hour(engine: Engine) -> None:
