@@ -29,7 +29,10 @@ SCHEDULE_CONTROL = ("pause_schedule", "resume_schedule")
 # (taskmill.exceptions), re-exported.
 ERRORS = ("InvalidSchedule", "TaskmillError")
 
-__all__ = ["enqueue_many", "schedule", "task", *CONTROL, *SCHEDULE_CONTROL, *ERRORS]
+# Flow control (taskmill.limits), re-exported.
+LIMITS = ("Rate", "set_queue_limits")
+
+__all__ = ["enqueue_many", "schedule", "task", *CONTROL, *SCHEDULE_CONTROL, *ERRORS, *LIMITS]
 
 
 def __getattr__(name: str) -> Any:
@@ -51,6 +54,14 @@ def __getattr__(name: str) -> Any:
         from . import exceptions
 
         return getattr(exceptions, name)
+    if name == "Rate":
+        from .limits.rates import Rate
+
+        return Rate
+    if name == "set_queue_limits":
+        from .limits.queues import set_queue_limits
+
+        return set_queue_limits
     if name == "schedule":
         from .scheduler.declarations import schedule
 

@@ -27,13 +27,15 @@ from .compat import (
 from .db import NewRun, get_engine, unsupported_vendor
 from .db.records import NEW_RUN_COLUMN_SET
 from .followups import lock_dependencies, settle_new_dependent
+from .limits import keys as limit_keys
+from .limits.queues import parse_queue_limits
 from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of, results_of_new, task_of_run
 from .serialization import normalize_arguments, text_problem
 from .signalling import enqueued_heard
 from .tasks import Call, Task
 
-KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF"}
+KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF", "QUEUE_LIMITS"}
 # Defaults for every task of the alias (Django's proposal #142 names). The proposal puts
 # them beside QUEUES; taskmill reads them there too, so both spellings keep working.
 RETRY_DEFAULTS = ("MAX_ATTEMPTS", "BACKOFF")
@@ -82,6 +84,8 @@ class DatabaseBackend(BaseTaskBackend):
         MAX_ATTEMPTS: attempts for every task that sets no ``max_attempts`` (default 1).
         BACKOFF: ``backoff(exception, task_result) -> seconds | None`` (or its dotted path)
             for every task that sets no backoff of its own.
+        QUEUE_LIMITS: ``{queue: {"concurrency_limit": N, "rate_limit": "100/m"}}``, limits
+            shared by every run of a queue (taskmill.limits.queues; docs/limits.md).
     """
 
     task_class = Task
@@ -108,6 +112,7 @@ class DatabaseBackend(BaseTaskBackend):
             *found.get("MAX_ATTEMPTS", ("", None))
         )
         self.default_backoff: Any = _backoff_option(*found.get("BACKOFF", ("", None)))
+        self.queue_limits = parse_queue_limits(where, self.options.get("QUEUE_LIMITS"))
 
     # -- validation ---------------------------------------------------------------------
 
@@ -176,9 +181,13 @@ class DatabaseBackend(BaseTaskBackend):
         available_at = run_after or now
         backend, queue_name, priority = self.alias, task.queue_name, task.priority
         keyed = task.unique or task.unique_key is not None
+        limited = limit_keys.uses_keys(task)
         runs = []
         for args, kwargs in calls:
             args, kwargs = normalize_arguments(task_path, args, kwargs)
+            extra = dict(fields)
+            if limited:
+                extra.update(limit_keys.run_keys(task, args, kwargs))
             runs.append(
                 NewRun(
                     task_path=task_path,
@@ -195,7 +204,7 @@ class DatabaseBackend(BaseTaskBackend):
                     unique_key=task.unique_key_for(args, kwargs) if keyed else None,
                     # One dict per run: nothing may see a change made through another.
                     options=None if options is None else dict(options),
-                    extra=dict(fields),
+                    extra=extra,
                 )
             )
         return runs

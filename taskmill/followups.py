@@ -21,9 +21,10 @@ from django.utils import timezone
 from . import registry
 from .compat import InvalidTask
 from .db import get_engine
-from .db.records import Landed
+from .db.records import ClaimedRun, Landed
 from .db.stats import Ended
 from .exceptions import DependencyFailed, synthetic_error
+from .limits import gate
 from .models import ACTIVE_STATUSES, Run, RunDependency, RunStatus
 from .tasks import expiry_for
 from .wakeup import wake_after_commit
@@ -67,18 +68,35 @@ class Settling:
     task: object | None  # its callbacks; None when the run names no registered task
     # The attempt, for the rollups; None when no attempt ended (a rescue, a cancel).
     ended: Ended | None = None
+    # The limits' slots the run held while RUNNING (limits.gate.freed_keys); none if it
+    # never started.
+    frees: Sequence[str] = ()
 
 
-def settle(database: str, settling: Sequence[Settling], *, dependents: bool = True) -> list[int]:
+def settle(
+    database: str,
+    settling: Sequence[Settling],
+    *,
+    dependents: bool = True,
+    claimed: list[ClaimedRun] | None = None,
+) -> list[int]:
     """What follows these outcomes, in the transaction that wrote them: the attempts in the
-    rollups (first: their rows' locks are then held the shortest time), the callbacks of
-    final ones, and the dependents of final ones released or cancelled, in one pass.
+    rollups (first: their rows' locks are then held the shortest time), the slots they
+    held let go to the runs their limits held back, the callbacks of final ones, and the
+    dependents of final ones released or cancelled, in one pass.
 
     ``dependents=False`` leaves the dependents to the caller, for a transaction of their own
     (a worker's batch that knew of none when it started, to keep its transaction short);
-    returns the runs whose dependents are left so.
+    returns the runs whose dependents are left so. ``claimed``: the runs a claim made in
+    the same transaction took, gated here in the same pass over the limits' keys (one
+    locking order for the transaction), and left holding those that may start.
     """
     get_engine(database).add_stats(item.ended for item in settling if item.ended is not None)
+    freed = [key for item in settling for key in item.frees]
+    if freed or (claimed and gate.touches(claimed, database)):
+        admitted = gate.settle_slots(database, claimed or (), freed)
+        if claimed is not None:
+            claimed[:] = admitted
     for item in settling:
         enqueue_callbacks(item.task, item.landed.run_id, item.landed.status)
     finished = [

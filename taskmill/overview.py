@@ -31,6 +31,8 @@ class QueueOverview:
     scheduled: int  # READY, deferred to later (run_after, a retry's backoff)
     waiting: int  # WAITING for the runs they depend on
     running: int
+    # READY, held back by a limit until a slot frees (taskmill.limits); not in ``scheduled``.
+    held: int
     paused: bool
     paused_at: datetime | None
     # Seconds since the oldest run counted in ``ready`` became available; None if none.
@@ -88,14 +90,15 @@ def _run_counts(database: str, now: datetime) -> dict[str, dict[str, Any]]:
 
     def queue(name: str) -> dict[str, Any]:
         return counts.setdefault(
-            name, {"ready": 0, "scheduled": 0, "waiting": 0, "running": 0, "oldest": None}
+            name,
+            {"ready": 0, "scheduled": 0, "waiting": 0, "running": 0, "held": 0, "oldest": None},
         )
 
     with connections[database].cursor() as cursor:
         # READY runs sit in two indexes: due ones (the claim's) and deferred ones (the
         # stager's). Each may hold runs on either side of now: a due run retried with a
         # backoff, a deferred one whose time came before a worker staged it (no worker up).
-        for condition in (engine.due_condition, engine.deferred_condition):
+        for condition in (engine.due_condition, engine.staging_condition):
             cursor.execute(
                 "SELECT queue_name, "
                 "SUM(CASE WHEN available_at <= %s THEN 1 ELSE 0 END), COUNT(*), "
@@ -114,6 +117,7 @@ def _run_counts(database: str, now: datetime) -> dict[str, dict[str, Any]]:
         for key, condition in (
             ("waiting", engine.waiting_condition),
             ("running", engine.running_condition),
+            ("held", engine.held_condition),
         ):
             cursor.execute(
                 f"SELECT queue_name, COUNT(*) FROM {RUN_TABLE} WHERE {condition} "
@@ -143,6 +147,7 @@ def queue_overview(database: str = "default") -> list[QueueOverview]:
                 scheduled=entry.get("scheduled", 0),
                 waiting=entry.get("waiting", 0),
                 running=entry.get("running", 0),
+                held=entry.get("held", 0),
                 paused=bool(switch and switch.paused),
                 paused_at=switch.paused_at if switch else None,
                 oldest_ready_age=_age(now, oldest) if oldest else None,

@@ -32,6 +32,7 @@ from . import registry
 from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
 from .conf import seconds, setting
+from .limits import keys as limit_keys
 from .results import UnregisteredTask
 from .serialization import normalize_arguments, text_problem
 
@@ -97,6 +98,18 @@ class Task(BaseTask):
     # deadlock) sends the run again like a lost worker's, using no attempt of max_attempts
     # (see docs/runs.md). False: such an error is the task's failure like any other.
     retry_on_database_errors: bool = True
+    # Flow control, held by the database across every worker (taskmill.limits,
+    # docs/limits.md): at most concurrency_limit runs RUNNING at once, per concurrency_key
+    # when given; at most rate_limit starts ("100/m" or Rate) in any window, per rate_key;
+    # runs claimed round-robin over fair_key within their queue and priority. A key is the
+    # name of a keyword argument or a callable (args, kwargs) -> str.
+    concurrency_limit: int | None = None
+    concurrency_key: Any = None
+    rate_limit: Any = None
+    rate_key: Any = None
+    fair_key: Any = None
+    # Keys given per call, .using(concurrency_key="acct-7"): (option, key) pairs.
+    call_keys: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         self._normalize()
@@ -167,6 +180,7 @@ class Task(BaseTask):
                 "atomic=True needs a sync task: an async task's database calls cannot run "
                 "in the transaction that records its success."
             )
+        set_("rate_limit", limit_keys.check_options(self)["rate_limit"])
         for name in ("on_success", "on_failure"):
             callback = getattr(self, name)
             if callback is None:
@@ -189,12 +203,16 @@ class Task(BaseTask):
     ) -> Task:
         """A copy with other defaults; besides Django's, the per-call options
         ``max_attempts``, ``timeout``, ``result_ttl``, ``retry_on_database_errors``,
-        ``unique_key`` and ``depends_on``."""
-        unknown = set(options) - set(PER_CALL_OPTIONS)
+        ``unique_key`` and ``depends_on``; and the keys of this call's limits,
+        ``concurrency_key``, ``rate_key`` and ``fair_key`` (the key itself, a string)."""
+        given = limit_keys.given_per_call(options)
+        if given:
+            options["call_keys"] = (*(p for p in self.call_keys if p[0] not in dict(given)), *given)
+        unknown = set(options) - set(PER_CALL_OPTIONS) - {"call_keys"}
         if unknown:
             raise TypeError(
                 f"using() got unexpected option(s) {', '.join(sorted(unknown))}; per call, "
-                f"taskmill takes {', '.join(PER_CALL_OPTIONS)}."
+                f"taskmill takes {', '.join((*PER_CALL_OPTIONS, *limit_keys.KEY_OPTIONS))}."
             )
         task = BaseTask.using(
             self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend

@@ -108,7 +108,9 @@ TEMPLATES = [
 TASKS = {
     "default": {
         "BACKEND": "taskmill.backend.DatabaseBackend",
-        "QUEUES": ["default", "high", "low", "emails"],
+        "QUEUES": ["default", "high", "low", "emails", "erp"],
+        # tests/limits: a queue whose runs share a limit, whichever task they are.
+        "OPTIONS": {"QUEUE_LIMITS": {"erp": {"concurrency_limit": 2}}},
     },
     # A second alias on the same database, sharing the "default" queue's name: a worker
     # started for one alias must not run the other's runs (tests/test_backend_aliases.py).

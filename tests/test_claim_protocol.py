@@ -213,9 +213,9 @@ def test_claim_and_staging_use_their_indexes_with_many_finished_and_deferred_run
     )
     assert "taskmill_run_claim" in claim_plan, claim_plan
     stage_plan = _explain(
-        f"SELECT id FROM taskmill_run WHERE {engine.deferred_condition} AND available_at <= %s"
+        f"SELECT id FROM taskmill_run WHERE {engine.staging_condition} AND available_at <= %s"
     )
-    assert "taskmill_run_stage" in stage_plan, stage_plan
+    assert "taskmill_run_staging" in stage_plan, stage_plan
     # And the claim takes the 20 ready runs, none of the 20,000 deferred ones.
     assert len(claim("w", 100)) == 20
 

@@ -85,7 +85,7 @@ def test_queues_count_each_active_state_and_never_finished_runs():
 
     queues = by_name(queue_overview())
     # Every queue the backends of this database configure (tests/settings.py), idle or not.
-    assert sorted(queues) == ["default", "emails", "high", "low", "reports"]
+    assert sorted(queues) == ["default", "emails", "erp", "high", "low", "reports"]
     idle = queues["low"]
     assert (idle.ready, idle.scheduled, idle.waiting, idle.running) == (0, 0, 0, 0)
     assert idle.oldest_ready_age is None and not idle.paused
@@ -106,16 +106,17 @@ def test_run_queries_spell_an_active_index_condition():
     engine = get_engine("default")
     conditions = [
         engine.due_condition,
-        engine.deferred_condition,
+        engine.staging_condition,
         engine.running_condition,
         engine.waiting_condition,
+        engine.held_condition,
     ]
     with CaptureQueriesContext(connection) as captured:
         queue_overview()
         worker_overview()
         orphaned_runs()
     on_runs = [query["sql"] for query in captured if "taskmill_run" in query["sql"]]
-    assert len(on_runs) == 6
+    assert len(on_runs) == 7
     for sql in on_runs:
         assert any(f"WHERE {condition} " in sql for condition in conditions), sql
 

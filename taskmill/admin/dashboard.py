@@ -125,8 +125,8 @@ def recent_queue_activity(database: str) -> dict[str, int]:
 
 def idle_queue(name: str) -> overview.QueueOverview:
     return overview.QueueOverview(
-        name=name, ready=0, scheduled=0, waiting=0, running=0, paused=False, paused_at=None,
-        oldest_ready_age=None,
+        name=name, ready=0, scheduled=0, waiting=0, running=0, held=0, paused=False,
+        paused_at=None, oldest_ready_age=None,
     )  # fmt: skip
 
 

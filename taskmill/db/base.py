@@ -168,7 +168,7 @@ class BaseEngine(LeaseQueries, Engine):
         # spells out the index's own terms.
         sql = (
             f"UPDATE {RUN_TABLE} SET due = {self.true_literal} "
-            f"WHERE {self.deferred_condition} AND available_at <= %s"
+            f"WHERE {self.staging_condition} AND available_at <= %s"
         )
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [self.adapt_datetime(now)])
@@ -213,6 +213,24 @@ class BaseEngine(LeaseQueries, Engine):
             f"VALUES ({', '.join(['%s'] * len(columns))})"
         )
 
+    def lock_or_create(self, table: str, key: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        quote = self.connection.ops.quote_name
+        columns = list(rows[0])
+        values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
+        # An upsert that changes nothing still locks the row it meets.
+        sql = (
+            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES {values} {self.on_conflict_lock(key)}"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [row[column] for row in rows for column in columns])
+
+    def on_conflict_lock(self, key: str) -> str:
+        quote = self.connection.ops.quote_name
+        return f"ON CONFLICT ({quote(key)}) DO UPDATE SET {quote(key)} = excluded.{quote(key)}"
+
     # -- helpers --------------------------------------------------------------------------
 
     def adapt_datetime(self, value: datetime | None) -> Any:
@@ -236,10 +254,12 @@ class BaseEngine(LeaseQueries, Engine):
     ) -> tuple[str, list]:
         """SQL (starting with AND) and params restricting the claim to some queues (and to
         the runs of some ``TASKS`` aliases: two aliases may share a database and its table)."""
-        # Paused queues are skipped: a tiny table, read by the claim itself, so a pause
-        # holds from the moment it commits.
+        # Paused queues are skipped, and full ones (a queue limit with no slot free,
+        # taskmill.limits): a tiny table, read by the claim itself, so a pause holds from
+        # the moment it commits.
         sql, params = (
-            f" AND queue_name NOT IN (SELECT name FROM {QUEUE_TABLE} WHERE paused = TRUE)",
+            f" AND queue_name NOT IN (SELECT name FROM {QUEUE_TABLE} "
+            "WHERE paused = TRUE OR at_limit = TRUE)",
             [],
         )
         if queues is not None:
@@ -271,6 +291,9 @@ class BaseEngine(LeaseQueries, Engine):
             errors,
             options,
             has_dependents,
+            concurrency_key,
+            rate_key,
+            fair_key,
         ) = row
         return ClaimedRun(
             run_id,
@@ -288,6 +311,9 @@ class BaseEngine(LeaseQueries, Engine):
             load_json(errors),
             load_json(options),
             bool(has_dependents),
+            concurrency_key,
+            rate_key,
+            fair_key,
             claimed_at,
             claimed_at,
         )

@@ -84,6 +84,9 @@ class Engine(ABC):
     deferred_condition: str = f"status = '{RunStatus.READY}' AND due = 0"
     running_condition: str = f"status = '{RunStatus.RUNNING}'"
     waiting_condition: str = f"status = '{RunStatus.WAITING}'"
+    # Deferred runs waiting for a time; runs held back by a limit wait for a slot instead.
+    staging_condition: str = f"status = '{RunStatus.READY}' AND due = 0 AND held_by IS NULL"
+    held_condition: str = f"status = '{RunStatus.READY}' AND held_by IS NOT NULL"
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -235,6 +238,16 @@ class Engine(ABC):
         """Add these attempts to the per-minute and per-hour rollups, in the caller's
         transaction (the one writing their outcomes: each counted once). Upserts with
         increments, rows in key order: concurrent writers neither lose counts nor deadlock."""
+
+    # -- flow control (taskmill.limits) -------------------------------------------------------
+
+    @abstractmethod
+    def lock_or_create(self, table: str, key: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Lock, until the caller's transaction ends, the rows of ``table`` whose ``key``
+        column holds the values of ``rows`` (dicts of column -> value), inserting the
+        missing ones as given: one statement, rows taken in ``rows``' order (the caller
+        sorts them), so that concurrent callers never deadlock over them and two that
+        both find a row missing do not both insert it."""
 
     # -- what the rest of taskmill asks instead of the vendor -------------------------------
 

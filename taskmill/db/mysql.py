@@ -161,6 +161,10 @@ class MySQLEngine(BaseEngine):
         updates = ", ".join(f"{quote(c)} = {quote(c)} + VALUES({quote(c)})" for c in SUM_COLUMNS)
         return f"{self.insert_rollup_sql(table, keys)} ON DUPLICATE KEY UPDATE {updates}"
 
+    def on_conflict_lock(self, key: str) -> str:
+        quote = self.connection.ops.quote_name
+        return f"ON DUPLICATE KEY UPDATE {quote(key)} = {quote(key)}"
+
     def check_database(self, where: str) -> list[checks.CheckMessage]:
         messages: list[checks.CheckMessage] = []
         connection = self.connection

@@ -143,6 +143,7 @@ class PostgreSQLEngine(BaseEngine):
     searches_json_by_containment = True
     due_condition = f"status = '{RunStatus.READY}' AND due"
     deferred_condition = f"status = '{RunStatus.READY}' AND NOT due"
+    staging_condition = f"status = '{RunStatus.READY}' AND NOT due AND held_by IS NULL"
     true_literal = "true"
     _insert_statements: dict[tuple[Any, ...], str] = {}
 

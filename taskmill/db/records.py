@@ -34,6 +34,9 @@ CLAIMED_COLUMNS = (
     "errors",
     "options",
     "has_dependents",
+    "concurrency_key",
+    "rate_key",
+    "fair_key",
 )
 # ClaimedRun's datetimes (raw cursors, and JSON, hand them back as text).
 CLAIMED_DATETIME_COLUMNS = (
@@ -109,6 +112,10 @@ class ClaimedRun:
     errors: list[dict[str, str]]
     options: dict[str, Any] | None = None
     has_dependents: bool = False
+    # The keys its limits count under (taskmill.limits): the claim's gate reads them.
+    concurrency_key: str | None = None
+    rate_key: str | None = None
+    fair_key: str | None = None
     # The claim's time, standing in for the attempt's start until its body begins (then
     # Attempt.mark_started sets both); the columns hold the same.
     started_at: datetime | None = None

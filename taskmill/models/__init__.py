@@ -1,6 +1,7 @@
 """taskmill's tables: one module per concept."""
 
 from ..status import ACTIVE_STATUSES, FINISHED_STATUSES, RunStatus
+from .limits import Limit, LimitStart
 from .runs import Dashboard, Run, RunDependency
 from .schedules import Schedule
 from .stats import RunStats, RunStatsHourly
@@ -10,6 +11,8 @@ __all__ = [
     "ACTIVE_STATUSES",
     "FINISHED_STATUSES",
     "Dashboard",
+    "Limit",
+    "LimitStart",
     "Queue",
     "Run",
     "RunDependency",

@@ -9,7 +9,12 @@ objects on the model keeps them alive through Django's table rebuilds (SQLite re
 - ``RunningIndex``: RUNNING runs by worker, for the heartbeat and the rescue.
 - ``WaitingIndex``: runs waiting for their dependencies, for the sweep that settles strays.
 - ``StageIndex``: READY runs deferred to later, by the time they become due; the worker's
-  staging step reads it to mark them due, so claims never scan deferred runs.
+  staging step reads it to mark them due, so claims never scan deferred runs. Since
+  migration 0011, ``StagingIndex`` leaves out runs held back by a limit, which wait for a
+  slot rather than a time (``taskmill.limits``).
+- ``HeldIndex``: runs held back by a limit, by key, in the order they will be let go.
+- ``KeyedReadyIndex``: due runs that carry a limit's key, for the gate that holds a full
+  key's whole backlog at once.
 """
 
 from __future__ import annotations
@@ -96,9 +101,48 @@ class WaitingIndex(_ShapedIndex):
 
 
 class StageIndex(_ShapedIndex):
+    """The staging index of migrations 0003-0010; kept so that they still build it."""
+
     ordering = ["available_at"]
     condition_attribute = "deferred_condition"
     leading = ["status", "due"]
+
+
+class StagingIndex(_ShapedIndex):
+    """Deferred runs that wait for a time, not for a limit's slot (migration 0011)."""
+
+    ordering = ["available_at"]
+    condition_attribute = "staging_condition"
+    leading = ["status", "due", "held_by"]
+
+
+class HeldIndex(_ShapedIndex):
+    """Runs held back by a limit: a freed slot lets go the best of its key first."""
+
+    ordering = ["held_by", "-priority", "available_at", "id"]
+    condition_attribute = "held_condition"
+    leading = ["status"]
+
+
+class KeyedReadyIndex(models.Index):
+    """Due runs whose ``column`` (a limit's key) is set: partial where the database allows.
+
+    Read when a key fills up, to hold back all its due runs in one statement, so that the
+    claim never meets them again one batch at a time (head-of-line blocking). MySQL/MariaDB
+    get a plain index on the key: NULL for the runs of tasks without limits.
+    """
+
+    def __init__(self, *, fields: list[str], name: str) -> None:
+        super().__init__(fields=fields, name=name)
+
+    def _get_condition_sql(self, model: Any, schema_editor: Any) -> str | None:
+        from ..db import get_engine  # here: the engines import the models
+
+        column = model._meta.get_field(self.fields[0]).column
+        not_null = _not_null_condition([column], schema_editor)
+        if not_null is None:
+            return None
+        return f"{get_engine(schema_editor.connection.alias).due_condition} AND {not_null}"
 
 
 def _not_null_condition(columns: list[str], schema_editor: Any) -> str | None:

@@ -13,10 +13,12 @@ from django.utils.translation import gettext_lazy as _
 from ..status import ACTIVE_STATUSES, RunStatus
 from .indexes import (
     ClaimIndex,
+    HeldIndex,
+    KeyedReadyIndex,
     NotNullIndex,
     NotNullUniqueConstraint,
     RunningIndex,
-    StageIndex,
+    StagingIndex,
     WaitingIndex,
 )
 
@@ -93,6 +95,16 @@ class Run(models.Model):
     return_value = models.JSONField(_("return value"), null=True, blank=True)
     errors = models.JSONField(_("errors, one per failed attempt"), default=list)
 
+    # Flow control (taskmill.limits), set at enqueue from the task's options: the key its
+    # concurrency limit and its rate limit count under (the task's path, and the key when
+    # the limit is per key), and the key it shares its queue fairly under.
+    concurrency_key = models.CharField(_("concurrency key"), max_length=255, null=True, blank=True)
+    rate_key = models.CharField(_("rate key"), max_length=255, null=True, blank=True)
+    fair_key = models.CharField(_("fair key"), max_length=255, null=True, blank=True)
+    # While a READY run is held back by a limit (not due, out of the claim's and the
+    # stager's indexes): the ``Limit`` whose freed slot lets it go.
+    held_by = models.CharField(_("held back by"), max_length=255, null=True, blank=True)
+
     # Set when a schedule enqueued the run: which one, for which fire time. Unique together,
     # the backstop against a double fire (taskmill.scheduler.firing); their index also
     # serves the foreign key, hence no index of its own.
@@ -121,7 +133,11 @@ class Run(models.Model):
         ]
         indexes = [
             ClaimIndex(name="taskmill_run_claim"),
-            StageIndex(name="taskmill_run_stage"),
+            StagingIndex(name="taskmill_run_staging"),
+            HeldIndex(name="taskmill_run_held"),
+            KeyedReadyIndex(fields=["concurrency_key"], name="taskmill_run_ready_ckey"),
+            KeyedReadyIndex(fields=["rate_key"], name="taskmill_run_ready_rkey"),
+            KeyedReadyIndex(fields=["fair_key"], name="taskmill_run_ready_fkey"),
             RunningIndex(name="taskmill_run_running"),
             WaitingIndex(name="taskmill_run_waiting"),
             # The control room's time-range filter and its capped count ("enqueued in the last

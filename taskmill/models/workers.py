@@ -46,18 +46,30 @@ class Worker(models.Model):
 
 class Queue(models.Model):
     """A queue's switches. A queue needs no row to exist: runs name their queue; a row
-    appears when someone pauses it."""
+    appears when someone pauses it or limits it (taskmill.limits)."""
 
     name = models.CharField(_("name"), max_length=64, primary_key=True)
     paused = models.BooleanField(_("paused"), default=False)
     paused_at = models.DateTimeField(_("paused at"), null=True, blank=True)
+    # Limits shared by every run of the queue: the backend's OPTIONS["QUEUE_LIMITS"],
+    # copied here, unless set at run time (set_queue_limits, the admin; limits_set_at).
+    concurrency_limit = models.PositiveIntegerField(_("concurrency limit"), null=True, blank=True)
+    rate_limit = models.CharField(_("rate limit"), max_length=32, null=True, blank=True)
+    limits_set_at = models.DateTimeField(_("limits set at run time"), null=True, blank=True)
+    # No slot free (or no start left in the rate's window): claims pass the queue over, as
+    # a paused one, until a run of it ends or the window moves (release_at).
+    at_limit = models.BooleanField(_("at its limit"), default=False, db_default=False)
+    release_at = models.DateTimeField(_("look again at"), null=True, blank=True)
 
     class Meta:
         db_table = "taskmill_queue"
         verbose_name = _("queue")
         verbose_name_plural = _("queues")
         ordering = ["name"]
-        permissions = [("pause_queue", _("Can pause and resume queues"))]
+        permissions = [
+            ("pause_queue", _("Can pause and resume queues")),
+            ("change_queue_limits", _("Can change queues' limits")),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from ..db import ClaimedRun, Engine
+from ..limits import gate as limits_gate
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -128,10 +129,26 @@ class Claimer:
         self._prepare()
         return CarriedClaim(self, limit)
 
-    def run_claim(self, limit: int) -> list[ClaimedRun]:
-        """The claim statement(s), in the caller's transaction if there is one."""
+    def run_claim(self, limit: int, *, gate: bool = True) -> list[ClaimedRun]:
+        """The claim statement(s), in the caller's transaction if there is one; then, with
+        ``gate``, the limits' gate in a transaction of its own (a run claimed and not let
+        start meanwhile counts as in use: others hold back, never start one too many)."""
         self._ran = True
         now = timezone.now()
+        runs = self.claim_statement(limit, now)
+        if gate and limits_gate.touches(runs, self.engine.alias):
+            with transaction.atomic(using=self.engine.alias):
+                admitted = limits_gate.settle_slots(self.engine.alias, runs)
+            self.held_back(len(runs) - len(admitted))
+            runs = admitted
+        return runs
+
+    def held_back(self, count: int) -> None:
+        """The gate gave back ``count`` claimed runs: others may be claimable behind them."""
+        if count:
+            self.maybe_ready = True
+
+    def claim_statement(self, limit: int, now: datetime) -> list[ClaimedRun]:
         return self.engine.claim(
             worker_id=self.worker_id,
             limit=limit,
@@ -195,15 +212,19 @@ class CarriedClaim:
     Called by the write, inside its transaction (not at all when it had nothing to write);
     then ``committed`` or ``failed`` by the writer."""
 
-    __slots__ = ("claimer", "limit", "runs")
+    __slots__ = ("claimer", "limit", "runs", "taken")
 
     def __init__(self, claimer: Claimer, limit: int) -> None:
         self.claimer = claimer
         self.limit = limit
         self.runs: list[ClaimedRun] | None = None
+        self.taken = 0
 
     def __call__(self) -> None:
-        self.runs = self.claimer.run_claim(self.limit)
+        # Gated by the outcomes' settle, with the slots they free (followups.settle), which
+        # leaves in ``runs`` those that may start.
+        self.runs = self.claimer.run_claim(self.limit, gate=False)
+        self.taken = len(self.runs)
 
     def failed(self) -> None:
         self.claimer.failed()
@@ -213,4 +234,5 @@ class CarriedClaim:
         if self.runs is None:
             self.claimer.maybe_ready = True
             return None
+        self.claimer.held_back(self.taken - len(self.runs))
         return self.claimer.took(self.runs, self.limit)

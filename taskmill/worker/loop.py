@@ -258,6 +258,7 @@ class Worker:
                     # the claim: a run a wake-up announced does not wait for this statement
                     # (and its commit); staged runs are claimed on the next turn.
                     self.duties.stage_if_due(now)
+                    self.duties.release_if_due(now)
                     if self._done_for_good():
                         writer.flush()
                         return
@@ -285,7 +286,7 @@ class Worker:
         elif claimer.maybe_ready and claimer.limit() > 0:
             return 0.0
         else:
-            deadlines.append(self.duties.next_stage)
+            deadlines += [self.duties.next_stage, self.duties.next_release]
         return max(0.0, min(deadlines) - now)
 
     def _done_for_good(self) -> bool:

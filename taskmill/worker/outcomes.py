@@ -15,6 +15,7 @@ from ..db import Engine
 from ..db.base import Landed
 from ..db.stats import Ended
 from ..followups import Settling, resolve_dependents, settle
+from ..limits.gate import freed_keys
 from ..models import Run
 from ..results import result_of
 from ..signalling import finished_heard
@@ -123,11 +124,18 @@ def _write(
             claim()  # first: the rollup rows' locks are then held the shortest time
         landed = _by_attempt(engine.finish(outcomes))
         settling = [
-            Settling(row, completed.task, ended_attempt(completed, row.status))
+            Settling(
+                row,
+                completed.task,
+                ended_attempt(completed, row.status),
+                freed_keys(completed.run.queue_name, completed.run.concurrency_key),
+            )
             for completed in pending
             if (row := landed.get(key_of(completed))) is not None
         ]
-        late = settle(database, settling, dependents=follow_up)
+        # The claim's runs are gated with the slots these outcomes free, in one pass.
+        claimed = getattr(claim, "runs", None)
+        late = settle(database, settling, dependents=follow_up, claimed=claimed)
     if late:
         _resolve_late(database, late)
     return landed

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from ..db import reset_connection
+from ..limits.gate import free_slots
 
 if TYPE_CHECKING:
     from ..db import ClaimedRun, Engine
@@ -94,6 +95,7 @@ class GracefulStop:
         waiting = self.unreleased
         if waiting:
             released = self.engine.release(waiting, now=timezone.now(), started=False)
+            free_slots(self.engine.alias, waiting)
             self.unreleased = []
             self.claimer.came_back(len(waiting))
             self.held.let_go(waiting)
@@ -103,6 +105,7 @@ class GracefulStop:
         """Return still-running runs to the queue (their attempt counts) and stop waiting."""
         running = self.executor.started()
         released = self.engine.release(running, now=timezone.now(), started=True)
+        free_slots(self.engine.alias, running)
         # Only once written: a release that fails is tried again by the caller.
         self.claimer.none_out()
         self.abandoned_tasks = True

@@ -151,6 +151,6 @@ def test_the_dashboard_counts_active_runs_once(client, superuser):
     make_world()
     queries = queries_of(client, "/admin/taskmill/dashboard/")
     per_queue = [q for q in queries if ACTIVE_ONLY.search(q["sql"]) and "BY queue_name" in q["sql"]]
-    assert len(per_queue) == 4  # due, deferred, waiting, running: the overview, once
+    assert len(per_queue) == 5  # due, deferred, waiting, running, held: the overview, once
     page = client.get("/admin/taskmill/dashboard/").content.decode()
     assert "<option>default</option>" in page  # the queue filter still offers the queues

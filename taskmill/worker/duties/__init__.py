@@ -4,6 +4,8 @@
 - ``stager``: marks deferred runs due when their time comes. The worker's own loop drives
   it, between claims: what it finds is work for that loop to claim, and a hand-off from
   another thread would only delay the claim;
+- ``releaser``: looks again at limits' keys whose time has come (a rate's window moving
+  on), letting held-back runs go; the loop drives it too, for the same reason;
 - ``heartbeat``: renews the leases of the runs this worker holds, learns of stop and
   shutdown requests (its own thread: nothing may starve it);
 - ``lifeline``: rescues the runs of workers that died (their leases ran out);
@@ -25,6 +27,7 @@ from .base import Duty, DutyThread
 from .heartbeat import Heartbeat
 from .lifeline import Lifeline
 from .pruner import Pruner
+from .releaser import Releaser
 from .scheduler import SchedulerDuty
 from .stager import Stager
 
@@ -55,6 +58,8 @@ class WorkerDuties:
         database = options.database
         self.stager = Stager(engine, min(STAGE_EVERY, options.poll_interval), on_staged)
         self.next_stage = 0.0  # when the loop runs the stager next (monotonic)
+        self.releaser = Releaser(database, on_staged)
+        self.next_release = 0.0
         self.heartbeat = Heartbeat(port, worker_id, options, engine)
         self._heartbeat_thread = DutyThread("heartbeat", database, [self.heartbeat])
         self.threads: list[DutyThread] = []
@@ -82,6 +87,13 @@ class WorkerDuties:
             return
         self.next_stage = now + self.stager.interval  # a pass that fails: again after that
         self.next_stage = now + self.stager.run(timezone.now())
+
+    def release_if_due(self, now: float) -> None:
+        """The loop's turn at the releaser, when it asked for it (``now`` monotonic)."""
+        if now < self.next_release:
+            return
+        self.next_release = now + self.releaser.interval
+        self.next_release = now + self.releaser.run(timezone.now())
 
     def kick_heartbeat(self) -> None:
         """A stop or shutdown request was announced: let the heartbeat learn it now."""

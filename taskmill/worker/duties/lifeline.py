@@ -26,6 +26,7 @@ from ...db import get_engine
 from ...db.records import Landed
 from ...exceptions import RunCancelled, WorkerLost, synthetic_error
 from ...followups import Settling, settle, settle_strays
+from ...limits.gate import freed_keys
 from ...status import RunStatus
 from ...tasks import expiry_for
 from ..lost import lost_attempt
@@ -65,6 +66,7 @@ def rescue_expired(database: str, now: datetime) -> int:
     engine = get_engine(database)
     rescued = 0
     with transaction.atomic(using=database):
+        settling = []
         for row in engine.expired_runs(now, BATCH):
             values, final = _rescued_state(row, now)
             if not engine.rescue(row["id"], row["attempt"], now, values):
@@ -77,12 +79,15 @@ def rescue_expired(database: str, now: datetime) -> int:
                 row["worker_id"],
                 values["status"],
             )
-            if final:
-                task = registry.resolve_or_none(row["task_path"])
-                landed = Landed(row["id"], row["attempt"], values["status"], row["has_dependents"])
-                settle(database, [Settling(landed, task)])
-            elif values.get("due"):
+            # Final or READY again, it leaves RUNNING: its limits' slots are free.
+            task = registry.resolve_or_none(row["task_path"]) if final else None
+            landed = Landed(row["id"], row["attempt"], values["status"], row["has_dependents"])
+            frees = freed_keys(row["queue_name"], row["concurrency_key"])
+            settling.append(Settling(landed, task, frees=frees))
+            if not final and values.get("due"):
                 engine.notify(row["queue_name"])
+        if settling:
+            settle(database, settling)
     return rescued
 
 

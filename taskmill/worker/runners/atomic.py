@@ -14,6 +14,7 @@ from ...db.errors import is_transient
 from ...db.records import Landed
 from ...exceptions import RunCancelled
 from ...followups import Settling, settle
+from ...limits.gate import freed_keys
 from ...models import Run
 from ...status import RunStatus
 from ..attempt import Attempt, Completed
@@ -98,7 +99,9 @@ def call_atomic(
         landed = engine.finish([completed.outcome]).get(run.id)
         if landed is None:
             raise RunCancelled("the run was taken over while its atomic body ran")
-        settle(database, [Settling(landed, attempt.task, ended_attempt(completed, landed.status))])
+        ended = ended_attempt(completed, landed.status)
+        frees = freed_keys(run.queue_name, run.concurrency_key)
+        settle(database, [Settling(landed, attempt.task, ended, frees)])
         completed.landed = landed
         completed.recorded = True
     return completed

@@ -1,0 +1,360 @@
+"""The gate: in the claim's transaction, which claimed runs may start under their limits.
+
+A claim takes the best due runs as it always does (one statement); when some carry a
+limit's key (or sit in a limited queue), the gate then locks those keys' rows, counts what
+is in use, and keeps the runs that fit. The others go back at once, using no attempt and
+writing no error: held back (out of the claim's index) until their key's slot frees, or,
+for a full queue, handed back while claims pass the queue over. A key that fills up has
+its whole due backlog held back in the same pass, so claims never meet it again batch
+after batch; a slot freed lets go exactly as many runs as it made room for, in the
+transaction that freed it (``settle_slots``, from ``followups.settle``), and wakes workers.
+
+Keys are locked in one statement, in order (``Engine.lock_or_create``), and every path
+that takes or frees a slot locks first: no two workers both count a slot free, and no
+freed slot goes unseen. A key with runs still held back is looked at again at its
+``release_at``: when its rate's window moves on, or after BACKSTOP, should a slot have been
+freed by a path that could not say so (a run deleted by hand).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import registry
+from ..db.records import ClaimedRun
+from ..models import Limit, Queue
+from ..wakeup import wake_after_commit
+from . import slots
+from .queues import configured_limits, limited, row_limits
+from .rates import Rate
+
+BACKSTOP = timedelta(seconds=30)
+# A start is counted from its claim, and its body begins a little later (a thread to free,
+# a busy machine): a rate's window is counted this much longer (of its length, at most
+# RATE_MARGIN_MOST), so that a run claimed at the end of one window and begun late does not
+# crowd the next. The rate is still used to 95%.
+RATE_MARGIN = 0.05
+RATE_MARGIN_MOST = timedelta(seconds=1)
+# Due runs of one fair key at once: claims take them in turn with other keys' (a key's
+# backlog waits held back and comes forward as its due runs are claimed).
+FAIR_WINDOW = 8
+# The releaser's pace (worker/duties/releaser.py): it looks at least this often, and when a
+# key is due sooner, then (a rate's window moving on), but not more often than MIN_LOOK.
+LOOK_EVERY = 1.0
+MIN_LOOK = 0.02
+LOOK_AT_MOST = 200
+
+
+@dataclass(slots=True)
+class Gauge:
+    """One key's slots in this pass: its limits, what is in use, what the pass took."""
+
+    key: str
+    row: Limit | Queue
+    concurrency: int | None = None
+    rate: Rate | None = None
+    in_use: int = 0
+    starts: int = 0
+    oldest_start: datetime | None = None
+    taken: int = 0
+
+    @property
+    def window(self) -> timedelta:
+        """How far back the rate's starts are counted."""
+        assert self.rate is not None
+        return self.rate.per + min(self.rate.per * RATE_MARGIN, RATE_MARGIN_MOST)
+
+    @property
+    def free(self) -> float:
+        free = math.inf
+        if self.concurrency is not None:
+            free = self.concurrency - self.in_use - self.taken
+        if self.rate is not None:
+            free = min(free, self.rate.count - self.starts - self.taken)
+        return free
+
+    def look_again(self, now: datetime, holding: bool) -> bool:
+        """Set when to look at the key again, with no run of it ending: while it holds
+        runs back (or is full), when its rate's oldest start leaves the window, else at
+        the backstop (kept if already set); return whether it changed."""
+        before = self.row.release_at
+        if not holding:
+            after = None
+        elif self.rate is not None and self.rate.count - self.starts - self.taken <= 0:
+            after = max((self.oldest_start or now) + self.window, now)
+        elif before is not None and before > now:
+            after = before
+        else:
+            after = now + BACKSTOP
+        self.row.release_at = after
+        return after != before
+
+
+@dataclass(slots=True)
+class Pass:
+    """What a gate pass locks: the keys of the runs claimed and of the slots freed."""
+
+    database: str
+    declared: dict[str, dict[str, object]] = field(default_factory=dict)  # Limit keys
+    queues: set[str] = field(default_factory=set)
+    fair: set[tuple[str, str]] = field(default_factory=set)  # (queue, fair key)
+
+    def add_run(self, run: ClaimedRun, limited_queues: frozenset[str]) -> None:
+        task = registry.resolve_or_none(run.task_path)
+        if run.concurrency_key is not None:
+            self.declared[f"concurrency:{run.concurrency_key}"] = _declared(task, "concurrency")
+        if run.rate_key is not None:
+            self.declared[f"rate:{run.rate_key}"] = _declared(task, "rate")
+        if run.fair_key is not None:
+            self.declared.setdefault(f"fair:{run.queue_name}:{run.fair_key}", {})
+            self.fair.add((run.queue_name, run.fair_key))
+        if run.queue_name in limited_queues:
+            self.queues.add(run.queue_name)
+
+    def add_key(self, key: str, limited_queues: frozenset[str]) -> None:
+        if key.startswith("queue:"):
+            if key[6:] in limited_queues:
+                self.queues.add(key[6:])
+            return
+        self.declared.setdefault(key, {})
+        if key.startswith("fair:"):
+            queue, _, fair_key = key[5:].partition(":")
+            self.fair.add((queue, fair_key))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.declared or self.queues)
+
+
+def _declared(task: object | None, kind: str) -> dict[str, object]:
+    """The limits a task's code declares for its ``kind`` key ({} if the task is unknown)."""
+    if task is None:
+        return {}
+    if kind == "concurrency":
+        return {
+            "concurrency_limit": task.concurrency_limit,
+            "rate_count": None,
+            "rate_seconds": None,
+        }
+    rate = task.rate_limit
+    return {
+        "concurrency_limit": None,
+        "rate_count": rate.count if rate else None,
+        "rate_seconds": rate.seconds if rate else None,
+    }
+
+
+def freed_keys(queue_name: str, concurrency_key: str | None) -> list[str]:
+    """The keys whose slot a run leaving RUNNING frees."""
+    keys = [f"queue:{queue_name}"]
+    if concurrency_key is not None:
+        keys.append(f"concurrency:{concurrency_key}")
+    return keys
+
+
+def touches(runs: Sequence[ClaimedRun], database: str) -> bool:
+    """Whether any of ``runs`` has a limit to pass (a key, or a limited queue)."""
+    limited_queues = limited.queues(database)
+    return any(
+        run.concurrency_key is not None
+        or run.rate_key is not None
+        or run.fair_key is not None
+        or run.queue_name in limited_queues
+        for run in runs
+    )
+
+
+def free_slots(database: str, runs: Sequence[ClaimedRun]) -> None:
+    """After ``runs`` were given back outside any outcome (a worker stopping): let their
+    limits' slots go, in a transaction of its own."""
+    freed = {key for run in runs for key in freed_keys(run.queue_name, run.concurrency_key)}
+    if any(not key.startswith("queue:") for key in freed) or touches(runs, database):
+        with transaction.atomic(using=database):
+            settle_slots(database, (), sorted(freed))
+
+
+def settle_slots(
+    database: str,
+    claimed: Sequence[ClaimedRun] = (),
+    freed: Iterable[str] = (),
+    now: datetime | None = None,
+    *,
+    also_queues: Iterable[str] = (),
+) -> list[ClaimedRun]:
+    """Gate ``claimed`` and let go what the slots of ``freed`` keys made room for, in one
+    pass over their locked rows, in the caller's transaction; return the runs that may
+    start (all of ``claimed`` when none is limited). ``also_queues``: queues to settle
+    even where this process does not know them limited (their limits just changed)."""
+    limited_queues = limited.queues(database) | frozenset(also_queues)
+    work = Pass(database)
+    for run in claimed:
+        work.add_run(run, limited_queues)
+    for key in freed:
+        work.add_key(key, limited_queues)
+    if work.empty:
+        return list(claimed)
+    now = now or timezone.now()
+    gauges = _measure(work, claimed, now)
+    admitted = _admit(database, claimed, gauges)
+    wake = _settle_keys(database, gauges, now)
+    wake |= _share_fairly(database, work, gauges, now)
+    for queue in sorted(wake):
+        wake_after_commit(database, queue)
+    return admitted
+
+
+def _measure(work: Pass, claimed: Sequence[ClaimedRun], now: datetime) -> dict[str, Gauge]:
+    database = work.database
+    limits = slots.lock_limits(database, work.declared) if work.declared else {}
+    queue_rows = slots.lock_queues(database, work.queues) if work.queues else {}
+    gauges: dict[str, Gauge] = {}
+    for key, row in limits.items():
+        if key.startswith("fair:"):
+            gauges[key] = Gauge(key, row)
+            continue
+        rate = None
+        if row.rate_count and row.rate_seconds:
+            rate = Rate(row.rate_count, timedelta(seconds=row.rate_seconds))
+        gauges[key] = Gauge(key, row, row.concurrency_limit, rate)
+    configured = configured_limits(database) if queue_rows else {}
+    for name, row in queue_rows.items():
+        limits_now = row_limits(row, configured)
+        gauges[f"queue:{name}"] = Gauge(
+            f"queue:{name}", row, limits_now.concurrency_limit, limits_now.rate
+        )
+    leaving = [run.id for run in claimed]
+    keys = [k[12:] for k, g in gauges.items() if k.startswith("concurrency:") and g.concurrency]
+    for key, count in slots.running(database, "concurrency_key", keys, leaving).items():
+        gauges[f"concurrency:{key}"].in_use = count
+    names = [k[6:] for k, g in gauges.items() if k.startswith("queue:") and g.concurrency]
+    for name, count in slots.running(database, "queue_name", names, leaving).items():
+        gauges[f"queue:{name}"].in_use = count
+    for gauge in gauges.values():
+        if gauge.rate is not None:
+            gauge.starts, gauge.oldest_start = slots.starts_since(
+                database, gauge.key, now - gauge.window
+            )
+    return gauges
+
+
+def _gates_of(run: ClaimedRun, gauges: dict[str, Gauge]) -> list[Gauge]:
+    keys = []
+    if run.concurrency_key is not None:
+        keys.append(f"concurrency:{run.concurrency_key}")
+    if run.rate_key is not None:
+        keys.append(f"rate:{run.rate_key}")
+    keys.append(f"queue:{run.queue_name}")  # last: a full queue hands back, not holds
+    return [gauges[key] for key in keys if key in gauges]
+
+
+def _admit(
+    database: str, claimed: Sequence[ClaimedRun], gauges: dict[str, Gauge]
+) -> list[ClaimedRun]:
+    """Keep the claimed runs that fit, in claim order; give the others back."""
+    admitted: list[ClaimedRun] = []
+    held: dict[str | None, list[ClaimedRun]] = {}
+    for run in claimed:
+        gates = _gates_of(run, gauges)
+        blocked = next((gate for gate in gates if gate.free <= 0), None)
+        if blocked is None:
+            admitted.append(run)
+            for gate in gates:
+                gate.taken += 1
+        else:
+            held.setdefault(None if blocked.key.startswith("queue:") else blocked.key, []).append(
+                run
+            )
+    for key, runs in held.items():
+        slots.give_back(database, runs, key)
+    return admitted
+
+
+def _settle_keys(database: str, gauges: dict[str, Gauge], now: datetime) -> set[str]:
+    """After the claim's share: record its starts, hold back the backlog of keys now full,
+    let go what free slots make room for, and say when to look again."""
+    wake: set[str] = set()
+    changed: list[Limit | Queue] = []
+    for gauge in gauges.values():
+        if gauge.key.startswith("fair:"):
+            continue
+        if gauge.rate is not None:
+            slots.record_starts(database, gauge.key, gauge.taken, now, now - gauge.window)
+            if gauge.taken and gauge.oldest_start is None:
+                gauge.oldest_start = now
+            gauge.starts += gauge.taken
+            gauge.taken = 0
+        if isinstance(gauge.row, Queue):
+            full = gauge.free <= 0
+            switched = gauge.row.at_limit != full
+            if gauge.row.at_limit and not full:
+                wake.add(gauge.row.name)
+            gauge.row.at_limit = full
+            if gauge.look_again(now, full) or switched:
+                changed.append(gauge.row)
+        else:
+            wake |= _settle_task_key(database, gauge, now)
+            if gauge.look_again(now, slots.holds_any(database, gauge.key)):
+                changed.append(gauge.row)
+    slots.move_release(changed, database)
+    return wake
+
+
+def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> set[str]:
+    kind, _, value = gauge.key.partition(":")
+    column = f"{kind}_key"
+    wake: set[str] = set()
+    free = gauge.free
+    if free <= 0:
+        slots.hold_due(database, column, value, gauge.key)
+    else:
+        count = slots.MOST_HELD_PER_PASS if math.isinf(free) else int(free)
+        # Runs let go earlier and not claimed yet will take slots too.
+        count -= slots.due_with(database, column, value, up_to=count)
+        wake = slots.let_go(database, gauge.key, count)
+    return wake
+
+
+def _share_fairly(database: str, work: Pass, gauges: dict[str, Gauge], now: datetime) -> set[str]:
+    """Keep FAIR_WINDOW due runs per fair key: the rest held back, brought forward to the
+    back of the line as the key's runs are claimed, so keys take turns."""
+    wake: set[str] = set()
+    changed = []
+    for queue, fair_key in sorted(work.fair):
+        gauge = gauges[f"fair:{queue}:{fair_key}"]
+        due = slots.visible(database, queue, fair_key)
+        if due > FAIR_WINDOW:
+            slots.hold_due(database, "fair_key", fair_key, gauge.key, queue=queue, keep=FAIR_WINDOW)
+        elif due < FAIR_WINDOW:
+            wake |= slots.let_go(database, gauge.key, FAIR_WINDOW - due, now=now)
+        if gauge.look_again(now, slots.holds_any(database, gauge.key)):
+            changed.append(gauge.row)
+    slots.move_release(changed, database)
+    return wake
+
+
+def look_again(database: str, now: datetime) -> float:
+    """Settle the keys whose ``release_at`` has come (a rate's window moved on, a backstop);
+    return the seconds until the next one is due, at most LOOK_EVERY."""
+    horizon = now + timedelta(seconds=LOOK_EVERY)
+    due: list[str] = []
+    soonest = horizon
+    for rows, name in (
+        (Limit.objects.using(database), "key"),
+        (Queue.objects.using(database), "name"),
+    ):
+        found = rows.filter(release_at__lte=horizon).order_by("release_at")
+        for value, release_at in found.values_list(name, "release_at")[:LOOK_AT_MOST]:
+            if release_at <= now:
+                due.append(value if name == "key" else f"queue:{value}")
+            else:
+                soonest = min(soonest, release_at)
+    if due:
+        with transaction.atomic(using=database):
+            settle_slots(database, (), due, now)
+    return max((soonest - now).total_seconds(), MIN_LOOK)

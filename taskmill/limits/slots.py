@@ -1,0 +1,188 @@
+"""The reads and writes flow control makes, in the caller's transaction: locking the keys'
+rows, counting what is in use, holding runs back and letting them go.
+
+Runs held back stay READY: not due, out of the claim's index and, through ``held_by``, out
+of the stager's too (``HeldIndex`` keeps them in the order a freed slot lets them go). What
+is in use is counted from the runs (RUNNING, with the key) and from the starts recorded,
+never kept as a counter, so nothing a crash interrupts can leave a slot taken for good.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Min
+
+from ..db import get_engine
+from ..db.records import ClaimedRun
+from ..models import Limit, LimitStart, Queue, Run, RunStatus
+from ..models.indexes import CLAIM_ORDER
+
+# Rows changed per statement when a key's whole backlog is held back or let go.
+CHUNK = 2000
+LIMIT_COLUMNS = ("concurrency_limit", "rate_count", "rate_seconds")
+# Held back per pass at most: a larger backlog goes on the next pass (each pass is one key's).
+MOST_HELD_PER_PASS = 20_000
+
+
+def lock_limits(database: str, wanted: dict[str, dict[str, Any]]) -> dict[str, Limit]:
+    """Lock the ``Limit`` rows of ``wanted`` (key -> the limits the code declares, or {}
+    where the caller does not know them), making the missing ones; return them.
+
+    Every path that takes or frees a key's slot locks its row first, so two workers never
+    both count a slot free, and a slot freed while a gate holds runs back is seen by it.
+    """
+    keys = sorted(wanted)
+    get_engine(database).lock_or_create(
+        Limit._meta.db_table,
+        "key",
+        [{"key": key, **{name: wanted[key].get(name) for name in LIMIT_COLUMNS}} for key in keys],
+    )
+    locked = {row.key: row for row in Limit.objects.using(database).filter(key__in=keys)}
+    for key, declared in wanted.items():
+        row = locked[key]
+        changed = [name for name, value in declared.items() if getattr(row, name) != value]
+        if changed:  # the code's limits changed (a deploy): the row follows
+            for name in changed:
+                setattr(row, name, declared[name])
+            row.save(using=database, update_fields=changed)
+    return locked
+
+
+def lock_queues(database: str, names: Iterable[str]) -> dict[str, Queue]:
+    """Lock the ``Queue`` rows of ``names``, making the missing ones."""
+    names = sorted(set(names))
+    get_engine(database).lock_or_create(
+        Queue._meta.db_table,
+        "name",
+        [{"name": name, "paused": False, "at_limit": False} for name in names],
+    )
+    return {row.name: row for row in Queue.objects.using(database).filter(name__in=names)}
+
+
+def running(database: str, column: str, values: Iterable[str], leaving: Sequence[int]) -> Counter:
+    """RUNNING runs per value of ``column`` (a concurrency key, a queue), those of
+    ``leaving`` (the claim being gated) left out. RUNNING runs are few: the index of them
+    (RunningIndex) is read whole at worst."""
+    query = (
+        Run.objects.using(database)
+        .filter(status=RunStatus.RUNNING, **{f"{column}__in": list(values)})
+        .exclude(pk__in=list(leaving))
+        .values(column)
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return Counter({row[column]: row["n"] for row in query})
+
+
+def starts_since(database: str, key: str, since: datetime) -> tuple[int, datetime | None]:
+    """The starts a rate limit counted under ``key`` after ``since``, and the oldest."""
+    found = (
+        LimitStart.objects.using(database)
+        .filter(key=key, started_at__gt=since)
+        .aggregate(n=Count("pk"), oldest=Min("started_at"))
+    )
+    return found["n"], found["oldest"]
+
+
+def record_starts(
+    database: str, key: str, count: int, now: datetime, forget_before: datetime
+) -> None:
+    starts = LimitStart.objects.using(database)
+    starts.filter(key=key, started_at__lte=forget_before).delete()
+    if count:
+        starts.bulk_create([LimitStart(key=key, started_at=now) for _ in range(count)])
+
+
+def give_back(database: str, runs: Sequence[ClaimedRun], held_by: str | None) -> None:
+    """Undo the claim of ``runs``: READY again with the attempt they had, no error written.
+    ``held_by`` set: held back until that key's slot frees; None: due at once (a full
+    queue, which claims pass over until it has a slot)."""
+    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for run in runs:
+        groups.setdefault((run.attempt, tuple(run.worker_ids[:-1])), []).append(run.id)
+    for (attempt, worker_ids), ids in groups.items():
+        values: dict[str, object] = {
+            "status": RunStatus.READY,
+            "due": held_by is None,
+            "held_by": held_by,
+            "attempt": attempt - 1,
+            "worker_ids": list(worker_ids),
+            "worker_id": "",
+            "lease_expires_at": None,
+            "prefetched": False,
+        }
+        if attempt == 1:
+            values.update(started_at=None, last_attempted_at=None)
+        Run.objects.using(database).filter(
+            pk__in=ids, attempt=attempt, status=RunStatus.RUNNING
+        ).update(**values)
+
+
+def hold_due(
+    database: str, column: str, value: str, held_by: str, *, queue: str | None = None, keep: int = 0
+) -> int:
+    """Hold back the due runs whose ``column`` is ``value`` (but the ``keep`` first in claim
+    order), passing over rows other transactions lock (a claim about to gate them);
+    return how many. A full key's backlog then waits out of the claim's way."""
+    due = Run.objects.using(database).filter(status=RunStatus.READY, due=True, **{column: value})
+    if queue is not None:
+        due = due.filter(queue_name=queue)
+    locked = get_engine(database).lock_skipping_locked(due.order_by(*CLAIM_ORDER))
+    ids = list(locked.values_list("pk", flat=True)[keep : keep + MOST_HELD_PER_PASS])
+    for start in range(0, len(ids), CHUNK):
+        Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(
+            due=False, held_by=held_by
+        )
+    return len(ids)
+
+
+def let_go(database: str, held_by: str, count: int, *, now: datetime | None = None) -> set[str]:
+    """Make up to ``count`` of the runs ``held_by`` holds back due again, the best first;
+    return their queues (to wake). ``now`` given: they go to the back of the line (a fair
+    share's turn), else they keep their place."""
+    if count <= 0:
+        return set()
+    held = Run.objects.using(database).filter(status=RunStatus.READY, held_by=held_by)
+    locked = get_engine(database).lock_skipping_locked(
+        held.order_by("-priority", "available_at", "id")
+    )
+    rows = list(locked.values_list("pk", "queue_name")[:count])
+    if not rows:
+        return set()
+    values: dict[str, object] = {"due": True, "held_by": None}
+    if now is not None:
+        values["available_at"] = now
+    ids = [pk for pk, _ in rows]
+    for start in range(0, len(ids), CHUNK):
+        Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(**values)
+    return {queue for _, queue in rows}
+
+
+def due_with(database: str, column: str, value: str, *, up_to: int) -> int:
+    """Due runs whose ``column`` is ``value``, counted up to ``up_to``."""
+    due = Run.objects.using(database).filter(status=RunStatus.READY, due=True, **{column: value})
+    return len(due.values_list("pk", flat=True)[:up_to])
+
+
+def holds_any(database: str, held_by: str) -> bool:
+    return Run.objects.using(database).filter(status=RunStatus.READY, held_by=held_by).exists()
+
+
+def visible(database: str, queue: str, fair_key: str) -> int:
+    """Due runs of a fair key in its queue: the ones claims can see now."""
+    return (
+        Run.objects.using(database)
+        .filter(status=RunStatus.READY, due=True, fair_key=fair_key, queue_name=queue)
+        .count()
+    )
+
+
+def move_release(rows: Iterable[Limit | Queue], database: str) -> None:
+    """Save the rows' release_at (and a queue's at_limit)."""
+    for row in rows:
+        fields = ["release_at", "at_limit"] if isinstance(row, Queue) else ["release_at"]
+        row.save(using=database, update_fields=fields)
