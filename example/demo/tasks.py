@@ -1,7 +1,10 @@
 """The demo's tasks: plain Django tasks, run by taskmill's worker.
 
-Most are Django's own tasks API; the last two use what taskmill adds: retries with
-backoff (``flaky_sync``) and a hard timeout (``stuck_export``), through ``taskmill.task``.
+Most are Django's own tasks API; the last ones use what taskmill adds, through
+``taskmill.task``: retries with backoff (``flaky_sync``), a hard timeout (``stuck_export``),
+and flow control: one sync per account at a time (``sync_account``), at most 10 calls to a
+partner API in any 30 seconds (``call_partner_api``), and the "erp" queue's limit of two
+runs at once, whatever the task (settings.py, ``QUEUE_LIMITS``).
 """
 
 import asyncio
@@ -108,3 +111,25 @@ def stuck_export(export_id: int) -> None:
     """Hangs far past its 2 s timeout: the worker kills the child process running it, retries
     once, then fails the run with TaskTimeout, while other tasks go on."""
     time.sleep(3600)
+
+
+@taskmill.task(concurrency_limit=1, concurrency_key="account")
+def sync_account(*, account: str) -> str:
+    """One sync per account at a time, over every worker: the account's other runs wait,
+    held back ("waiting for a slot" on their page), while other accounts' runs go on."""
+    time.sleep(random.uniform(1.0, 2.0))
+    return f"account {account} synced"
+
+
+@taskmill.task(rate_limit="10/30s")
+def call_partner_api(order: int) -> dict:
+    """At most 10 starts in any 30 seconds, over every worker: a burst of 12 starts 10 at
+    once, the last two when the window moves on ("next start in ..." on their page)."""
+    return {"order": order, "accepted": True}
+
+
+@task(queue_name="erp")
+def push_to_erp(invoice: int) -> int:
+    """A run of the "erp" queue, which QUEUE_LIMITS holds to two at once, whatever the task."""
+    time.sleep(random.uniform(0.5, 1.0))
+    return invoice
