@@ -115,6 +115,7 @@ def _retry(run_id: int, now: Any, database: str) -> bool:
         .update(
             status=RunStatus.READY,
             due=True,
+            held_by=None,
             available_at=now,
             finished_at=None,
             expires_at=None,

@@ -181,6 +181,7 @@ def cancel_unstarted(
     task = registry.resolve_or_none(run.task_path)
     Run.objects.using(database).filter(pk=run.pk).update(
         status=RunStatus.CANCELLED,
+        held_by=None,  # no longer waiting for a limit's slot
         finished_at=now,
         errors=[*run.errors, error],
         expires_at=expiry_for(task, run.options, now),
