@@ -13,6 +13,7 @@ import pytest
 from taskmill.models import Run, RunStatus
 from tests.conftest import WorkerProcess, only_on, wait_until
 from tests.limits.ledger import greatest_overlap, most_in_window, starts
+from tests.limits.runs import all_done, no_errors
 from tests.testapp.limit_tasks import (
     call_erp,
     call_partner,
@@ -28,32 +29,11 @@ WORKERS = 3
 SLOTS = "4"
 
 
-def _all_done(timeout: float = 120.0) -> None:
-    def done() -> bool:
-        return not Run.objects.exclude(status=RunStatus.SUCCESSFUL).exists()
-
-    wait_until(done, timeout, interval=0.2, message=lambda: str(_left()))
-
-
-def _left() -> list[tuple]:
-    return list(
-        Run.objects.exclude(status=RunStatus.SUCCESSFUL).values_list(
-            "id", "task_path", "status", "due", "held_by", "attempt"
-        )[:20]
-    )
-
-
 def _workers(start_worker: Callable[..., WorkerProcess], *extra: str) -> list[WorkerProcess]:
     return [
         start_worker("--concurrency", SLOTS, "--poll-interval", "0.5", *extra)
         for _ in range(WORKERS)
     ]
-
-
-def _no_errors() -> None:
-    assert not Run.objects.exclude(errors=[]).exists()
-    # Held-back runs used no attempt: each ran once.
-    assert set(Run.objects.values_list("attempt", flat=True)) == {1}
 
 
 def test_a_concurrency_limit_per_key_is_reached_and_never_passed(start_worker, record_dir):
@@ -63,19 +43,19 @@ def test_a_concurrency_limit_per_key_is_reached_and_never_passed(start_worker, r
     for index in range(12):
         two_at_a_time.enqueue(index, seconds=0.2)
     _workers(start_worker)
-    _all_done()
+    all_done()
     overlap = greatest_overlap(record_dir)
     assert overlap == {"acct-1": 1, "acct-2": 1, "acct-3": 1, "two": 2}, overlap
-    _no_errors()
+    no_errors()
 
 
 def test_a_queue_limit_holds_for_every_task_of_the_queue(start_worker, record_dir):
     for index in range(16):
         call_erp.enqueue(index, seconds=0.15)
     _workers(start_worker)
-    _all_done()
+    all_done()
     assert greatest_overlap(record_dir) == {"erp": 2}
-    _no_errors()
+    no_errors()
 
 
 def _rate_held(record_dir: Path, runs: int, count: int, seconds: float, used: float) -> None:
@@ -86,14 +66,14 @@ def _rate_held(record_dir: Path, runs: int, count: int, seconds: float, used: fl
     took = times[-1] - times[0]
     per_window = (runs - count) / took * seconds
     assert per_window >= used * count, f"{per_window:.2f} starts per window"
-    _no_errors()
+    no_errors()
 
 
 def test_a_rate_limit_is_never_passed(start_worker, record_dir: Path):
     # "10/2s": 40 runs take three windows after the first ten.
     call_partner.enqueue_many([((index,), {}) for index in range(40)])
     _workers(start_worker)
-    _all_done()
+    all_done()
     # Most of the rate, on a machine as busy as the suite's.
     _rate_held(record_dir, 40, 10, 2.0, used=0.75)
 
@@ -104,7 +84,7 @@ def test_a_rate_limit_is_used_over_a_minute(start_worker, record_dir: Path):
     # "30/10s": 180 runs take five windows after the first thirty, about a minute.
     call_partner_slowly.enqueue_many([((index,), {}) for index in range(180)])
     _workers(start_worker)
-    _all_done(timeout=180)
+    all_done(timeout=180)
     _rate_held(record_dir, 180, 30, 10.0, used=0.9)
 
 
@@ -131,7 +111,7 @@ def test_a_queue_limit_changed_at_run_time_holds_for_every_worker(start_worker, 
     for index in range(18):
         call_erp.enqueue(index, seconds=0.15)
     _workers(start_worker)
-    _all_done()
+    all_done()
     assert greatest_overlap(record_dir) == {"erp": 3}
     # Back to the settings' limit.
     assert taskmill.set_queue_limits("erp", reset=True).concurrency_limit == 2
