@@ -70,7 +70,9 @@ def test_rates_are_read_from_their_spellings(spelling, rate):
     assert taskmill.task(rate_limit=str(rate))(limited_plain).rate_limit == rate
 
 
-@pytest.mark.skipif(not DECORATOR_TAKES_OPTIONS, reason="Django 6.1's task() passes options on")
+@pytest.mark.skipif(
+    not DECORATOR_TAKES_OPTIONS, reason="only Django 6.1's task() passes options to the backend"
+)
 def test_djangos_own_decorator_makes_taskmills_task_with_the_limits():
     from django.tasks import task as django_task
 
