@@ -314,9 +314,12 @@ def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> set[str]:
         slots.hold_due(database, column, value, gauge.key)
     else:
         count = slots.MOST_HELD_PER_PASS if math.isinf(free) else int(free)
+        # A paused queue's runs are passed over, as claims pass them over: a slot let go to
+        # one would wait for the queue's resume, and the key's runs of other queues with it.
+        paused = slots.paused_queues(database)
         # Runs let go earlier and not claimed yet will take slots too.
-        count -= slots.due_with(database, column, value, up_to=count)
-        wake = slots.let_go(database, gauge.key, count)
+        count -= slots.due_with(database, column, value, up_to=count, passing_over=paused)
+        wake = slots.let_go(database, gauge.key, count, passing_over=paused)
     return wake
 
 

@@ -140,13 +140,23 @@ def hold_due(
     return len(ids)
 
 
-def let_go(database: str, held_by: str, count: int, *, now: datetime | None = None) -> set[str]:
-    """Make up to ``count`` of the runs ``held_by`` holds back due again, the best first;
-    return their queues (to wake). ``now`` given: they go to the back of the line (a fair
-    share's turn), else they keep their place."""
+def let_go(
+    database: str,
+    held_by: str,
+    count: int,
+    *,
+    now: datetime | None = None,
+    passing_over: Sequence[str] = (),
+) -> set[str]:
+    """Make up to ``count`` of the runs ``held_by`` holds back due again, the best first,
+    those of the queues ``passing_over`` left held; return their queues (to wake). ``now``
+    given: they go to the back of the line (a fair share's turn), else they keep their
+    place."""
     if count <= 0:
         return set()
     held = Run.objects.using(database).filter(status=RunStatus.READY, held_by=held_by)
+    if passing_over:
+        held = held.exclude(queue_name__in=list(passing_over))
     locked = get_engine(database).lock_skipping_locked(
         held.order_by("-priority", "available_at", "id")
     )
@@ -162,10 +172,20 @@ def let_go(database: str, held_by: str, count: int, *, now: datetime | None = No
     return {queue for _, queue in rows}
 
 
-def due_with(database: str, column: str, value: str, *, up_to: int) -> int:
-    """Due runs whose ``column`` is ``value``, counted up to ``up_to``."""
+def due_with(
+    database: str, column: str, value: str, *, up_to: int, passing_over: Sequence[str] = ()
+) -> int:
+    """Due runs whose ``column`` is ``value`` (but those of the queues ``passing_over``),
+    counted up to ``up_to``."""
     due = Run.objects.using(database).filter(status=RunStatus.READY, due=True, **{column: value})
+    if passing_over:
+        due = due.exclude(queue_name__in=list(passing_over))
     return len(due.values_list("pk", flat=True)[:up_to])
+
+
+def paused_queues(database: str) -> list[str]:
+    """The queues an operator paused: claims pass them over for as long as they stay so."""
+    return list(Queue.objects.using(database).filter(paused=True).values_list("name", flat=True))
 
 
 def holds_any(database: str, held_by: str) -> bool:
