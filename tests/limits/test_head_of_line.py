@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+import taskmill
 from taskmill.models import Run, RunStatus
 from tests.conftest import wait_until
 from tests.limits.ledger import greatest_overlap, started
@@ -24,6 +25,10 @@ from tests.limits.runs import (
 from tests.testapp.limit_tasks import one_per_key, unlimited
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# The gate looks again at a key that holds runs back at most 30 s later (its backstop): a
+# wait shorter than that fails where only the backstop would have let a run go.
+BEFORE_BACKSTOP = 20.0
 
 
 def test_blocked_runs_never_hold_back_other_keys_tasks_or_queues(
@@ -82,3 +87,26 @@ def test_blocked_runs_never_hold_back_other_keys_tasks_or_queues(
     overlap = greatest_overlap(record_dir)
     assert (overlap["A"], overlap["erp"], overlap["B"]) == (1, 2, 1), overlap
     no_errors()
+
+
+def test_a_paused_queues_run_never_takes_the_slot_of_its_keys_runs_elsewhere(
+    start_worker, record_dir, tmp_path
+):
+    gate = tmp_path / "gate"
+    one_per_key.enqueue(key="K", name="blocker", gate=str(gate))
+    worker = start_worker("--concurrency", "2", "--poll-interval", "0.2", "--no-scheduler")
+    wait_started(record_dir, "blocker.1", worker=worker)
+    # Ahead by priority, in a queue an operator paused: the slot the blocker frees must go
+    # to the key's run that can start, not wait for the queue's resume.
+    assert taskmill.pause_queue("low")
+    paused = one_per_key.using(queue_name="low", priority=5).enqueue(key="K", name="paused")
+    runnable = one_per_key.enqueue(key="K", name="runnable")
+    wait_held(ids([paused, runnable]), holder(one_per_key, "K"))
+    gate.write_text("go")
+    wait_until(
+        lambda: Run.objects.filter(pk=runnable.id, status=RunStatus.SUCCESSFUL).exists(),
+        BEFORE_BACKSTOP,
+        message=lambda: f"the runnable run to start past the paused one: {left()}",
+    )
+    assert started(record_dir) == ["blocker.1", "runnable.1"]
+    assert Run.objects.filter(pk=paused.id, status=RunStatus.READY, attempt=0).exists()
