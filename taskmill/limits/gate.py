@@ -317,8 +317,16 @@ def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> set[str]:
         # A paused queue's runs are passed over, as claims pass them over: a slot let go to
         # one would wait for the queue's resume, and the key's runs of other queues with it.
         paused = slots.paused_queues(database)
-        # Runs let go earlier and not claimed yet will take slots too.
-        count -= slots.due_with(database, column, value, up_to=count, passing_over=paused)
+        best = slots.best_held(database, gauge.key, passing_over=paused)
+        if best is None:
+            return wake
+        # Runs let go earlier and not claimed yet will take slots too: those ahead of the
+        # best held run in the claim's order. Runs behind it (enqueued since the key last
+        # filled up, not yet claimed) must not take its turn: the claim meets both and
+        # gates them in order.
+        count -= slots.due_with(
+            database, column, value, up_to=count, passing_over=paused, ahead_of=best
+        )
         wake = slots.let_go(database, gauge.key, count, passing_over=paused)
     return wake
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 
 from ..db import get_engine
 from ..db.records import ClaimedRun
@@ -24,6 +24,8 @@ from ..models.indexes import CLAIM_ORDER
 # Rows changed per statement when a key's whole backlog is held back or let go.
 CHUNK = 2000
 LIMIT_COLUMNS = ("concurrency_limit", "rate_count", "rate_seconds")
+# A run's place in the claim's order (CLAIM_ORDER): priority, available_at, id.
+Place = tuple[int, datetime, int]
 # Held back per pass at most: a larger backlog goes on the next pass (each pass is one key's).
 MOST_HELD_PER_PASS = 20_000
 
@@ -173,14 +175,37 @@ def let_go(
 
 
 def due_with(
-    database: str, column: str, value: str, *, up_to: int, passing_over: Sequence[str] = ()
+    database: str,
+    column: str,
+    value: str,
+    *,
+    up_to: int,
+    passing_over: Sequence[str] = (),
+    ahead_of: Place | None = None,
 ) -> int:
-    """Due runs whose ``column`` is ``value`` (but those of the queues ``passing_over``),
-    counted up to ``up_to``."""
+    """Due runs whose ``column`` is ``value`` (but those of the queues ``passing_over``; with
+    ``ahead_of``, only those before that place in the claim's order), counted up to
+    ``up_to``."""
     due = Run.objects.using(database).filter(status=RunStatus.READY, due=True, **{column: value})
     if passing_over:
         due = due.exclude(queue_name__in=list(passing_over))
+    if ahead_of is not None:
+        priority, available_at, pk = ahead_of
+        due = due.filter(
+            Q(priority__gt=priority)
+            | Q(priority=priority, available_at__lt=available_at)
+            | Q(priority=priority, available_at=available_at, pk__lt=pk)
+        )
     return len(due.values_list("pk", flat=True)[:up_to])
+
+
+def best_held(database: str, held_by: str, *, passing_over: Sequence[str] = ()) -> Place | None:
+    """The place in the claim's order of the best run ``held_by`` holds back (but those of
+    the queues ``passing_over``); None when it holds none."""
+    held = Run.objects.using(database).filter(status=RunStatus.READY, held_by=held_by)
+    if passing_over:
+        held = held.exclude(queue_name__in=list(passing_over))
+    return held.order_by(*CLAIM_ORDER).values_list("priority", "available_at", "pk").first()
 
 
 def paused_queues(database: str) -> list[str]:
