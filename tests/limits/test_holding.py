@@ -78,3 +78,26 @@ def test_a_held_run_waits_ready_without_cost_and_goes_first_by_priority(
     assert started(record_dir) == ["blocker.1", "high.1", *(f"low{i}.1" for i in range(4))]
     assert greatest_overlap(record_dir) == {KEY: 1}
     no_errors()
+
+
+def test_a_run_enqueued_later_never_takes_the_turn_of_a_held_one(
+    start_worker, record_dir, tmp_path
+):
+    gate = tmp_path / "gate"
+    one_per_key.using(priority=10).enqueue(key=KEY, name="blocker", gate=str(gate))
+    high = one_per_key.using(priority=5).enqueue(key=KEY, name="high")
+    # One task in all: the worker claims the blocker, and the gate holds "high" back.
+    only_one = start_worker(
+        "--concurrency", "1", "--max-tasks", "1", "--poll-interval", "0.2", "--no-scheduler"
+    )
+    wait_started(record_dir, "blocker.1", worker=only_one)
+    wait_held(ids([high]), holder(one_per_key, KEY))
+    # Enqueued after the key filled up, lower and later: due, and claimed by no one yet
+    # when the blocker's slot frees. The slot goes to "high" all the same.
+    one_per_key.enqueue(key=KEY, name="late")
+    gate.write_text("go")
+    assert only_one.wait(60) == 0, only_one.output
+    start_worker("--concurrency", "2", "--poll-interval", "0.2", "--no-scheduler")
+    all_done(60)
+    assert started(record_dir) == ["blocker.1", "high.1", "late.1"]
+    no_errors()
