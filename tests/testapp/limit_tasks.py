@@ -54,3 +54,8 @@ def call_partner_slowly(index: int) -> str:
 @taskmill.task(fair_key="tenant")
 def tenant_job(*, tenant: str, index: int = 0, seconds: float = 0.0) -> str:
     return _work(tenant, seconds)
+
+
+@taskmill.task(rate_limit="2/m", rate_key="account")
+def call_partner_for(*, account: str) -> str:
+    return _work(account, 0.0)
