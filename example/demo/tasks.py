@@ -1,7 +1,9 @@
 """The demo's tasks: plain Django tasks, run by taskmill's worker.
 
-Most are Django's own tasks API; the last two use what taskmill adds: retries with
-backoff (``flaky_sync``) and a hard timeout (``stuck_export``), through ``taskmill.task``.
+Most are Django's own tasks API; the last three use what taskmill adds, through
+``taskmill.task``: retries with backoff (``flaky_sync``), a hard timeout (``stuck_export``)
+and flow control (``sync_partner_account``: one at a time per account, in a queue that
+runs two at a time, settings.QUEUE_LIMITS).
 """
 
 import asyncio
@@ -108,3 +110,12 @@ def stuck_export(export_id: int) -> None:
     """Hangs far past its 2 s timeout: the worker kills the child process running it, retries
     once, then fails the run with TaskTimeout, while other tasks go on."""
     time.sleep(3600)
+
+
+@taskmill.task(queue_name="partners", concurrency_limit=1, concurrency_key="account")
+def sync_partner_account(*, account: str, seconds: float = 0.5) -> str:
+    """At most one sync per account at once, over every worker, and two in the partners
+    queue (its limit in the settings): the others wait, held back, until a slot frees, and
+    the admin says why on their page and on the Queues page."""
+    time.sleep(seconds)
+    return f"account {account} synced"

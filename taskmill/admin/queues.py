@@ -13,7 +13,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from .. import control, overview
-from ..limits.report import QueueReport, in_use_text, limits_text, queue_reports, source_text
+from ..limits.report import (
+    QueueReport,
+    in_use_text,
+    limits_text,
+    queue_reports,
+    short_key_label,
+    source_text,
+)
 from ..models import Queue, RunStatus
 from ..templatetags.taskmill_admin import seconds
 from .dashboard import recent_queue_activity
@@ -33,10 +40,10 @@ class QueueAdmin(admin.ModelAdmin):
         "held_back",
         "oldest_ready",
         "limits",
-        "held_back_most_by",
         "paused",
     )
-    list_filter = ("paused",)
+    # No filter sidebar: a project has a handful of queues, the paused column says which are
+    # paused, and the sidebar's width is what the limits' columns need at 1280 pixels.
     actions = ["pause", "resume"]
     # A queue's page: its switch and its limits (the limit columns are the gate's state,
     # shown in words by limits_in_force).
@@ -106,8 +113,14 @@ class QueueAdmin(admin.ModelAdmin):
         return self._figure(queue, "running")
 
     @admin.display(description="held back")
-    def held_back(self, queue: Queue) -> int:
-        return self._figure(queue, "held")
+    def held_back(self, queue: Queue) -> SafeString | str:
+        """How many runs limits hold back, and under which keys most (one column: the
+        list must fit a laptop's width beside the admin's navigation)."""
+        held = self._figure(queue, "held")
+        report = self._report(queue)
+        if not held or report is None or not report.top_held_keys:
+            return str(held)
+        return format_html("{}{}", held, held_keys_cell(report))
 
     @admin.display(description="oldest ready")
     def oldest_ready(self, queue: Queue) -> str:
@@ -120,11 +133,6 @@ class QueueAdmin(admin.ModelAdmin):
     @admin.display(description="limits")
     def limits_changeable(self, queue: Queue) -> SafeString | str:
         return limits_cell(self._report(queue), _change_url(queue))
-
-    @admin.display(description="held back most by")
-    def held_back_most_by(self, queue: Queue) -> SafeString | str:
-        report = self._report(queue)
-        return held_keys_cell(report) if report else NONE
 
     # -- one queue's page ---------------------------------------------------------------
 
@@ -193,7 +201,7 @@ def limits_cell(report: QueueReport | None, change_url: str = "") -> SafeString 
         return format_html("{}{}", NONE, change) if change_url else NONE
     state = in_use_text(report)
     if report.at_limit:
-        state = format_html('{} <span class="tm-badge tm-at-limit">at its limit</span>', state)
+        state = format_html('{}<br><span class="tm-badge tm-at-limit">at its limit</span>', state)
     return format_html(
         '{}<span class="tm-quiet tm-line">{}</span><span class="tm-quiet tm-line">{}{}</span>',
         limits_text(report),
@@ -212,13 +220,13 @@ def held_keys_cell(report: QueueReport) -> SafeString | str:
         '<ul class="tm-held-keys">{}</ul>',
         format_html_join(
             "",
-            '<li><a href="{}?{}" title="{}">{}</a> <span class="tm-quiet">{} · {}</span></li>',
+            '<li><a href="{}?{}" title="{}">{}</a> <span class="tm-quiet">{} {}</span></li>',
             (
                 (
                     runs,
                     urlencode({"status": RunStatus.READY, "held_by": key.key}),
-                    key.key,
-                    key.label,
+                    f"{key.key}: {key.label}",
+                    short_key_label(key.key),
                     key.held,
                     key.kind,
                 )

@@ -235,6 +235,16 @@ def key_label(held_by: str) -> str:
     return f"{value} of {task}" if value else task
 
 
+def short_key_label(held_by: str) -> str:
+    """A key in fewer words, for a narrow cell: its value ("acct-7", "A"), or the task of a
+    task-wide limit ("two_at_a_time")."""
+    kind, _, key = held_by.partition(":")
+    if kind == "fair":
+        return key.partition(":")[2] or key
+    task_path, value = _task_and_value(key)
+    return value or task_path.rpartition(".")[2]
+
+
 def _starts_in_window(
     database: str, in_force: dict[str, QueueLimits], now: datetime
 ) -> dict[str, int]:
@@ -299,6 +309,7 @@ __all__ = [
     "key_label",
     "limits_text",
     "queue_reports",
+    "short_key_label",
     "source_text",
     "why_held",
 ]

@@ -14,7 +14,13 @@ from django.utils import timezone
 
 import taskmill
 from taskmill.limits.queues import limited
-from taskmill.limits.report import TOP_KEYS, key_label, queue_reports, why_held
+from taskmill.limits.report import (
+    TOP_KEYS,
+    key_label,
+    queue_reports,
+    short_key_label,
+    why_held,
+)
 from taskmill.models import Queue, Run, RunStatus
 from tests.testapp import tasks
 from tests.testapp.limit_tasks import call_partner, call_partner_for, sync_account
@@ -186,3 +192,6 @@ def test_key_labels():
     assert key_label("concurrency:app.tasks.sync:acct-7") == "acct-7 of sync"
     assert key_label("rate:app.tasks.call") == "call"
     assert key_label("fair:default:tenant:42") == "tenant:42"
+    assert short_key_label("concurrency:app.tasks.sync:head of sales") == "head of sales"
+    assert short_key_label("rate:app.tasks.call") == "call"
+    assert short_key_label("fair:default:A") == "A"

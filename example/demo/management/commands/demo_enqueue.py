@@ -74,6 +74,12 @@ class Command(BaseCommand):
         ids = ", ".join(result.id for result in results)
         self.say(f"[round {n}] send_welcome_email x{len(results)} in bulk -> runs {ids}")
 
+        # Flow control: three syncs of one account, which run one after the other.
+        account = f"acct-{n % 3}"
+        results = tasks.sync_partner_account.enqueue_many([((), {"account": account})] * 3)
+        ids = ", ".join(result.id for result in results)
+        self.say(f"[round {n}] sync_partner_account({account!r}) x3 -> runs {ids} (one at a time)")
+
         if n % 5 == 2:
             # taskmill's options: retries with backoff, and a hard timeout.
             result = tasks.flaky_sync.enqueue(n)
