@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from . import overview
 from .conf import setting
+from .limits.rates import parse_rate
+from .limits.report import queue_reports
 from .models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, RunStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -44,10 +46,10 @@ def render(database: str = "default") -> Iterable[str]:
 
 def _queues(database: str) -> Iterable[str]:
     queues = overview.queue_overview(database)
-    yield "# HELP taskmill_queue_runs Active runs per queue and state.\n"
+    yield "# HELP taskmill_queue_runs Active runs per queue and state (held: by a limit).\n"
     yield "# TYPE taskmill_queue_runs gauge\n"
     for queue in queues:
-        for state in ("ready", "scheduled", "waiting", "running"):
+        for state in ("ready", "scheduled", "waiting", "running", "held"):
             yield _line("taskmill_queue_runs", getattr(queue, state), queue=queue.name, state=state)
     yield "# HELP taskmill_queue_oldest_ready_seconds Age of the oldest run ready now.\n"
     yield "# TYPE taskmill_queue_oldest_ready_seconds gauge\n"
@@ -59,6 +61,32 @@ def _queues(database: str) -> Iterable[str]:
     yield "# TYPE taskmill_queue_paused gauge\n"
     for queue in queues:
         yield _line("taskmill_queue_paused", int(queue.paused), queue=queue.name)
+    yield from _queue_limits(database, queues)
+
+
+def _queue_limits(database: str, queues: list[overview.QueueOverview]) -> Iterable[str]:
+    """The limited queues' limits and what they use: the slots (RUNNING runs) of a
+    concurrency limit, the starts in the window of a rate limit."""
+    reports = [report for report in queue_reports(database, queues).values() if report.limited]
+    concurrent = [report for report in reports if report.concurrency_limit is not None]
+    rated = [report for report in reports if report.rate_limit is not None]
+    for name, text, rows, value in (
+        ("taskmill_queue_concurrency_limit", "Runs of the queue that may run at once.",
+         concurrent, lambda report: report.concurrency_limit),
+        ("taskmill_queue_concurrency_in_use", "Its slots in use (running runs).",
+         concurrent, lambda report: report.in_use),
+        ("taskmill_queue_rate_limit_starts", "Starts the queue's rate allows per window.",
+         rated, lambda report: parse_rate(report.rate_limit).count),
+        ("taskmill_queue_rate_limit_window_seconds", "The rate's window.",
+         rated, lambda report: parse_rate(report.rate_limit).seconds),
+        ("taskmill_queue_rate_starts_in_window", "Starts the rate counts now.",
+         rated, lambda report: report.started_in_window or 0),
+        ("taskmill_queue_at_limit", "1 while claims pass the queue over for want of a slot.",
+         reports, lambda report: int(report.at_limit)),
+    ):  # fmt: skip
+        yield f"# HELP {name} {text}\n# TYPE {name} gauge\n"
+        for report in rows:
+            yield _line(name, value(report), queue=report.name)
 
 
 def _workers(database: str) -> Iterable[str]:

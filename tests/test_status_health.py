@@ -76,7 +76,7 @@ def test_a_live_worker_makes_health_ok_and_status_shows_it(start_worker, subproc
     assert datetime.fromisoformat(listed["last_heartbeat_at"]).tzinfo is not None
     # Every configured queue (tests/settings.py), the idle ones with zeros.
     queues = {queue["name"]: queue for queue in document["queues"]}
-    assert sorted(queues) == ["default", "emails", "high", "low", "reports"]
+    assert sorted(queues) == ["default", "emails", "erp", "high", "low", "reports"]
     assert queues["default"]["ready"] == 1 and queues["low"]["ready"] == 0
 
     # In this process from here: a process start costs seconds on a loaded machine.
@@ -159,22 +159,40 @@ def test_status_tables_list_queues_late_schedules_and_orphans():
 
     lines = status().splitlines()
     assert lines[0].startswith("taskmill status of database 'default' at ")
-    queues = lines[lines.index("Queues (5)") + 1 :]  # the configured ones, idle too
+    queues = lines[lines.index("Queues (6)") + 1 :]  # the configured ones, idle too
     assert queues[0].split() == [
         "QUEUE",
         "READY",
         "DEFERRED",
         "WAITING",
         "RUNNING",
+        "HELD",
         "OLDEST",
         "READY",
         "PAUSED",
     ]
-    assert queues[1].split()[:5] == ["default", "1", "1", "0", "0"]
-    assert re.fullmatch(r"3m0\ds", queues[1].split()[5])
-    assert queues[2].split()[:7] == ["emails", "0", "0", "0", "0", "-", "since"]
-    assert queues[3].split() == ["high", "0", "0", "0", "1", "-", "no"]
-    assert queues[4].split() == ["low", "0", "0", "0", "0", "-", "no"]
+    assert queues[1].split()[:6] == ["default", "1", "1", "0", "0", "0"]
+    assert re.fullmatch(r"3m0\ds", queues[1].split()[6])
+    assert queues[2].split()[:8] == ["emails", "0", "0", "0", "0", "0", "-", "since"]
+    assert queues[3].split() == ["erp", "0", "0", "0", "0", "0", "-", "no"]
+    assert queues[4].split() == ["high", "0", "0", "0", "1", "0", "-", "no"]
+    assert queues[5].split() == ["low", "0", "0", "0", "0", "0", "-", "no"]
+    # erp's limit, from the settings (tests/settings.py), in the limits' table.
+    limits = lines[lines.index("Limits: queues limited or holding runs back (1)") + 2]
+    assert limits.split() == [
+        "erp",
+        "2",
+        "at",
+        "once",
+        "settings",
+        "0",
+        "of",
+        "2",
+        "in",
+        "use",
+        "0",
+        "-",
+    ]
     assert "Workers (0 alive of 0 not stopped)" in lines
     late = lines[lines.index("Late schedules (1)") + 2]
     assert late.split()[0] == "nightly" and late.split()[3] == "3h00m"

@@ -2,9 +2,9 @@
 
 Most are Django's own tasks API; the last ones use what taskmill adds, through
 ``taskmill.task``: retries with backoff (``flaky_sync``), a hard timeout (``stuck_export``),
-and flow control: one sync per account at a time (``sync_account``), at most 10 calls to a
-partner API in any 30 seconds (``call_partner_api``), and the "erp" queue's limit of two
-runs at once, whatever the task (settings.py, ``QUEUE_LIMITS``).
+and flow control: one sync per account at a time, in a "partners" queue that runs two at a
+time whatever the task (``sync_partner_account``, settings.py's ``QUEUE_LIMITS``), and at
+most 10 calls to a partner API in any 30 seconds (``call_partner_api``).
 """
 
 import asyncio
@@ -113,11 +113,12 @@ def stuck_export(export_id: int) -> None:
     time.sleep(3600)
 
 
-@taskmill.task(concurrency_limit=1, concurrency_key="account")
-def sync_account(*, account: str) -> str:
-    """One sync per account at a time, over every worker: the account's other runs wait,
-    held back ("waiting for a slot" on their page), while other accounts' runs go on."""
-    time.sleep(random.uniform(1.0, 2.0))
+@taskmill.task(queue_name="partners", concurrency_limit=1, concurrency_key="account")
+def sync_partner_account(*, account: str, seconds: float = 0.5) -> str:
+    """At most one sync per account at once, over every worker, and two in the partners
+    queue (its limit in the settings): the others wait, held back, until a slot frees, and
+    the admin says why on their page and on the Queues page."""
+    time.sleep(seconds)
     return f"account {account} synced"
 
 
@@ -126,10 +127,3 @@ def call_partner_api(order: int) -> dict:
     """At most 10 starts in any 30 seconds, over every worker: a burst of 12 starts 10 at
     once, the last two when the window moves on ("next start in ..." on their page)."""
     return {"order": order, "accepted": True}
-
-
-@task(queue_name="erp")
-def push_to_erp(invoice: int) -> int:
-    """A run of the "erp" queue, which QUEUE_LIMITS holds to two at once, whatever the task."""
-    time.sleep(random.uniform(0.5, 1.0))
-    return invoice

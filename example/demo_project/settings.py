@@ -89,10 +89,10 @@ DEFAULT_FROM_EMAIL = "demo@taskmill.invalid"
 TASKS = {
     "default": {
         "BACKEND": "taskmill.backend.DatabaseBackend",
-        "QUEUES": ["default", "emails", "reports", "erp"],
-        # At most two runs of the "erp" queue at once, over every worker, whatever the
-        # task; the admin's Queues page changes it at run time.
-        "OPTIONS": {"QUEUE_LIMITS": {"erp": {"concurrency_limit": 2}}},
+        "QUEUES": ["default", "emails", "reports", "partners"],
+        # Flow control: the partners' API takes two calls at once, whichever task makes them
+        # (the admin's Queues page shows it, and may change it at run time).
+        "OPTIONS": {"QUEUE_LIMITS": {"partners": {"concurrency_limit": 2}}},
     }
 }
 

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from ..db import get_engine
+from ..limits.report import why_held
 from ..models import FINISHED_STATUSES, Run, RunDependency
 from ..registry import resolve_or_none
 from ..retries import max_attempts_for
@@ -30,6 +31,7 @@ POSITIONAL_SEARCH = re.compile(r"^args\.(\d{1,3})=(.+)$")
 
 # What a run holds of its arguments and result: shown (masked) only to who may see them.
 HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors")
+HIDDEN_DISPLAYS = frozenset({"args_json", "kwargs_json", "return_value_json"})
 
 
 @admin.register(Run)
@@ -203,7 +205,9 @@ class RunAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_readonly_fields(self, request, obj=None):
-        return [name for _title, group in self.fieldsets for name in group["fields"]]
+        return [name for _title, group in self.fieldsets for name in group["fields"]] + [
+            "held_back"
+        ]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False  # runs are created by enqueueing a task, never by hand
@@ -291,13 +295,30 @@ class RunAdmin(admin.ModelAdmin):
         return display.pretty_json(masking.masked_value(run.return_value))
 
     def get_fieldsets(self, request, obj=None):
-        if masking.may_see_arguments(request):
-            return self.fieldsets
-        hidden = {"args_json", "kwargs_json", "return_value_json"}
-        return [
-            (title, {**group, "fields": [f for f in group["fields"] if f not in hidden]})
-            for title, group in self.fieldsets
-        ]
+        hidden = set() if masking.may_see_arguments(request) else HIDDEN_DISPLAYS
+        # A READY run that a limit holds back says why, next to its status.
+        held = obj is not None and self._why_held(obj) is not None
+        fieldsets = []
+        for title, group in self.fieldsets:
+            fields = []
+            for name in group["fields"]:
+                if name not in hidden:
+                    fields.append(name)
+                if held and name == "status":
+                    fields.append("held_back")
+            fieldsets.append((title, {**group, "fields": fields}))
+        return fieldsets
+
+    @staticmethod
+    def _why_held(run: Run) -> str | None:
+        """Read once per page (the fieldsets and the field both ask)."""
+        if not hasattr(run, "_taskmill_why_held"):
+            run._taskmill_why_held = why_held(run, run._state.db or "default")
+        return run._taskmill_why_held
+
+    @admin.display(description="held back")
+    def held_back(self, run: Run) -> str:
+        return format_html('<span class="tm-held-reason">{}</span>', self._why_held(run) or "—")
 
     @admin.display(description="errors, one per failed attempt")
     def errors_list(self, run: Run) -> str:

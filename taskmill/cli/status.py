@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from ..conf import setting
+from ..limits.report import QueueReport, in_use_text, limits_text, queue_reports, source_text
 from ..overview import (
     as_json,
     late_schedules,
@@ -28,8 +29,9 @@ from .common import (
 )
 
 HELP = (
-    "Show each queue's runs (ready, deferred, waiting, running), the workers and their "
-    "heartbeats, late schedules and orphaned runs; --json for scripts."
+    "Show each queue's runs (ready, deferred, waiting, running, held back by a limit), its "
+    "limits and what they hold back, the workers and their heartbeats, late schedules and "
+    "orphaned runs; --json for scripts."
 )
 
 
@@ -53,11 +55,13 @@ def add_arguments(parser: CommandParser) -> None:
 
 
 def collect(database: str, options: dict[str, Any]) -> dict[str, Any]:
+    queues = queue_overview(database)
     return {
         "database": database,
         "generated_at": timezone.now(),
         "lease": float(setting("TASKMILL_LEASE")),
-        "queues": queue_overview(database),
+        "queues": queues,
+        "limits": queue_reports(database, queues),
         "workers": worker_overview(database),
         "late_schedules": late_schedules(database, grace=options["schedule_grace"]),
         "orphaned_runs": orphaned_runs(database, limit=options["orphan_limit"]),
@@ -69,9 +73,26 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     with reading_database(database):
         status = collect(database, options)
     if options["json"]:
-        command.stdout.write(json.dumps(as_json(status), indent=2))
+        command.stdout.write(json.dumps(as_document(status), indent=2))
         return
     command.stdout.write("\n".join(render(status)))
+
+
+def as_document(status: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document: each queue with its limits and what they hold back."""
+    document = as_json({key: value for key, value in status.items() if key != "limits"})
+    for queue in document["queues"]:
+        report = as_json(status["limits"][queue["name"]])
+        queue["limits"] = {
+            "concurrency_limit": report["concurrency_limit"],
+            "rate_limit": report["rate_limit"],
+            "set_at_run_time": report["set_at_run_time"],
+            "limits_set_at": report["limits_set_at"],
+            "settings": report["settings"],
+        }
+        for key in ("in_use", "started_in_window", "at_limit", "top_held_keys"):
+            queue[key] = report[key]
+    return document
 
 
 # -- the tables -------------------------------------------------------------------------------
@@ -83,7 +104,7 @@ def render(status: dict[str, Any]) -> list[str]:
     queues = status["queues"]
     lines += ["", f"Queues ({len(queues)})"]
     lines += _table(
-        ["QUEUE", "READY", "DEFERRED", "WAITING", "RUNNING", "OLDEST READY", "PAUSED"],
+        ["QUEUE", "READY", "DEFERRED", "WAITING", "RUNNING", "HELD", "OLDEST READY", "PAUSED"],
         [
             [
                 queue.name,
@@ -91,14 +112,16 @@ def render(status: dict[str, Any]) -> list[str]:
                 f"{queue.scheduled:,}",
                 f"{queue.waiting:,}",
                 f"{queue.running:,}",
+                f"{queue.held:,}",
                 _duration(queue.oldest_ready_age),
                 f"since {_time(queue.paused_at)}" if queue.paused else "no",
             ]
             for queue in queues
         ],
-        numeric={1, 2, 3, 4},
+        numeric={1, 2, 3, 4, 5},
         empty="no active runs and no paused queue",
     )
+    lines += _limits(status["limits"])
     workers = status["workers"]
     alive = sum(worker.alive for worker in workers)
     lines += ["", f"Workers ({alive} alive of {len(workers)} not stopped)"]
@@ -153,6 +176,33 @@ def render(status: dict[str, Any]) -> list[str]:
         empty="none",
     )
     return lines
+
+
+def _limits(reports: dict[str, QueueReport]) -> list[str]:
+    """The queues with limits, or with runs held back by a task's limit."""
+    shown = [
+        report
+        for report in reports.values()
+        if report.limited or report.set_at_run_time or report.held
+    ]
+    lines = ["", f"Limits: queues limited or holding runs back ({len(shown)})"]
+    return lines + _table(
+        ["QUEUE", "LIMITS", "FROM", "IN USE", "HELD", "HELD BACK MOST BY"],
+        [
+            [
+                report.name,
+                limits_text(report),
+                source_text(report) or "-",
+                (in_use_text(report) or "-") + (" (at its limit)" if report.at_limit else ""),
+                f"{report.held:,}",
+                ", ".join(f"{key.label} ({key.held:,} {key.kind})" for key in report.top_held_keys)
+                or "-",
+            ]
+            for report in shown
+        ],
+        numeric={4},
+        empty="none",
+    )
 
 
 def _table(

@@ -23,6 +23,8 @@ from taskmill.models import Queue, Run, Schedule, Worker
 TASK = "tests.testapp.tasks.add"
 SCHEDULED_TASK = "tests.testapp.scheduled_tasks.heartbeat"
 ADMIN = "/admin/taskmill"
+# The form that changes a queue's limits: for who may see the queues and change limits.
+QUEUE_LIMITS = "view_queue change_queue_limits|change_queue change_queue_limits"
 
 VIEW_ALL = ("view_run", "view_schedule", "view_queue", "view_worker")
 # Each added, one at a time, to a user who may view everything.
@@ -37,6 +39,7 @@ ON_TOP_OF_VIEW = (
     "change_schedule",
     "delete_schedule",
     "pause_queue",
+    "change_queue_limits",
     "delete_queue",
     "shutdown_worker",
     "delete_worker",
@@ -44,7 +47,7 @@ ON_TOP_OF_VIEW = (
 # Each held alone: an action needs the page it is on, so none of these acts by itself
 # (except change_schedule, which in Django implies viewing).
 ALONE = ("retry_run", "cancel_run", "enqueue_run", "pause_schedule", "change_schedule",
-         "pause_queue", "shutdown_worker")  # fmt: skip
+         "pause_queue", "change_queue_limits", "shutdown_worker")  # fmt: skip
 
 ROLES: dict[str, tuple[str, ...]] = {
     "anonymous": (),
@@ -234,6 +237,12 @@ PAGES = [
                 ok=302,
             ),
         )
+    ),
+    Page(
+        "queue limits form",
+        "queue:<path:object_id>/limits/",
+        lambda w: f"{ADMIN}/queue/{w.queue}/limits/",
+        QUEUE_LIMITS,
     ),
     Page(
         "schedules by state",
@@ -428,6 +437,11 @@ ACTIONS = [
            lambda w: not Queue.objects.get(pk=w.queue).paused,
            _log("queue", lambda w: w.queue), _option("queue", "resume"),
            extra={"queue_paused": True}),
+    Action("change a queue's limits", "queue:<path:object_id>/limits/",
+           lambda w: f"{ADMIN}/queue/{w.queue}/limits/",
+           lambda w: {"concurrency_limit": "3", "rate_limit": "10/m"}, QUEUE_LIMITS,
+           lambda w: Queue.objects.get(pk=w.queue).concurrency_limit == 3,
+           _log("queue", lambda w: w.queue), ("queues", lambda w: "tm-change-limits")),
     Action("delete queues", "queue:", lambda w: f"{ADMIN}/queue/",
            lambda w: {**_list_action("queue", "delete_selected", lambda w: [w.queue])(w),
                       "post": "yes"},

@@ -122,3 +122,8 @@ def unlimited(context, *, key: str, name: str, gate: str = "", seconds: float = 
 def regional(region: str = "eu") -> str:
     """Its key is the keyword argument ``region``: a call must pass it by name."""
     return region
+
+
+@taskmill.task(rate_limit="2/m", rate_key="account")
+def call_partner_for(*, account: str) -> str:
+    return _work(account, 0.0)

@@ -12,7 +12,6 @@ from demo import tasks
 
 NAMES = ["Ada", "Grace", "Linus", "Margaret", "Guido", "Barbara", "Ken", "Radia"]
 REPORTS = ["sales", "signups", "churn", "inventory"]
-ACCOUNTS = ["acme", "globex", "initech", "umbrella"]
 SITES = ["https://www.djangoproject.com/", "https://example.com/", "https://pypi.org/"]
 
 
@@ -75,6 +74,12 @@ class Command(BaseCommand):
         ids = ", ".join(result.id for result in results)
         self.say(f"[round {n}] send_welcome_email x{len(results)} in bulk -> runs {ids}")
 
+        # Flow control: three syncs of one account, which run one after the other.
+        account = f"acct-{n % 3}"
+        results = tasks.sync_partner_account.enqueue_many([((), {"account": account})] * 3)
+        ids = ", ".join(result.id for result in results)
+        self.say(f"[round {n}] sync_partner_account({account!r}) x3 -> runs {ids} (one at a time)")
+
         if n % 5 == 2:
             # taskmill's options: retries with backoff, and a hard timeout.
             result = tasks.flaky_sync.enqueue(n)
@@ -84,18 +89,10 @@ class Command(BaseCommand):
                 f"[round {n}] stuck_export({n}) -> run {result.id} (killed at its 2 s timeout)"
             )
 
-        # Flow control: two syncs of one account (the second waits for the first's slot),
-        # a burst of partner calls over their rate now and then, ERP pushes over its limit.
-        account = random.choice(ACCOUNTS)
-        results = tasks.sync_account.enqueue_many([((), {"account": account})] * 2)
-        ids = ", ".join(result.id for result in results)
-        self.say(f"[round {n}] sync_account({account!r}) x2 -> runs {ids} (one at a time)")
+        # Flow control: a burst of partner calls over their rate now and then.
         if n % 20 == 3:
-            results = tasks.call_partner_api.enqueue_many([((n * 100 + i,), {}) for i in range(12)])
+            tasks.call_partner_api.enqueue_many([((n * 100 + i,), {}) for i in range(12)])
             self.say(f"[round {n}] call_partner_api x12 -> 10 start now, 2 wait for the rate")
-        if n % 4 == 0:
-            results = tasks.push_to_erp.enqueue_many([((n * 10 + i,), {}) for i in range(3)])
-            self.say(f"[round {n}] push_to_erp x3 -> the erp queue runs two at once")
 
         if n % 5 == 1:
             # priority=50 is set on the task; .using() could override it per call.
