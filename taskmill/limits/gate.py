@@ -51,6 +51,11 @@ MIN_LOOK = 0.02
 LOOK_AT_MOST = 200
 
 
+def rate_window(rate: Rate) -> timedelta:
+    """How far back a rate's starts are counted: its length and the margin."""
+    return rate.per + min(rate.per * RATE_MARGIN, RATE_MARGIN_MOST)
+
+
 @dataclass(slots=True)
 class Gauge:
     """One key's slots in this pass: its limits, what is in use, what the pass took."""
@@ -66,9 +71,8 @@ class Gauge:
 
     @property
     def window(self) -> timedelta:
-        """How far back the rate's starts are counted."""
         assert self.rate is not None
-        return self.rate.per + min(self.rate.per * RATE_MARGIN, RATE_MARGIN_MOST)
+        return rate_window(self.rate)
 
     @property
     def free(self) -> float:

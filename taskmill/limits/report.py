@@ -29,7 +29,7 @@ from ..db import get_engine
 from ..db.records import RUN_TABLE
 from ..models import Limit, LimitStart, Queue, Run, RunStatus
 from ..registry import resolve_or_none
-from .gate import Gauge
+from .gate import rate_window
 from .queues import QueueLimits, configured_limits, row_limits
 from .rates import Rate
 
@@ -272,7 +272,7 @@ def _starts_in_window(
 
 
 def _window(rate: Rate) -> timedelta:
-    return Gauge("", None, rate=rate).window  # type: ignore[arg-type]
+    return rate_window(rate)
 
 
 def limits_text(report: QueueReport) -> str:
