@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import registry
+from ..conf import setting
 from ..db.records import ClaimedRun
 from ..models import Limit, Queue
 from ..wakeup import wake_after_commit
@@ -41,6 +42,9 @@ BACKSTOP = timedelta(seconds=30)
 # crowd the next. The rate is still used to 95%.
 RATE_MARGIN = 0.05
 RATE_MARGIN_MOST = timedelta(seconds=1)
+# A full rate with starts let go and not begun looks again this soon: they begin (or are
+# given back) and the window's true oldest start is known.
+PENDING_LOOK = timedelta(seconds=0.2)
 # Due runs of one fair key at once: claims take them in turn with other keys' (a key's
 # backlog waits held back and comes forward as its due runs are claimed).
 FAIR_WINDOW = 8
@@ -65,9 +69,11 @@ class Gauge:
     concurrency: int | None = None
     rate: Rate | None = None
     in_use: int = 0
-    starts: int = 0
-    oldest_start: datetime | None = None
+    starts: int = 0  # a rate's starts in its window, those not begun yet included
+    pending: int = 0  # of which not begun yet
+    oldest_start: datetime | None = None  # the oldest begun start in the window
     taken: int = 0
+    admitted: list[int] = field(default_factory=list)  # the run ids the pass let start
 
     @property
     def window(self) -> timedelta:
@@ -91,7 +97,11 @@ class Gauge:
         if not holding:
             after = None
         elif self.rate is not None and self.rate.count - self.starts - self.taken <= 0:
-            after = max((self.oldest_start or now) + self.window, now)
+            # A start not begun yet frees nothing until it begins: look again soon.
+            after = (self.oldest_start or now) + self.window
+            if self.pending or self.oldest_start is None:
+                after = min(after, now + PENDING_LOOK)
+            after = max(after, now)
         elif before is not None and before > now:
             after = before
         else:
@@ -180,6 +190,7 @@ def free_slots(database: str, runs: Sequence[ClaimedRun]) -> None:
     freed = {key for run in runs for key in freed_keys(run.queue_name, run.concurrency_key)}
     if any(not key.startswith("queue:") for key in freed) or touches(runs, database):
         with transaction.atomic(using=database):
+            slots.forget_unbegun(database, [run.id for run in runs])
             settle_slots(database, (), sorted(freed))
 
 
@@ -239,11 +250,13 @@ def _measure(work: Pass, claimed: Sequence[ClaimedRun], now: datetime) -> dict[s
     names = [k[6:] for k, g in gauges.items() if k.startswith("queue:") and g.concurrency]
     for name, count in slots.running(database, "queue_name", names, leaving).items():
         gauges[f"queue:{name}"].in_use = count
+    stale = now - timedelta(seconds=float(setting("TASKMILL_LEASE")))
     for gauge in gauges.values():
         if gauge.rate is not None:
-            gauge.starts, gauge.oldest_start = slots.starts_since(
-                database, gauge.key, now - gauge.window
+            begun, gauge.pending, gauge.oldest_start = slots.starts_since(
+                database, gauge.key, now - gauge.window, stale
             )
+            gauge.starts = begun + gauge.pending
     return gauges
 
 
@@ -270,6 +283,7 @@ def _admit(
             admitted.append(run)
             for gate in gates:
                 gate.taken += 1
+                gate.admitted.append(run.id)
         else:
             held.setdefault(None if blocked.key.startswith("queue:") else blocked.key, []).append(
                 run
@@ -288,10 +302,10 @@ def _settle_keys(database: str, gauges: dict[str, Gauge], now: datetime) -> set[
         if gauge.key.startswith("fair:"):
             continue
         if gauge.rate is not None:
-            slots.record_starts(database, gauge.key, gauge.taken, now, now - gauge.window)
-            if gauge.taken and gauge.oldest_start is None:
-                gauge.oldest_start = now
+            stale = now - timedelta(seconds=float(setting("TASKMILL_LEASE")))
+            slots.record_starts(database, gauge.key, gauge.admitted, now, now - gauge.window, stale)
             gauge.starts += gauge.taken
+            gauge.pending += gauge.taken
             gauge.taken = 0
         if isinstance(gauge.row, Queue):
             full = gauge.free <= 0

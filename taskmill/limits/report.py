@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connections
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from .. import overview
@@ -90,7 +90,8 @@ def _rate_reason(database: str, key: str, now: datetime) -> str:
         rate = task.rate_limit
     named = f"key {value}" if value else task_path
     spelt = f" ({rate})" if rate is not None else ""
-    return f"rate limit of {named}{spelt}: {_next_start(row.release_at if row else None, now)}"
+    frees = _window_frees(database, f"rate:{key}", rate, now) if rate is not None else None
+    return f"rate limit of {named}{spelt}: {_next_start(frees, now)}"
 
 
 def _fair_reason(database: str, run: Run) -> str:
@@ -105,7 +106,8 @@ def _queue_reason(database: str, row: Queue, now: datetime) -> str:
     in_use = _count(database, "running_condition", "queue_name", row.name)
     limit = limits.concurrency_limit
     if limits.rate is not None and (limit is None or in_use < limit):
-        next_start = _next_start(row.release_at, now)
+        frees = _window_frees(database, f"queue:{row.name}", limits.rate, now)
+        next_start = _next_start(frees, now)
         return f"queue {row.name} at its rate limit ({limits.rate}): {next_start}"
     if limit is not None:
         return f"queue {row.name} at its limit ({in_use} of {limit} in use)"
@@ -119,6 +121,18 @@ def _count(database: str, condition: str, column: str, value: str) -> int:
     with connections[database].cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM {RUN_TABLE} WHERE {where} AND {column} = %s", [value])
         return int(cursor.fetchone()[0])
+
+
+def _window_frees(database: str, key: str, rate: Rate, now: datetime) -> datetime | None:
+    """When the oldest start the rate counts leaves its window (a start let go and not
+    begun yet counts from when it was let go)."""
+    window = rate_window(rate)
+    oldest = (
+        LimitStart.objects.using(database)
+        .filter(key=key, started_at__gt=now - window)
+        .aggregate(oldest=Min("started_at"))["oldest"]
+    )
+    return None if oldest is None else oldest + window
 
 
 def _next_start(release_at: datetime | None, now: datetime) -> str:

@@ -80,23 +80,52 @@ def running(database: str, column: str, values: Iterable[str], leaving: Sequence
     return Counter({row[column]: row["n"] for row in query})
 
 
-def starts_since(database: str, key: str, since: datetime) -> tuple[int, datetime | None]:
-    """The starts a rate limit counted under ``key`` after ``since``, and the oldest."""
+def starts_since(
+    database: str, key: str, since: datetime, stale_before: datetime
+) -> tuple[int, int, datetime | None]:
+    """What a rate limit counts under ``key``: the starts begun after ``since``, the starts
+    let go and not begun yet (but those older than ``stale_before``: their run was given
+    back or lost), and the oldest begun start counted."""
     found = (
         LimitStart.objects.using(database)
-        .filter(key=key, started_at__gt=since)
-        .aggregate(n=Count("pk"), oldest=Min("started_at"))
+        .filter(
+            Q(begun=True, started_at__gt=since) | Q(begun=False, started_at__gt=stale_before),
+            key=key,
+        )
+        .aggregate(
+            n_begun=Count("pk", filter=Q(begun=True)),
+            n_pending=Count("pk", filter=Q(begun=False)),
+            oldest=Min("started_at", filter=Q(begun=True)),
+        )
     )
-    return found["n"], found["oldest"]
+    return found["n_begun"], found["n_pending"], found["oldest"]
 
 
 def record_starts(
-    database: str, key: str, count: int, now: datetime, forget_before: datetime
+    database: str,
+    key: str,
+    run_ids: Sequence[int],
+    now: datetime,
+    forget_before: datetime,
+    stale_before: datetime,
 ) -> None:
+    """Forget the starts no window counts any more; record those of ``run_ids``, let go
+    now, as not begun."""
     starts = LimitStart.objects.using(database)
-    starts.filter(key=key, started_at__lte=forget_before).delete()
-    if count:
-        starts.bulk_create([LimitStart(key=key, started_at=now) for _ in range(count)])
+    starts.filter(
+        Q(begun=True, started_at__lte=forget_before) | Q(begun=False, started_at__lte=stale_before),
+        key=key,
+    ).delete()
+    if run_ids:
+        starts.bulk_create(
+            [LimitStart(key=key, started_at=now, run_id=pk, begun=False) for pk in run_ids]
+        )
+
+
+def forget_unbegun(database: str, run_ids: Sequence[int]) -> None:
+    """Runs given back before their body began: their starts are not starts."""
+    if run_ids:
+        LimitStart.objects.using(database).filter(run_id__in=list(run_ids), begun=False).delete()
 
 
 def give_back(database: str, runs: Sequence[ClaimedRun], held_by: str | None) -> None:

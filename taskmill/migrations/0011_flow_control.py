@@ -61,6 +61,8 @@ class Migration(migrations.Migration):
                 ("id", models.BigAutoField(primary_key=True, serialize=False)),
                 ("key", models.CharField(max_length=255, verbose_name="key")),
                 ("started_at", models.DateTimeField(verbose_name="started at")),
+                ("run_id", models.BigIntegerField(blank=True, null=True, verbose_name="run")),
+                ("begun", models.BooleanField(db_default=True, default=True, verbose_name="begun")),
             ],
             options={
                 "verbose_name": "rate-limited start",

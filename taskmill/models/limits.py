@@ -37,11 +37,19 @@ class Limit(models.Model):
 
 class LimitStart(models.Model):
     """One start counted by a rate limit (a task's key, or "queue:<name>"); kept for the
-    rate's window, then pruned by the gate."""
+    rate's window, then pruned by the gate.
+
+    Written when the gate lets the run start, not yet ``begun``: until its body begins (a
+    thread to free, a busy machine) it counts in every window, and its body's beginning
+    writes the true time. So a run claimed at the end of one window and begun late in the
+    next counts in the next, and no window holds more starts than the rate.
+    """
 
     id = models.BigAutoField(primary_key=True)
     key = models.CharField(_("key"), max_length=255)
     started_at = models.DateTimeField(_("started at"))
+    run_id = models.BigIntegerField(_("run"), null=True, blank=True)
+    begun = models.BooleanField(_("begun"), default=True, db_default=True)
 
     class Meta:
         db_table = "taskmill_limit_start"

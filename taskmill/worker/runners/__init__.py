@@ -17,6 +17,7 @@ from typing import Any
 from ... import registry
 from ...compat import task_started
 from ...db import ClaimedRun
+from ...limits import starts as rate_starts
 from ...signalling import started_heard
 from ...tasks import effective_option
 from ..attempt import Attempt, Completed, signal_sender
@@ -44,6 +45,7 @@ def run_sync(attempt: Attempt, pool: Any = None) -> Completed:
     if refused:
         return refused
     attempt.mark_started()
+    rate_starts.begin(attempt.database, attempt.run)
     if started_heard():
         task_started.send(signal_sender(attempt.run), task_result=attempt.result)
     timeout = attempt.option("timeout")

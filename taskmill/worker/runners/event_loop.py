@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from asgiref.sync import sync_to_async
+
 from ...compat import task_started
 from ...exceptions import RunCancelled, TaskTimeout
+from ...limits import starts as rate_starts
 from ...signalling import started_heard
 from ..attempt import Attempt, Completed, signal_sender
 from ..failures import chained
@@ -18,6 +21,8 @@ async def run_async(attempt: Attempt) -> Completed:
     if refused:
         return refused
     attempt.mark_started()
+    if rate_starts.counts_starts(attempt.run, attempt.database):
+        await sync_to_async(rate_starts.begin)(attempt.database, attempt.run)
     if started_heard():
         await task_started.asend(signal_sender(attempt.run), task_result=attempt.result)
     args, kwargs = attempt.arguments()

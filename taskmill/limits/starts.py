@@ -1,0 +1,34 @@
+"""A rate-limited run's start, written when its body begins: the gate recorded it as let go
+and not begun (counted in every window meanwhile); its true time goes in now, so that a run
+claimed at the end of one window and begun late counts in the window it began in."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from ..db.records import ClaimedRun
+from ..models import LimitStart
+from .queues import limited
+
+logger = logging.getLogger("taskmill.worker")
+
+
+def counts_starts(run: ClaimedRun, database: str) -> bool:
+    return run.rate_key is not None or run.queue_name in limited.queues(database)
+
+
+def begin(database: str, run: ClaimedRun) -> None:
+    """Write that ``run``'s body begins now (from the thread about to run it)."""
+    if not counts_starts(run, database):
+        return
+    try:
+        LimitStart.objects.using(database).filter(run_id=run.id, begun=False).update(
+            begun=True, started_at=timezone.now()
+        )
+    except DatabaseError as exc:
+        # Left not begun, it counts in every window until it is stale: fewer starts, never
+        # more. The body runs all the same.
+        logger.warning("Could not write the start of run %s for its rate: %s", run.id, exc)
