@@ -7,6 +7,7 @@ import statistics
 import time
 from typing import Any
 
+from .limits import LIMITED, limits_cells
 from .orchestrate import PeerError, Session, log
 from .rawlimit import raw_limit
 from .systems import TASKMILL, System
@@ -144,6 +145,8 @@ def measure_system(system: System, args: argparse.Namespace, only: set[str]) -> 
                         cells[f"{prefix}_p50"] = cells[f"{prefix}_p95"] = r
                     else:
                         cells.update(latency_cells(r, prefix))
+            if "limits" in only and system.name in LIMITED:
+                cells.update(limits_cells(s, system, args))
     except PeerError as exc:  # set-up failed
         log(f"  error: {exc}")
         cells["*"] = {"error": str(exc)}

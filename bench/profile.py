@@ -8,6 +8,7 @@ shares are of wall time: a thread blocked in the database counts as much as one 
 
     python -m bench.profile --db sqlite --runs 30000
     python -m bench.profile --db postgresql --task burn_cpu --runs 1000   # 10 ms CPU-bound
+    python -m bench.profile --db postgresql --task keyed --keys 1000 --runs 5000  # limit 1 a key
 
 It uses the test suite's settings and tasks (``tests/settings.py``; the worker without
 Django's per-task log lines, as in ``python -m bench``), creates its own
@@ -35,6 +36,7 @@ SUFFIX = "_profbench"
 # taskmill's own (a method as Class.name).
 STAGES = [
     ("claim", ("Engine.claim", "claim_runs")),
+    ("limits' gate", ("settle_slots",)),
     ("rollups", ("add_stats",)),
     ("finish (the outcomes' write)", ("write_outcomes",)),
     ("heartbeat and duties", ("Heartbeat.beat", "StartRecorder.record", "Lifeline", "Pruner")),
@@ -53,7 +55,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--db", choices=["postgresql", "mysql", "sqlite"], default="sqlite")
     parser.add_argument("--runs", type=int, default=20_000)
-    parser.add_argument("--task", choices=["noop", "burn_cpu"], default="noop")
+    parser.add_argument(
+        "--task",
+        choices=["noop", "burn_cpu", "keyed"],
+        default="noop",
+        help="keyed: a no-op with concurrency_limit=1 per key, over --keys keys in turn",
+    )
+    parser.add_argument("--keys", type=int, default=1000, help="keys of --task keyed")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples a second")
     parser.add_argument("--top", type=int, default=12, help="hottest functions shown")
     parser.add_argument("--keep", help="also keep py-spy's raw output in this file")
@@ -125,12 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     from django.db.models import Max, Min
 
     from taskmill.models import Run
-    from tests.testapp import process_tasks, tasks
+    from tests.testapp import limit_tasks, process_tasks, tasks
 
     env["DJANGO_SETTINGS_MODULE"] = "bench.profile_settings"  # the worker's, not this process's
-    task, args = (tasks.noop, ()) if options.task == "noop" else (process_tasks.burn_cpu, (10.0,))
+    if options.task == "keyed":  # sync_account: concurrency_limit=1 per account
+        task = limit_tasks.sync_account
+        keys = options.keys
+        calls = [((), {"account": f"k{i % keys}", "seconds": 0.0}) for i in range(options.runs)]
+    else:
+        task, args = (
+            (tasks.noop, ()) if options.task == "noop" else (process_tasks.burn_cpu, (10.0,))
+        )
+        calls = [(args, {})] * options.runs
     try:
-        task.enqueue_many([(args, {})] * options.runs)
+        task.enqueue_many(calls)
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE taskmill_run")

@@ -145,7 +145,7 @@ def main_table(results: dict[str, dict[str, Cell]], systems: list[System]) -> st
         rows.append([label, *values, best_text, ratio, goal(key, tm, results, best)])
         if any(spreads):
             rows.append(["  spread (min-max)", *spreads, "", "", ""])
-    return table(rows)
+    return table(rows) if len(rows) > 1 else ""
 
 
 def variants_report(results: dict[str, dict[str, Cell]], systems: list[System]) -> str:

@@ -18,11 +18,12 @@ from typing import Any
 
 from .collect import measure_system, taskmill_extras
 from .environment import REPO, cpu_model, loadavg
+from .limits import limits_report
 from .orchestrate import kill_leftover_workers, log
 from .report import errors, extras_report, main_table, settings_lines, variants_report
 from .systems import BY_NAME, SYSTEMS
 
-FIGURES = ("enqueue", "bulk", "drain", "latency", "raw", "engines", "rss", "processes")
+FIGURES = ("enqueue", "bulk", "drain", "latency", "limits", "raw", "engines", "rss", "processes")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "taken over what finished (default 10; such cells are marked *)",
     )
     p.add_argument("--rss-big", type=int, help="tasks for the RSS drift figure (default 100000)")
+    p.add_argument(
+        "--limits-n", type=int, help="runs per drain of the per-key limit figures (default 5000)"
+    )
+    p.add_argument("--limits-keys", type=int, help="keys those runs are spread over (default 1000)")
     p.add_argument("--json", type=Path, help="write every raw measurement to this file")
     p.add_argument("--report", type=Path, help="print the report of a saved --json file again")
     args = p.parse_args(argv)
@@ -64,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cpu_n = 200 if q else 600
     args.sleep_n = 400 if q else 2000
     args.gap_ms = [20, 40]
+    args.limits_n = args.limits_n or (1000 if q else 5000)
+    args.limits_keys = args.limits_keys or (200 if q else 1000)
+    args.nap_ms = [20, 50]  # the queue limit's sleeping tasks
+    args.nap_seconds = 2.0 if q else 5.0  # of the ideal drain: sets how many runs
+    args.pgq_nap_batches = [10, 4]
     args.only_set = set(FIGURES)
     if args.only:
         args.only_set = {x.strip() for x in args.only.split(",") if x.strip()}
@@ -157,10 +167,12 @@ def print_report(
     )
     print("  best DB peer: the best PostgreSQL-backed peer, its tuned line included")
     print()
-    print(main_table(results, args.systems))
-    print()
+    if main := main_table(results, args.systems):
+        print(main)
+        print()
     if variants := variants_report(results, args.systems):
         print(variants)
+    print(limits_report(results, args.systems))
     print(extras_report(extras, results))
     print("settings (C = the concurrency of the figure; per-job logging off for every system):")
     print("\n".join(settings_lines(args.systems)))

@@ -209,18 +209,34 @@ def m_bulk(a: Adapter, n: int, repeat: int) -> list[float] | None:
     return rates
 
 
-def drain_once(a: Adapter, n: int, c: int, variant: str, kind: str, budget: float) -> dict:
-    """Fill n jobs, start the worker, count finished jobs until all are done (or budget)."""
+def drain_once(
+    a: Adapter,
+    n: int,
+    c: int,
+    variant: str,
+    kind: str,
+    budget: float,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """Fill n jobs, start the worker(s), count finished jobs until all are done (or budget).
+
+    ``workers``: worker processes started side by side (the limits' figures); ``env``: more
+    environment for them."""
     a.reset()
     a.fill(n, kind)
-    worker = Worker(a.worker_cmd(c, variant), a.worker_env(), f"{a.name}-drain")
+    procs = []
     try:
+        for _ in range(workers):
+            cmd = a.worker_cmd(c, variant)  # first: an adapter may set its env from it
+            procs.append(Worker(cmd, a.worker_env() | (env or {}), f"{a.name}-drain"))
         started = time.monotonic()
         first_t, first_done = None, 0
         done = 0
         while True:
-            worker.check()
-            worker.sample()
+            for worker in procs:
+                worker.check()
+                worker.sample()
             done = a.done_count()
             now = time.monotonic()
             if first_t is None and done > 0:
@@ -228,12 +244,13 @@ def drain_once(a: Adapter, n: int, c: int, variant: str, kind: str, budget: floa
             if done >= n:
                 break
             if now - started > 90 and first_t is None:
-                raise RuntimeError(f"no job finished in 90s: {worker.tail()}")
+                raise RuntimeError(f"no job finished in 90s: {procs[0].tail()}")
             if first_t is not None and now - first_t > budget:
                 break  # slow system: rate over the budget, the rest is not waited for
             time.sleep(POLL_S)
         end = time.monotonic()
-        worker.sample(force=True)
+        for worker in procs:
+            worker.sample(force=True)
         span = end - first_t if first_t else float("nan")
         rate = (done - first_done) / span if span and span > 0 else float("nan")
         return {
@@ -241,24 +258,26 @@ def drain_once(a: Adapter, n: int, c: int, variant: str, kind: str, budget: floa
             "done": done,
             "n": n,
             "span_s": span,
-            "peak_rss_mb": worker.peak_kb / 1024,
+            "peak_rss_mb": sum(worker.peak_kb for worker in procs) / 1024,
             "complete": done >= n,
         }
     finally:
-        worker.stop()
+        for worker in procs:
+            worker.stop()
 
 
 def m_drain(a: Adapter, p: dict) -> dict:
     out: dict[str, Any] = {}
+    kind, workers, env = p.get("kind", "noop"), p.get("workers", 1), p.get("env")
     for c in p["concurrency"]:
         if a.max_concurrency is not None and c > a.max_concurrency:
             out[str(c)] = {"na": f"one job at a time per worker process (no c={c})"}
             continue
         runs = []
         # warm-up (caches, the table, the plan; a slow system is cut at 3 s)
-        drain_once(a, max(50, p["n"] // 10), c, p["variant"], p.get("kind", "noop"), 3.0)
+        drain_once(a, max(50, p["n"] // 10), c, p["variant"], kind, 3.0, workers, env)
         for _ in range(p["repeat"]):
-            runs.append(drain_once(a, p["n"], c, p["variant"], p.get("kind", "noop"), p["budget"]))
+            runs.append(drain_once(a, p["n"], c, p["variant"], kind, p["budget"], workers, env))
         out[str(c)] = {"runs": runs}
     a.reset()
     return out

@@ -59,7 +59,19 @@ INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "benchta
 TASKS: dict[str, Any] = {}
 if PEER == "taskmill":
     INSTALLED_APPS.append("taskmill")
-    TASKS = {"default": {"BACKEND": "taskmill.backend.DatabaseBackend"}}
+    # "limited": the queue the queue-limit figures (bench/limits.py) limit
+    TASKS = {
+        "default": {
+            "BACKEND": "taskmill.backend.DatabaseBackend",
+            "QUEUES": ["default", "limited"],
+        }
+    }
+    # The queue-limit figures (bench/limits.py) start their workers with this set, as JSON
+    # ({"limited": {"concurrency_limit": 4}}); every other figure runs with no limit at all.
+    if os.environ.get("BENCH_QUEUE_LIMITS"):
+        import json
+
+        TASKS["default"]["OPTIONS"] = {"QUEUE_LIMITS": json.loads(os.environ["BENCH_QUEUE_LIMITS"])}
 elif PEER == "django-tasks-db":
     INSTALLED_APPS.append("django_tasks_db")
     TASKS = {"default": {"BACKEND": "django_tasks_db.backend.DatabaseBackend"}}

@@ -17,6 +17,7 @@ listed in bench/systems.py):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -69,6 +70,16 @@ async def create_pgqueuer():
     async def probe(job: object) -> None:
         record_probe(int(job.payload))  # type: ignore[attr-defined]
 
+    # The limits' figures (bench/limits.py): a sleep of the payload's milliseconds, and,
+    # with BENCH_PGQ_KEYS=K, K no-op entrypoints k0..k<K-1>: pgqueuer's limits are per
+    # entrypoint, so a limit per key is an entrypoint per key. The same limit as noop's.
+    @manager.entrypoint("nap", concurrency_limit=limit)
+    async def nap(job: object) -> None:
+        await asyncio.sleep(int(job.payload) / 1000)  # type: ignore[attr-defined]
+
+    for k in range(int(os.environ.get("BENCH_PGQ_KEYS", "0"))):
+        manager.entrypoint(f"k{k}", concurrency_limit=limit)(noop)
+
     try:
         yield manager
     finally:
@@ -112,6 +123,20 @@ class PgqueuerAdapter(PgAdapter):
 
     def enqueue_bulk(self, n: int) -> None:
         self.run(self.queries.enqueue(["noop"] * n, [None] * n, [0] * n))
+        self.filled += n
+
+    def fill(self, n: int, kind: str = "noop") -> None:
+        name, _, arg = kind.partition(":")
+        if name in ("keyed", "unkeyed", "clustered"):  # as taskmill's (taskmill_adapter.py)
+            keys = int(arg)
+            spread = (lambda i: i * keys // n) if name == "clustered" else (lambda i: i % keys)
+            entrypoints, payloads = [f"k{spread(i)}" for i in range(n)], [None] * n
+        elif name in ("nap", "nap_limited"):  # the limit is the variant's (-l<N>)
+            entrypoints, payloads = ["nap"] * n, [arg.encode()] * n
+        else:
+            self.enqueue_bulk(n)
+            return
+        self.run(self.queries.enqueue(entrypoints, payloads, [0] * n))
         self.filled += n
 
     def enqueue_probe(self, k: int) -> None:

@@ -30,7 +30,18 @@ class TaskmillAdapter(DjangoAdapter):
         self.t.noop.enqueue_many([((), {})] * n)
 
     def fill(self, n: int, kind: str = "noop") -> None:
-        getattr(self.t, KINDS[kind]).enqueue_many([((), {})] * n)
+        name, _, arg = kind.partition(":")
+        if name in ("keyed", "unkeyed", "clustered"):
+            # n runs over `arg` keys: in turn (key i % K: a claim's batch meets each key
+            # once), or in blocks (key i*K // n: a batch meets a few keys, each many times)
+            keys = int(arg)
+            task = self.t.unkeyed if name == "unkeyed" else self.t.keyed
+            spread = (lambda i: i * keys // n) if name == "clustered" else (lambda i: i % keys)
+            task.enqueue_many([((), {"key": f"k{spread(i)}"}) for i in range(n)])
+        elif name in ("nap", "nap_limited"):  # sleeping `arg` ms, in a limited queue or not
+            getattr(self.t, name).enqueue_many([((int(arg),), {})] * n)
+        else:
+            getattr(self.t, KINDS[kind]).enqueue_many([((), {})] * n)
 
     def enqueue_probe(self, k: int) -> None:
         self.t.probe.enqueue(k)

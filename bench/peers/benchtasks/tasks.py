@@ -1,4 +1,5 @@
-"""The benchmark's tasks for the Django-based systems: no-op, probe, CPU-bound, sleeping."""
+"""The benchmark's tasks for the Django-based systems: no-op, probe, CPU-bound, sleeping,
+and taskmill's limited ones."""
 
 from __future__ import annotations
 
@@ -34,3 +35,27 @@ if os.environ.get("BENCH_PEER") != "django-q2":
     @task
     def sleep10() -> None:
         time.sleep(0.01)
+
+    @task
+    def nap(ms: int) -> None:
+        """Sleeps ``ms`` milliseconds: the queue-limit figures' tasks (bench/limits.py)."""
+        time.sleep(ms / 1000)
+
+    @task(queue_name="limited")
+    def nap_limited(ms: int) -> None:
+        """The same in the queue the queue-limit figures limit (BENCH_QUEUE_LIMITS)."""
+        time.sleep(ms / 1000)
+
+
+if os.environ.get("BENCH_PEER") == "taskmill":
+    import taskmill
+
+    # The per-key figures (bench/limits.py): one no-op called with a key, with a limit of 1
+    # per key, and without a limit (the same call, the drain it is set against).
+    @taskmill.task(concurrency_limit=1, concurrency_key="key")
+    def keyed(*, key: str) -> None:
+        return None
+
+    @taskmill.task
+    def unkeyed(*, key: str) -> None:
+        return None
