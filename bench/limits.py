@@ -177,7 +177,10 @@ def naps(ms: int, args: argparse.Namespace) -> int:
 
 def limits_cells(s: Session, system: System, args: argparse.Namespace) -> dict[str, Cell]:
     cells: dict[str, Cell] = {}
+    wanted = set(args.limits_lines.split(",")) if args.limits_lines else None
     for line in lines_for(system, args):
+        if wanted is not None and line.name not in wanted:
+            continue
         log(f"  limits: {line.name} ({line.worker_text})")
         params = {
             "n": line.n,

@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--limits-n", type=int, help="runs per drain of the per-key limit figures (default 5000)"
     )
     p.add_argument("--limits-keys", type=int, help="keys those runs are spread over (default 1000)")
+    p.add_argument(
+        "--limits-lines",
+        help="comma-separated names of the limits' drains to measure (default all; "
+        "bench/limits.py names them: keys-free-c1, keys-c1, queue-20ms, ...)",
+    )
     p.add_argument("--json", type=Path, help="write every raw measurement to this file")
     p.add_argument("--report", type=Path, help="print the report of a saved --json file again")
     args = p.parse_args(argv)
