@@ -120,11 +120,13 @@ class Pass:
     fair: set[tuple[str, str]] = field(default_factory=set)  # (queue, fair key)
 
     def add_run(self, run: ClaimedRun, limited_queues: frozenset[str]) -> None:
-        task = registry.resolve_or_none(run.task_path)
-        if run.concurrency_key is not None:
-            self.declared[f"concurrency:{run.concurrency_key}"] = _declared(task, "concurrency")
-        if run.rate_key is not None:
-            self.declared[f"rate:{run.rate_key}"] = _declared(task, "rate")
+        if run.concurrency_key is not None or run.rate_key is not None:
+            task = registry.resolve_or_none(run.task_path)
+            if run.concurrency_key is not None:
+                key = f"concurrency:{run.concurrency_key}"
+                self.declared[key] = _declared(task, "concurrency")
+            if run.rate_key is not None:
+                self.declared[f"rate:{run.rate_key}"] = _declared(task, "rate")
         if run.fair_key is not None:
             self.declared.setdefault(f"fair:{run.queue_name}:{run.fair_key}", {})
             self.fair.add((run.queue_name, run.fair_key))
@@ -207,6 +209,8 @@ def settle_slots(
     start (all of ``claimed`` when none is limited). ``also_queues``: queues to settle
     even where this process does not know them limited (their limits just changed)."""
     limited_queues = limited.queues(database) | frozenset(also_queues)
+    if not limited_queues and _unlimited(claimed, freed):
+        return list(claimed)  # the common case, every batch of every worker: nothing to do
     work = Pass(database)
     for run in claimed:
         work.add_run(run, limited_queues)
@@ -222,6 +226,14 @@ def settle_slots(
     for queue in sorted(wake):
         wake_after_commit(database, queue)
     return admitted
+
+
+def _unlimited(claimed: Sequence[ClaimedRun], freed: Iterable[str]) -> bool:
+    """No key among ``claimed`` and ``freed`` but queues' (of no limited queue, then)."""
+    return all(key.startswith("queue:") for key in freed) and not any(
+        run.concurrency_key is not None or run.rate_key is not None or run.fair_key is not None
+        for run in claimed
+    )
 
 
 def _measure(work: Pass, claimed: Sequence[ClaimedRun], now: datetime) -> dict[str, Gauge]:
