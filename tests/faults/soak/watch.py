@@ -47,8 +47,9 @@ class FlowWatch:
     # What the gate counted: every rate start it recorded (LimitStart id -> key, when), kept
     # past the gate's own pruning; and when each limited (run, attempt) was claimed, as first
     # seen (its start columns hold the claim's time until its body begins). A claim undone
-    # (given back by the gate, returned after a lost reply) hands its attempt number to the
-    # next one: seen RUNNING again after a reading without it, it is a new claim.
+    # (given back by the gate, rescued or returned unstarted) hands its attempt number to the
+    # next one: seen RUNNING again after a reading without it, or under another worker, it
+    # is a new claim.
     ledger: dict[int, tuple[str, float]] = field(default_factory=dict)
     claimed: dict[tuple[int, int], float] = field(default_factory=dict)
 
@@ -64,7 +65,8 @@ class Watcher:
     def __init__(self, every: float = SAMPLE_EVERY) -> None:
         self.every = every
         self.watch = FlowWatch()
-        self._running: set[tuple[int, int]] = set()  # in the last complete reading
+        # (run, attempt) -> its worker, in the last complete reading
+        self._running: dict[tuple[int, int], str] = {}
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -96,17 +98,17 @@ class Watcher:
         )
         by_key: Counter = Counter()
         by_queue: Counter = Counter()
-        running_now = set()
-        for run_id, worker_ids, lease, key, queue, claimed in running.values_list(
+        running_now = {}
+        for run_id, worker_ids, lease, key, queue, claimed, worker in running.values_list(
             "id", "worker_ids", "lease_expires_at", "concurrency_key", "queue_name",
-            "last_attempted_at",
+            "last_attempted_at", "worker_id",
         ):  # fmt: skip
             attempt = len(worker_ids)
             lease_at = lease.timestamp() if lease is not None else 0.0
             self.watch.seen[(run_id, attempt)] = (at, lease_at)
-            if claimed is not None and (run_id, attempt) not in self._running:
+            if claimed is not None and self._running.get((run_id, attempt)) != worker:
                 self.watch.claimed[(run_id, attempt)] = claimed.timestamp()
-            running_now.add((run_id, attempt))
+            running_now[(run_id, attempt)] = worker
             holds_slot = key is not None or queue in queue_limits  # a rate holds none
             if holds_slot and lease_at < at:
                 blocked.add(f"lease:{run_id}:{attempt}")
