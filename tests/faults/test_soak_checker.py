@@ -195,6 +195,7 @@ def test_more_starts_in_a_window_than_the_rate_exceed_it(record_dir):
     report = check(record_dir, [], set(), [])
     assert report.limit_exceeded == 1, report.problems
     assert "21 starts in the 5s to 104.000 (rate 20/5s)" in report.problems[0]
+    assert report.flow_exceeded == {"rated bodies begun": 1}
 
 
 def test_a_start_a_freeze_delayed_counts_at_its_claim_as_the_gate_counted_it(record_dir):

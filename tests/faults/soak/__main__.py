@@ -202,12 +202,14 @@ def run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work: Path) -
         report.problems.append(f"no run ended for {profile.settle_seconds:g}s while some were left")
     print_table(vendor, profile.name, seed, time.monotonic() - began, report, chaos, producer)
     if not report.ok:
+        (work / "problems.txt").write_text("".join(f"{line}\n" for line in report.problems))
         outputs = work / "workers"
         outputs.mkdir(exist_ok=True)
         for worker in fleet.live + fleet.retired:
             (outputs / f"{worker.process.pid}.out").write_text(worker.output)
         print(
-            f"soak: FAILED; replay with --seed {seed}; chaos events: {work / 'events.log'}, "
+            f"soak: FAILED; replay with --seed {seed}; every problem: {work / 'problems.txt'}; "
+            f"chaos events: {work / 'events.log'}, "
             f"worker outputs: {outputs}, side-effect logs: {work / 'records'}"
         )
     return 0 if report.ok else 1

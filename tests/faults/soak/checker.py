@@ -57,6 +57,7 @@ class Report:
     flow_peaks: Counter = field(default_factory=Counter)
     flow_ledger: Counter = field(default_factory=Counter)  # rate starts the gate recorded
     flow_counted_at_claim: int = 0  # rated bodies a freeze or a restart kept waiting
+    flow_exceeded: Counter = field(default_factory=Counter)  # limit_exceeded, by what
     watch: FlowWatch | None = None
     problems: list[str] = field(default_factory=list)
 

@@ -149,6 +149,7 @@ def check_limits(
             peak = max((len(open_runs) for _, open_runs in crowded(runs, 0)), default=0)
             report.flow_peaks[name] = max(report.flow_peaks[name], peak)
             for at, open_runs in crowded(runs, limit):
+                report.flow_exceeded["running at once"] += 1
                 report.flag(
                     "limit_exceeded",
                     f"{key}: {len(open_runs)} ran at once at {at:.3f} (limit {limit}): "
@@ -191,6 +192,7 @@ def _check_rate(
             reverse=True,
         )[:SHOWN]
         waited = ", ".join(f"run {run_id} {wait:.2f}s" for wait, run_id in waits) or "unknown"
+        report.flow_exceeded["rated bodies begun"] += 1
         report.flag(
             "limit_exceeded",
             f"{key}: {len(members)} starts in the {rate.seconds:g}s to {at:.3f} (rate {rate}); "
@@ -207,6 +209,7 @@ def _check_ledger(report, task, watch: FlowWatch) -> None:
     recorded = [(at, n) for n, (ledger_key, at) in watch.ledger.items() if ledger_key == key]
     report.flow_ledger[key] = len(recorded)
     for at, members in too_many_starts(recorded, rate.count, window.total_seconds()):
+        report.flow_exceeded["rated starts the gate recorded"] += 1
         report.flag(
             "limit_exceeded",
             f"{key}: the gate recorded {len(members)} starts in the "

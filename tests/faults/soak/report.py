@@ -36,6 +36,9 @@ def print_table(vendor, profile, seed, elapsed, report, chaos, producer) -> None
         f"{producer.ambiguous} enqueues answered by a broken connection were found committed"
     )
     print(flow_summary(report))
+    if report.flow_exceeded:
+        kinds = ", ".join(f"{what} {n}" for what, n in sorted(report.flow_exceeded.items()))
+        print(f"  limit exceeded: {kinds}")
     for problem in report.problems[:30]:
         print(f"  {problem}")
     if len(report.problems) > 30:
