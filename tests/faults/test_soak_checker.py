@@ -2,7 +2,8 @@
 
 Each case builds, in the test database and a side-effect log, the trace one defect would
 leave (an attempt run twice, a run gone, a run left RUNNING, an atomic row written twice, a
-callback missing, a schedule that skipped a second) and asserts the checker counts it.
+callback missing, a schedule that skipped a second, a limit exceeded, a slot leaked) and
+asserts the checker counts it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from taskmill.models import Run, Schedule
+from taskmill.models import Queue, Run, Schedule
 from tests.faults.soak.checker import check
+from tests.faults.soak.flow import leaks
 from tests.faults.soak.producer import Enqueued, SoakSchedule, create_schedules
+from tests.faults.soak.watch import FlowWatch
 from tests.testapp import soak_tasks
 from tests.testapp.models import Effect
 
@@ -136,3 +139,144 @@ def test_a_run_failed_by_a_database_error_is_lost_unless_counted_as_a_lost_attem
     report = check(record_dir, [], set(), [])
     assert report.ok, report.problems
     assert (report.gave_up, report.crashed_runs) == (1, 1)
+
+
+# -- flow control: limit exceeded, slot leaked -------------------------------------------------
+
+
+def body(record_dir, run_id: int, key: str, start: float, end: float | None, attempt: int = 1):
+    """A limited task's lines, as soak_tasks._limited writes them (no end: killed)."""
+    kind = key.partition(":")[0]
+    lines = [f"start {run_id} {attempt} {kind} {key} {start:.6f}"]
+    if end is not None:
+        lines.append(f"end {run_id} {attempt} {key} {end:.6f}")
+    log(record_dir, *lines)
+
+
+LOST = {"exception_class_path": "taskmill.exceptions.WorkerLost", "traceback": "lost\n"}
+
+
+def keyed(account: str = "a0", *, attempt: int = 1) -> int:
+    """A run of one_per_account, SUCCESSFUL at ``attempt``, each earlier one lost."""
+    result = soak_tasks.one_per_account.enqueue("keyed-1", account=account, pause=0)
+    return finish(result, attempt=attempt, errors=[LOST] * (attempt - 1))
+
+
+def test_bodies_within_their_limits_pass(record_dir):
+    one, two = keyed(), keyed()
+    body(record_dir, one, "one_per_account:a0", 100.0, 101.0)
+    body(record_dir, two, "one_per_account:a0", 101.0, 102.0)  # the freed slot, taken at once
+    other = keyed("a1")
+    body(record_dir, other, "one_per_account:a1", 100.5, 101.5)  # another key: its own slot
+    pair = [finish(soak_tasks.two_at_once.enqueue("two-1", 0)) for _ in range(3)]
+    for n, run_id in enumerate(pair):
+        body(record_dir, run_id, "two_at_once", 100.0 + n, 101.5 + n)  # two at once at most
+    for n in range(40):  # 20 starts in every 5 s, the most the rate allows
+        run_id = finish(soak_tasks.rate_limited.enqueue(f"rated-{n}"))
+        body(record_dir, run_id, "rate_limited", 100.0 + n * 0.25, 100.0 + n * 0.25)
+    report = check(record_dir, [], set(), [])
+    assert report.ok, report.problems
+    assert report.flow_peaks == {"one_per_account": 1, "two_at_once": 2}
+
+
+def test_two_bodies_of_one_key_at_once_exceed_its_limit(record_dir):
+    one, two = keyed(), keyed()
+    body(record_dir, one, "one_per_account:a0", 100.0, 101.0)
+    body(record_dir, two, "one_per_account:a0", 100.9, 102.0)
+    report = check(record_dir, [], set(), [])
+    assert report.limit_exceeded == 1 and not report.ok
+    assert f"runs {[one, two]}" in report.problems[0]
+
+
+def test_more_starts_in_a_window_than_the_rate_exceed_it(record_dir):
+    for n in range(21):  # 21 starts in 5 s: the 21st is one too many
+        run_id = finish(soak_tasks.rate_limited.enqueue(f"rated-{n}"))
+        body(record_dir, run_id, "rate_limited", 100.0 + n * 0.2, 100.0 + n * 0.2)
+    report = check(record_dir, [], set(), [])
+    assert report.limit_exceeded == 1, report.problems
+    assert "21 starts in the 5s to 104.000 (rate 20/5s)" in report.problems[0]
+    assert report.flow_exceeded == {"rated bodies begun": 1}
+
+
+def test_a_start_a_freeze_delayed_counts_at_its_claim_as_the_gate_counted_it(record_dir):
+    for n in range(20):
+        run_id = finish(soak_tasks.rate_limited.enqueue(f"rated-{n}"))
+        body(record_dir, run_id, "rate_limited", 100.0 + n * 0.2, 100.0 + n * 0.2)
+    late = finish(soak_tasks.rate_limited.enqueue("rated-late"))
+    body(record_dir, late, "rate_limited", 104.5, 104.5)  # the 21st start in 5 s...
+    watch = FlowWatch(claimed={(late, 1): 94.0})  # ...claimed 10 s before it began
+    assert check(record_dir, [], set(), [], watch).limit_exceeded == 1  # a backlog: counted
+    frozen = [(95.0, 104.0, 1)]  # its worker (1.log: pid 1) frozen meanwhile
+    report = check(record_dir, [], set(), [], watch, frozen)
+    assert report.ok, report.problems
+    assert report.flow_counted_at_claim == 1
+    assert check(record_dir, [], set(), [], watch, [(95.0, 104.0, 2)]).limit_exceeded == 1
+
+
+def test_more_starts_than_the_rate_recorded_by_the_gate_exceed_it(record_dir):
+    key = f"rate:{soak_tasks.rate_limited.module_path}"
+    # 20 at most in any 5.25 s (the gate's window: the rate's and its margin for the wait
+    # from claim to start)
+    ledger = {n: (key, 100.0 + n * 0.25) for n in range(20)}
+    ledger[20] = (key, 105.25)
+    assert check(record_dir, [], set(), [], FlowWatch(ledger=ledger)).ok
+    ledger[21] = (key, 104.9)
+    report = check(record_dir, [], set(), [], FlowWatch(ledger=ledger))
+    assert report.limit_exceeded == 2  # at 104.9 and again at 105.25
+    assert "the gate recorded 21 starts in the 5.25s to 104.900" in report.problems[0]
+
+
+def test_a_lost_body_holds_its_slot_until_the_database_gave_it_back(record_dir):
+    # Attempt 1 was frozen: its body went on to 110 though its run was rescued (attempt 2).
+    # The watch last saw it RUNNING at 103, its lease ending at 104: its slot was given back
+    # no sooner than 104. A run of its key may start after that, not before.
+    frozen = keyed(attempt=2)
+    body(record_dir, frozen, "one_per_account:a0", 100.0, 110.0)
+    body(record_dir, frozen, "one_per_account:a0", 105.0, 106.0, attempt=2)
+    killed = keyed("a1", attempt=2)  # killed mid-body: no end
+    body(record_dir, killed, "one_per_account:a1", 100.0, None)
+    body(record_dir, killed, "one_per_account:a1", 104.5, 105.0, attempt=2)
+    watch = FlowWatch(seen={(frozen, 1): (103.0, 104.0), (killed, 1): (104.0, 104.2)})
+    report = check(record_dir, [], set(), [], watch)
+    assert report.ok, report.problems
+    # Seen holding its slot later than the next body's start: that one started too early.
+    watch.seen[(frozen, 1)] = (105.5, 106.0)
+    watch.seen[(killed, 1)] = (104.8, 104.9)
+    report = check(record_dir, [], set(), [], watch)
+    assert report.limit_exceeded == 2, report.problems
+
+
+def test_a_body_begun_after_its_slot_was_given_back_is_fencings_not_the_limits(record_dir):
+    # A thawed worker began attempt 1 after its run was rescued and run again (attempt 2):
+    # the limit's slot had gone to attempt 2; the doubled column judges attempt 1.
+    run_id = keyed(attempt=2)
+    body(record_dir, run_id, "one_per_account:a0", 106.0, 107.0)
+    body(record_dir, run_id, "one_per_account:a0", 105.0, 108.0, attempt=2)
+    watch = FlowWatch(seen={(run_id, 1): (101.0, 102.0)})
+    report = check(record_dir, [], set(), [], watch)
+    assert report.ok, report.problems
+
+
+def test_a_slot_blocked_longer_than_a_lease_is_leaked_unless_a_freeze_explains_it():
+    blocked = frozenset({"held:concurrency:x"})
+    samples = [(100.0 + n * 0.3, blocked) for n in range(15)]  # 4.2 s
+    assert [what for what, _, _ in leaks(samples, [])] == ["held:concurrency:x"]
+    assert leaks(samples, [(101.0, 103.0)]) == []  # 2.2 s once the freeze is left out
+    assert leaks(samples[:10], []) == []  # 2.7 s: within a lease
+    # Blocked in one reading out of two: no slot stayed blocked.
+    flickering = [(at, blocked if n % 2 else frozenset()) for n, (at, _) in enumerate(samples)]
+    assert leaks(flickering, []) == []
+
+
+def test_the_watchs_leaks_and_what_is_left_held_at_the_end_count(record_dir):
+    samples = [(100.0 + n, frozenset({"queue:metered"})) for n in range(5)]
+    report = check(record_dir, [], set(), [], FlowWatch(samples=samples))
+    assert report.slot_leaked == 1 and not report.ok
+    # At the end: a run still held back (stuck, and its key's slot leaked), a queue still
+    # marked at its limit.
+    held = soak_tasks.one_per_account.enqueue("keyed-1", account="a0", pause=0)
+    Run.objects.filter(pk=held.id).update(due=False, held_by="concurrency:x")
+    Queue.objects.create(name="metered", at_limit=True)
+    report = check(record_dir, [], set(), [])
+    assert (report.stuck, report.slot_leaked) == (1, 2), report.problems
+    assert "held back by concurrency:x" in " ".join(report.problems)

@@ -2,13 +2,17 @@
 
 Every task writes ``start <run id> <attempt> <kind>`` before its body and ``end <run id>
 <attempt>`` after it to its worker process's side-effect log, so the checker can tell, for
-every attempt, whether and where it ran, and how often.
+every attempt, whether and where it ran, and how often. The tasks under a limit (issue 23)
+add the key their limit counts under and the time: ``start <run id> <attempt> <kind> <key>
+<time>``, ``end <run id> <attempt> <key> <time>``, from which the checker measures how many
+ran at once, and how many began in a rate's window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import taskmill
 
@@ -23,6 +27,14 @@ def _start(context, kind: str) -> tuple[str, int]:
 
 def _end(run_id: str, attempt: int) -> None:
     _record(f"end {run_id} {attempt}")
+
+
+def _limited(context, kind: str, key: str, pause: float) -> None:
+    """A limited task's body: its start and end, with its key and the time, around a pause."""
+    run_id, attempt = context.task_result.id, context.attempt
+    _record(f"start {run_id} {attempt} {kind} {key} {time.time():.6f}")
+    time.sleep(pause)
+    _record(f"end {run_id} {attempt} {key} {time.time():.6f}")
 
 
 @taskmill.task(takes_context=True)
@@ -135,3 +147,40 @@ def scheduled(context, fired_for: str | None = None) -> str | None:
     run_id, attempt = _start(context, "scheduled")
     _end(run_id, attempt)
     return fired_for
+
+
+# -- flow control (issue 23): each logs its key; the checker knows the limits from here ----
+
+RATE = taskmill.Rate(20, per=timedelta(seconds=5))
+
+
+@taskmill.task(takes_context=True, concurrency_limit=1, concurrency_key="account")
+def one_per_account(context, token: str, *, account: str, pause: float) -> str:
+    _limited(context, "one_per_account", f"one_per_account:{account}", pause)
+    return token
+
+
+@taskmill.task(takes_context=True, concurrency_limit=2)
+def two_at_once(context, token: str, pause: float) -> str:
+    _limited(context, "two_at_once", "two_at_once", pause)
+    return token
+
+
+@taskmill.task(takes_context=True, rate_limit=RATE)
+def rate_limited(context, token: str) -> str:
+    _limited(context, "rate_limited", "rate_limited", 0.0)
+    return token
+
+
+@taskmill.task(takes_context=True, fair_key="tenant")
+def fair_share(context, token: str, *, tenant: str) -> str:
+    _limited(context, "fair_share", f"fair_share:{tenant}", 0.02)
+    return token
+
+
+@taskmill.task(takes_context=True)
+def metered(context, token: str, pause: float) -> str:
+    """Enqueued to the soak's limited queue (tests/faults/soak/settings.py): the queue's
+    limit holds it, not the task's."""
+    _limited(context, "metered", "metered", pause)
+    return token

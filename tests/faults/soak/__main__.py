@@ -5,9 +5,10 @@
 (``scripts/soak`` sets up the virtualenv and runs it for every database.) It starts a
 private database server (PostgreSQL, MariaDB; SQLite needs none), creates and migrates a
 database, starts the workers (each with its scheduler), creates per-second schedules,
-enqueues a mix of every kind of run while the chaos loop kills, stops, freezes, restarts
-and cancels, lets everything settle, stops the workers, and checks. It prints one table and
-exits 1 unless nothing was lost, doubled, missed, fired twice, stuck or wrong.
+enqueues a mix of every kind of run (some under limits) while the chaos loop kills, stops,
+freezes, restarts and cancels and a watch reads the limits' slots, lets everything settle,
+stops the workers, and checks. It prints one table and exits 1 unless nothing was lost,
+doubled, missed, fired twice, stuck or wrong, and no limit was exceeded or slot leaked.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def prepare_environment(vendor: str, server, name: str, record_dir: Path) -> dic
 
     env = {
         **server.env(),
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.faults.soak.settings",
         "TASKMILL_TEST_DB": vendor,
         "TASKMILL_TEST_DB_NAME": name,
         "TASKMILL_TEST_RECORD_DIR": str(record_dir),
@@ -139,6 +140,7 @@ def run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work: Path) -
     from .checker import check, check_leftovers
     from .producer import Producer, create_schedules, with_database_retries
     from .report import print_table
+    from .watch import Watcher, watching
 
     rng = random.Random(seed)
     fleet.fill()
@@ -154,6 +156,8 @@ def run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work: Path) -
         random.Random(rng.random()), fleet, server, producer, profile.chaos_every,
         work / "events.log",
     )  # fmt: skip
+    watcher = Watcher()
+    watch_thread, stop_watching = watching(watcher)
     stop = threading.Event()
     until = began + 2 + chaos_seconds
     threads = [
@@ -167,6 +171,7 @@ def run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work: Path) -
             thread.join()
     except BaseException:  # interrupted: no new worker may start after the fleet is killed
         stop.set()
+        stop_watching.set()
         for thread in threads:
             thread.join(timeout=60)
         raise
@@ -176,10 +181,19 @@ def run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work: Path) -
         worker.wait_for_output("started", timeout=60)
 
     settled = wait_for_quiet(profile.settle_seconds, with_database_retries)
+    stop_watching.set()
+    watch_thread.join(timeout=60)
     stop_problems = fleet.stop_all()
     connection.close()
     report = with_database_retries(
-        lambda: check(work / "records", producer.enqueued, chaos.targeted, schedules)
+        lambda: check(
+            work / "records",
+            producer.enqueued,
+            chaos.targeted,
+            schedules,
+            watcher.watch,
+            chaos.disrupted,
+        )
     )
     check_leftovers(report, work / "records")
     for problem in stop_problems:
@@ -188,12 +202,14 @@ def run_fleet(vendor, profile, seed, chaos_seconds, server, fleet, work: Path) -
         report.problems.append(f"no run ended for {profile.settle_seconds:g}s while some were left")
     print_table(vendor, profile.name, seed, time.monotonic() - began, report, chaos, producer)
     if not report.ok:
+        (work / "problems.txt").write_text("".join(f"{line}\n" for line in report.problems))
         outputs = work / "workers"
         outputs.mkdir(exist_ok=True)
         for worker in fleet.live + fleet.retired:
             (outputs / f"{worker.process.pid}.out").write_text(worker.output)
         print(
-            f"soak: FAILED; replay with --seed {seed}; chaos events: {work / 'events.log'}, "
+            f"soak: FAILED; replay with --seed {seed}; every problem: {work / 'problems.txt'}; "
+            f"chaos events: {work / 'events.log'}, "
             f"worker outputs: {outputs}, side-effect logs: {work / 'records'}"
         )
     return 0 if report.ok else 1

@@ -130,6 +130,12 @@ class Chaos:
         self.events = events
         self.counts: Counter = Counter()
         self.targeted: set[int] = set()  # runs cancelled or stopped on purpose
+        # (from, to, worker pid or None for all) on the wall clock: a worker frozen, the
+        # database restarting. A frozen worker may hold locks (on SQLite, the one write lock)
+        # that keep the others from freeing what it holds, and its claimed runs wait: the
+        # checker does not count what these times delayed (flow.py).
+        self.disrupted: list[tuple[float, float, int | None]] = []
+        self._frozen_at: dict[int, float] = {}
         self._timers: list[threading.Timer] = []
         self._last_restart = 0.0
 
@@ -174,6 +180,7 @@ class Chaos:
             return
         os.kill(worker.process.pid, signal.SIGKILL)  # the worker only, not its group
         self.fleet.frozen.discard(worker.process.pid)
+        self._thawed(worker.process.pid)
         self.fleet.retire(worker)
         self.fleet.start_one()
         self.counts["kills"] += 1
@@ -196,6 +203,7 @@ class Chaos:
         pid = worker.process.pid
         os.kill(pid, signal.SIGSTOP)
         self.fleet.frozen.add(pid)
+        self._frozen_at[pid] = time.time()
         seconds = LEASE_SECONDS + self.rng.uniform(1.0, 3.0)
 
         def thaw() -> None:
@@ -203,11 +211,17 @@ class Chaos:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
                 self.fleet.frozen.discard(pid)
+                self._thawed(pid)
                 self.note(f"SIGCONT {pid}")
 
         self._later(seconds, thaw)
         self.counts["freezes"] += 1
         self.note(f"SIGSTOP {pid} for {seconds:.1f}s")
+
+    def _thawed(self, pid: int) -> None:
+        since = self._frozen_at.pop(pid, None)
+        if since is not None:
+            self.disrupted.append((since, time.time(), pid))
 
     # -- the database ----------------------------------------------------------------------
 
@@ -216,7 +230,9 @@ class Chaos:
             return  # let the fleet recover between two restarts
         crash = self.rng.random() < 0.5
         connection.close()
+        began = time.time()
         down = self.server.restart(crash)
+        self.disrupted.append((began, time.time(), None))
         self._last_restart = time.monotonic()
         self.counts["restarts"] += 1
         self.note(f"restart ({'crash' if crash else 'fast'}) down {down:.2f}s")
@@ -282,4 +298,6 @@ class Chaos:
         for timer in self._timers:
             timer.cancel()
         self.fleet.thaw_all()
+        for pid in list(self._frozen_at):
+            self._thawed(pid)
         with_database_retries(lambda: taskmill.resume_queue(PAUSABLE_QUEUE))

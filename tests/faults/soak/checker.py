@@ -11,13 +11,16 @@ What it proves, run by run:
 - an ``atomic=True`` run's row exists exactly once if it succeeded, never otherwise;
 - each finished run with callbacks enqueued exactly the right callback, once;
 - each (schedule, fire time) due in the window was enqueued exactly once;
-- nothing is left RUNNING, leased, locked, or running in a stray child process.
+- nothing is left RUNNING, leased, locked, or running in a stray child process, nor READY
+  held back by a limit;
+- no limit was exceeded and no limit's slot leaked (flow.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,9 @@ from django.utils.module_loading import import_string
 
 from taskmill.exceptions import counts_as_lost
 
+from .flow import check_flow
 from .producer import TASKS, Enqueued, SoakSchedule
+from .watch import FlowWatch
 
 ACTIVE = {"READY", "WAITING", "RUNNING"}
 SUCCESS_KINDS = {"plain", "in_child", "unique", "async", "atomic", "flaky", "scheduled", "after"}
@@ -40,10 +45,20 @@ class Report:
     double_fires: int = 0
     stuck: int = 0
     wrong: int = 0
+    limit_exceeded: int = 0
+    slot_leaked: int = 0
     # FAILED after TASKMILL_MAX_LOST_ATTEMPTS lost attempts (lost workers, or database
     # errors the worker counted as lost): allowed
     gave_up: int = 0
     crashed_runs: int = 0  # runs with at least one lost attempt
+    # Flow control, to show the limits were met: bodies per limited task, the most of a
+    # concurrency-limited key that ran at once (holding their slot), the watch's counts.
+    flow_bodies: Counter = field(default_factory=Counter)
+    flow_peaks: Counter = field(default_factory=Counter)
+    flow_ledger: Counter = field(default_factory=Counter)  # rate starts the gate recorded
+    flow_counted_at_claim: int = 0  # rated bodies a freeze or a restart kept waiting
+    flow_exceeded: Counter = field(default_factory=Counter)  # limit_exceeded, by what
+    watch: FlowWatch | None = None
     problems: list[str] = field(default_factory=list)
 
     def flag(self, counter: str, message: str) -> None:
@@ -59,6 +74,8 @@ class Report:
             or self.double_fires
             or self.stuck
             or self.wrong
+            or self.limit_exceeded
+            or self.slot_leaked
         )
 
 
@@ -88,7 +105,11 @@ def check(
     enqueued: list[Enqueued],
     targeted: set[int],
     schedules: list[SoakSchedule],
+    watch: FlowWatch | None = None,
+    disrupted: Sequence[tuple[float, float, int | None]] = (),
 ) -> Report:
+    """``watch``: the limits' slots as the soak saw them; ``disrupted``: the times a worker
+    was frozen or the database restarting (flow.py)."""
     from taskmill.models import Run
     from tests.testapp.models import Effect
 
@@ -99,6 +120,7 @@ def check(
         for row in Run.objects.values(
             "id", "task_path", "status", "attempt", "errors", "return_value", "args",
             "worker_id", "worker_ids", "lease_expires_at", "schedule_id", "scheduled_for",
+            "held_by",
         )
     }  # fmt: skip
     report.runs = len(rows)
@@ -119,6 +141,8 @@ def check(
         if kind_of(row["task_path"]) == "with_callbacks" and row["status"] not in ACTIVE:
             _check_callbacks(report, row, callbacks[str(run_id)])
     _check_fires(report, rows, schedules)
+    report.watch = watch
+    check_flow(report, record_dir, rows, watch, disrupted)
     return report
 
 
@@ -126,7 +150,8 @@ def _check_run(report, row, runs: Executions, rows, by_token, targeted: set[int]
     run_id, status, errors = row["id"], row["status"], row["errors"]
     label = f"run {run_id} {kind_of(row['task_path'])}"
     if status in ACTIVE:
-        report.flag("stuck", f"{label} is still {status}")
+        held = f", held back by {row['held_by']}" if row["held_by"] else ""
+        report.flag("stuck", f"{label} is still {status}{held}")
         return
     if row["worker_id"] or row["lease_expires_at"] is not None:
         report.flag("stuck", f"{label} ended {status} but still names a worker or a lease")

@@ -19,10 +19,16 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from tests.testapp import soak_tasks
 
+from .profiles import METERED_QUEUE
+
 TASKS = "tests.testapp.soak_tasks"
 
 # kind -> weight in the mix. A "pair" is a run and a run that depends on it; "unique" is
-# three enqueues of one key at once.
+# three enqueues of one key at once. The limited kinds (issue 23) come in bursts, so that
+# their limits are reached and runs are held back: "keyed" is 3 runs of one of ACCOUNTS
+# (one at a time each), "two" 4 runs of a task allowed two at once, "rated" 10 runs of a
+# task allowed RATE (about half of it on average), "fair" a heavy or a light tenant's
+# burst, "metered" 3 runs in a queue limited to 2.
 MIX = {
     "plain": 5.0,
     "flaky": 2.0,
@@ -33,8 +39,16 @@ MIX = {
     "callbacks": 1.0,
     "atomic": 2.0,
     "async": 1.5,
+    "keyed": 1.2,
+    "two": 0.6,
+    "rated": 0.35,
+    "fair": 0.2,
+    "metered": 0.8,
 }
+ACCOUNTS = ("a0", "a1", "a2", "a3")
+TENANTS = ("t0", "t1", "t2")
 PAUSABLE_QUEUE = "low"
+PAUSE = object()  # in a burst's arguments: a pause drawn for each run
 
 
 @dataclass
@@ -167,6 +181,41 @@ class Producer:
             lambda: soak_tasks.after.using(depends_on=[str(first)]).enqueue(token),
         )
         self._remember(token, "after", run_id, depends_on=first)
+
+    # -- flow control: bursts under limits ------------------------------------------------
+
+    def _burst(self, kind: str, task, count: int, queue: str | None = None, **kwargs) -> None:
+        """``count`` runs of ``task`` at once; a ``PAUSE`` keyword is drawn for each."""
+        path = f"{TASKS}.{task.func.__name__}"
+        bound = task.using(queue_name=queue) if queue else task
+        for _ in range(count):
+            token = self._token(kind)
+            given = {
+                name: round(self.rng.uniform(0.05, 0.4), 3) if value is PAUSE else value
+                for name, value in kwargs.items()
+            }
+            run_id = self._submit(
+                path, token, lambda token=token, given=given: bound.enqueue(token, **given)
+            )
+            self._remember(token, kind, run_id)
+
+    def _enqueue_keyed(self) -> None:
+        account = self.rng.choice(ACCOUNTS)
+        self._burst("keyed", soak_tasks.one_per_account, 3, account=account, pause=PAUSE)
+
+    def _enqueue_two(self) -> None:
+        self._burst("two", soak_tasks.two_at_once, 4, pause=PAUSE)
+
+    def _enqueue_rated(self) -> None:
+        self._burst("rated", soak_tasks.rate_limited, 10)
+
+    def _enqueue_fair(self) -> None:
+        tenant = self.rng.choice(TENANTS)
+        count = 24 if tenant == TENANTS[0] else 2  # one tenant floods, the others trickle
+        self._burst("fair", soak_tasks.fair_share, count, tenant=tenant)
+
+    def _enqueue_metered(self) -> None:
+        self._burst("metered", soak_tasks.metered, 3, METERED_QUEUE, pause=PAUSE)
 
     # -- the loop ---------------------------------------------------------------------------
 

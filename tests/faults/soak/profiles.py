@@ -46,3 +46,7 @@ WORKER_ENV = {
     "TASKMILL_TEST_CATCH_UP_LIMIT": "100000",
 }
 LEASE_SECONDS = 3.0
+
+# A queue whose runs share a concurrency limit (QUEUE_LIMITS in the soak's settings).
+METERED_QUEUE = "metered"
+METERED_LIMIT = 2
