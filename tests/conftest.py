@@ -281,3 +281,14 @@ def kill_other_connections() -> int:
         for session_id in ids:
             cursor.execute(f"KILL {int(session_id)}")
         return len(ids)
+
+
+@pytest.fixture(autouse=True)
+def _forget_limited_queues() -> Iterator[None]:
+    """A queue limited at run time in a test is rolled back (or flushed) with it: this
+    process's cache of which queues are limited (taskmill.limits.queues) must not outlive
+    it."""
+    yield
+    from taskmill.limits.queues import limited
+
+    limited.forget()

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import html as markup
 import re
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 
-from taskmill.limits.queues import limited
 from taskmill.models import Queue, Run, RunStatus
 from tests.limits.holding import claim, held, hold_some
 
@@ -22,12 +20,6 @@ pytestmark = pytest.mark.django_db
 QUEUES = "/admin/taskmill/queue/"
 ERP_LIMITS = "/admin/taskmill/queue/erp/limits/"
 ACCT_7 = "concurrency:tests.testapp.limit_tasks.sync_account:acct-7"
-
-
-@pytest.fixture(autouse=True)
-def _forget_limited_queues() -> Iterator[None]:
-    yield
-    limited.forget()  # limits set here are rolled back: so is what this process knows
 
 
 def user_with(*codenames: str) -> User:

@@ -4,7 +4,6 @@ back, read from runs the real gate held back (tests/limits/holding.py)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import taskmill
-from taskmill.limits.queues import limited
 from taskmill.limits.report import (
     TOP_KEYS,
     key_label,
@@ -28,14 +26,6 @@ from tests.testapp.limit_tasks import call_partner, call_partner_for, sync_accou
 from .holding import claim, held, hold_fairly, hold_some
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _forget_limited_queues() -> Iterator[None]:
-    # A queue limited at run time here is rolled back with the test: this process's cache
-    # of which queues are limited must not outlive it.
-    yield
-    limited.forget()
 
 
 def reason(run_id: int) -> str | None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
 
 import taskmill
-from taskmill.limits.queues import limited
 from tests.testapp import tasks
 
 from .holding import claim, hold_some
@@ -21,12 +19,6 @@ pytestmark = pytest.mark.django_db
 
 ACCT_7 = "concurrency:tests.testapp.limit_tasks.sync_account:acct-7"
 TWO = "concurrency:tests.testapp.limit_tasks.two_at_a_time"
-
-
-@pytest.fixture(autouse=True)
-def _forget_limited_queues() -> Iterator[None]:
-    yield
-    limited.forget()  # limits set here are rolled back: so is what this process knows
 
 
 def status(*args: str) -> str:
