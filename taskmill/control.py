@@ -20,6 +20,7 @@ from .db import get_engine
 from .db.errors import is_transient
 from .exceptions import RunCancelled, TaskmillError, synthetic_error
 from .followups import cancel_unstarted
+from .limits.gate import settle_slots
 from .models import FINISHED_STATUSES, Queue, Run, RunStatus, Worker
 from .wakeup import wake_after_commit
 
@@ -140,13 +141,26 @@ def pause_queue(name: str, *, database: str = "default") -> bool:
 
 
 def resume_queue(name: str, *, database: str = "default") -> bool:
-    updated = (
-        Queue.objects.using(database)
-        .filter(pk=name, paused=True)
-        .update(paused=False, paused_at=None)
-    )
-    if updated:
-        wake_after_commit(database, name)  # outside a transaction: at once
+    with transaction.atomic(using=database):
+        updated = (
+            Queue.objects.using(database)
+            .filter(pk=name, paused=True)
+            .update(paused=False, paused_at=None)
+        )
+        if updated:
+            # A freed slot passes over the held runs of a paused queue: the keys holding
+            # runs of this one look again now, not at their backstop.
+            keys = (
+                Run.objects.using(database)
+                .filter(status=RunStatus.READY, queue_name=name, held_by__isnull=False)
+                .values_list("held_by", flat=True)
+                .order_by()
+                .distinct()
+            )
+            held_by = sorted(set(keys))
+            if held_by:
+                settle_slots(database, (), held_by)
+            wake_after_commit(database, name)
     return bool(updated)
 
 

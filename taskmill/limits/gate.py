@@ -186,14 +186,28 @@ def touches(runs: Sequence[ClaimedRun], database: str) -> bool:
     )
 
 
-def free_slots(database: str, runs: Sequence[ClaimedRun]) -> None:
-    """After ``runs`` were given back outside any outcome (a worker stopping): let their
-    limits' slots go, in a transaction of its own."""
+def free_slots(database: str, runs: Sequence[ClaimedRun | Given]) -> None:
+    """After ``runs`` were given back outside any outcome (a worker stopping, the runs of a
+    claim in doubt): let their limits' slots go, in a transaction of its own."""
     freed = {key for run in runs for key in freed_keys(run.queue_name, run.concurrency_key)}
-    if any(not key.startswith("queue:") for key in freed) or touches(runs, database):
+    limited_queues = limited.queues(database)
+    if any(not key.startswith("queue:") or key[6:] in limited_queues for key in freed) or touches(
+        runs, database
+    ):
         with transaction.atomic(using=database):
             slots.forget_unbegun(database, [run.id for run in runs])
             settle_slots(database, (), sorted(freed))
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    """A run given back, as ``free_slots`` needs it."""
+
+    id: int
+    queue_name: str
+    concurrency_key: str | None
+    rate_key: str | None = None
+    fair_key: str | None = None
 
 
 def settle_slots(

@@ -101,6 +101,12 @@ class _Limited:
             self._seen[database] = (now, names)
             return names
 
+    def known(self, database: str) -> frozenset[str]:
+        """What ``queues`` last read, without reading again: for an event loop, which must
+        not touch the database (the worker's loop keeps it fresh)."""
+        seen = self._seen.get(database)
+        return seen[1] if seen is not None else frozenset()
+
     def forget(self) -> None:
         self._seen.clear()
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
 
 from ..db import get_engine
 from ..db.records import ClaimedRun
@@ -84,14 +84,15 @@ def starts_since(
     database: str, key: str, since: datetime, stale_before: datetime
 ) -> tuple[int, int, datetime | None]:
     """What a rate limit counts under ``key``: the starts begun after ``since``, the starts
-    let go and not begun yet (but those older than ``stale_before``: their run was given
-    back or lost), and the oldest begun start counted."""
+    let go and not begun yet whose run still waits to begin (RUNNING: claimed, however long
+    it waits in a worker's backlog; one given back or rescued meanwhile is no start), and
+    the oldest begun start counted. ``stale_before`` is kept for the signature's callers."""
+    waiting = Exists(
+        Run.objects.using(database).filter(pk=OuterRef("run_id"), status=RunStatus.RUNNING)
+    )
     found = (
         LimitStart.objects.using(database)
-        .filter(
-            Q(begun=True, started_at__gt=since) | Q(begun=False, started_at__gt=stale_before),
-            key=key,
-        )
+        .filter(Q(begun=True, started_at__gt=since) | Q(waiting, begun=False), key=key)
         .aggregate(
             n_begun=Count("pk", filter=Q(begun=True)),
             n_pending=Count("pk", filter=Q(begun=False)),
@@ -109,13 +110,15 @@ def record_starts(
     forget_before: datetime,
     stale_before: datetime,
 ) -> None:
-    """Forget the starts no window counts any more; record those of ``run_ids``, let go
-    now, as not begun."""
+    """Forget the starts no window counts any more (and those let go whose run, older than
+    ``stale_before``, no longer waits to begin); record those of ``run_ids``, let go now,
+    as not begun."""
     starts = LimitStart.objects.using(database)
-    starts.filter(
-        Q(begun=True, started_at__lte=forget_before) | Q(begun=False, started_at__lte=stale_before),
-        key=key,
-    ).delete()
+    waiting = Exists(
+        Run.objects.using(database).filter(pk=OuterRef("run_id"), status=RunStatus.RUNNING)
+    )
+    gone = Q(begun=False, started_at__lte=stale_before) & ~Q(waiting)
+    starts.filter(Q(begun=True, started_at__lte=forget_before) | gone, key=key).delete()
     if run_ids:
         starts.bulk_create(
             [LimitStart(key=key, started_at=now, run_id=pk, begun=False) for pk in run_ids]

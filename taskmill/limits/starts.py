@@ -16,8 +16,11 @@ from .queues import limited
 logger = logging.getLogger("taskmill.worker")
 
 
-def counts_starts(run: ClaimedRun, database: str) -> bool:
-    return run.rate_key is not None or run.queue_name in limited.queues(database)
+def counts_starts(run: ClaimedRun, database: str, *, fresh: bool = True) -> bool:
+    """Whether ``run``'s start counts for a rate. ``fresh=False`` reads no database (an
+    event loop may not): what the worker's loop last learnt of the limited queues."""
+    queues = limited.queues(database) if fresh else limited.known(database)
+    return run.rate_key is not None or run.queue_name in queues
 
 
 def begin(database: str, run: ClaimedRun) -> None:

@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from ..db import ClaimedRun, Engine
 from ..limits import gate as limits_gate
+from ..models import Run
+from ..status import RunStatus
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -193,7 +195,17 @@ class Claimer:
         """After a claim that failed, give back what it may have claimed all the same."""
         if not self.in_doubt:
             return
-        returned = self.engine.release_orphans(self.worker_id, self.held.ids(), now=timezone.now())
+        held = self.held.ids()
+        orphans = [
+            limits_gate.Given(*row)
+            for row in Run.objects.using(self.engine.alias)
+            .filter(worker_id=self.worker_id, status=RunStatus.RUNNING)
+            .exclude(pk__in=list(held))
+            .values_list("pk", "queue_name", "concurrency_key")
+        ]
+        returned = self.engine.release_orphans(self.worker_id, held, now=timezone.now())
+        if returned:  # their limits' slots are free again
+            limits_gate.free_slots(self.engine.alias, orphans)
         self.in_doubt = False
         if returned:
             logger.warning(

@@ -21,7 +21,7 @@ async def run_async(attempt: Attempt) -> Completed:
     if refused:
         return refused
     attempt.mark_started()
-    if rate_starts.counts_starts(attempt.run, attempt.database):
+    if rate_starts.counts_starts(attempt.run, attempt.database, fresh=False):
         await sync_to_async(rate_starts.begin)(attempt.database, attempt.run)
     if started_heard():
         await task_started.asend(signal_sender(attempt.run), task_result=attempt.result)

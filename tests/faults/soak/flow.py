@@ -201,8 +201,9 @@ def _check_rate(
 
 
 def _check_ledger(report, task, watch: FlowWatch) -> None:
-    """The starts the gate recorded at the claims, in its own window (a little longer than
-    the rate's: gate.RATE_MARGIN): more than the rate there is the gate's own fault."""
+    """The starts the gate recorded, at their bodies' beginnings, in its own window (a
+    little longer than the rate's: gate.RATE_MARGIN): more than the rate there is the
+    gate's own fault."""
     rate = task.rate_limit
     window = rate.per + min(rate.per * RATE_MARGIN, RATE_MARGIN_MOST)
     key = f"rate:{task.module_path}"

@@ -121,7 +121,10 @@ class Watcher:
             if at_limit and by_queue[name] < queue_limits[name]:
                 blocked.add(f"queue:{name}")
         blocked |= _held_with_room(self.watch, now, by_key)
-        for start_id, key, started_at in LimitStart.objects.values_list("id", "key", "started_at"):
+        # A start counts once its body began (its time is then the body's): one let go and
+        # never begun (its run given back, or rescued unstarted) was no start.
+        begun = LimitStart.objects.filter(begun=True)
+        for start_id, key, started_at in begun.values_list("id", "key", "started_at"):
             self.watch.ledger[start_id] = (key, started_at.timestamp())
         self.watch.samples.append((at, frozenset(blocked)))
         self._running = running_now
