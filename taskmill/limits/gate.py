@@ -45,6 +45,8 @@ RATE_MARGIN_MOST = timedelta(seconds=1)
 # A full rate with starts let go and not begun looks again this soon: they begin (or are
 # given back) and the window's true oldest start is known.
 PENDING_LOOK = timedelta(seconds=0.2)
+# Held runs a slot had room for but another transaction locked: look again this soon.
+SKIPPED_LOOK = timedelta(seconds=1)
 # Due runs of one fair key at once: claims take them in turn with other keys' (a key's
 # backlog waits held back and comes forward as its due runs are claimed).
 FAIR_WINDOW = 8
@@ -89,10 +91,11 @@ class Gauge:
             free = min(free, self.rate.count - self.starts - self.taken)
         return free
 
-    def look_again(self, now: datetime, holding: bool) -> bool:
+    def look_again(self, now: datetime, holding: bool, skipped: bool = False) -> bool:
         """Set when to look at the key again, with no run of it ending: while it holds
         runs back (or is full), when its rate's oldest start leaves the window, else at
-        the backstop (kept if already set); return whether it changed."""
+        the backstop (kept if already set), and soon when runs it had room for were
+        ``skipped`` (locked by another transaction); return whether it changed."""
         before = self.row.release_at
         if not holding:
             after = None
@@ -106,6 +109,8 @@ class Gauge:
             after = before
         else:
             after = now + BACKSTOP
+        if holding and skipped:
+            after = min(after, now + SKIPPED_LOOK)
         self.row.release_at = after
         return after != before
 
@@ -342,14 +347,17 @@ def _settle_keys(database: str, gauges: dict[str, Gauge], now: datetime) -> set[
             if gauge.look_again(now, full) or switched:
                 changed.append(gauge.row)
         else:
-            wake |= _settle_task_key(database, gauge, now)
-            if gauge.look_again(now, slots.holds_any(database, gauge.key)):
+            woken, skipped = _settle_task_key(database, gauge, now)
+            wake |= woken
+            if gauge.look_again(now, slots.holds_any(database, gauge.key), skipped):
                 changed.append(gauge.row)
     slots.move_release(changed, database)
     return wake
 
 
-def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> set[str]:
+def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> tuple[set[str], bool]:
+    """Hold a full key's due backlog back, or let go what its free slots make room for;
+    return the queues to wake and whether runs it had room for were locked (skipped)."""
     kind, _, value = gauge.key.partition(":")
     column = f"{kind}_key"
     wake: set[str] = set()
@@ -363,7 +371,7 @@ def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> set[str]:
         paused = slots.paused_queues(database)
         best = slots.best_held(database, gauge.key, passing_over=paused)
         if best is None:
-            return wake
+            return wake, False
         # Runs let go earlier and not claimed yet will take slots too: those ahead of the
         # best held run in the claim's order. Runs behind it (enqueued since the key last
         # filled up, not yet claimed) must not take its turn: the claim meets both and
@@ -371,8 +379,8 @@ def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> set[str]:
         count -= slots.due_with(
             database, column, value, up_to=count, passing_over=paused, ahead_of=best
         )
-        wake = slots.let_go(database, gauge.key, count, passing_over=paused)
-    return wake
+        return slots.let_go(database, gauge.key, count, passing_over=paused)
+    return wake, False
 
 
 def _share_fairly(database: str, work: Pass, gauges: dict[str, Gauge], now: datetime) -> set[str]:
@@ -383,11 +391,13 @@ def _share_fairly(database: str, work: Pass, gauges: dict[str, Gauge], now: date
     for queue, fair_key in sorted(work.fair):
         gauge = gauges[f"fair:{queue}:{fair_key}"]
         due = slots.visible(database, queue, fair_key)
+        skipped = False
         if due > FAIR_WINDOW:
             slots.hold_due(database, "fair_key", fair_key, gauge.key, queue=queue, keep=FAIR_WINDOW)
         elif due < FAIR_WINDOW:
-            wake |= slots.let_go(database, gauge.key, FAIR_WINDOW - due, now=now)
-        if gauge.look_again(now, slots.holds_any(database, gauge.key)):
+            woken, skipped = slots.let_go(database, gauge.key, FAIR_WINDOW - due, now=now)
+            wake |= woken
+        if gauge.look_again(now, slots.holds_any(database, gauge.key), skipped):
             changed.append(gauge.row)
     slots.move_release(changed, database)
     return wake

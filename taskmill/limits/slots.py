@@ -181,13 +181,15 @@ def let_go(
     *,
     now: datetime | None = None,
     passing_over: Sequence[str] = (),
-) -> set[str]:
+) -> tuple[set[str], bool]:
     """Make up to ``count`` of the runs ``held_by`` holds back due again, the best first,
-    those of the queues ``passing_over`` left held; return their queues (to wake). ``now``
-    given: they go to the back of the line (a fair share's turn), else they keep their
-    place."""
+    those of the queues ``passing_over`` left held; return their queues (to wake) and
+    whether held runs were passed over because another transaction locked them (one cut
+    off mid-way holds its locks until the server notices): the caller looks again soon,
+    not at the backstop. ``now`` given: they go to the back of the line (a fair share's
+    turn), else they keep their place."""
     if count <= 0:
-        return set()
+        return set(), False
     held = Run.objects.using(database).filter(status=RunStatus.READY, held_by=held_by)
     if passing_over:
         held = held.exclude(queue_name__in=list(passing_over))
@@ -195,15 +197,15 @@ def let_go(
         held.order_by("-priority", "available_at", "id")
     )
     rows = list(locked.values_list("pk", "queue_name")[:count])
-    if not rows:
-        return set()
     values: dict[str, object] = {"due": True, "held_by": None}
     if now is not None:
         values["available_at"] = now
     ids = [pk for pk, _ in rows]
     for start in range(0, len(ids), CHUNK):
         Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(**values)
-    return {queue for _, queue in rows}
+    # Fewer than asked while some are still held: those were locked, not missing.
+    skipped = len(rows) < count and held.exists()
+    return {queue for _, queue in rows}, skipped
 
 
 def due_with(

@@ -1,6 +1,7 @@
 """taskmill's tables: one module per concept."""
 
 from ..status import ACTIVE_STATUSES, FINISHED_STATUSES, RunStatus
+from .batches import Batch
 from .limits import Limit, LimitStart
 from .runs import Dashboard, Run, RunDependency
 from .schedules import Schedule
@@ -9,6 +10,7 @@ from .workers import Queue, Worker
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "Batch",
     "FINISHED_STATUSES",
     "Dashboard",
     "Limit",

@@ -119,6 +119,24 @@ class Run(models.Model):
     )
     scheduled_for = models.DateTimeField(_("fire time"), null=True, blank=True)
 
+    # Set when the run was enqueued in a batch (taskmill.batch()): its final outcome counts
+    # towards the batch's, and the last one enqueues the batch's callbacks.
+    batch = models.ForeignKey(
+        "taskmill.Batch",
+        verbose_name=_("batch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,  # NotNullIndex below: most runs are in no batch
+    )
+    # What the task wrote about itself (``context.metadata``, ``save_metadata()``), with its
+    # progress under "progress"; what the caller passed with ``.using(metadata=...)``.
+    metadata = models.JSONField(_("metadata"), null=True, blank=True)
+    # Attempts that ended in ``raise taskmill.Snooze(...)``: they move ``attempt`` on (the
+    # fencing token) but count towards max_snoozes, not max_attempts, nor the backoff.
+    snoozes = models.PositiveIntegerField(_("snoozes"), default=0, db_default=0)
+
     class Meta:
         db_table = "taskmill_run"
         verbose_name = _("task run")
@@ -130,6 +148,7 @@ class Run(models.Model):
             ("cancel_run", _("Can cancel or stop runs")),
             ("enqueue_run", _("Can enqueue runs from the admin")),
             ("view_run_arguments", _("Can see runs' arguments and return values")),
+            ("repoint_run", _("Can point runs of an unknown task at a registered task")),
         ]
         indexes = [
             ClaimIndex(name="taskmill_run_claim"),
@@ -149,6 +168,8 @@ class Run(models.Model):
             # Partial where the database allows (migration 0009): runs in flight, whose
             # claim and finish rewrite every index entry of the row, stay out of these.
             NotNullIndex(fields=["expires_at"], name="taskmill_run_expires"),
+            # A batch's members, by state (its page, its sweep), and the foreign key's index.
+            NotNullIndex(fields=["batch", "status"], name="taskmill_run_batch"),
         ]
         constraints = [
             NotNullUniqueConstraint(

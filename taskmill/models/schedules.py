@@ -160,6 +160,12 @@ class Schedule(models.Model):
         ),
     )
     enabled = models.BooleanField(_("enabled"), default=True)
+    run_on_creation = models.BooleanField(
+        _("run on creation"),
+        default=False,
+        db_default=False,
+        help_text=_("A new schedule fires once at once, then keeps its times."),
+    )
 
     misfire_grace = models.DurationField(
         _("misfire grace time"),
