@@ -258,10 +258,3 @@ def visible(database: str, queue: str, fair_key: str) -> int:
         .filter(status=RunStatus.READY, due=True, fair_key=fair_key, queue_name=queue)
         .count()
     )
-
-
-def move_release(rows: Iterable[Limit | Queue], database: str) -> None:
-    """Save the rows' release_at (and a queue's at_limit)."""
-    for row in rows:
-        fields = ["release_at", "at_limit"] if isinstance(row, Queue) else ["release_at"]
-        row.save(using=database, update_fields=fields)
