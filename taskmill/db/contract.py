@@ -121,6 +121,7 @@ class Engine(ABC):
         queues: Sequence[str] | None,
         exclude_queues: Sequence[str] = (),
         backends: Sequence[str] | None = None,
+        freeing: Sequence[str] = (),
     ) -> list[ClaimedRun]:
         """Take up to ``limit`` runs that are READY and due (``available_at <= now``, staged)
         and mark them held by ``worker_id``; return them as they are after the claim.
@@ -134,7 +135,9 @@ class Engine(ABC):
         Filters: ``queues`` (None: every queue), minus ``exclude_queues``, minus the paused
         queues (read in the claim itself, so a pause holds from its commit); ``backends``:
         only runs enqueued through these ``TASKS`` aliases (None: any). Runs in the caller's
-        transaction if there is one (a claim riding with a batch's outcomes)."""
+        transaction if there is one (a claim riding with a batch's outcomes). Queues at
+        their limit (``Queue.at_limit``) are passed over too, but those of ``freeing``: the
+        caller's transaction frees a slot in them, and gates what it claims (taskmill.limits)."""
 
     @abstractmethod
     def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:

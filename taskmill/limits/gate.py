@@ -19,6 +19,7 @@ freed by a path that could not say so (a run deleted by hand).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -350,9 +351,8 @@ def _settle_keys(database: str, gauges: dict[str, Gauge], now: datetime) -> set[
         else:
             task_keys.append(gauge)
     if task_keys:
-        woken, skipped = _settle_task_keys(database, task_keys)
+        woken, still, skipped = _settle_task_keys(database, task_keys)
         wake |= woken
-        still = keysets.holding(database, [gauge.key for gauge in task_keys])
         for gauge in task_keys:
             if gauge.look_again(now, gauge.key in still, gauge.key in skipped):
                 changed.append(gauge.row)
@@ -360,25 +360,47 @@ def _settle_keys(database: str, gauges: dict[str, Gauge], now: datetime) -> set[
     return wake
 
 
-def _settle_task_keys(database: str, gauges: Sequence[Gauge]) -> tuple[set[str], set[str]]:
+def _settle_task_keys(
+    database: str, gauges: Sequence[Gauge]
+) -> tuple[set[str], set[str], set[str]]:
     """Hold back the due backlog of the keys now full, and let go what the others' free
-    slots make room for, every key in the same few statements; return the queues to wake
-    and the keys whose runs were locked elsewhere (keysets.let_go)."""
+    slots make room for, every key in the same few statements; return the queues to wake,
+    the keys still holding runs back, and those whose runs were locked elsewhere
+    (keysets.let_go)."""
+    keys = [gauge.key for gauge in gauges]
+    held = keysets.held_by_queue(database, keys)
+    before: Counter = Counter()
+    for (key, _), count in held.items():
+        before[key] += count
     full = [gauge.key for gauge in gauges if gauge.free <= 0]
-    if full:
-        keysets.hold_due(database, full)
-    roomy = {gauge.key: gauge for gauge in gauges if gauge.free > 0}
-    if not roomy:
-        return set(), set()
+    newly = keysets.hold_due(database, full) if full else Counter()
+    roomy = {gauge.key: gauge for gauge in gauges if gauge.free > 0 and before[gauge.key]}
+    wake: set[str] = set()
+    skipped: set[str] = set()
+    let: Counter = Counter()
+    if roomy:
+        wake, skipped, let = _let_go(database, roomy, held)
+    still = {key for key in keys if before[key] + newly[key] - let[key] > 0}
+    return wake, still, skipped
+
+
+def _let_go(
+    database: str, roomy: dict[str, Gauge], held: Counter
+) -> tuple[set[str], set[str], Counter]:
+    """Let go what the free slots of ``roomy`` keys make room for (held: their held runs
+    per (key, queue))."""
     # A paused queue's runs are passed over, as claims pass them over: a slot let go to one
     # would wait for the queue's resume, and the key's runs of other queues with it.
     paused = slots.paused_queues(database)
-    held = keysets.held_counts(database, list(roomy), paused)
-    if not held:
-        return set(), set()
-    due = keysets.due_counts(database, list(held), paused)
+    holds: Counter = Counter()
+    for (key, queue), count in held.items():
+        if key in roomy and queue not in paused:
+            holds[key] += count
+    if not holds:
+        return set(), set(), Counter()
+    due = keysets.due_counts(database, list(holds), paused)
     wanted: dict[str, int] = {}
-    for key, holds in held.items():
+    for key, count_held in holds.items():
         free = roomy[key].free
         count = slots.MOST_HELD_PER_PASS if math.isinf(free) else int(free)
         if due[key]:
@@ -393,7 +415,7 @@ def _settle_task_keys(database: str, gauges: Sequence[Gauge]) -> tuple[set[str],
             count -= slots.due_with(
                 database, column, value, up_to=count, passing_over=paused, ahead_of=best
             )
-        wanted[key] = min(count, holds)
+        wanted[key] = min(count, count_held)
     return keysets.let_go(database, wanted, paused)
 
 

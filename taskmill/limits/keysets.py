@@ -39,25 +39,40 @@ def by_column(keys: Iterable[str]) -> dict[str, list[str]]:
     return found
 
 
-def hold_due(database: str, keys: Iterable[str]) -> int:
+def hold_due(database: str, keys: Iterable[str]) -> Counter:
     """Hold back every due run of ``keys`` (full keys), passing over rows other
     transactions lock (a claim about to gate them, which waits for the keys' locks and
-    holds them itself); return how many. At most MOST_HELD_PER_PASS: the rest on a later
-    pass."""
-    held = 0
+    holds them itself); return how many per key. At most MOST_HELD_PER_PASS: the rest on
+    a later pass."""
+    held: Counter = Counter()
     for column, values in by_column(keys).items():
         prefix = column.removesuffix("_key") + ":"
         due = Run.objects.using(database).filter(
             status=RunStatus.READY, due=True, **{f"{column}__in": values}
         )
         locked = get_engine(database).lock_skipping_locked(due.order_by("id"))
-        ids = list(locked.values_list("pk", flat=True)[: MOST_HELD_PER_PASS - held])
+        rows = list(locked.values_list("pk", column)[: MOST_HELD_PER_PASS - held.total()])
+        ids = [pk for pk, _ in rows]
         for start in range(0, len(ids), CHUNK):
             Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(
                 due=False, held_by=Concat(Value(prefix), F(column))
             )
-        held += len(ids)
+        held.update(prefix + value for _, value in rows)
     return held
+
+
+def held_by_queue(database: str, keys: Sequence[str]) -> Counter:
+    """Runs each of ``keys`` holds back, per queue: {(key, queue): count}."""
+    if not keys:
+        return Counter()
+    held = Run.objects.using(database).filter(status=RunStatus.READY, held_by__in=list(keys))
+    rows = (
+        held.values("held_by", "queue_name")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("held_by", "queue_name", "n")
+    )
+    return Counter({(key, queue): n for key, queue, n in rows})
 
 
 def held_counts(database: str, keys: Sequence[str], passing_over: Sequence[str]) -> Counter:
@@ -88,15 +103,16 @@ def due_counts(database: str, keys: Sequence[str], passing_over: Sequence[str]) 
 
 def let_go(
     database: str, wanted: Mapping[str, int], passing_over: Sequence[str]
-) -> tuple[set[str], set[str]]:
+) -> tuple[set[str], set[str], Counter]:
     """Make due again, per key, the ``wanted[key]`` best runs it holds back (claim order:
     priority, then the oldest), those of the queues ``passing_over`` left held. Returns
     the queues to wake, and the keys that let go fewer than wanted while still holding
     runs: those were locked by another transaction (one cut off mid-way keeps its locks
-    until the server notices), and the caller looks at them again soon."""
+    until the server notices), and the caller looks at them again soon; and how many each
+    key let go."""
     wanted = {key: n for key, n in wanted.items() if n > 0}
     if not wanted:
-        return set(), set()
+        return set(), set(), Counter()
     held = Run.objects.using(database).filter(status=RunStatus.READY, held_by__in=list(wanted))
     if passing_over:
         held = held.exclude(queue_name__in=list(passing_over))
@@ -128,15 +144,7 @@ def let_go(
     let = Counter(key for _, key, _ in rows)
     short = [key for key, n in wanted.items() if let[key] < n]
     skipped = set(held_counts(database, short, passing_over)) if short else set()
-    return {queue for _, _, queue in rows}, skipped
-
-
-def holding(database: str, keys: Sequence[str]) -> set[str]:
-    """Those of ``keys`` that hold runs back."""
-    if not keys:
-        return set()
-    held = Run.objects.using(database).filter(status=RunStatus.READY, held_by__in=list(keys))
-    return set(held.values_list("held_by", flat=True).distinct().order_by())
+    return {queue for _, _, queue in rows}, skipped, let
 
 
 def save_release(rows: Iterable[Limit | Queue], database: str) -> None:
@@ -155,9 +163,9 @@ def save_release(rows: Iterable[Limit | Queue], database: str) -> None:
 __all__ = [
     "by_column",
     "due_counts",
+    "held_by_queue",
     "held_counts",
     "hold_due",
-    "holding",
     "let_go",
     "save_release",
     "split",
