@@ -294,6 +294,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            snoozes,
         ) = row
         return ClaimedRun(
             run_id,
@@ -314,6 +315,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            snoozes,
             claimed_at,
             claimed_at,
         )
