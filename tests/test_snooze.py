@@ -19,7 +19,7 @@ from taskmill.exceptions import RunCancelled, Snooze, TooManySnoozes
 from taskmill.models import Run, RunStatus
 from taskmill.tasks import Task
 from tests.conftest import read_records, wait_until
-from tests.testapp import snooze_tasks
+from tests.testapp import snooze_tasks, tasks
 from tests.testapp.models import Effect
 from tests.testapp.snooze_tasks import VARIANTS
 
@@ -65,6 +65,7 @@ def test_snoozes_and_cancels_end_their_attempts_as_asked_wherever_the_body_runs(
     # Two worker processes: a snoozed run may come back to either.
     snoozed = {name: task.enqueue("SSSSSO") for name, task in VARIANTS.items()}
     cancelled = {name: task.enqueue("C") for name, task in VARIANTS.items()}
+    dependent = tasks.noop.using(depends_on=[cancelled["thread"]]).enqueue()
     run_worker("--burst", "--no-scheduler", "--processes", "2", "--concurrency", "2")
 
     for name, result in snoozed.items():
@@ -114,6 +115,17 @@ def test_snoozes_and_cancels_end_their_attempts_as_asked_wherever_the_body_runs(
         # on_failure follows a cancel, once; the burst worker ran it too.
         (callback,) = callbacks_of(result)
         assert callback.status == RunStatus.SUCCESSFUL, name
+
+    # Its dependents follow as for any cancel.
+    run = row(dependent)
+    assert run.status == RunStatus.CANCELLED
+    assert [e["exception_class_path"] for e in run.errors] == [
+        "taskmill.exceptions.DependencyFailed"
+    ]
+    assert (
+        f"run {cancelled['thread'].id}, which this run depends on, was cancelled"
+        in (run.errors[0]["traceback"])
+    )
 
     # The atomic task's snoozes rolled back what their attempts wrote; the success kept its
     # row; the cancel kept none.
