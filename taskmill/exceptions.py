@@ -55,9 +55,10 @@ class DependencyFailed(RunCancelled):
 
 class Cancel(RunCancelled):
     """Raised by a task: ``raise taskmill.Cancel("no longer needed")`` ends its run CANCELLED,
-    never retried whatever its ``max_attempts``, the reason recorded as a cancel's is (a
-    ``RunCancelled`` entry), its ``on_failure`` callback and its dependents following as for
-    any cancel. A ``RunCancelled``, so every path that knows a cancel is final knows this."""
+    never retried whatever its ``max_attempts``. The reason is recorded as
+    ``taskmill.cancel()`` records one (a ``RunCancelled`` entry); its ``on_failure`` callback
+    and its dependents follow as for any cancel. A ``RunCancelled``, so every path that knows
+    a cancel is final knows this one is."""
 
     def __init__(self, reason: str = "cancelled by its task") -> None:
         if not isinstance(reason, str):
@@ -68,10 +69,11 @@ class Cancel(RunCancelled):
 
 class Snooze(Exception):
     """Raised by a task: ``raise taskmill.Snooze(60)`` ends this attempt and puts the run back
-    READY ``delay`` (seconds, or a timedelta) from now. "Not now, try again later": no error
-    is written, no attempt of ``max_attempts`` used, and the retry backoff never hears of it.
-    The attempt number still moves on (it is the fencing token); ``Run.snoozes`` counts them,
-    up to the task's ``max_snoozes``. Not a ``TaskmillError``: nothing went wrong.
+    READY, due ``delay`` (seconds, or a timedelta) after the attempt ended. "Not now, try
+    again later": no error is written, no attempt of ``max_attempts`` used, and the retry
+    backoff never hears of it. The attempt number still moves on (it is the fencing token);
+    ``Run.snoozes`` counts them, up to the task's ``max_snoozes``. Not a ``TaskmillError``:
+    nothing went wrong.
 
     A plain ``Exception``, as a task's own exceptions are: a bare ``except Exception`` in the
     task between the ``raise`` and the worker swallows it, as it would any other.
