@@ -25,9 +25,9 @@ CONTROL = (
 # Pausing schedules (taskmill.schedule_control), re-exported.
 SCHEDULE_CONTROL = ("pause_schedule", "resume_schedule")
 
-# The base of taskmill's errors, and the one the schedule decorator raises
-# (taskmill.exceptions), re-exported.
-ERRORS = ("InvalidSchedule", "TaskmillError")
+# The base of taskmill's errors, the one the schedule decorator raises, and what a task
+# raises to snooze or cancel its own run (taskmill.exceptions), re-exported.
+ERRORS = ("Cancel", "InvalidSchedule", "Snooze", "TaskmillError", "TooManySnoozes")
 
 # Flow control (taskmill.limits), re-exported.
 LIMITS = ("Rate", "set_queue_limits")

@@ -301,6 +301,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            snoozes,
         ) = row
         return ClaimedRun(
             run_id,
@@ -321,6 +322,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            snoozes,
             claimed_at,
             claimed_at,
         )

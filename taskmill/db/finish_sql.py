@@ -25,12 +25,14 @@ _DECIDED_BEFORE = """{set}status = done.status,
     {set}finished_at = done.finished_at,
     {set}expires_at = done.expires_at"""
 # The attempt's start comes with its outcome; an outcome without one (a lost attempt) keeps
-# a retry's earlier start and clears a first attempt's stand-in. No assignment reads a
-# column assigned before it: MySQL would see the new value.
+# a retry's earlier start and clears a first attempt's stand-in. A snooze brings the run's
+# new snooze count; any other outcome leaves it. No assignment reads a column assigned
+# before it: MySQL would see the new value.
 _ALWAYS = """{set}available_at = COALESCE(done.available_at, {run}.available_at),
     {set}due = COALESCE(done.due, {run}.due),
     {set}return_value = done.return_value,
     {set}errors = done.errors,
+    {set}snoozes = COALESCE(done.snoozes, {run}.snoozes),
     {set}started_at = COALESCE(
         done.started_at, CASE WHEN {run}.attempt > 1 THEN {run}.started_at END
     ),

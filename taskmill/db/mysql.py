@@ -75,9 +75,10 @@ UPDATE {RUN_TABLE} AS run JOIN ({{rows}}) AS done ON run.id = done.id
 SET {finish_assignments("run", status_decided=True)}
 """
 FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at, " + (
-    "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at"
+    "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at, "
+    "%s AS snoozes"
 )
-FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
+FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 
 
 class MySQLEngine(BaseEngine):
@@ -147,6 +148,7 @@ class MySQLEngine(BaseEngine):
                     dump_json_or_null(outcome.return_value),
                     json.dumps(outcome.errors),
                     adapt(outcome.started_at),
+                    outcome.snoozes,
                 ]
                 landed[outcome.run_id] = Landed(
                     outcome.run_id, outcome.attempt, status, bool(row[4])

@@ -170,6 +170,36 @@ def test_finish_lands_fenced_outcomes_and_says_what_it_wrote(engine: Engine) -> 
     assert engine.finish([]) == {}
 
 
+def test_the_claim_reads_the_snooze_count_and_a_snooze_writes_the_next(engine: Engine) -> None:
+    snoozing, retried = insert(engine, new_run(), new_run())
+    Run.objects.filter(pk=snoozing).update(snoozes=4)
+    Run.objects.filter(pk=retried).update(snoozes=2)
+    runs = {run.id: run for run in claim(engine)}
+    assert (runs[snoozing].snoozes, runs[retried].snoozes) == (4, 2)
+    later = timezone.now() + dt.timedelta(minutes=1)
+    error = {"exception_class_path": "E", "traceback": "t"}
+    landed = engine.finish(
+        [
+            outcome(runs[snoozing], "READY", available_at=later, snoozes=5),
+            # A retry carries no count: the run's stays as it is.
+            outcome(runs[retried], "READY", available_at=later, errors=[error]),
+        ]
+    )
+    assert {row.status for row in landed.values()} == {"READY"}
+    rows = {row.pk: row for row in Run.objects.filter(pk__in=[snoozing, retried])}
+    assert (rows[snoozing].snoozes, rows[retried].snoozes) == (5, 2)
+    assert (rows[snoozing].errors, rows[snoozing].available_at, rows[snoozing].due) == (
+        [],
+        later,
+        False,
+    )
+    # The next claim, once its time has come, sees the new count.
+    assert engine.stage_due(later) == 2
+    again = {run.id: run for run in claim(engine, now=later)}
+    assert (again[snoozing].attempt, again[snoozing].snoozes) == (2, 5)
+    assert (again[retried].attempt, again[retried].snoozes) == (2, 2)
+
+
 def test_a_retry_of_a_run_asked_to_stop_lands_cancelled(engine: Engine) -> None:
     insert(engine, new_run())
     (run,) = claim(engine)
