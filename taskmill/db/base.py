@@ -125,7 +125,7 @@ class BaseEngine(LeaseQueries, Engine):
         """
         if not runs:
             return 0
-        held = {run.id: run.attempt for run in runs}
+        held = {run.id: (run.attempt, run.holder) for run in runs}
         released = 0
         with transaction.atomic(using=self.alias):
             rows = (
@@ -134,8 +134,9 @@ class BaseEngine(LeaseQueries, Engine):
                 .filter(id__in=list(held), status=RunStatus.RUNNING)
             )
             for row in rows:
-                if held[row.id] != row.attempt:
-                    continue  # rescued meanwhile: no longer ours to release
+                attempt, holder = held[row.id]
+                if attempt != row.attempt or holder not in (None, row.worker_id):
+                    continue  # rescued meanwhile (claimed again, perhaps under that attempt)
                 _return_to_queue(row, now, started=started)
                 released += 1
         return released

@@ -56,8 +56,12 @@ def finish_assignments(run: str, *, status_decided: bool = False) -> str:
 
 
 def fenced(run: str) -> str:
-    """The fencing condition: the row still RUNNING with the outcome's attempt."""
+    """The fencing condition: the row still RUNNING with the outcome's attempt, held by the
+    worker that writes it (one placeholder: its id, or NULL for any holder). The attempt
+    alone is not enough: a run returned unstarted (rescued while prefetched, handed back by
+    a limit's gate) is claimed again under the same attempt number, by another worker."""
     return (
         f"{run}.id = done.id AND {run}.attempt = done.attempt "
-        f"AND {run}.status = '{RunStatus.RUNNING}'"
+        f"AND {run}.status = '{RunStatus.RUNNING}' "
+        f"AND {run}.worker_id = COALESCE(%s, {run}.worker_id)"
     )

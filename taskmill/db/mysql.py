@@ -64,7 +64,7 @@ WHERE id IN ({{ids}})
 # A batch's finish: lock its rows and read what the fencing check needs, then one UPDATE
 # writes the outcomes that pass it (neither database has UPDATE ... RETURNING).
 LOCK_FINISHING_SQL = f"""
-SELECT id, attempt, status, stop_requested, has_dependents FROM {RUN_TABLE}
+SELECT id, attempt, status, stop_requested, has_dependents, worker_id FROM {RUN_TABLE}
 WHERE id IN ({{ids}}) FOR UPDATE
 """
 # The outcomes as a derived table of literal rows (MariaDB has no VALUES table constructor
@@ -112,7 +112,9 @@ class MySQLEngine(BaseEngine):
             for run in picked
         ]
 
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, worker_id: str | None = None
+    ) -> dict[int, Landed]:
         """Two statements for the whole batch instead of one per outcome: the rows are locked
         first, so what the fencing check read still holds when the UPDATE writes."""
         if not outcomes:
@@ -131,6 +133,8 @@ class MySQLEngine(BaseEngine):
                 row = current.get(outcome.run_id)
                 if row is None or row[2] != RunStatus.RUNNING or row[1] != outcome.attempt:
                     continue  # taken over: fenced out
+                if worker_id is not None and row[5] != worker_id:
+                    continue  # claimed again under the same attempt, by another worker
                 stop_requested = bool(row[3])
                 # A retry of a run whose stop was requested meanwhile is CANCELLED: final.
                 if outcome.status != RunStatus.READY:

@@ -236,7 +236,9 @@ class PostgreSQLEngine(BaseEngine):
             cursor.execute(sql, [*params, r.lease_until])
             return [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
 
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, worker_id: str | None = None
+    ) -> dict[int, Landed]:
         if not outcomes:
             return {}
         document = json.dumps(
@@ -258,7 +260,7 @@ class PostgreSQLEngine(BaseEngine):
             ]
         )
         with self.connection.cursor() as cursor:
-            cursor.execute(FINISH_SQL, [document])
+            cursor.execute(FINISH_SQL, [document, worker_id])
             return {row[0]: Landed(row[0], row[1], row[2], row[3]) for row in cursor.fetchall()}
 
     def notify(self, queue_name: str) -> None:

@@ -141,6 +141,12 @@ class ClaimedRun:
     def pk(self) -> int:
         return self.id
 
+    @property
+    def holder(self) -> str | None:
+        """The worker that claimed this attempt (the claim appends it to ``worker_ids``):
+        with the attempt, what fences its writes (Engine.finish)."""
+        return self.worker_ids[-1] if self.worker_ids else None
+
     def sort_key(self) -> tuple[int, datetime, int]:
         return (-self.priority, self.available_at, self.id)
 

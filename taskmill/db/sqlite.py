@@ -102,7 +102,9 @@ class SQLiteEngine(BaseEngine):
         # A cached_property: setting it on the instance answers the question for good.
         connection.features.supports_json_field = True
 
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, worker_id: str | None = None
+    ) -> dict[int, Landed]:
         if not outcomes:
             return {}
         adapt = self.adapt_datetime
@@ -126,7 +128,7 @@ class SQLiteEngine(BaseEngine):
         )
         # One statement is its own transaction, or part of the caller's.
         with self.connection.cursor() as cursor:
-            cursor.execute(FINISH_SQL, [document])
+            cursor.execute(FINISH_SQL, [document, worker_id])
             return {
                 row[0]: Landed(row[0], row[1], row[2], bool(row[3])) for row in cursor.fetchall()
             }

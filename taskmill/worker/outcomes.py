@@ -33,6 +33,7 @@ def write_outcomes(
     batch: list[Completed],
     in_doubt: Collection[Key] = (),
     claim: Callable[[Sequence[str]], None] | None = None,
+    worker_id: str | None = None,
 ) -> dict[Key, Landed]:
     """Write the outcomes of ``batch`` not written yet; return those that landed, by (run id,
     attempt): a batch may hold a stale attempt's outcome next to the newer attempt of the
@@ -49,12 +50,13 @@ def write_outcomes(
     taken over by someone else.
 
     ``claim``, if given, is called first in the outcomes' transaction (not at all when there
-    is nothing to write): the worker's next claim, committed with them.
+    is nothing to write): the worker's next claim, committed with them. ``worker_id``: the
+    writing worker's, which fences the finish with the attempts (Engine.finish).
     """
     pending = [completed for completed in batch if not completed.recorded]
     if not pending:
         return {}
-    landed = _write(engine, database, pending, claim)
+    landed = _write(engine, database, pending, claim, worker_id)
     doubtful = [
         completed
         for completed in pending
@@ -110,6 +112,7 @@ def _write(
     database: str,
     pending: list[Completed],
     claim: Callable[[Sequence[str]], None] | None,
+    worker_id: str | None,
 ) -> dict[Key, Landed]:
     outcomes = [completed.outcome for completed in pending]
     # A batch with follow-ups known before the write (runs known at claim to have
@@ -127,7 +130,8 @@ def _write(
             # First: the rollup rows' locks are then held the shortest time. The outcomes'
             # queues: a full one among them has a slot for the claim once they are written.
             claim(sorted({completed.run.queue_name for completed in pending}))
-        landed = _by_attempt(engine.finish(outcomes))
+        # Fenced by this worker's id with the attempts (Engine.finish).
+        landed = _by_attempt(engine.finish(outcomes, worker_id=worker_id))
         settling = [
             Settling(
                 row,

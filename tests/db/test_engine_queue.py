@@ -248,3 +248,32 @@ def test_release_orphans_returns_what_a_lost_claim_reply_left(engine: Engine) ->
     assert Run.objects.get(pk=kept.id).status == "RUNNING"
     assert Run.objects.filter(worker_id="someone-else", status="RUNNING").count() == 1
     assert engine.release_orphans("w", [], now=now) == 1  # nothing held: all of them go
+
+
+def test_an_attempt_number_claimed_again_by_another_worker_fences_out_the_first(
+    engine: Engine,
+) -> None:
+    # A run returned unstarted (rescued while prefetched, handed back by a limit's gate)
+    # is claimed again under the same attempt number: the first holder, frozen meanwhile,
+    # must write nothing, start nothing, release nothing.
+    (run_id,) = insert(engine, new_run())
+    (first,) = claim(engine, worker_id="a")
+    assert engine.release([first], now=timezone.now(), started=False) == 1
+    (second,) = claim(engine, worker_id="b")
+    assert (first.attempt, second.attempt) == (1, 1)
+    assert (first.holder, second.holder) == ("a", "b")
+
+    assert engine.finish([outcome(first, "CANCELLED")], worker_id="a") == {}
+    assert not engine.unmark_prefetched(run_id, 1, timezone.now(), worker_id="a")
+    with transaction.atomic():
+        assert not engine.lock_attempt(run_id, 1, "a")
+    assert engine.release([first], now=timezone.now(), started=False) == 0
+    row = Run.objects.get(pk=run_id)
+    assert (row.status, row.worker_id, row.attempt) == ("RUNNING", "b", 1)
+
+    # The holder's writes land.
+    assert engine.unmark_prefetched(run_id, 1, timezone.now(), worker_id="b")
+    with transaction.atomic():
+        assert engine.lock_attempt(run_id, 1, "b")
+    landed = engine.finish([outcome(second)], worker_id="b")
+    assert landed == {run_id: Landed(run_id, 1, "SUCCESSFUL", False)}
