@@ -294,6 +294,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            metadata,
         ) = row
         return ClaimedRun(
             run_id,
@@ -314,6 +315,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            load_json(metadata),
             claimed_at,
             claimed_at,
         )

@@ -37,6 +37,7 @@ CLAIMED_COLUMNS = (
     "concurrency_key",
     "rate_key",
     "fair_key",
+    "metadata",
 )
 # ClaimedRun's datetimes (raw cursors, and JSON, hand them back as text).
 CLAIMED_DATETIME_COLUMNS = (
@@ -116,6 +117,9 @@ class ClaimedRun:
     concurrency_key: str | None = None
     rate_key: str | None = None
     fair_key: str | None = None
+    # What the caller passed and earlier attempts saved (taskmill.worker.metadata): the
+    # attempt's context.metadata starts from it.
+    metadata: dict[str, Any] | None = None
     # The claim's time, standing in for the attempt's start until its body begins (then
     # Attempt.mark_started sets both); the columns hold the same.
     started_at: datetime | None = None
@@ -175,6 +179,10 @@ class Outcome:
     # None: it never began (stopped or refused first); the run then keeps its earlier
     # attempt's start, or none for a first attempt.
     started_at: datetime | None = None
+    # The run's metadata as the attempt left it, when the attempt changed it (its context's
+    # ``metadata``, progress included); None: the row keeps what it holds, which is what
+    # the attempt saved last, if anything (taskmill.worker.metadata).
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # An error's text comes from the task's exception: it may hold what a database
@@ -319,6 +327,8 @@ def _shape_problem(run: ClaimedRun) -> str | None:
         return _wrong("errors", "a JSON list of error entries", run.errors)
     if not _valid_options(run.options):
         return _wrong("options", "null or an object of valid per-call options", run.options)
+    if run.metadata is not None and not isinstance(run.metadata, dict):
+        return _wrong("metadata", "null or a JSON object", run.metadata)
     return None
 
 
@@ -358,7 +368,7 @@ def make_state_harmless(row: dict[str, Any]) -> None:
 
 def _make_harmless(run: ClaimedRun) -> None:
     """Replace what is broken by empty values: nothing downstream may trip on it."""
-    run.args, run.kwargs, run.options = [], {}, None
+    run.args, run.kwargs, run.options, run.metadata = [], {}, None, None
     if not _valid_worker_ids(run.worker_ids):
         run.worker_ids = []
     if not _valid_errors(run.errors):

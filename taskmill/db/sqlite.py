@@ -119,6 +119,7 @@ class SQLiteEngine(BaseEngine):
                     None if outcome.return_value is None else json.dumps(outcome.return_value),
                     json.dumps(outcome.errors),
                     adapt(outcome.started_at),
+                    None if outcome.metadata is None else json.dumps(outcome.metadata),
                 ]
                 for outcome in outcomes
             ]
@@ -142,7 +143,8 @@ FROM (
            json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS finished_at,
            json_extract(value, '$[4]') AS expires_at, json_extract(value, '$[5]') AS available_at,
            json_extract(value, '$[6]') AS due, json_extract(value, '$[7]') AS return_value,
-           json_extract(value, '$[8]') AS errors, json_extract(value, '$[9]') AS started_at
+           json_extract(value, '$[8]') AS errors, json_extract(value, '$[9]') AS started_at,
+           json_extract(value, '$[10]') AS metadata
     FROM json_each(%s)
 ) AS done
 WHERE {fenced(RUN_TABLE)}
