@@ -31,16 +31,14 @@ import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.utils import timezone
 
 from ..models import Run
+from ..progress import PROGRESS_KEY, progress_entry
 from ..serialization import to_json_value
 from ..status import RunStatus
 
 logger = logging.getLogger("taskmill.worker")
 
-# Where set_progress() keeps its report in the metadata.
-PROGRESS_KEY = "progress"
 # set_progress() writes at most this often (seconds): four times a second reads as live in
 # the control room and costs a long loop four statements a second.
 PROGRESS_INTERVAL = 0.25
@@ -141,22 +139,6 @@ class MetadataWriter:
         )
 
 
-def progress_entry(done: Any, total: Any, message: Any) -> dict[str, Any]:
-    """``{"done", "total", "message", "at"}``, checked: what a mistaken call passed is said
-    to the task at once, not found later as a broken bar."""
-    for name, value in (("done", done), ("total", total)):
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise ValueError(f"set_progress(): {name} must be a number >= 0, not {value!r}.")
-    if not isinstance(message, str):
-        raise TypeError(f"set_progress(): message must be a string, not {message!r}.")
-    return {"done": done, "total": total, "message": message, "at": timezone.now().isoformat()}
-
-
 def _checked(metadata: Any, run_id: int) -> dict[str, Any]:
     """The metadata as plain JSON, or a ``TypeError`` naming what cannot be stored."""
     if not isinstance(metadata, dict):  # context.metadata is a dict; a task may not rebind it
@@ -171,4 +153,4 @@ def _text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-__all__ = ["PROGRESS_INTERVAL", "PROGRESS_KEY", "MetadataWriter", "progress_entry"]
+__all__ = ["PROGRESS_INTERVAL", "MetadataWriter"]
