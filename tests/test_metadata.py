@@ -151,9 +151,7 @@ def test_saved_metadata_is_read_by_get_result_while_running(start_worker, record
     release = tmp_path / "release"
     result = tasks.save_then_wait.using(metadata={"trace_id": "t-42"}).enqueue(str(release))
     start_worker(*BURST)
-    wait_until(
-        lambda: f"saved {result.id}" in read_records(record_dir), message="the task to save"
-    )
+    wait_until(lambda: f"saved {result.id}" in read_records(record_dir), message="the task to save")
 
     running = get_result(result)
     assert running.status == TaskResultStatus.RUNNING
@@ -209,9 +207,7 @@ def test_progress_is_seen_while_the_task_runs_and_moves_on(start_worker, record_
     assert seen[0] < seen[1] <= 300
 
 
-def test_a_stale_attempts_save_is_dropped_and_logged_not_raised(
-    start_worker, record_dir, tmp_path
-):
+def test_a_stale_attempts_save_is_dropped_and_logged_not_raised(start_worker, record_dir, tmp_path):
     release = tmp_path / "release"
     result = tasks.save_after_release.enqueue(str(release))
     frozen = start_worker("--no-scheduler", env=FAST_LEASES)
