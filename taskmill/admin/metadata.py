@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -21,6 +22,7 @@ from django.utils.safestring import SafeString
 from ..models import Run
 from ..progress import progress_in
 from . import masking
+from .display import moment_ms, pretty_json
 
 # meta:key=value, meta:outer.inner=value: a key path into the metadata, dot-separated.
 METADATA_SEARCH = re.compile(r"^meta:([^=\s]+)=(.+)$")
@@ -73,15 +75,23 @@ def progress_bar(run: Run, *, message: bool, small: bool = False) -> SafeString 
         format_html('<span class="tm-progress-message">{}</span>', said)
         if isinstance(said, str) and said
         else "",
-        format_html('<span class="tm-quiet tm-progress-at">reported {}</span>', reported)
+        format_html('<span class="tm-quiet tm-progress-at">reported {}</span>', _when(reported))
         if isinstance(reported, str)
         else "",
     )
 
 
-def metadata_json(run: Run) -> SafeString:
-    from .display import pretty_json
+def _when(reported: str) -> str:
+    """The report's time as the run's other times are shown (the admin's time zone, to the
+    millisecond); as written when it is not a time."""
+    try:
+        moment = datetime.fromisoformat(reported)
+    except ValueError:
+        return reported
+    return moment_ms(moment) if moment.tzinfo is not None else reported
 
+
+def metadata_json(run: Run) -> SafeString:
     return pretty_json(masking.masked_value(run.metadata or {}))
 
 

@@ -12,9 +12,9 @@ once the interval has passed, and in any case with the attempt's outcome (``fina
 the same statement: the last value always lands.
 
 Every write is fenced like an outcome: it lands only while the row is still RUNNING with
-this attempt. An attempt fenced off (its run was rescued and runs again elsewhere, or was
-stopped) has its write dropped and logged, never raised into the task: the attempt that
-now owns the run must not see its metadata overwritten by a stale one. The fence only moves
+this attempt. An attempt fenced off (its worker froze past its lease, and its run was
+rescued and runs again elsewhere) has its write dropped and logged, never raised into the
+task: the attempt that now owns the run must not see its metadata overwritten by a stale one. The fence only moves
 forward, so once refused the attempt writes no more.
 
 A write goes through the thread's own connection, as the task's own queries do: inside a
@@ -132,8 +132,8 @@ class MetadataWriter:
             return
         self.fenced_off = True
         logger.warning(
-            "Metadata of run %s attempt %d dropped: the run was taken over meanwhile (or "
-            "stopped); this attempt's later saves are dropped too",
+            "Metadata of run %s attempt %d dropped: the run was taken over meanwhile; this "
+            "attempt's later saves are dropped too",
             self.run_id,
             self.attempt,
         )

@@ -21,7 +21,12 @@ from .control_room import make_run
 pytestmark = pytest.mark.django_db
 LIST = "/admin/taskmill/run/"
 
-PROGRESS = {"done": 37, "total": 100, "message": "importing orders.csv", "at": "2026-12-07T10:00"}
+PROGRESS = {
+    "done": 37,
+    "total": 100,
+    "message": "importing orders.csv",
+    "at": "2026-12-07T10:00:00.250000+00:00",
+}
 
 
 def user_with(*codenames: str) -> User:
@@ -66,6 +71,7 @@ def test_the_run_page_shows_the_metadata_and_a_progress_bar_with_its_message(cli
     assert '<progress class="tm-progress" max="100" value="37">' in text
     assert "37/100 (37%)" in text
     assert '<span class="tm-progress-message">importing orders.csv</span>' in text
+    assert "reported 2026-12-07 10:00:00.250 UTC" in text  # as the page's other times
 
 
 def test_without_the_arguments_permission_the_bar_shows_and_the_metadata_does_not(client):
