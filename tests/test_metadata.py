@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from taskmill.backend import DatabaseBackend
 from taskmill.compat import FrameworkTaskResult, TaskResultStatus, task_backends
 from taskmill.exceptions import InvalidTaskArguments
 from taskmill.models import Run, RunStatus
-from taskmill.worker.metadata import PROGRESS_INTERVAL
+from taskmill.worker.metadata import PROGRESS_INTERVAL, MetadataWriter
 from tests.conftest import FAST_LEASES, read_records, wait_until
 from tests.testapp import metadata_tasks as tasks
 
@@ -223,13 +225,42 @@ def test_a_stale_attempts_save_is_dropped_and_logged_not_raised(start_worker, re
     finally:
         release.write_text("go")
         frozen.thaw()
-    frozen.wait_for_output(f"Metadata of run {result.id} attempt 1 dropped", timeout=30)
-    # The task went on past its refused save (nothing raised into it)...
-    wait_until(lambda: "saved 1" in read_records(record_dir), message="attempt 1 to go on")
-    # ...and the attempt that owns the run kept its metadata.
+    frozen.wait_for_output(f"Outcome of run {result.id} attempt 1 discarded", timeout=30)
+    # The attempt that owns the run kept its metadata: the stale save did not land.
     run = row(result)
     assert run.metadata == {"by": "attempt 2"}
     assert run.return_value == "attempt 2"
+    # Thawed, the stale attempt saved and went on (nothing raised into it), its save
+    # refused and said so; unless its worker's heartbeat, learning the run was lost, stopped
+    # it first: on PostgreSQL that cancels the query its thread runs, the save's included
+    # (test_a_save_fenced_off_is_dropped_said_once_and_never_raised has that path alone).
+    if "saved 1" in read_records(record_dir):
+        assert f"Metadata of run {result.id} attempt 1 dropped" in frozen.output
+
+
+def test_a_save_fenced_off_is_dropped_said_once_and_never_raised(caplog):
+    """The fence without the race of a frozen worker: the row has moved on to attempt 2
+    (as a rescue and a new claim leave it) when attempt 1 saves."""
+    result = tasks.plain.enqueue(1)
+    Run.objects.filter(pk=result.id).update(
+        status=RunStatus.RUNNING, attempt=2, metadata={"by": "attempt 2"}
+    )
+    writer = MetadataWriter({}, run_id=int(result.id), attempt=1, database="default")
+    with caplog.at_level(logging.WARNING, logger="taskmill.worker"):
+        writer.metadata["by"] = "attempt 1"
+        writer.save()  # refused: no exception
+        with CaptureQueriesContext(connection) as later:
+            writer.metadata["more"] = True
+            writer.save()
+            writer.set_progress(1, 2, "after the fence")
+    assert row(result).metadata == {"by": "attempt 2"}
+    assert later.captured_queries == []  # the fence only moves on: nothing more is tried
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert [r.getMessage() for r in dropped] == [
+        f"Metadata of run {result.id} attempt 1 dropped: the run was taken over meanwhile; "
+        "this attempt's later saves are dropped too"
+    ]
+    assert writer.final() is None  # nor does the outcome carry it
 
 
 def test_an_async_task_saves_and_reports_progress(start_worker, tmp_path):
@@ -323,7 +354,7 @@ def test_the_finished_signal_and_the_context_share_the_metadata(monkeypatch):
     task_started.connect(on_started)
     task_finished.connect(on_finished)
     try:
-        result = tasks.fails_once_with_metadata.using(metadata={"caller": 2}).enqueue()
+        tasks.fails_once_with_metadata.using(metadata={"caller": 2}).enqueue()
         child = tasks.saves_in_child.enqueue()
         assert Worker(WorkerOptions(poll_interval=0.05, burst=True)).run() == 0
     finally:
