@@ -14,7 +14,8 @@ the same statement: the last value always lands.
 Every write is fenced like an outcome: it lands only while the row is still RUNNING with
 this attempt. An attempt fenced off (its worker froze past its lease, and its run was
 rescued and runs again elsewhere) has its write dropped and logged, never raised into the
-task: the attempt that now owns the run must not see its metadata overwritten by a stale one. The fence only moves
+task: the attempt that now owns the run must not see its metadata overwritten by a stale
+one. The fence only moves
 forward, so once refused the attempt writes no more.
 
 A write goes through the thread's own connection, as the task's own queries do: inside a
