@@ -31,8 +31,9 @@ class CorruptRun(TaskmillError, InvalidTask):
 
 
 class InvalidTaskArguments(TaskmillError, InvalidTask, TypeError):
-    """The arguments cannot be stored as JSON. (A return value that cannot fails its run
-    with a plain ``TypeError``, which is what Django's own backends record.)"""
+    """The arguments, or the metadata given with ``.using(metadata=...)``, cannot be stored
+    as JSON. (A return value that cannot fails its run with a plain ``TypeError``, which is
+    what Django's own backends record.)"""
 
 
 class TaskTimeout(TaskmillError, TimeoutError):

@@ -5,14 +5,15 @@ The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique`
 ``max_snoozes``) are dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1,
 ``@django.tasks.task(...)`` (which forwards extra keywords to the backend's ``task_class``)
 both accept them. ``.using()`` takes the per-call ones: ``max_attempts``, ``timeout``,
-``result_ttl``, ``retry_on_database_errors``, ``max_snoozes``, ``unique_key`` and
-``depends_on``.
+``result_ttl``, ``retry_on_database_errors``, ``max_snoozes``, ``unique_key``,
+``depends_on`` and ``metadata``.
 
 Names from Django's own proposals keep their proposed meaning, so that code written for
 taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
 task_result)`` (django/new-features#142; taskmill's older ``backoff(failures, exception)``
 still works, deprecated, see ``backoff.py``), ``enqueue_on_commit()`` and
-``aenqueue_on_commit()`` (django/new-features#161).
+``aenqueue_on_commit()`` (django/new-features#161), ``.using(metadata={...})``
+(django/new-features#141; the context's side is in worker/metadata.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import inspect
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,9 +34,10 @@ from . import registry
 from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
 from .conf import seconds, setting
+from .exceptions import InvalidTaskArguments
 from .limits import keys as limit_keys
 from .results import UnregisteredTask
-from .serialization import normalize_arguments, text_problem
+from .serialization import normalize_arguments, text_problem, to_json_value
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -50,6 +52,7 @@ PER_CALL_OPTIONS = (
     "max_snoozes",
     "unique_key",
     "depends_on",
+    "metadata",
 )
 STORED_OPTIONS = (
     "max_attempts",
@@ -124,6 +127,10 @@ class Task(BaseTask):
     fair_key: Any = None
     # Keys given per call, .using(concurrency_key="acct-7"): (option, key) pairs.
     call_keys: tuple[tuple[str, str], ...] = ()
+    # The run's metadata to start with (.using(metadata={...}), Django's proposal #141):
+    # a JSON object, stored in the run's own column; the task reads and adds to it through
+    # its context. Not hashed: a dict cannot be, and the task's identity is elsewhere.
+    metadata: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         self._normalize()
@@ -200,6 +207,7 @@ class Task(BaseTask):
                 "atomic=True needs a sync task: an async task's database calls cannot run "
                 "in the transaction that records its success."
             )
+        set_("metadata", checked_metadata(self.module_path, self.metadata))
         set_("rate_limit", limit_keys.check_options(self)["rate_limit"])
         for name in ("on_success", "on_failure"):
             callback = getattr(self, name)
@@ -223,8 +231,9 @@ class Task(BaseTask):
     ) -> Task:
         """A copy with other defaults; besides Django's, the per-call options
         ``max_attempts``, ``timeout``, ``result_ttl``, ``retry_on_database_errors``,
-        ``max_snoozes``, ``unique_key`` and ``depends_on``; and the keys of this call's limits,
-        ``concurrency_key``, ``rate_key`` and ``fair_key`` (the key itself, a string)."""
+        ``max_snoozes``, ``unique_key``, ``depends_on`` and ``metadata``; and the keys of
+        this call's limits, ``concurrency_key``, ``rate_key`` and ``fair_key`` (the key
+        itself, a string)."""
         given = limit_keys.given_per_call(options)
         if given:
             options["call_keys"] = (*(p for p in self.call_keys if p[0] not in dict(given)), *given)
@@ -334,6 +343,19 @@ class Task(BaseTask):
                 "enqueue_many needs taskmill's DatabaseBackend."
             )
         return backend.enqueue_many(self, calls)
+
+
+def checked_metadata(task_path: str, metadata: Any) -> dict[str, Any] | None:
+    """``metadata`` as plain JSON (a copy), or a clear ``InvalidTaskArguments``; None for
+    none. Checked when given and again at enqueue: the caller's dict may change between."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise InvalidTaskArguments(
+            f"Cannot enqueue {task_path!r}: metadata must be a dict (a JSON object), "
+            f"not {type(metadata).__name__} {metadata!r:.80}."
+        )
+    return to_json_value(dict(metadata), "metadata", f"Cannot enqueue {task_path!r}") or None
 
 
 def _finite_number(value: Any) -> bool:

@@ -1,5 +1,6 @@
 """Runs in the admin: a list that stays fast with millions of rows, and each run's page with
-its arguments, outcome, every attempt's error, its schedule, dependencies and callbacks."""
+its arguments, outcome, every attempt's error, its metadata and progress, its schedule,
+dependencies and callbacks."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from django.utils.html import format_html, format_html_join
 
 from ..db import get_engine
 from ..limits.report import why_held
-from ..models import FINISHED_STATUSES, Run, RunDependency
+from ..models import FINISHED_STATUSES, Run, RunDependency, RunStatus
 from ..registry import resolve_or_none
 from ..retries import max_attempts_for
 from ..tasks import DEFAULT_MAX_SNOOZES, effective_option
 from . import display, masking, run_actions
+from . import metadata as run_metadata
 from .enqueue import enqueue_view
 from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
 from .paging import CappedPaginator, LookaheadPaginator, RunChangeList
@@ -31,8 +33,12 @@ ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 POSITIONAL_SEARCH = re.compile(r"^args\.(\d{1,3})=(.+)$")
 
 # What a run holds of its arguments and result: shown (masked) only to who may see them.
-HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors")
-HIDDEN_DISPLAYS = frozenset({"args_json", "kwargs_json", "return_value_json"})
+HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors", "metadata")
+HIDDEN_DISPLAYS = frozenset({"args_json", "kwargs_json", "return_value_json", "metadata_json"})
+# The progress bar is for whoever may view runs; its message (the task's free text) only for
+# who may see arguments, who get this field in its place.
+PROGRESS_WITH_MESSAGE = "progress"
+PROGRESS_FIGURES = "progress_figures"
 
 
 @admin.register(Run)
@@ -41,6 +47,7 @@ class RunAdmin(admin.ModelAdmin):
         "id",
         "task_name",
         "status",
+        "running_progress",
         "queue_name",
         "priority",
         "attempt",
@@ -53,7 +60,8 @@ class RunAdmin(admin.ModelAdmin):
     search_fields = ("task_path",)
     search_help_text = (
         "A run id, part of a task's path, or key=value to find runs whose keyword arguments "
-        'hold it (account=42, email="a@b.c"; the value is read as JSON when it can be).'
+        'hold it (account=42, email="a@b.c"; the value is read as JSON when it can be); '
+        "meta:key=value in their metadata (meta:customer=42, meta:source.file=a.csv)."
     )
     ordering = ("-id",)
     list_per_page = 50
@@ -81,6 +89,7 @@ class RunAdmin(admin.ModelAdmin):
         ),
         ("Arguments", {"fields": ("args_json", "kwargs_json")}),
         ("Outcome", {"fields": ("return_value_json", "errors_list")}),
+        ("Metadata", {"fields": ("metadata_json",)}),
         (
             "Workers",
             {"fields": ("worker_id", "workers", "lease_expires_at_ms", "stop_requested")},
@@ -101,6 +110,19 @@ class RunAdmin(admin.ModelAdmin):
         """An id goes straight to its run; key=value looks inside the keyword arguments,
         args.N=value at a positional one; anything else is a part of the task's path."""
         term = search_term.strip()
+        in_metadata = run_metadata.METADATA_SEARCH.match(term)
+        if in_metadata:
+            # Like a search inside the arguments: no index serves it, and what one may not
+            # see one may not probe for.
+            request.taskmill_argument_search = True
+            path, raw = in_metadata.groups()
+            if not masking.may_see_arguments(request) or run_metadata.search_touches_masked_key(
+                path, raw
+            ):
+                return queryset.none(), False
+            found = run_metadata.search_metadata(queryset, path, raw)
+            if found is not None:
+                return found, False
         if term.isdigit():
             by_id = Q(pk=int(term))
             if not self._may_search_positional(request):
@@ -210,7 +232,9 @@ class RunAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [name for _title, group in self.fieldsets for name in group["fields"]] + [
-            "held_back"
+            "held_back",
+            PROGRESS_WITH_MESSAGE,
+            PROGRESS_FIGURES,
         ]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -249,6 +273,13 @@ class RunAdmin(admin.ModelAdmin):
     def duration(self, run: Run) -> str:
         """The last attempt's, from its start to its end (or to now, while it runs)."""
         return display.between(run.last_attempted_at, run.finished_at)
+
+    @admin.display(description="progress", empty_value="")
+    def running_progress(self, run: Run) -> str | None:
+        """A running run's last progress report, small; a blank cell for the others."""
+        if run.status != RunStatus.RUNNING or run_metadata.progress_of(run) is None:
+            return None
+        return run_metadata.progress_bar(run, message=False, small=True)
 
     # -- one run ------------------------------------------------------------------------
 
@@ -310,20 +341,27 @@ class RunAdmin(admin.ModelAdmin):
         return display.pretty_json(masking.masked_value(run.return_value))
 
     def get_fieldsets(self, request, obj=None):
-        hidden = set() if masking.may_see_arguments(request) else set(HIDDEN_DISPLAYS)
+        may_see = masking.may_see_arguments(request)
+        hidden = set() if may_see else HIDDEN_DISPLAYS
+        # Next to its status: why a READY run is held back by a limit, and the progress
+        # the task reported, if any.
         if obj is None or not obj.snoozes:
-            hidden.add("snoozed")  # most runs never snooze: no line saying 0
-        # A READY run that a limit holds back says why, next to its status.
-        held = obj is not None and self._why_held(obj) is not None
+            hidden = {*hidden, "snoozed"}  # most runs never snooze: no line saying 0
+        beside_status = []
+        if obj is not None and self._why_held(obj) is not None:
+            beside_status.append("held_back")
+        if obj is not None and run_metadata.progress_of(obj) is not None:
+            beside_status.append(PROGRESS_WITH_MESSAGE if may_see else PROGRESS_FIGURES)
         fieldsets = []
         for title, group in self.fieldsets:
             fields = []
             for name in group["fields"]:
                 if name not in hidden:
                     fields.append(name)
-                if held and name == "status":
-                    fields.append("held_back")
-            fieldsets.append((title, {**group, "fields": fields}))
+                if name == "status":
+                    fields.extend(beside_status)
+            if fields:
+                fieldsets.append((title, {**group, "fields": fields}))
         return fieldsets
 
     @staticmethod
@@ -336,6 +374,18 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="held back")
     def held_back(self, run: Run) -> str:
         return format_html('<span class="tm-held-reason">{}</span>', self._why_held(run) or "—")
+
+    @admin.display(description="progress")
+    def progress(self, run: Run) -> str:
+        return run_metadata.progress_bar(run, message=True)
+
+    @admin.display(description="progress")
+    def progress_figures(self, run: Run) -> str:
+        return run_metadata.progress_bar(run, message=False)
+
+    @admin.display(description="metadata")
+    def metadata_json(self, run: Run) -> str:
+        return run_metadata.metadata_json(run)
 
     @admin.display(description="errors, one per failed attempt")
     def errors_list(self, run: Run) -> str:

@@ -303,6 +303,7 @@ class BaseEngine(LeaseQueries, Engine):
             rate_key,
             fair_key,
             snoozes,
+            metadata,
         ) = row
         return ClaimedRun(
             run_id,
@@ -324,6 +325,7 @@ class BaseEngine(LeaseQueries, Engine):
             rate_key,
             fair_key,
             snoozes,
+            load_json(metadata),
             claimed_at,
             claimed_at,
         )

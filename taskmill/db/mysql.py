@@ -56,7 +56,8 @@ SET args = IF(JSON_VALID(args), args, '"{INVALID_JSON}"'),
     errors = IF(JSON_VALID(errors), errors, '[]'),
     worker_ids = IF(JSON_VALID(worker_ids), worker_ids, '[]'),
     options = IF(options IS NULL OR JSON_VALID(options), options, NULL),
-    return_value = IF(return_value IS NULL OR JSON_VALID(return_value), return_value, NULL)
+    return_value = IF(return_value IS NULL OR JSON_VALID(return_value), return_value, NULL),
+    metadata = IF(metadata IS NULL OR JSON_VALID(metadata), metadata, NULL)
 WHERE id IN ({{ids}})
 """
 
@@ -76,9 +77,9 @@ SET {finish_assignments("run", status_decided=True)}
 """
 FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at, " + (
     "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at, "
-    "%s AS snoozes"
+    "%s AS snoozes, %s AS metadata"
 )
-FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 
 
 class MySQLEngine(BaseEngine):
@@ -153,6 +154,7 @@ class MySQLEngine(BaseEngine):
                     json.dumps(outcome.errors),
                     adapt(outcome.started_at),
                     outcome.snoozes,
+                    dump_json_or_null(outcome.metadata),
                 ]
                 landed[outcome.run_id] = Landed(
                     outcome.run_id, outcome.attempt, status, bool(row[4])

@@ -180,6 +180,7 @@ PAGES = [
     Page("runs searched by id", "run:", lambda w: f"{ADMIN}/run/?q={w.failed}", "view_run"),
     Page("runs searched by task", "run:", lambda w: f"{ADMIN}/run/?q=tasks.add", "view_run"),
     Page("runs searched by argument", "run:", lambda w: f"{ADMIN}/run/?q=a%3D1", "view_run"),
+    Page("runs searched by metadata", "run:", lambda w: f"{ADMIN}/run/?q=meta:a%3D1", "view_run"),
     Page("runs, facets asked for", "run:", lambda w: f"{ADMIN}/run/?_facets=True", "view_run"),
     Page("enqueue form", "run:enqueue/", lambda w: f"{ADMIN}/run/enqueue/", "view_run enqueue_run"),
     Page("run page", "run:<path:object_id>/change/", _run("failed", "change/"), "view_run"),

@@ -94,6 +94,12 @@ class Command(BaseCommand):
             tasks.call_partner_api.enqueue_many([((n * 100 + i,), {}) for i in range(12)])
             self.say(f"[round {n}] call_partner_api x12 -> 10 start now, 2 wait for the rate")
 
+        if n % 20 == 1:
+            # Metadata travels with the run; the task adds its progress to it as it goes.
+            source = {"source": f"catalogue-{n}.csv"}
+            result = tasks.import_catalogue.using(metadata=source).enqueue()
+            self.say(f"[round {n}] import_catalogue -> run {result.id} (30 s, shows its progress)")
+
         if n % 5 == 1:
             # priority=50 is set on the task; .using() could override it per call.
             result = tasks.page_on_call.enqueue(f"disk almost full (round {n})")
