@@ -28,13 +28,14 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from . import registry
+from . import registry, result_ttl
 from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
-from .conf import seconds, setting
+from .conf import setting
 from .limits import keys as limit_keys
 from .results import UnregisteredTask
 from .serialization import normalize_arguments, text_problem
+from .status import RunStatus
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -92,8 +93,10 @@ class Task(BaseTask):
     on_failure: Any = None
     # The body and the recording of its success commit in one transaction.
     atomic: bool = False
-    # How long a finished run is kept (seconds or a timedelta); None: the setting.
-    result_ttl: float | timedelta | None = None
+    # How long a finished run is kept (seconds or a timedelta), or a dict of them by
+    # outcome (keys SUCCESSFUL, FAILED and CANCELLED, RunStatus names; a missing outcome is
+    # kept); None: the setting. See taskmill/result_ttl.py.
+    result_ttl: float | timedelta | Mapping[str, Any] | None = None
     # A transient database error raised by the body (the connection lost, a failover, a
     # deadlock) sends the run again like a lost worker's, using no attempt of max_attempts
     # (see docs/runs.md). False: such an error is the task's failure like any other.
@@ -156,12 +159,10 @@ class Task(BaseTask):
                         f"{name} must be a positive number of seconds, not {value!r}."
                     )
                 set_(name, float(value))
-        if self.result_ttl is not None:
-            ttl = self.result_ttl
-            ttl = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-            if not _finite_number(ttl) or ttl < 0:
-                raise InvalidTask(f"result_ttl must be seconds >= 0 or a timedelta, not {ttl!r}.")
-            set_("result_ttl", float(ttl))
+        try:
+            set_("result_ttl", result_ttl.parse(self.result_ttl))
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
         if self.unique_key is not None:
             if not isinstance(self.unique_key, str) or not self.unique_key:
                 raise InvalidTask(
@@ -232,6 +233,8 @@ class Task(BaseTask):
             for name in STORED_OPTIONS
             if original is None or getattr(self, name) != getattr(original, name)
         }
+        if "result_ttl" in changed:  # a TTL per outcome is stored as its JSON
+            changed["result_ttl"] = result_ttl.as_stored(changed["result_ttl"])
         if changed.get("max_attempts", 0) is None:
             # None is "not set here": the task's, else the backend's, applies.
             del changed["max_attempts"]
@@ -337,14 +340,20 @@ def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) ->
 
 
 def expiry_for(
-    task: Task | None, stored: Mapping[str, Any] | None, finished_at: datetime
+    task: Task | None, stored: Mapping[str, Any] | None, finished_at: datetime, status: str
 ) -> datetime | None:
-    """When a run finished at ``finished_at`` may be pruned: its result_ttl (per call, else
-    the task's), else TASKMILL_RESULT_TTL; None keeps it."""
+    """When a run that ended ``status`` at ``finished_at`` may be pruned: its result_ttl (per
+    call, else the task's), else TASKMILL_RESULT_TTL, for that outcome; None keeps it.
+
+    A retry (READY) is given the expiry of CANCELLED: the finish writes a retry's expiry
+    only when it turns it into a cancellation (a stop was asked for meanwhile)."""
+    if status == RunStatus.READY:
+        status = RunStatus.CANCELLED
     ttl = effective_option(task, stored, "result_ttl") if task is not None else None
     if ttl is None:
-        ttl = seconds(setting("TASKMILL_RESULT_TTL"))
-    return None if ttl is None else finished_at + timedelta(seconds=ttl)
+        ttl = result_ttl.setting_ttl(setting(result_ttl.SETTING))
+    seconds = result_ttl.seconds_for(ttl, status)
+    return None if seconds is None else finished_at + timedelta(seconds=seconds)
 
 
 def task(
