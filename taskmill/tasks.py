@@ -1,11 +1,11 @@
 """taskmill's Task: Django's Task plus what its API lacks, registered for the worker.
 
 The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique``,
-``on_success``/``on_failure``, ``atomic``, ``result_ttl``, ``retry_on_database_errors``) are
-dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1, ``@django.tasks.task(...)``
-(which forwards extra keywords to the backend's ``task_class``) both accept them. ``.using()``
-takes the per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``,
-``retry_on_database_errors``, ``unique_key`` and ``depends_on``.
+``on_success``/``on_failure``, ``atomic``, ``result_ttl``, ``retry_on_database_errors``,
+``aliases``) are dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1,
+``@django.tasks.task(...)`` (which forwards extra keywords to the backend's ``task_class``)
+both accept them. ``.using()`` takes the per-call ones: ``max_attempts``, ``timeout``,
+``result_ttl``, ``retry_on_database_errors``, ``unique_key`` and ``depends_on``.
 
 Names from Django's own proposals keep their proposed meaning, so that code written for
 taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
@@ -113,6 +113,9 @@ class Task(BaseTask):
     fair_key: Any = None
     # Keys given per call, .using(concurrency_key="acct-7"): (option, key) pairs.
     call_keys: tuple[tuple[str, str], ...] = ()
+    # The import paths this task had before a rename: runs and schedules stored under one
+    # of them run this task (taskmill.registry).
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._normalize()
@@ -163,6 +166,7 @@ class Task(BaseTask):
             set_("result_ttl", result_ttl.parse(self.result_ttl))
         except ValueError as exc:
             raise InvalidTask(str(exc)) from None
+        set_("aliases", _checked_aliases(self.aliases, self.module_path))
         if self.unique_key is not None:
             if not isinstance(self.unique_key, str) or not self.unique_key:
                 raise InvalidTask(
@@ -330,6 +334,26 @@ def _run_id(item: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise InvalidTask(f"depends_on takes task results or their ids, not {item!r}.") from None
+
+
+def _checked_aliases(aliases: Any, path: str) -> tuple[str, ...]:
+    """``aliases`` as a tuple of import paths, each checked: a dotted path of names, not
+    the task's own."""
+    if isinstance(aliases, str):  # a single path would be read letter by letter
+        raise InvalidTask(f"aliases takes a list of import paths, not the string {aliases!r}.")
+    try:
+        given = tuple(aliases)
+    except TypeError:
+        raise InvalidTask(f"aliases takes a list of import paths, not {aliases!r}.") from None
+    for alias in given:
+        names = alias.split(".") if isinstance(alias, str) else []
+        if len(names) < 2 or not all(name.isidentifier() for name in names):
+            raise InvalidTask(
+                f"An alias is the import path a task had before (module.function), not {alias!r}."
+            )
+        if alias == path:
+            raise InvalidTask(f"Task {path!r} cannot be its own alias.")
+    return tuple(dict.fromkeys(given))
 
 
 def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) -> Any:
