@@ -364,15 +364,41 @@ class Schedule(models.Model):
             return None
         return first
 
+    def fires_on_creation(self, now: datetime) -> bool:
+        """Whether this schedule, created now, fires once at once: ``run_on_creation``, created
+        enabled, and not already past its end. Only a new row: a schedule that exists (an
+        edit, a deploy's sync updating it) never fires for it."""
+        return (
+            self.run_on_creation
+            and self.enabled
+            and (self.max_fires is None or self.max_fires > 0)
+            and not (self.end_at is not None and self.end_at < now)
+        )
+
+    def is_creation_fire(self) -> bool:
+        """Whether the due ``next_fire_at`` is the fire of ``run_on_creation``: set at the
+        creation (never later than ``created_at``), before any fire or skip."""
+        return bool(
+            self.run_on_creation
+            and self.last_fire_at is None
+            and self.fire_count == 0
+            and self.skip_count == 0
+            and self.next_fire_at is not None
+            and self.created_at is not None
+            and self.next_fire_at <= self.created_at
+        )
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save the definition; never overwrite the scheduler's state with a stale copy.
 
         A changed trigger (or enabling) computes the next fire time afresh, from now and
-        after the last fire as stored, so an edit cannot make a fired time fire again.
+        after the last fire as stored, so an edit cannot make a fired time fire again. A new
+        schedule with ``run_on_creation`` is due at once (``fires_on_creation``).
         """
         adding = self._state.adding
         recompute = adding or self.definition_changed
         if recompute:
+            now = timezone.now()
             if not adding:
                 fresh = (
                     type(self)
@@ -384,7 +410,12 @@ class Schedule(models.Model):
                 if fresh:  # a scheduler may have fired since this instance was read
                     self.last_fire_at = fresh["last_fire_at"]
                     self.fire_count = fresh["fire_count"]
-            self.next_fire_at = self.compute_next_fire(timezone.now())
+            self.next_fire_at = self.compute_next_fire(now)
+            if adding and self.fires_on_creation(now):
+                # Due now: the scheduler fires it through the same compare-and-set as any
+                # fire, so once however many schedulers run; the fire then moves it on to
+                # the times it would have had (taskmill.scheduler.misfires).
+                self.next_fire_at = now
             self.blocked_until = None
             self.last_error = ""
         if not adding:
