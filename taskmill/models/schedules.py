@@ -22,6 +22,30 @@ from django.utils.translation import gettext_lazy as _
 from ..schedule_rules import find_cycle, validate_schedule
 from ..triggers import IntervalTrigger, OnceTrigger, Trigger, cron_trigger
 
+# How long before ``created_at`` a creation fire's time may lie: the time ``save()`` read the
+# clock, then Django's stamp, a moment later. A time set by hand further back is no such fire.
+CREATION_FIRE_WINDOW = timedelta(minutes=1)
+
+
+def _creation_fire_pending(
+    *,
+    run_on_creation: bool,
+    last_fire_at: datetime | None,
+    fire_count: int,
+    skip_count: int,
+    next_fire_at: datetime | None,
+    created_at: datetime | None,
+) -> bool:
+    return bool(
+        run_on_creation
+        and last_fire_at is None
+        and fire_count == 0
+        and skip_count == 0
+        and next_fire_at is not None
+        and created_at is not None
+        and created_at - CREATION_FIRE_WINDOW <= next_fire_at <= created_at
+    )
+
 
 def default_time_zone() -> str:
     return getattr(settings, "TIME_ZONE", None) or "UTC"
@@ -375,17 +399,22 @@ class Schedule(models.Model):
             and not (self.end_at is not None and self.end_at < now)
         )
 
+    # What says whether a row's creation fire is still to come (``is_creation_fire``).
+    _CREATION_FIRE_STATE = (
+        "run_on_creation",
+        "last_fire_at",
+        "fire_count",
+        "skip_count",
+        "next_fire_at",
+        "created_at",
+    )
+
     def is_creation_fire(self) -> bool:
-        """Whether the due ``next_fire_at`` is the fire of ``run_on_creation``: set at the
-        creation (never later than ``created_at``), before any fire or skip."""
-        return bool(
-            self.run_on_creation
-            and self.last_fire_at is None
-            and self.fire_count == 0
-            and self.skip_count == 0
-            and self.next_fire_at is not None
-            and self.created_at is not None
-            and self.next_fire_at <= self.created_at
+        """Whether the due ``next_fire_at`` is the fire of ``run_on_creation``: the moment
+        ``save()`` took just before Django stamped ``created_at``, before any fire or skip.
+        (No fire time the trigger computes lies at or before the creation.)"""
+        return _creation_fire_pending(
+            **{name: getattr(self, name) for name in self._CREATION_FIRE_STATE}
         )
 
     def save(self, *args: Any, **kwargs: Any) -> None:
@@ -399,23 +428,27 @@ class Schedule(models.Model):
         recompute = adding or self.definition_changed
         if recompute:
             now = timezone.now()
+            creation_fire = now if adding else None
             if not adding:
                 fresh = (
                     type(self)
                     ._base_manager.using(kwargs.get("using") or self._state.db)
                     .filter(pk=self.pk)
-                    .values("last_fire_at", "fire_count")
+                    .values(*self._CREATION_FIRE_STATE)
                     .first()
                 )
                 if fresh:  # a scheduler may have fired since this instance was read
                     self.last_fire_at = fresh["last_fire_at"]
                     self.fire_count = fresh["fire_count"]
+                    if _creation_fire_pending(**fresh):
+                        # Edited before any scheduler fired it: still a new schedule's fire.
+                        creation_fire = fresh["next_fire_at"]
             self.next_fire_at = self.compute_next_fire(now)
-            if adding and self.fires_on_creation(now):
+            if creation_fire is not None and self.fires_on_creation(now):
                 # Due now: the scheduler fires it through the same compare-and-set as any
                 # fire, so once however many schedulers run; the fire then moves it on to
                 # the times it would have had (taskmill.scheduler.misfires).
-                self.next_fire_at = now
+                self.next_fire_at = creation_fire
             self.blocked_until = None
             self.last_error = ""
         if not adding:
