@@ -1,5 +1,6 @@
 """Runs in the admin: a list that stays fast with millions of rows, and each run's page with
-its arguments, outcome, every attempt's error, its schedule, dependencies and callbacks."""
+its arguments, outcome, every attempt's error, its schedule, dependencies and callbacks. A
+run whose task no worker knows is marked "unknown task" (taskmill.unknown_tasks)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from .. import registry
 from ..db import get_engine
 from ..limits.report import why_held
 from ..models import FINISHED_STATUSES, Run, RunDependency
 from ..registry import resolve_or_none
 from ..retries import max_attempts_for
-from . import display, masking, run_actions
+from ..unknown_tasks import is_known
+from . import display, masking, repoint, run_actions
 from .enqueue import enqueue_view
-from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
+from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter, TaskKnownFilter
 from .paging import CappedPaginator, LookaheadPaginator, RunChangeList
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
@@ -48,7 +51,7 @@ class RunAdmin(admin.ModelAdmin):
         "finished",
         "duration",
     )
-    list_filter = ("status", QueueFilter, TaskFilter, EnqueuedWithinFilter)
+    list_filter = ("status", QueueFilter, TaskFilter, TaskKnownFilter, EnqueuedWithinFilter)
     search_fields = ("task_path",)
     search_help_text = (
         "A run id, part of a task's path, or key=value to find runs whose keyword arguments "
@@ -91,7 +94,7 @@ class RunAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("taskmill/control-room.css",)}
 
-    actions = [*run_actions.LIST_ACTIONS, run_actions.delete_finished]
+    actions = [*run_actions.LIST_ACTIONS, repoint.repoint_runs, run_actions.delete_finished]
 
     def get_search_results(self, request, queryset, search_term):
         """An id goes straight to its run; key=value looks inside the keyword arguments,
@@ -174,6 +177,13 @@ class RunAdmin(admin.ModelAdmin):
     def has_copy_permission(self, request) -> bool:
         return request.user.has_perm("taskmill.enqueue_run")
 
+    def has_repoint_permission(self, request) -> bool:
+        return request.user.has_perm(repoint.PERMISSION)
+
+    def changelist_view(self, request, extra_context=None):
+        registry.autodiscover()  # so that "unknown task" means what it means to a worker
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self):
         act = self.admin_site.admin_view(self.act_view)
         form = self.admin_site.admin_view(lambda request: enqueue_view(self, request))
@@ -200,13 +210,15 @@ class RunAdmin(admin.ModelAdmin):
         return redirect("admin:taskmill_run_change", run.pk)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        registry.autodiscover()  # so that "unknown task" means what it means to a worker
         run = Run.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         extra = {"run_actions": run_actions.available(request, run) if run else []}
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_readonly_fields(self, request, obj=None):
         return [name for _title, group in self.fieldsets for name in group["fields"]] + [
-            "held_back"
+            "held_back",
+            "unknown_task",
         ]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -227,7 +239,10 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="task", ordering="task_path")
     def task_name(self, run: Run) -> str:
         module, _, name = run.task_path.rpartition(".")
-        return format_html('<span title="{}">{}</span>', run.task_path, name or module)
+        shown = format_html('<span title="{}">{}</span>', run.task_path, name or module)
+        if is_known(run.task_path):
+            return shown
+        return format_html("{} {}", shown, UNKNOWN_BADGE)
 
     @admin.display(description="enqueued", ordering="enqueued_at")
     def enqueued(self, run: Run) -> str:
@@ -296,8 +311,10 @@ class RunAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         hidden = set() if masking.may_see_arguments(request) else HIDDEN_DISPLAYS
-        # A READY run that a limit holds back says why, next to its status.
+        # A READY run that a limit holds back says why, next to its status; a run whose
+        # task no worker knows says so next to its task.
         held = obj is not None and self._why_held(obj) is not None
+        unknown = obj is not None and not is_known(obj.task_path)
         fieldsets = []
         for title, group in self.fieldsets:
             fields = []
@@ -306,6 +323,8 @@ class RunAdmin(admin.ModelAdmin):
                     fields.append(name)
                 if held and name == "status":
                     fields.append("held_back")
+                if unknown and name == "task_path":
+                    fields.append("unknown_task")
             fieldsets.append((title, {**group, "fields": fields}))
         return fieldsets
 
@@ -319,6 +338,16 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="held back")
     def held_back(self, run: Run) -> str:
         return format_html('<span class="tm-held-reason">{}</span>', self._why_held(run) or "—")
+
+    @admin.display(description="unknown task")
+    def unknown_task(self, run: Run) -> str:
+        return format_html(
+            '{} <span class="tm-unknown-reason">No task is registered at this path, nor as an '
+            "alias, in this code: a worker fails the run without running anything. Declare "
+            "the path among a task's aliases, or point the run at a task with the action "
+            '"Point at another task…".</span>',
+            UNKNOWN_BADGE,
+        )
 
     @admin.display(description="errors, one per failed attempt")
     def errors_list(self, run: Run) -> str:
@@ -357,6 +386,12 @@ class RunAdmin(admin.ModelAdmin):
             task_path__in=paths, args=[str(run.pk)], id__gt=run.pk
         ).order_by("id")[:10]
         return _run_links(enqueued) if enqueued else "none enqueued (yet)"
+
+
+UNKNOWN_BADGE = format_html(
+    '<span class="tm-badge tm-unknown-task" title="{}">unknown task</span>',
+    "No task is registered at this path, nor as an alias: no worker can run it.",
+)
 
 
 def _run_links(runs: Any) -> str:
