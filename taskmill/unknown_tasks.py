@@ -13,9 +13,9 @@ on demand as a worker's ``registry.resolve`` would. Workers running other code (
 half done) may know more or less.
 
 What it costs, with millions of runs stored: the distinct task paths of the runs are read
-with a skip scan of the (task_path, queue_name, id) index, one probe per path (a recursive
-query that PostgreSQL, MySQL 8 / MariaDB and SQLite all run), never a scan of the runs; the
-runs under unknown paths are counted no further than ``COUNT_CAP``.
+with a skip scan of the (task_path, queue_name, id) index, one probe per path
+(``Engine.task_paths``), never a scan of the runs; the runs under unknown paths are counted
+through the same index, no further than ``COUNT_CAP``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, connections, transaction
 
 from . import registry
+from .db import get_engine
 from .db.records import RUN_TABLE
 from .exceptions import TaskNotRegistered
 from .models import Run, RunStatus
@@ -35,27 +36,14 @@ COUNT_CAP = 1000
 # At most this many unknown paths are counted one by one (a table of forged rows may name
 # any number of them); the rest are counted with them in the total.
 PATHS_SHOWN = 50
-# Paths read per skip-scan statement: MySQL stops a recursive query at 1,000 levels
-# (cte_max_recursion_depth), so the scan goes on from the last path in another statement.
+# Paths read per statement (a recursive query goes this deep at most), then the scan goes on
+# from the last path read.
 PATHS_PER_STATEMENT = 500
 # Distinct paths read at most: a table of forged rows is not walked to its end.
 MAX_PATHS = 10_000
 # Runs in these states may be pointed at another task: not RUNNING (a worker holds it, with
 # the task it resolved), and a finished SUCCESSFUL run has nothing left to run.
 REPOINTABLE = (RunStatus.READY, RunStatus.WAITING, RunStatus.FAILED, RunStatus.CANCELLED)
-
-# One probe per level: the smallest path above the previous one. ``depth`` bounds the levels.
-_SKIP_SCAN = f"""
-WITH RECURSIVE paths (task_path, depth) AS (
-    SELECT MIN(task_path), 1 FROM {RUN_TABLE} {{first}}
-    UNION ALL
-    SELECT (SELECT MIN(later.task_path) FROM {RUN_TABLE} later
-            WHERE later.task_path > paths.task_path),
-           paths.depth + 1
-    FROM paths WHERE paths.task_path IS NOT NULL AND paths.depth < {PATHS_PER_STATEMENT}
-)
-SELECT task_path FROM paths WHERE task_path IS NOT NULL ORDER BY depth
-"""
 
 
 @dataclass(frozen=True)
@@ -76,17 +64,13 @@ class UnknownTasks:
 def stored_task_paths(database: str = "default", limit: int = MAX_PATHS) -> tuple[list[str], bool]:
     """The distinct task paths of the stored runs, in order, at most ``limit``; and whether
     that is all of them."""
+    engine = get_engine(database)
     found: list[str] = []
-    with connections[database].cursor() as cursor:
-        while len(found) < limit:
-            if found:
-                cursor.execute(_SKIP_SCAN.format(first="WHERE task_path > %s"), [found[-1]])
-            else:
-                cursor.execute(_SKIP_SCAN.format(first=""))
-            page = [row[0] for row in cursor.fetchall()]
-            found += page
-            if len(page) < PATHS_PER_STATEMENT:
-                return found[:limit], len(found) <= limit
+    while len(found) < limit:
+        page = engine.task_paths(found[-1] if found else None, PATHS_PER_STATEMENT)
+        found += page
+        if len(page) < PATHS_PER_STATEMENT:
+            return found[:limit], len(found) <= limit
     return found[:limit], False
 
 
