@@ -243,3 +243,14 @@ def test_created_at_is_what_marks_the_creation_fire():
     Schedule.objects.filter(pk=schedule.pk).update(next_fire_at=schedule.created_at)
     schedule.refresh_from_db()
     assert schedule.is_creation_fire()
+
+
+def test_the_admin_page_lists_the_creation_fire_then_the_regular_times():
+    from taskmill.admin.schedule_views import next_fire_times
+
+    start = (timezone.now() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    schedule = created(kind="interval", interval=HOUR, start_at=start)
+    born = schedule.next_fire_at
+    assert next_fire_times(schedule, 3) == [born, start, start + HOUR]
+    single = created(kind="interval", interval=HOUR, max_fires=1)
+    assert next_fire_times(single) == [single.next_fire_at]
