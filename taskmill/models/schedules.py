@@ -19,32 +19,8 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..schedule_rules import find_cycle, validate_schedule
+from ..schedule_rules import creation_fire_pending, find_cycle, validate_schedule
 from ..triggers import IntervalTrigger, OnceTrigger, Trigger, cron_trigger
-
-# How long before ``created_at`` a creation fire's time may lie: the time ``save()`` read the
-# clock, then Django's stamp, a moment later. A time set by hand further back is no such fire.
-CREATION_FIRE_WINDOW = timedelta(minutes=1)
-
-
-def _creation_fire_pending(
-    *,
-    run_on_creation: bool,
-    last_fire_at: datetime | None,
-    fire_count: int,
-    skip_count: int,
-    next_fire_at: datetime | None,
-    created_at: datetime | None,
-) -> bool:
-    return bool(
-        run_on_creation
-        and last_fire_at is None
-        and fire_count == 0
-        and skip_count == 0
-        and next_fire_at is not None
-        and created_at is not None
-        and created_at - CREATION_FIRE_WINDOW <= next_fire_at <= created_at
-    )
 
 
 def default_time_zone() -> str:
@@ -413,7 +389,7 @@ class Schedule(models.Model):
         """Whether the due ``next_fire_at`` is the fire of ``run_on_creation``: the moment
         ``save()`` took just before Django stamped ``created_at``, before any fire or skip.
         (No fire time the trigger computes lies at or before the creation.)"""
-        return _creation_fire_pending(
+        return creation_fire_pending(
             **{name: getattr(self, name) for name in self._CREATION_FIRE_STATE}
         )
 
@@ -440,7 +416,7 @@ class Schedule(models.Model):
                 if fresh:  # a scheduler may have fired since this instance was read
                     self.last_fire_at = fresh["last_fire_at"]
                     self.fire_count = fresh["fire_count"]
-                    if _creation_fire_pending(**fresh):
+                    if creation_fire_pending(**fresh):
                         # Edited before any scheduler fired it: still a new schedule's fire.
                         creation_fire = fresh["next_fire_at"]
             self.next_fire_at = self.compute_next_fire(now)
