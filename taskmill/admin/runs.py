@@ -343,8 +343,8 @@ class RunAdmin(admin.ModelAdmin):
     def unknown_task(self, run: Run) -> str:
         return format_html(
             '{} <span class="tm-unknown-reason">No task is registered at this path, nor as an '
-            "alias, in this code: a worker fails the run without running anything. Declare "
-            "the path among a task's aliases, or point the run at a task with the action "
+            "alias, in this code: a worker would fail the run without running anything. "
+            "Declare the path among a task's aliases, or point the run at a task with the action "
             '"Point at another task…".</span>',
             UNKNOWN_BADGE,
         )
