@@ -25,6 +25,11 @@ class TaskNotRegistered(TaskmillError, InvalidTask):
     """
 
 
+class TaskAliasConflict(TaskmillError, InvalidTask):
+    """A task's path or one of its ``aliases`` already names another registered task: a
+    stored run must name one task, never whichever module happened to be imported first."""
+
+
 class CorruptRun(TaskmillError, InvalidTask):
     """A claimed run's row holds what taskmill never writes (arguments that are not a list,
     a JSON column that is not JSON...): the worker fails the run without calling anything."""

@@ -2,7 +2,7 @@
 
 The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique``,
 ``on_success``/``on_failure``, ``atomic``, ``result_ttl``, ``retry_on_database_errors``,
-``max_snoozes``) are dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1,
+``max_snoozes``, ``aliases``) are dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1,
 ``@django.tasks.task(...)`` (which forwards extra keywords to the backend's ``task_class``)
 both accept them. ``.using()`` takes the per-call ones: ``max_attempts``, ``timeout``,
 ``result_ttl``, ``retry_on_database_errors``, ``max_snoozes``, ``unique_key``,
@@ -30,14 +30,15 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from . import registry
+from . import registry, result_ttl
 from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
-from .conf import seconds, setting
+from .conf import setting
 from .exceptions import InvalidTaskArguments
 from .limits import keys as limit_keys
 from .results import UnregisteredTask
 from .serialization import normalize_arguments, text_problem, to_json_value
+from .status import RunStatus
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -106,8 +107,10 @@ class Task(BaseTask):
     on_failure: Any = None
     # The body and the recording of its success commit in one transaction.
     atomic: bool = False
-    # How long a finished run is kept (seconds or a timedelta); None: the setting.
-    result_ttl: float | timedelta | None = None
+    # How long a finished run is kept (seconds or a timedelta), or a dict of them by
+    # outcome (keys SUCCESSFUL, FAILED and CANCELLED, RunStatus names; a missing outcome is
+    # kept); None: the setting. See taskmill/result_ttl.py.
+    result_ttl: float | timedelta | Mapping[str, Any] | None = None
     # A transient database error raised by the body (the connection lost, a failover, a
     # deadlock) sends the run again like a lost worker's, using no attempt of max_attempts
     # (see docs/runs.md). False: such an error is the task's failure like any other.
@@ -131,6 +134,9 @@ class Task(BaseTask):
     # a JSON object, stored in the run's own column; the task reads and adds to it through
     # its context. Not hashed: a dict cannot be, and the task's identity is elsewhere.
     metadata: dict[str, Any] | None = field(default=None, hash=False)
+    # The import paths this task had before a rename: runs and schedules stored under one
+    # of them run this task (taskmill.registry).
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._normalize()
@@ -183,12 +189,11 @@ class Task(BaseTask):
                         f"{name} must be a positive number of seconds, not {value!r}."
                     )
                 set_(name, float(value))
-        if self.result_ttl is not None:
-            ttl = self.result_ttl
-            ttl = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-            if not _finite_number(ttl) or ttl < 0:
-                raise InvalidTask(f"result_ttl must be seconds >= 0 or a timedelta, not {ttl!r}.")
-            set_("result_ttl", float(ttl))
+        try:
+            set_("result_ttl", result_ttl.parse(self.result_ttl))
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        set_("aliases", _checked_aliases(self.aliases, self.module_path))
         if self.unique_key is not None:
             if not isinstance(self.unique_key, str) or not self.unique_key:
                 raise InvalidTask(
@@ -261,6 +266,8 @@ class Task(BaseTask):
             for name in STORED_OPTIONS
             if original is None or getattr(self, name) != getattr(original, name)
         }
+        if "result_ttl" in changed:  # a TTL per outcome is stored as its JSON
+            changed["result_ttl"] = result_ttl.as_stored(changed["result_ttl"])
         if changed.get("max_attempts", 0) is None:
             # None is "not set here": the task's, else the backend's, applies.
             del changed["max_attempts"]
@@ -371,6 +378,26 @@ def _run_id(item: Any) -> int:
         raise InvalidTask(f"depends_on takes task results or their ids, not {item!r}.") from None
 
 
+def _checked_aliases(aliases: Any, path: str) -> tuple[str, ...]:
+    """``aliases`` as a tuple of import paths, each checked: a dotted path of names, not
+    the task's own."""
+    if isinstance(aliases, str):  # a single path would be read letter by letter
+        raise InvalidTask(f"aliases takes a list of import paths, not the string {aliases!r}.")
+    try:
+        given = tuple(aliases)
+    except TypeError:
+        raise InvalidTask(f"aliases takes a list of import paths, not {aliases!r}.") from None
+    for alias in given:
+        names = alias.split(".") if isinstance(alias, str) else []
+        if len(names) < 2 or not all(name.isidentifier() for name in names):
+            raise InvalidTask(
+                f"An alias is the import path a task had before (module.function), not {alias!r}."
+            )
+        if alias == path:
+            raise InvalidTask(f"Task {path!r} cannot be its own alias.")
+    return tuple(dict.fromkeys(given))
+
+
 def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) -> Any:
     """An option for one run: the per-call value stored on the run, else the task's."""
     if stored and name in stored:
@@ -379,14 +406,20 @@ def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) ->
 
 
 def expiry_for(
-    task: Task | None, stored: Mapping[str, Any] | None, finished_at: datetime
+    task: Task | None, stored: Mapping[str, Any] | None, finished_at: datetime, status: str
 ) -> datetime | None:
-    """When a run finished at ``finished_at`` may be pruned: its result_ttl (per call, else
-    the task's), else TASKMILL_RESULT_TTL; None keeps it."""
+    """When a run that ended ``status`` at ``finished_at`` may be pruned: its result_ttl (per
+    call, else the task's), else TASKMILL_RESULT_TTL, for that outcome; None keeps it.
+
+    A retry (READY) is given the expiry of CANCELLED: the finish writes a retry's expiry
+    only when it turns it into a cancellation (a stop was asked for meanwhile)."""
+    if status == RunStatus.READY:
+        status = RunStatus.CANCELLED
     ttl = effective_option(task, stored, "result_ttl") if task is not None else None
     if ttl is None:
-        ttl = seconds(setting("TASKMILL_RESULT_TTL"))
-    return None if ttl is None else finished_at + timedelta(seconds=ttl)
+        ttl = result_ttl.setting_ttl(setting(result_ttl.SETTING))
+    seconds = result_ttl.seconds_for(ttl, status)
+    return None if seconds is None else finished_at + timedelta(seconds=seconds)
 
 
 def task(

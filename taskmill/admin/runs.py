@@ -1,6 +1,7 @@
 """Runs in the admin: a list that stays fast with millions of rows, and each run's page with
 its arguments, outcome, every attempt's error, its metadata and progress, its schedule,
-dependencies and callbacks."""
+dependencies and callbacks. A run whose task no worker knows is marked "unknown task"
+(taskmill.unknown_tasks)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from .. import registry
 from ..db import get_engine
 from ..limits.report import why_held
 from ..models import FINISHED_STATUSES, Run, RunDependency, RunStatus
 from ..registry import resolve_or_none
 from ..retries import max_attempts_for
 from ..tasks import DEFAULT_MAX_SNOOZES, effective_option
-from . import display, masking, run_actions
+from ..unknown_tasks import is_known
+from . import display, masking, repoint, run_actions
 from . import metadata as run_metadata
 from .enqueue import enqueue_view
-from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter
+from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter, TaskKnownFilter
 from .paging import CappedPaginator, LookaheadPaginator, RunChangeList
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
@@ -56,7 +59,7 @@ class RunAdmin(admin.ModelAdmin):
         "finished",
         "duration",
     )
-    list_filter = ("status", QueueFilter, TaskFilter, EnqueuedWithinFilter)
+    list_filter = ("status", QueueFilter, TaskFilter, TaskKnownFilter, EnqueuedWithinFilter)
     search_fields = ("task_path",)
     search_help_text = (
         "A run id, part of a task's path, or key=value to find runs whose keyword arguments "
@@ -104,7 +107,7 @@ class RunAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("taskmill/control-room.css",)}
 
-    actions = [*run_actions.LIST_ACTIONS, run_actions.delete_finished]
+    actions = [*run_actions.LIST_ACTIONS, repoint.repoint_runs, run_actions.delete_finished]
 
     def get_search_results(self, request, queryset, search_term):
         """An id goes straight to its run; key=value looks inside the keyword arguments,
@@ -200,6 +203,13 @@ class RunAdmin(admin.ModelAdmin):
     def has_copy_permission(self, request) -> bool:
         return request.user.has_perm("taskmill.enqueue_run")
 
+    def has_repoint_permission(self, request) -> bool:
+        return request.user.has_perm(repoint.PERMISSION)
+
+    def changelist_view(self, request, extra_context=None):
+        registry.autodiscover()  # so that "unknown task" means what it means to a worker
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self):
         act = self.admin_site.admin_view(self.act_view)
         form = self.admin_site.admin_view(lambda request: enqueue_view(self, request))
@@ -226,6 +236,7 @@ class RunAdmin(admin.ModelAdmin):
         return redirect("admin:taskmill_run_change", run.pk)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        registry.autodiscover()  # so that "unknown task" means what it means to a worker
         run = Run.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         extra = {"run_actions": run_actions.available(request, run) if run else []}
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
@@ -235,6 +246,7 @@ class RunAdmin(admin.ModelAdmin):
             "held_back",
             PROGRESS_WITH_MESSAGE,
             PROGRESS_FIGURES,
+            "unknown_task",
         ]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -255,7 +267,10 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="task", ordering="task_path")
     def task_name(self, run: Run) -> str:
         module, _, name = run.task_path.rpartition(".")
-        return format_html('<span title="{}">{}</span>', run.task_path, name or module)
+        shown = format_html('<span title="{}">{}</span>', run.task_path, name or module)
+        if is_known(run.task_path):
+            return shown
+        return format_html("{} {}", shown, UNKNOWN_BADGE)
 
     @admin.display(description="enqueued", ordering="enqueued_at")
     def enqueued(self, run: Run) -> str:
@@ -352,6 +367,8 @@ class RunAdmin(admin.ModelAdmin):
             beside_status.append("held_back")
         if obj is not None and run_metadata.progress_of(obj) is not None:
             beside_status.append(PROGRESS_WITH_MESSAGE if may_see else PROGRESS_FIGURES)
+        # A run whose task no worker knows says so next to its task.
+        unknown = obj is not None and not is_known(obj.task_path)
         fieldsets = []
         for title, group in self.fieldsets:
             fields = []
@@ -360,6 +377,8 @@ class RunAdmin(admin.ModelAdmin):
                     fields.append(name)
                 if name == "status":
                     fields.extend(beside_status)
+                if unknown and name == "task_path":
+                    fields.append("unknown_task")
             if fields:
                 fieldsets.append((title, {**group, "fields": fields}))
         return fieldsets
@@ -386,6 +405,16 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="metadata")
     def metadata_json(self, run: Run) -> str:
         return run_metadata.metadata_json(run)
+
+    @admin.display(description="unknown task")
+    def unknown_task(self, run: Run) -> str:
+        return format_html(
+            '{} <span class="tm-unknown-reason">No task is registered at this path, nor as an '
+            "alias, in this code: a worker would fail the run without running anything. "
+            "Declare the path among a task's aliases, or point the run at a task with the action "
+            '"Point at another task…".</span>',
+            UNKNOWN_BADGE,
+        )
 
     @admin.display(description="errors, one per failed attempt")
     def errors_list(self, run: Run) -> str:
@@ -424,6 +453,12 @@ class RunAdmin(admin.ModelAdmin):
             task_path__in=paths, args=[str(run.pk)], id__gt=run.pk
         ).order_by("id")[:10]
         return _run_links(enqueued) if enqueued else "none enqueued (yet)"
+
+
+UNKNOWN_BADGE = format_html(
+    '<span class="tm-badge tm-unknown-task" title="{}">unknown task</span>',
+    "No task is registered at this path, nor as an alias: no worker can run it.",
+)
 
 
 def _run_links(runs: Any) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from .. import result_ttl
 from ..models import Queue, Run
 from ..status import RunStatus
 
@@ -304,7 +305,8 @@ OPTIONAL_ERROR_KEYS = frozenset({"counted_as"})
 OPTION_CHECKS = {
     "max_attempts": lambda v: _is_int(v) and v >= 1,
     "timeout": lambda v: v is None or (_is_number(v) and v > 0),
-    "result_ttl": lambda v: v is None or (_is_number(v) and v >= 0),
+    # One duration, or one per outcome (taskmill.result_ttl).
+    "result_ttl": result_ttl.stored_is_valid,
     "retry_on_database_errors": lambda v: isinstance(v, bool),
     "max_snoozes": lambda v: _is_int(v) and v >= 0,
 }

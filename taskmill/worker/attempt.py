@@ -203,7 +203,7 @@ class Attempt:
             finished_at=now,
             return_value=value,
             errors=self.run.errors,
-            expires_at=expiry_for(self.task, self.run.options, now),
+            expires_at=expiry_for(self.task, self.run.options, now, RunStatus.SUCCESSFUL),
             started_at=self.started_at,
             metadata=metadata,
         )
@@ -262,7 +262,7 @@ class Attempt:
             finished_at=now,
             errors=errors,
             available_at=available_at,
-            expires_at=expiry_for(self.task, self.run.options, now),
+            expires_at=expiry_for(self.task, self.run.options, now, status),
             started_at=self.started_at,
             metadata=metadata,
         )
