@@ -27,12 +27,24 @@ SCHEDULE_CONTROL = ("pause_schedule", "resume_schedule")
 
 # The base of taskmill's errors, and the one the schedule decorator raises
 # (taskmill.exceptions), re-exported.
-ERRORS = ("InvalidSchedule", "TaskmillError")
+ERRORS = ("BatchFinished", "InvalidSchedule", "TaskmillError")
 
 # Flow control (taskmill.limits), re-exported.
 LIMITS = ("Rate", "set_queue_limits")
 
-__all__ = ["enqueue_many", "schedule", "task", *CONTROL, *SCHEDULE_CONTROL, *ERRORS, *LIMITS]
+# Batches (taskmill.batches, taskmill.models), re-exported.
+BATCHES = ("Batch", "batch", "get_batch")
+
+__all__ = [
+    "enqueue_many",
+    "schedule",
+    "task",
+    *CONTROL,
+    *SCHEDULE_CONTROL,
+    *ERRORS,
+    *LIMITS,
+    *BATCHES,
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -66,6 +78,14 @@ def __getattr__(name: str) -> Any:
         from .scheduler.declarations import schedule
 
         return schedule
+    if name == "Batch":
+        from .models import Batch
+
+        return Batch
+    if name in BATCHES:
+        from .batches import opening
+
+        return getattr(opening, name)
     raise AttributeError(name)
 
 

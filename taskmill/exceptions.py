@@ -47,6 +47,11 @@ class DependencyFailed(RunCancelled):
     """A run this one depends on failed for good or was cancelled, so this one never runs."""
 
 
+class BatchFinished(TaskmillError, RuntimeError):
+    """A run was to join a batch that has finished (its callbacks were enqueued): it would
+    run outside what the callbacks reported, so it is refused and nothing is enqueued."""
+
+
 class InvalidSchedule(TaskmillError, ValueError):
     """A cron expression, time zone or trigger definition that cannot work."""
 

@@ -202,6 +202,8 @@ class Landed:
     attempt: int
     status: str
     has_dependents: bool
+    # The batch the run is a member of (taskmill.batches): a final outcome counts there.
+    batch_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -285,6 +287,7 @@ OPTION_CHECKS = {
     "timeout": lambda v: v is None or (_is_number(v) and v > 0),
     "result_ttl": lambda v: v is None or (_is_number(v) and v >= 0),
     "retry_on_database_errors": lambda v: isinstance(v, bool),
+    "on_dependency_failure": lambda v: v in ("cancel", "run"),
 }
 
 

@@ -10,8 +10,8 @@ from .workers import Queue, Worker
 
 __all__ = [
     "ACTIVE_STATUSES",
-    "Batch",
     "FINISHED_STATUSES",
+    "Batch",
     "Dashboard",
     "Limit",
     "LimitStart",

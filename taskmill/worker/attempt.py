@@ -132,7 +132,10 @@ class Attempt:
         assert self.task is not None
         args = list(self.run.args)
         if self.task.takes_context:
-            args.insert(0, TaskContext(task_result=self.result, stop_event=self.stop_event))
+            context = TaskContext(
+                task_result=self.result, stop_event=self.stop_event, database=self.database
+            )
+            args.insert(0, context)
         return args, self.run.kwargs
 
     def stop_was_requested(self) -> bool:
