@@ -16,6 +16,7 @@ from ..limits.report import QueueReport, in_use_text, limits_text, queue_reports
 from ..overview import (
     as_json,
     late_schedules,
+    open_batches,
     orphaned_runs,
     queue_overview,
     worker_overview,
@@ -30,8 +31,8 @@ from .common import (
 
 HELP = (
     "Show each queue's runs (ready, deferred, waiting, running, held back by a limit), its "
-    "limits and what they hold back, the workers and their heartbeats, late schedules and "
-    "orphaned runs; --json for scripts."
+    "limits and what they hold back, the workers and their heartbeats, late schedules, "
+    "orphaned runs and open batches; --json for scripts."
 )
 
 
@@ -65,6 +66,7 @@ def collect(database: str, options: dict[str, Any]) -> dict[str, Any]:
         "workers": worker_overview(database),
         "late_schedules": late_schedules(database, grace=options["schedule_grace"]),
         "orphaned_runs": orphaned_runs(database, limit=options["orphan_limit"]),
+        "open_batches": open_batches(database),
     }
 
 
@@ -175,6 +177,7 @@ def render(status: dict[str, Any]) -> list[str]:
         numeric={0, 4},
         empty="none",
     )
+    lines += ["", f"Batches: {status['open_batches']:,} open (members still to end)"]
     return lines
 
 
