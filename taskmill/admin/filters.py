@@ -70,11 +70,15 @@ class BatchFilter(admin.SimpleListFilter):
     LATEST = 10
 
     def lookups(self, request, model_admin) -> list[tuple[str, str]]:
-        batches = list(Batch.objects.order_by("-id")[: self.LATEST])
+        latest = Batch.objects.order_by("-id")[: self.LATEST]
+        choices = [(str(batch.pk), f"#{batch.pk} {batch}") for batch in latest]
         chosen = self.value()
-        if chosen and chosen.isdigit() and all(str(b.pk) != chosen for b in batches):
-            batches += list(Batch.objects.filter(pk=int(chosen)))
-        return [(str(batch.pk), f"#{batch.pk} {batch}") for batch in batches]
+        # The chosen one always: a filter without choices is dropped by the admin, which
+        # would then list every run as if it were the batch's.
+        if chosen and all(value != chosen for value, _label in choices):
+            found = Batch.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+            choices.append((chosen, f"#{chosen} {found or '(no such batch)'}"))
+        return choices
 
     def queryset(self, request, queryset):
         value = self.value()
