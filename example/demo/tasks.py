@@ -4,7 +4,9 @@ Most are Django's own tasks API; the last ones use what taskmill adds, through
 ``taskmill.task``: retries with backoff (``flaky_sync``), a hard timeout (``stuck_export``),
 and flow control: one sync per account at a time, in a "partners" queue that runs two at a
 time whatever the task (``sync_partner_account``, settings.py's ``QUEUE_LIMITS``), and at
-most 10 calls to a partner API in any 30 seconds (``call_partner_api``).
+most 10 calls to a partner API in any 30 seconds (``call_partner_api``); and a batch of
+catalogue rows with a callback when the last one is done (``import_catalogue_row``,
+``catalogue_imported``).
 """
 
 import asyncio
@@ -127,3 +129,25 @@ def call_partner_api(order: int) -> dict:
     """At most 10 starts in any 30 seconds, over every worker: a burst of 12 starts 10 at
     once, the last two when the window moves on ("next start in ..." on their page)."""
     return {"order": order, "accepted": True}
+
+
+@taskmill.task(queue_name="imports")
+def import_catalogue_row(catalogue: str, row: int) -> int:
+    """A member of a batch (demo_enqueue opens one now and then): one row of a catalogue.
+    One row in 25 is broken, so some batches end with a failure."""
+    time.sleep(random.uniform(0.05, 0.4))
+    if random.random() < 0.04:
+        raise ValueError(f"row {row} of {catalogue} has no price")
+    return row
+
+
+@taskmill.task
+def catalogue_imported(batch_id: str) -> str:
+    """The batch's on_finish callback: enqueued once, when its last row has ended."""
+    batch = taskmill.get_batch(batch_id)
+    summary = (
+        f"{batch.description}: {batch.succeeded} of {batch.total} rows imported, "
+        f"{batch.failed} failed"
+    )
+    logger.info(summary)
+    return summary
