@@ -15,6 +15,7 @@ from django.utils import timezone
 from .. import registry
 from ..compat import BaseTask, InvalidTask, TaskResult
 from ..exceptions import BatchFinished
+from ..followups import lock_dependencies
 from ..models import Batch
 from .membership import Joining
 from .settle import locked_batch
@@ -39,6 +40,10 @@ def enqueue_members(
         runs = backend.new_runs(task, calls, now=timezone.now(), batch_id=joining.batch_id)
         return backend.save_new_runs(task, runs)
     with transaction.atomic(using=joining.database):
+        if task.depends_on:
+            # The runs it depends on first, then the batch: the order in which the finish of
+            # one of them (a member too, perhaps) takes its row and then the batch's.
+            lock_dependencies(joining.database, task.depends_on)
         batch = locked_batch(joining.database, joining.batch_id)
         if batch is None:
             raise BatchFinished(f"Batch {joining.batch_id} no longer exists; nothing enqueued.")

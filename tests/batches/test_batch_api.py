@@ -117,6 +117,8 @@ def test_adding_to_a_sealed_batch_counts_the_new_members_only():
     assert again.id == first.id and batch.total == 3
     with batch:  # re-entered: enqueues join, and leaving it seals nothing again
         tasks.add.enqueue(3, 3)
+    waiting = batch.add(tasks.add.using(depends_on=[added]), 4, 4)  # a copy with options
     batch.refresh()
-    assert (batch.total, batch.sealed, batch.finished_at) == (4, True, None)
-    assert Run.objects.filter(batch_id=batch.pk).count() == 4
+    assert (batch.total, batch.sealed, batch.finished_at) == (5, True, None)
+    assert Run.objects.filter(batch_id=batch.pk).count() == 5
+    assert Run.objects.get(pk=int(waiting.id)).status == "WAITING"
