@@ -25,9 +25,16 @@ CONTROL = (
 # Pausing schedules (taskmill.schedule_control), re-exported.
 SCHEDULE_CONTROL = ("pause_schedule", "resume_schedule")
 
-# The base of taskmill's errors, and the one the schedule decorator raises
-# (taskmill.exceptions), re-exported.
-ERRORS = ("BatchFinished", "InvalidSchedule", "TaskmillError")
+# The base of taskmill's errors, the one the schedule decorator raises, what a task raises to
+# snooze or cancel its own run, and a batch's refusal (taskmill.exceptions), re-exported.
+ERRORS = (
+    "BatchFinished",
+    "Cancel",
+    "InvalidSchedule",
+    "Snooze",
+    "TaskmillError",
+    "TooManySnoozes",
+)
 
 # Flow control (taskmill.limits), re-exported.
 LIMITS = ("Rate", "set_queue_limits")

@@ -1,7 +1,13 @@
 """taskmill's errors: each is a ``TaskmillError``, and a subclass of the framework's own or
-of Python's where one fits, so ``except InvalidTask`` or ``except ValueError`` still catch it."""
+of Python's where one fits, so ``except InvalidTask`` or ``except ValueError`` still catch it.
+And the two a task raises to decide its own attempt's end: ``Snooze`` and ``Cancel``."""
 
 from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from django.utils import timezone
 
 from .compat import InvalidTask
 
@@ -50,6 +56,65 @@ class DependencyFailed(RunCancelled):
 class BatchFinished(TaskmillError, RuntimeError):
     """A run was to join a batch that has finished (its callbacks were enqueued): it would
     run outside what the callbacks reported, so it is refused and nothing is enqueued."""
+
+
+class Cancel(RunCancelled):
+    """Raised by a task: ``raise taskmill.Cancel("no longer needed")`` ends its run CANCELLED,
+    never retried whatever its ``max_attempts``. The reason is recorded as
+    ``taskmill.cancel()`` records one (a ``RunCancelled`` entry); its ``on_failure`` callback
+    and its dependents follow as for any cancel. A ``RunCancelled``, so every path that knows
+    a cancel is final knows this one is."""
+
+    def __init__(self, reason: str = "cancelled by its task") -> None:
+        if not isinstance(reason, str):
+            raise TypeError(f"Cancel takes a reason as text, not {reason!r}.")
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Snooze(Exception):
+    """Raised by a task: ``raise taskmill.Snooze(60)`` ends this attempt and puts the run back
+    READY, due ``delay`` (seconds, or a timedelta) after the attempt ended. "Not now, try
+    again later": no error is written, no attempt of ``max_attempts`` used, and the retry
+    backoff never hears of it. The attempt number still moves on (it is the fencing token);
+    ``Run.snoozes`` counts them, up to the task's ``max_snoozes``. Not a ``TaskmillError``:
+    nothing went wrong.
+
+    A plain ``Exception``, as a task's own exceptions are: a bare ``except Exception`` in the
+    task between the ``raise`` and the worker swallows it, as it would any other.
+    """
+
+    def __init__(self, delay: float | int | timedelta) -> None:
+        self.delay = snooze_delay(delay)
+        super().__init__(f"snoozed for {self.delay.total_seconds():g}s")
+
+
+class TooManySnoozes(TaskmillError):
+    """A run asked to snooze past its task's ``max_snoozes``: it fails, for good, rather than
+    come back for ever."""
+
+
+def snooze_delay(delay: object) -> timedelta:
+    """``Snooze``'s delay as a timedelta; a clear ``ValueError``/``TypeError`` for one that
+    cannot be (raised where the task snoozes, so its traceback points at that line)."""
+    if isinstance(delay, timedelta):
+        value = delay
+    elif isinstance(delay, int | float) and not isinstance(delay, bool):
+        if not math.isfinite(delay):
+            raise ValueError(f"Snooze delay must be a finite number of seconds, not {delay!r}.")
+        try:
+            value = timedelta(seconds=delay)
+        except OverflowError:
+            raise ValueError(f"Snooze delay of {delay!r} seconds is too long.") from None
+    else:
+        raise TypeError(f"Snooze takes seconds or a timedelta, not {delay!r}.")
+    if value < timedelta(0):
+        raise ValueError(f"Snooze delay must not be negative, not {delay!r}.")
+    try:
+        timezone.now() + value
+    except OverflowError:  # the run could never be due: say so now, not at the write
+        raise ValueError(f"Snooze delay of {value} ends past the year 9999.") from None
+    return value
 
 
 class InvalidSchedule(TaskmillError, ValueError):

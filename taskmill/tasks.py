@@ -1,11 +1,12 @@
 """taskmill's Task: Django's Task plus what its API lacks, registered for the worker.
 
 The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique``,
-``on_success``/``on_failure``, ``atomic``, ``result_ttl``, ``retry_on_database_errors``) are
-dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1, ``@django.tasks.task(...)``
-(which forwards extra keywords to the backend's ``task_class``) both accept them. ``.using()``
-takes the per-call ones: ``max_attempts``, ``timeout``, ``result_ttl``,
-``retry_on_database_errors``, ``unique_key``, ``depends_on`` and ``on_dependency_failure``.
+``on_success``/``on_failure``, ``atomic``, ``result_ttl``, ``retry_on_database_errors``,
+``max_snoozes``) are dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1,
+``@django.tasks.task(...)`` (which forwards extra keywords to the backend's ``task_class``)
+both accept them. ``.using()`` takes the per-call ones: ``max_attempts``, ``timeout``,
+``result_ttl``, ``retry_on_database_errors``, ``max_snoozes``, ``unique_key``, ``depends_on``
+and ``on_dependency_failure``.
 
 Names from Django's own proposals keep their proposed meaning, so that code written for
 taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
@@ -46,6 +47,7 @@ PER_CALL_OPTIONS = (
     "timeout",
     "result_ttl",
     "retry_on_database_errors",
+    "max_snoozes",
     "unique_key",
     "depends_on",
     "on_dependency_failure",
@@ -55,6 +57,7 @@ STORED_OPTIONS = (
     "timeout",
     "result_ttl",
     "retry_on_database_errors",
+    "max_snoozes",
     "on_dependency_failure",
 )
 # What a run with depends_on does when one of them fails for good or is cancelled: it is
@@ -64,6 +67,9 @@ DEPENDENCY_FAILURE_CANCELS = "cancel"
 DEPENDENCY_FAILURE_RUNS = "run"
 ON_DEPENDENCY_FAILURE = (DEPENDENCY_FAILURE_CANCELS, DEPENDENCY_FAILURE_RUNS)
 MAX_UNIQUE_KEY_LENGTH = 200
+# How often a run may ``raise taskmill.Snooze(...)`` unless its task says otherwise: enough
+# for any honest "not yet", and a bound for a task that would snooze for ever.
+DEFAULT_MAX_SNOOZES = 100
 
 # (exception, task_result) -> seconds or None, as Django's proposal #142 spells it; or,
 # deprecated, taskmill's first form (failures, exception) -> seconds or None.
@@ -115,6 +121,9 @@ class Task(BaseTask):
     # deadlock) sends the run again like a lost worker's, using no attempt of max_attempts
     # (see docs/runs.md). False: such an error is the task's failure like any other.
     retry_on_database_errors: bool = True
+    # How many times a run may end an attempt with ``raise taskmill.Snooze(delay)`` (which
+    # uses no attempt of max_attempts); the snooze past it fails the run (TooManySnoozes).
+    max_snoozes: int = DEFAULT_MAX_SNOOZES
     # Flow control, held by the database across every worker (taskmill.limits,
     # docs/limits.md): at most concurrency_limit runs RUNNING at once, per concurrency_key
     # when given; at most rate_limit starts ("100/m" or Rate) in any window, per rate_key;
@@ -151,6 +160,12 @@ class Task(BaseTask):
             or self.max_attempts < 1
         ):
             raise InvalidTask(f"max_attempts must be an integer >= 1, not {self.max_attempts!r}.")
+        if (
+            not isinstance(self.max_snoozes, int)
+            or isinstance(self.max_snoozes, bool)
+            or self.max_snoozes < 0
+        ):
+            raise InvalidTask(f"max_snoozes must be an integer >= 0, not {self.max_snoozes!r}.")
         if self.backoff is not None:
             try:
                 # Read once, here: the deprecated form warns where the task is defined.
@@ -226,9 +241,9 @@ class Task(BaseTask):
     ) -> Task:
         """A copy with other defaults; besides Django's, the per-call options
         ``max_attempts``, ``timeout``, ``result_ttl``, ``retry_on_database_errors``,
-        ``unique_key``, ``depends_on`` and ``on_dependency_failure``; and the keys of this
-        call's limits, ``concurrency_key``, ``rate_key`` and ``fair_key`` (the key itself, a
-        string)."""
+        ``max_snoozes``, ``unique_key``, ``depends_on`` and ``on_dependency_failure``; and the
+        keys of this call's limits, ``concurrency_key``, ``rate_key`` and ``fair_key`` (the key
+        itself, a string)."""
         given = limit_keys.given_per_call(options)
         if given:
             options["call_keys"] = (*(p for p in self.call_keys if p[0] not in dict(given)), *given)

@@ -39,6 +39,22 @@ def test_without_include_deferred_a_retry_waits_for_its_time():
     assert drained.attempts == 1 and drained.left == 1
 
 
+def test_a_snoozed_run_is_done_without_waiting_out_its_snooze_only_when_asked():
+    from tests.testapp.snooze_tasks import planned
+
+    waits = planned.enqueue("SSO", delay=3600)  # snoozes an hour, twice, then returns
+    drained = run_queued(include_deferred=False)
+    row = Run.objects.get(pk=int(waits.id))
+    assert (row.status, row.due, row.snoozes, row.errors) == (RunStatus.READY, False, 1, [])
+    assert drained.attempts == 1 and drained.left == 1
+
+    drained = run_queued()
+    waits.refresh()
+    assert (waits.status, waits.return_value, waits.errors) == (TaskResultStatus.SUCCESSFUL, 3, [])
+    assert Run.objects.get(pk=int(waits.id)).snoozes == 2
+    assert drained.attempts == 2 and drained.left == 0
+
+
 def test_a_callback_runs_too():
     result = helper_tasks.with_callback.enqueue(21)
 

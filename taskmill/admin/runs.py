@@ -20,6 +20,7 @@ from ..limits.report import why_held
 from ..models import FINISHED_STATUSES, Run, RunDependency
 from ..registry import resolve_or_none
 from ..retries import max_attempts_for
+from ..tasks import DEFAULT_MAX_SNOOZES, effective_option
 from . import display, masking, run_actions
 from .enqueue import enqueue_view
 from .filters import BatchFilter, EnqueuedWithinFilter, QueueFilter, TaskFilter
@@ -60,7 +61,10 @@ class RunAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     fieldsets = (
-        (None, {"fields": ("task_path", "status", "queue_name", "priority", "attempts")}),
+        (
+            None,
+            {"fields": ("task_path", "status", "queue_name", "priority", "attempts", "snoozed")},
+        ),
         (
             "Times",
             {
@@ -263,6 +267,17 @@ class RunAdmin(admin.ModelAdmin):
         limit = max_attempts_for(task, run.options, run.backend) if task else None
         return f"{run.attempt} of at most {limit}" if limit else str(run.attempt)
 
+    @admin.display(description="snoozes")
+    def snoozed(self, run: Run) -> str:
+        """Shown only for a run that snoozed (get_fieldsets): why its attempts outnumber
+        its max_attempts, and how close it is to its max_snoozes."""
+        task = resolve_or_none(run.task_path)
+        limit = effective_option(task, run.options, "max_snoozes")
+        if limit is None and task is not None:
+            limit = DEFAULT_MAX_SNOOZES
+        counted = f"{run.snoozes} of at most {limit}" if limit is not None else str(run.snoozes)
+        return f"{counted}: attempts that ended in a snooze, using none of max_attempts"
+
     @admin.display(description="enqueued at")
     def enqueued_at_ms(self, run: Run) -> str:
         return display.moment_ms(run.enqueued_at)
@@ -304,7 +319,9 @@ class RunAdmin(admin.ModelAdmin):
         return display.pretty_json(masking.masked_value(run.return_value))
 
     def get_fieldsets(self, request, obj=None):
-        hidden = set() if masking.may_see_arguments(request) else HIDDEN_DISPLAYS
+        hidden = set() if masking.may_see_arguments(request) else set(HIDDEN_DISPLAYS)
+        if obj is None or not obj.snoozes:
+            hidden.add("snoozed")  # most runs never snooze: no line saying 0
         # A READY run that a limit holds back says why, next to its status.
         held = obj is not None and self._why_held(obj) is not None
         fieldsets = []

@@ -103,9 +103,10 @@ class BaseEngine(LeaseQueries, Engine):
         queues: Sequence[str] | None,
         exclude_queues: Sequence[str] = (),
         backends: Sequence[str] | None = None,
+        freeing: Sequence[str] = (),
     ) -> list[ClaimedRun]:
         """The filters as SQL, the engine's statement(s) (``claim_runs``), the order again."""
-        queue_sql, queue_params = self.queue_filter(queues, exclude_queues, backends)
+        queue_sql, queue_params = self.queue_filter(queues, exclude_queues, backends, freeing)
         request = ClaimRequest(worker_id, limit, now, lease_until, queue_sql, queue_params)
         claimed = self.claim_runs(request)
         # RETURNING (or a second statement) does not keep the ORDER BY: sort again.
@@ -124,7 +125,7 @@ class BaseEngine(LeaseQueries, Engine):
         """
         if not runs:
             return 0
-        held = {run.id: run.attempt for run in runs}
+        held = {run.id: (run.attempt, run.holder) for run in runs}
         released = 0
         with transaction.atomic(using=self.alias):
             rows = (
@@ -133,8 +134,9 @@ class BaseEngine(LeaseQueries, Engine):
                 .filter(id__in=list(held), status=RunStatus.RUNNING)
             )
             for row in rows:
-                if held[row.id] != row.attempt:
-                    continue  # rescued meanwhile: no longer ours to release
+                attempt, holder = held[row.id]
+                if attempt != row.attempt or holder not in (None, row.worker_id):
+                    continue  # rescued meanwhile (claimed again, perhaps under that attempt)
                 _return_to_queue(row, now, started=started)
                 released += 1
         return released
@@ -251,16 +253,22 @@ class BaseEngine(LeaseQueries, Engine):
         queues: Sequence[str] | None,
         exclude: Sequence[str],
         backends: Sequence[str] | None = None,
+        freeing: Sequence[str] = (),
     ) -> tuple[str, list]:
         """SQL (starting with AND) and params restricting the claim to some queues (and to
         the runs of some ``TASKS`` aliases: two aliases may share a database and its table)."""
         # Paused queues are skipped, and full ones (a queue limit with no slot free,
         # taskmill.limits): a tiny table, read by the claim itself, so a pause holds from
-        # the moment it commits.
-        sql, params = (
-            f" AND queue_name NOT IN (SELECT name FROM {QUEUE_TABLE} "
-            "WHERE paused = TRUE OR at_limit = TRUE)",
-            [],
+        # the moment it commits. A full queue in which the claim's own transaction frees a
+        # slot (``freeing``: the outcomes it writes) is not: the gate, later in that
+        # transaction, lets the claim take the slot at once, without a wake-up's round trip.
+        full = "at_limit = TRUE"
+        params: list = []
+        if freeing:
+            full = f"(at_limit = TRUE AND name NOT IN ({', '.join(['%s'] * len(freeing))}))"
+            params.extend(freeing)
+        sql = (
+            f" AND queue_name NOT IN (SELECT name FROM {QUEUE_TABLE} WHERE paused = TRUE OR {full})"
         )
         if queues is not None:
             sql += f" AND queue_name IN ({', '.join(['%s'] * len(queues))})"
@@ -294,6 +302,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            snoozes,
         ) = row
         return ClaimedRun(
             run_id,
@@ -314,6 +323,7 @@ class BaseEngine(LeaseQueries, Engine):
             concurrency_key,
             rate_key,
             fair_key,
+            snoozes,
             claimed_at,
             claimed_at,
         )

@@ -121,6 +121,7 @@ class Engine(ABC):
         queues: Sequence[str] | None,
         exclude_queues: Sequence[str] = (),
         backends: Sequence[str] | None = None,
+        freeing: Sequence[str] = (),
     ) -> list[ClaimedRun]:
         """Take up to ``limit`` runs that are READY and due (``available_at <= now``, staged)
         and mark them held by ``worker_id``; return them as they are after the claim.
@@ -134,14 +135,20 @@ class Engine(ABC):
         Filters: ``queues`` (None: every queue), minus ``exclude_queues``, minus the paused
         queues (read in the claim itself, so a pause holds from its commit); ``backends``:
         only runs enqueued through these ``TASKS`` aliases (None: any). Runs in the caller's
-        transaction if there is one (a claim riding with a batch's outcomes)."""
+        transaction if there is one (a claim riding with a batch's outcomes). Queues at
+        their limit (``Queue.at_limit``) are passed over too, but those of ``freeing``: the
+        caller's transaction frees a slot in them, and gates what it claims (taskmill.limits)."""
 
     @abstractmethod
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, worker_id: str | None = None
+    ) -> dict[int, Landed]:
         """Write ``outcomes``; return the ones that landed, by run id.
 
-        Fenced: an outcome lands only on a row still RUNNING with the outcome's attempt, so
-        a worker presumed dead cannot overwrite what happened after its run was rescued. A
+        Fenced: an outcome lands only on a row still RUNNING with the outcome's attempt (and,
+        ``worker_id`` given, still held by that worker: a run returned unstarted is claimed
+        again under the same attempt number), so a worker presumed dead cannot overwrite
+        what happened after its run was rescued or claimed again. A
         retry (READY) of a run whose stop was requested lands as CANCELLED. Landing clears
         the lease and the worker. ``Landed`` says the status written and whether the run has
         dependents. Runs in the caller's transaction (the callbacks, rollups and dependents
@@ -205,17 +212,24 @@ class Engine(ABC):
 
     @abstractmethod
     def unmark_prefetched(
-        self, run_id: int, attempt: int, now: datetime, connection: Any = None
+        self,
+        run_id: int,
+        attempt: int,
+        now: datetime,
+        connection: Any = None,
+        worker_id: str | None = None,
     ) -> bool:
         """A run marked prefetched starts now: unmark it and stamp its start, if it is still
-        RUNNING with ``attempt``. False if not (rescued, or claimed again since): starting it
-        would run it twice. ``connection``: the thread's own, when not the engine's."""
+        RUNNING with ``attempt`` (held by ``worker_id``, when given). False if not (rescued,
+        or claimed again since, perhaps under the same attempt number): starting it would
+        run it twice. ``connection``: the thread's own, when not the engine's."""
 
     @abstractmethod
-    def lock_attempt(self, run_id: int, attempt: int) -> bool:
+    def lock_attempt(self, run_id: int, attempt: int, worker_id: str | None = None) -> bool:
         """Lock the run's row until the caller's transaction ends, if it is still RUNNING
-        with ``attempt``; False (nothing locked) if not. An atomic task's body and outcome
-        then commit only while the attempt is still the run's (call inside a transaction)."""
+        with ``attempt`` (held by ``worker_id``, when given); False (nothing locked) if not.
+        An atomic task's body and outcome then commit only while the attempt is still the
+        run's (call inside a transaction)."""
 
     @abstractmethod
     def expired_runs(self, now: datetime, limit: int) -> list[dict[str, Any]]:

@@ -25,12 +25,14 @@ _DECIDED_BEFORE = """{set}status = done.status,
     {set}finished_at = done.finished_at,
     {set}expires_at = done.expires_at"""
 # The attempt's start comes with its outcome; an outcome without one (a lost attempt) keeps
-# a retry's earlier start and clears a first attempt's stand-in. No assignment reads a
-# column assigned before it: MySQL would see the new value.
+# a retry's earlier start and clears a first attempt's stand-in. A snooze brings the run's
+# new snooze count; any other outcome leaves it. No assignment reads a column assigned
+# before it: MySQL would see the new value.
 _ALWAYS = """{set}available_at = COALESCE(done.available_at, {run}.available_at),
     {set}due = COALESCE(done.due, {run}.due),
     {set}return_value = done.return_value,
     {set}errors = done.errors,
+    {set}snoozes = COALESCE(done.snoozes, {run}.snoozes),
     {set}started_at = COALESCE(
         done.started_at, CASE WHEN {run}.attempt > 1 THEN {run}.started_at END
     ),
@@ -54,8 +56,12 @@ def finish_assignments(run: str, *, status_decided: bool = False) -> str:
 
 
 def fenced(run: str) -> str:
-    """The fencing condition: the row still RUNNING with the outcome's attempt."""
+    """The fencing condition: the row still RUNNING with the outcome's attempt, held by the
+    worker that writes it (one placeholder: its id, or NULL for any holder). The attempt
+    alone is not enough: a run returned unstarted (rescued while prefetched, handed back by
+    a limit's gate) is claimed again under the same attempt number, by another worker."""
     return (
         f"{run}.id = done.id AND {run}.attempt = done.attempt "
-        f"AND {run}.status = '{RunStatus.RUNNING}'"
+        f"AND {run}.status = '{RunStatus.RUNNING}' "
+        f"AND {run}.worker_id = COALESCE(%s, {run}.worker_id)"
     )

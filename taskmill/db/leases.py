@@ -21,13 +21,14 @@ class LeaseQueries:
     # How this database locks a row it read (SQLite locks the whole database on write).
     for_update = " FOR UPDATE"
 
-    def lock_attempt(self, run_id: int, attempt: int) -> bool:
+    def lock_attempt(self, run_id: int, attempt: int, worker_id: str | None = None) -> bool:
         """Lock the run's row if it still holds ``attempt``, RUNNING (atomic tasks)."""
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id FROM {RUN_TABLE} WHERE id = %s AND attempt = %s "
+                "AND worker_id = COALESCE(%s, worker_id) "
                 f"AND status = '{RunStatus.RUNNING}'{self.for_update}",
-                [run_id, attempt],
+                [run_id, attempt, worker_id],
             )
             return cursor.fetchone() is not None
 
@@ -99,7 +100,12 @@ class LeaseQueries:
         return reply
 
     def unmark_prefetched(
-        self, run_id: int, attempt: int, now: datetime, connection: Any = None
+        self,
+        run_id: int,
+        attempt: int,
+        now: datetime,
+        connection: Any = None,
+        worker_id: str | None = None,
     ) -> bool:
         """A run the last heartbeat marked as not started is starting now. False if it is no
         longer ours to start: rescued as never started (while this worker was frozen, say),
@@ -112,8 +118,8 @@ class LeaseQueries:
             cursor.execute(
                 f"UPDATE {RUN_TABLE} SET prefetched = FALSE, started_at = %s, "
                 "last_attempted_at = %s WHERE id = %s AND attempt = %s "
-                f"AND status = '{RunStatus.RUNNING}'",
-                [stamp, stamp, run_id, attempt],
+                f"AND worker_id = COALESCE(%s, worker_id) AND status = '{RunStatus.RUNNING}'",
+                [stamp, stamp, run_id, attempt, worker_id],
             )
             return cursor.rowcount > 0
 

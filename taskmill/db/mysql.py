@@ -64,7 +64,8 @@ WHERE id IN ({{ids}})
 # A batch's finish: lock its rows and read what the fencing check needs, then one UPDATE
 # writes the outcomes that pass it (neither database has UPDATE ... RETURNING).
 LOCK_FINISHING_SQL = f"""
-SELECT id, attempt, status, stop_requested, has_dependents, batch_id FROM {RUN_TABLE}
+SELECT id, attempt, status, stop_requested, has_dependents, worker_id, batch_id
+FROM {RUN_TABLE}
 WHERE id IN ({{ids}}) FOR UPDATE
 """
 # The outcomes as a derived table of literal rows (MariaDB has no VALUES table constructor
@@ -75,9 +76,10 @@ UPDATE {RUN_TABLE} AS run JOIN ({{rows}}) AS done ON run.id = done.id
 SET {finish_assignments("run", status_decided=True)}
 """
 FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at, " + (
-    "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at"
+    "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at, "
+    "%s AS snoozes"
 )
-FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s"
+FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 
 
 class MySQLEngine(BaseEngine):
@@ -111,7 +113,9 @@ class MySQLEngine(BaseEngine):
             for run in picked
         ]
 
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, worker_id: str | None = None
+    ) -> dict[int, Landed]:
         """Two statements for the whole batch instead of one per outcome: the rows are locked
         first, so what the fencing check read still holds when the UPDATE writes."""
         if not outcomes:
@@ -130,6 +134,8 @@ class MySQLEngine(BaseEngine):
                 row = current.get(outcome.run_id)
                 if row is None or row[2] != RunStatus.RUNNING or row[1] != outcome.attempt:
                     continue  # taken over: fenced out
+                if worker_id is not None and row[5] != worker_id:
+                    continue  # claimed again under the same attempt, by another worker
                 stop_requested = bool(row[3])
                 # A retry of a run whose stop was requested meanwhile is CANCELLED: final.
                 if outcome.status != RunStatus.READY:
@@ -147,9 +153,10 @@ class MySQLEngine(BaseEngine):
                     dump_json_or_null(outcome.return_value),
                     json.dumps(outcome.errors),
                     adapt(outcome.started_at),
+                    outcome.snoozes,
                 ]
                 landed[outcome.run_id] = Landed(
-                    outcome.run_id, outcome.attempt, status, bool(row[4]), row[5]
+                    outcome.run_id, outcome.attempt, status, bool(row[4]), row[6]
                 )
             if landed:
                 rows = " UNION ALL ".join([FINISH_ROW] + [FINISH_MORE_ROWS] * (len(landed) - 1))

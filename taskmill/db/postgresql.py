@@ -67,7 +67,7 @@ SET {finish_assignments("run")}
 FROM jsonb_to_recordset(%s::jsonb) AS done(
     id bigint, attempt integer, status text, finished_at timestamptz, expires_at timestamptz,
     available_at timestamptz, due boolean, return_value jsonb, errors jsonb,
-    started_at timestamptz
+    started_at timestamptz, snoozes integer
 )
 WHERE {fenced("run")}
 RETURNING run.id, run.attempt, run.status, run.has_dependents, run.batch_id
@@ -236,7 +236,9 @@ class PostgreSQLEngine(BaseEngine):
             cursor.execute(sql, [*params, r.lease_until])
             return [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
 
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, worker_id: str | None = None
+    ) -> dict[int, Landed]:
         if not outcomes:
             return {}
         document = json.dumps(
@@ -252,12 +254,13 @@ class PostgreSQLEngine(BaseEngine):
                     "return_value": outcome.return_value,
                     "errors": outcome.errors,
                     "started_at": _json_ready(outcome.started_at),
+                    "snoozes": outcome.snoozes,
                 }
                 for outcome in outcomes
             ]
         )
         with self.connection.cursor() as cursor:
-            cursor.execute(FINISH_SQL, [document])
+            cursor.execute(FINISH_SQL, [document, worker_id])
             return {row[0]: Landed(*row) for row in cursor.fetchall()}
 
     def notify(self, queue_name: str) -> None:

@@ -37,6 +37,7 @@ CLAIMED_COLUMNS = (
     "concurrency_key",
     "rate_key",
     "fair_key",
+    "snoozes",
 )
 # ClaimedRun's datetimes (raw cursors, and JSON, hand them back as text).
 CLAIMED_DATETIME_COLUMNS = (
@@ -116,6 +117,9 @@ class ClaimedRun:
     concurrency_key: str | None = None
     rate_key: str | None = None
     fair_key: str | None = None
+    # The attempts that ended in ``raise taskmill.Snooze(...)`` so far: the next one past the
+    # task's max_snoozes fails the run (worker/snoozing.py).
+    snoozes: int = 0
     # The claim's time, standing in for the attempt's start until its body begins (then
     # Attempt.mark_started sets both); the columns hold the same.
     started_at: datetime | None = None
@@ -136,6 +140,12 @@ class ClaimedRun:
     @property
     def pk(self) -> int:
         return self.id
+
+    @property
+    def holder(self) -> str | None:
+        """The worker that claimed this attempt (the claim appends it to ``worker_ids``):
+        with the attempt, what fences its writes (Engine.finish)."""
+        return self.worker_ids[-1] if self.worker_ids else None
 
     def sort_key(self) -> tuple[int, datetime, int]:
         return (-self.priority, self.available_at, self.id)
@@ -175,6 +185,9 @@ class Outcome:
     # None: it never began (stopped or refused first); the run then keeps its earlier
     # attempt's start, or none for a first attempt.
     started_at: datetime | None = None
+    # The run's snooze count after this attempt, when it snoozed (``raise taskmill.Snooze``);
+    # None leaves the count as it is.
+    snoozes: int | None = None
 
     def __post_init__(self) -> None:
         # An error's text comes from the task's exception: it may hold what a database
@@ -287,6 +300,7 @@ OPTION_CHECKS = {
     "timeout": lambda v: v is None or (_is_number(v) and v > 0),
     "result_ttl": lambda v: v is None or (_is_number(v) and v >= 0),
     "retry_on_database_errors": lambda v: isinstance(v, bool),
+    "max_snoozes": lambda v: _is_int(v) and v >= 0,
     "on_dependency_failure": lambda v: v in ("cancel", "run"),
 }
 
@@ -322,6 +336,8 @@ def _shape_problem(run: ClaimedRun) -> str | None:
         return _wrong("errors", "a JSON list of error entries", run.errors)
     if not _valid_options(run.options):
         return _wrong("options", "null or an object of valid per-call options", run.options)
+    if not (_is_int(run.snoozes) and run.snoozes >= 0):
+        return _wrong("snoozes", "a count (an integer >= 0)", run.snoozes)
     return None
 
 
@@ -362,6 +378,8 @@ def make_state_harmless(row: dict[str, Any]) -> None:
 def _make_harmless(run: ClaimedRun) -> None:
     """Replace what is broken by empty values: nothing downstream may trip on it."""
     run.args, run.kwargs, run.options = [], {}, None
+    if not (_is_int(run.snoozes) and run.snoozes >= 0):
+        run.snoozes = 0
     if not _valid_worker_ids(run.worker_ids):
         run.worker_ids = []
     if not _valid_errors(run.errors):

@@ -102,7 +102,9 @@ class SQLiteEngine(BaseEngine):
         # A cached_property: setting it on the instance answers the question for good.
         connection.features.supports_json_field = True
 
-    def finish(self, outcomes: Sequence[Outcome]) -> dict[int, Landed]:
+    def finish(
+        self, outcomes: Sequence[Outcome], *, worker_id: str | None = None
+    ) -> dict[int, Landed]:
         if not outcomes:
             return {}
         adapt = self.adapt_datetime
@@ -119,13 +121,14 @@ class SQLiteEngine(BaseEngine):
                     None if outcome.return_value is None else json.dumps(outcome.return_value),
                     json.dumps(outcome.errors),
                     adapt(outcome.started_at),
+                    outcome.snoozes,
                 ]
                 for outcome in outcomes
             ]
         )
         # One statement is its own transaction, or part of the caller's.
         with self.connection.cursor() as cursor:
-            cursor.execute(FINISH_SQL, [document])
+            cursor.execute(FINISH_SQL, [document, worker_id])
             return {
                 row[0]: Landed(row[0], row[1], row[2], bool(row[3]), row[4])
                 for row in cursor.fetchall()
@@ -143,7 +146,8 @@ FROM (
            json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS finished_at,
            json_extract(value, '$[4]') AS expires_at, json_extract(value, '$[5]') AS available_at,
            json_extract(value, '$[6]') AS due, json_extract(value, '$[7]') AS return_value,
-           json_extract(value, '$[8]') AS errors, json_extract(value, '$[9]') AS started_at
+           json_extract(value, '$[8]') AS errors, json_extract(value, '$[9]') AS started_at,
+           json_extract(value, '$[10]') AS snoozes
     FROM json_each(%s)
 ) AS done
 WHERE {fenced(RUN_TABLE)}

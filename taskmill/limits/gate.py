@@ -19,6 +19,7 @@ freed by a path that could not say so (a run deleted by hand).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from ..conf import setting
 from ..db.records import ClaimedRun
 from ..models import Limit, Queue
 from ..wakeup import wake_after_commit
-from . import slots
+from . import keysets, slots
 from .queues import configured_limits, limited, row_limits
 from .rates import Rate
 
@@ -329,6 +330,7 @@ def _settle_keys(database: str, gauges: dict[str, Gauge], now: datetime) -> set[
     let go what free slots make room for, and say when to look again."""
     wake: set[str] = set()
     changed: list[Limit | Queue] = []
+    task_keys: list[Gauge] = []
     for gauge in gauges.values():
         if gauge.key.startswith("fair:"):
             continue
@@ -347,40 +349,74 @@ def _settle_keys(database: str, gauges: dict[str, Gauge], now: datetime) -> set[
             if gauge.look_again(now, full) or switched:
                 changed.append(gauge.row)
         else:
-            woken, skipped = _settle_task_key(database, gauge, now)
-            wake |= woken
-            if gauge.look_again(now, slots.holds_any(database, gauge.key), skipped):
+            task_keys.append(gauge)
+    if task_keys:
+        woken, still, skipped = _settle_task_keys(database, task_keys)
+        wake |= woken
+        for gauge in task_keys:
+            if gauge.look_again(now, gauge.key in still, gauge.key in skipped):
                 changed.append(gauge.row)
-    slots.move_release(changed, database)
+    keysets.save_release(changed, database)
     return wake
 
 
-def _settle_task_key(database: str, gauge: Gauge, now: datetime) -> tuple[set[str], bool]:
-    """Hold a full key's due backlog back, or let go what its free slots make room for;
-    return the queues to wake and whether runs it had room for were locked (skipped)."""
-    kind, _, value = gauge.key.partition(":")
-    column = f"{kind}_key"
+def _settle_task_keys(
+    database: str, gauges: Sequence[Gauge]
+) -> tuple[set[str], set[str], set[str]]:
+    """Hold back the due backlog of the keys now full, and let go what the others' free
+    slots make room for, every key in the same few statements; return the queues to wake,
+    the keys still holding runs back, and those whose runs were locked elsewhere
+    (keysets.let_go)."""
+    keys = [gauge.key for gauge in gauges]
+    held = keysets.held_by_queue(database, keys)
+    before: Counter = Counter()
+    for (key, _), count in held.items():
+        before[key] += count
+    full = [gauge.key for gauge in gauges if gauge.free <= 0]
+    newly = keysets.hold_due(database, full) if full else Counter()
+    roomy = {gauge.key: gauge for gauge in gauges if gauge.free > 0 and before[gauge.key]}
     wake: set[str] = set()
-    free = gauge.free
-    if free <= 0:
-        slots.hold_due(database, column, value, gauge.key)
-    else:
+    skipped: set[str] = set()
+    let: Counter = Counter()
+    if roomy:
+        wake, skipped, let = _let_go(database, roomy, held)
+    still = {key for key in keys if before[key] + newly[key] - let[key] > 0}
+    return wake, still, skipped
+
+
+def _let_go(
+    database: str, roomy: dict[str, Gauge], held: Counter
+) -> tuple[set[str], set[str], Counter]:
+    """Let go what the free slots of ``roomy`` keys make room for (held: their held runs
+    per (key, queue))."""
+    # A paused queue's runs are passed over, as claims pass them over: a slot let go to one
+    # would wait for the queue's resume, and the key's runs of other queues with it.
+    paused = slots.paused_queues(database)
+    holds: Counter = Counter()
+    for (key, queue), count in held.items():
+        if key in roomy and queue not in paused:
+            holds[key] += count
+    if not holds:
+        return set(), set(), Counter()
+    due = keysets.due_counts(database, list(holds), paused)
+    wanted: dict[str, int] = {}
+    for key, count_held in holds.items():
+        free = roomy[key].free
         count = slots.MOST_HELD_PER_PASS if math.isinf(free) else int(free)
-        # A paused queue's runs are passed over, as claims pass them over: a slot let go to
-        # one would wait for the queue's resume, and the key's runs of other queues with it.
-        paused = slots.paused_queues(database)
-        best = slots.best_held(database, gauge.key, passing_over=paused)
-        if best is None:
-            return wake, False
-        # Runs let go earlier and not claimed yet will take slots too: those ahead of the
-        # best held run in the claim's order. Runs behind it (enqueued since the key last
-        # filled up, not yet claimed) must not take its turn: the claim meets both and
-        # gates them in order.
-        count -= slots.due_with(
-            database, column, value, up_to=count, passing_over=paused, ahead_of=best
-        )
-        return slots.let_go(database, gauge.key, count, passing_over=paused)
-    return wake, False
+        if due[key]:
+            # Runs let go earlier and not claimed yet will take slots too: those ahead of
+            # the best held run in the claim's order. Runs behind it (enqueued since the
+            # key last filled up, not yet claimed) must not take its turn: the claim meets
+            # both and gates them in order. Rare: a full key holds its due runs back.
+            column, value = keysets.split(key)
+            best = slots.best_held(database, key, passing_over=paused)
+            if best is None:
+                continue
+            count -= slots.due_with(
+                database, column, value, up_to=count, passing_over=paused, ahead_of=best
+            )
+        wanted[key] = min(count, count_held)
+    return keysets.let_go(database, wanted, paused)
 
 
 def _share_fairly(database: str, work: Pass, gauges: dict[str, Gauge], now: datetime) -> set[str]:
@@ -399,7 +435,7 @@ def _share_fairly(database: str, work: Pass, gauges: dict[str, Gauge], now: date
             wake |= woken
         if gauge.look_again(now, slots.holds_any(database, gauge.key), skipped):
             changed.append(gauge.row)
-    slots.move_release(changed, database)
+    keysets.save_release(changed, database)
     return wake
 
 

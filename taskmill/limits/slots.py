@@ -30,6 +30,37 @@ Place = tuple[int, datetime, int]
 MOST_HELD_PER_PASS = 20_000
 
 
+def _locked(model: type[Limit] | type[Queue], database: str, field: str, keys: list[str]) -> dict:
+    """Lock the rows of ``keys`` that exist, in key order, in one statement; return them."""
+    rows = (
+        model.objects.using(database)
+        .select_for_update()
+        .filter(**{f"{field}__in": keys})
+        .order_by(field)
+    )
+    return {getattr(row, field): row for row in rows}
+
+
+def _lock_or_create(
+    model: type[Limit] | type[Queue], database: str, field: str, rows: dict[str, dict[str, Any]]
+) -> dict:
+    """Lock the rows of ``rows``' keys, making the missing ones with the values given.
+
+    The keys a pass meets exist nearly always: one locking read, and an upsert only for the
+    missing ones (an upsert of every key wrote every row again, each pass). Existing rows
+    are locked first, then the new ones, each in key order: no two passes wait for each
+    other in a cycle."""
+    keys = sorted(rows)
+    locked = _locked(model, database, field, keys)
+    missing = [key for key in keys if key not in locked]
+    if missing:
+        get_engine(database).lock_or_create(
+            model._meta.db_table, field, [{field: key, **rows[key]} for key in missing]
+        )
+        locked.update(_locked(model, database, field, missing))
+    return locked
+
+
 def lock_limits(database: str, wanted: dict[str, dict[str, Any]]) -> dict[str, Limit]:
     """Lock the ``Limit`` rows of ``wanted`` (key -> the limits the code declares, or {}
     where the caller does not know them), making the missing ones; return them.
@@ -37,13 +68,12 @@ def lock_limits(database: str, wanted: dict[str, dict[str, Any]]) -> dict[str, L
     Every path that takes or frees a key's slot locks its row first, so two workers never
     both count a slot free, and a slot freed while a gate holds runs back is seen by it.
     """
-    keys = sorted(wanted)
-    get_engine(database).lock_or_create(
-        Limit._meta.db_table,
+    locked = _lock_or_create(
+        Limit,
+        database,
         "key",
-        [{"key": key, **{name: wanted[key].get(name) for name in LIMIT_COLUMNS}} for key in keys],
+        {key: {name: wanted[key].get(name) for name in LIMIT_COLUMNS} for key in wanted},
     )
-    locked = {row.key: row for row in Limit.objects.using(database).filter(key__in=keys)}
     for key, declared in wanted.items():
         row = locked[key]
         changed = [name for name, value in declared.items() if getattr(row, name) != value]
@@ -56,13 +86,9 @@ def lock_limits(database: str, wanted: dict[str, dict[str, Any]]) -> dict[str, L
 
 def lock_queues(database: str, names: Iterable[str]) -> dict[str, Queue]:
     """Lock the ``Queue`` rows of ``names``, making the missing ones."""
-    names = sorted(set(names))
-    get_engine(database).lock_or_create(
-        Queue._meta.db_table,
-        "name",
-        [{"name": name, "paused": False, "at_limit": False} for name in names],
+    return _lock_or_create(
+        Queue, database, "name", {name: {"paused": False, "at_limit": False} for name in names}
     )
-    return {row.name: row for row in Queue.objects.using(database).filter(name__in=names)}
 
 
 def running(database: str, column: str, values: Iterable[str], leaving: Sequence[int]) -> Counter:
@@ -258,10 +284,3 @@ def visible(database: str, queue: str, fair_key: str) -> int:
         .filter(status=RunStatus.READY, due=True, fair_key=fair_key, queue_name=queue)
         .count()
     )
-
-
-def move_release(rows: Iterable[Limit | Queue], database: str) -> None:
-    """Save the rows' release_at (and a queue's at_limit)."""
-    for row in rows:
-        fields = ["release_at", "at_limit"] if isinstance(row, Queue) else ["release_at"]
-        row.save(using=database, update_fields=fields)

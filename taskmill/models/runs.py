@@ -69,8 +69,8 @@ class Run(models.Model):
     prefetched = models.BooleanField(_("claimed, not started"), default=False, db_default=False)
     # Cancel or stop asked for while it runs; the worker's heartbeat reads it.
     stop_requested = models.BooleanField(_("stop requested"), default=False, db_default=False)
-    # Per-call options (max_attempts, timeout, result_ttl, retry_on_database_errors) that
-    # differ from the task's own.
+    # Per-call options (max_attempts, timeout, result_ttl, retry_on_database_errors,
+    # max_snoozes) that differ from the task's own.
     options = models.JSONField(_("per-call options"), null=True, blank=True)
 
     # At most one READY/WAITING/RUNNING run per (task, unique key): the database enforces

@@ -1,7 +1,8 @@
 """One attempt of one run, as named steps: ``prepare`` (resolve the task; a corrupt run or
 an unknown task is refused), ``mark_started`` (the body begins), then ``succeeded`` (the
-return value becomes the outcome) or ``failed`` (the exception becomes a retry after a
-backoff, a lost attempt, or a final outcome). Every runner (runners/: a task thread, a child
+return value becomes the outcome) or ``failed`` (the exception becomes what the task asked
+for, a snooze or a cancel (snoozing.py), else a retry after a backoff, a lost attempt, or a
+final outcome). Every runner (runners/: a task thread, a child
 process, the event loop) takes an attempt through the same steps, so the outcome is decided
 the same way wherever the body ran.
 """
@@ -28,6 +29,7 @@ from ..tasks import effective_option, expiry_for
 from .execution import TaskContext
 from .failures import chained, error_entry, failure_summary
 from .interruptions import database_interruption
+from .snoozing import own_verdict
 
 
 @dataclass(slots=True)
@@ -169,8 +171,21 @@ class Attempt:
     def failed(self, exc: BaseException, duration: float) -> Completed:
         if self.stop_was_requested() and not isinstance(exc, RunCancelled):
             exc = chained(RunCancelled("stopped on request while running"), exc)
-        error = error_entry(exc)
         now = self.ended_at(duration)
+        # The task's own request (snooze, cancel) first: it decides, whatever it was
+        # raised over (a database error the task was handling, say).
+        verdict = own_verdict(self, exc, now)
+        if verdict is not None:
+            raised = verdict.failure
+            return Completed(
+                self.run,
+                self.task,
+                verdict.outcome,
+                duration,
+                failure=None if raised is None else failure_summary(raised),
+                exception=raised,
+            )
+        error = error_entry(exc)
         interrupted = database_interruption(
             self.run, self.task, exc, error, now=now, started_at=self.started_at
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -131,13 +132,16 @@ class Claimer:
         self._prepare()
         return CarriedClaim(self, limit)
 
-    def run_claim(self, limit: int, *, gate: bool = True) -> list[ClaimedRun]:
+    def run_claim(
+        self, limit: int, *, gate: bool = True, freeing: Sequence[str] = ()
+    ) -> list[ClaimedRun]:
         """The claim statement(s), in the caller's transaction if there is one; then, with
         ``gate``, the limits' gate in a transaction of its own (a run claimed and not let
-        start meanwhile counts as in use: others hold back, never start one too many)."""
+        start meanwhile counts as in use: others hold back, never start one too many).
+        ``freeing``: queues the caller's transaction frees slots in (Engine.claim)."""
         self._ran = True
         now = timezone.now()
-        runs = self.claim_statement(limit, now)
+        runs = self.claim_statement(limit, now, freeing)
         if gate and limits_gate.touches(runs, self.engine.alias):
             with transaction.atomic(using=self.engine.alias):
                 admitted = limits_gate.settle_slots(self.engine.alias, runs)
@@ -150,7 +154,9 @@ class Claimer:
         if count:
             self.maybe_ready = True
 
-    def claim_statement(self, limit: int, now: datetime) -> list[ClaimedRun]:
+    def claim_statement(
+        self, limit: int, now: datetime, freeing: Sequence[str] = ()
+    ) -> list[ClaimedRun]:
         return self.engine.claim(
             worker_id=self.worker_id,
             limit=limit,
@@ -159,6 +165,7 @@ class Claimer:
             queues=self.options.queues,
             exclude_queues=self.options.exclude_queues,
             backends=self.options.backends,
+            freeing=freeing,
         )
 
     def failed(self) -> None:
@@ -232,10 +239,10 @@ class CarriedClaim:
         self.runs: list[ClaimedRun] | None = None
         self.taken = 0
 
-    def __call__(self) -> None:
+    def __call__(self, freeing: Sequence[str] = ()) -> None:
         # Gated by the outcomes' settle, with the slots they free (followups.settle), which
-        # leaves in ``runs`` those that may start.
-        self.runs = self.claimer.run_claim(self.limit, gate=False)
+        # leaves in ``runs`` those that may start; ``freeing``: the outcomes' queues.
+        self.runs = self.claimer.run_claim(self.limit, gate=False, freeing=freeing)
         self.taken = len(self.runs)
 
     def failed(self) -> None:

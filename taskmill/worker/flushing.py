@@ -86,7 +86,12 @@ class OutcomeWriter:
         try:
             with self.held.writing_back(completed.run for completed in batch):
                 landed = write_outcomes(
-                    self.engine, self.database, batch, self._in_doubt, claim=carried
+                    self.engine,
+                    self.database,
+                    batch,
+                    self._in_doubt,
+                    claim=carried,
+                    worker_id=self.claimer.worker_id,
                 )
         except BaseException:
             self.unflushed = batch + self.unflushed  # keep them: nothing is lost

@@ -4,7 +4,7 @@ then the ``task_finished`` signal for those that landed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +32,8 @@ def write_outcomes(
     database: str,
     batch: list[Completed],
     in_doubt: Collection[Key] = (),
-    claim: Callable[[], None] | None = None,
+    claim: Callable[[Sequence[str]], None] | None = None,
+    worker_id: str | None = None,
 ) -> dict[Key, Landed]:
     """Write the outcomes of ``batch`` not written yet; return those that landed, by (run id,
     attempt): a batch may hold a stale attempt's outcome next to the newer attempt of the
@@ -49,12 +50,13 @@ def write_outcomes(
     taken over by someone else.
 
     ``claim``, if given, is called first in the outcomes' transaction (not at all when there
-    is nothing to write): the worker's next claim, committed with them.
+    is nothing to write): the worker's next claim, committed with them. ``worker_id``: the
+    writing worker's, which fences the finish with the attempts (Engine.finish).
     """
     pending = [completed for completed in batch if not completed.recorded]
     if not pending:
         return {}
-    landed = _write(engine, database, pending, claim)
+    landed = _write(engine, database, pending, claim, worker_id)
     doubtful = [
         completed
         for completed in pending
@@ -108,7 +110,11 @@ def _resolve_late(database: str, run_ids: list[int]) -> None:
 
 
 def _write(
-    engine: Engine, database: str, pending: list[Completed], claim: Callable[[], None] | None
+    engine: Engine,
+    database: str,
+    pending: list[Completed],
+    claim: Callable[[Sequence[str]], None] | None,
+    worker_id: str | None,
 ) -> dict[Key, Landed]:
     outcomes = [completed.outcome for completed in pending]
     # A batch with follow-ups known before the write (runs known at claim to have
@@ -123,8 +129,11 @@ def _write(
     )
     with transaction.atomic(using=database):
         if claim is not None:
-            claim()  # first: the rollup rows' locks are then held the shortest time
-        landed = _by_attempt(engine.finish(outcomes))
+            # First: the rollup rows' locks are then held the shortest time. The outcomes'
+            # queues: a full one among them has a slot for the claim once they are written.
+            claim(sorted({completed.run.queue_name for completed in pending}))
+        # Fenced by this worker's id with the attempts (Engine.finish).
+        landed = _by_attempt(engine.finish(outcomes, worker_id=worker_id))
         settling = [
             Settling(
                 row,

@@ -40,6 +40,22 @@ def test_a_failed_runs_page_shows_each_attempt_readably_and_no_save(admin_client
 
 
 @REAL_WORKER
+def test_a_runs_page_shows_its_snoozes_only_when_it_snoozed(admin_client, run_worker):
+    from tests.testapp import snooze_tasks
+
+    snoozed = snooze_tasks.planned.using(max_snoozes=4).enqueue("SSO")  # snoozes twice
+    plain = snooze_tasks.planned.enqueue("O")
+    run_worker("--burst", "--no-scheduler")
+    assert Run.objects.get(pk=int(snoozed.id)).snoozes == 2
+
+    page = admin_client.get(f"{LIST}{snoozed.id}/change/").content.decode()
+    assert re.search(r"<label>Snoozes:</label>\s*<div class=\"readonly\">2 of at most 4:", page)
+    assert "attempts that ended in a snooze, using none of max_attempts" in page
+    page = admin_client.get(f"{LIST}{plain.id}/change/").content.decode()
+    assert "Snoozes:" not in page and "field-snoozed" not in page
+
+
+@REAL_WORKER
 def test_the_list_shows_seconds_and_durations_and_never_counts_the_table(admin_client, run_worker):
     results = tasks.add.enqueue_many([((i, 1), {}) for i in range(5)])
     run_worker("--burst", "--no-scheduler")

@@ -170,6 +170,36 @@ def test_finish_lands_fenced_outcomes_and_says_what_it_wrote(engine: Engine) -> 
     assert engine.finish([]) == {}
 
 
+def test_the_claim_reads_the_snooze_count_and_a_snooze_writes_the_next(engine: Engine) -> None:
+    snoozing, retried = insert(engine, new_run(), new_run())
+    Run.objects.filter(pk=snoozing).update(snoozes=4)
+    Run.objects.filter(pk=retried).update(snoozes=2)
+    runs = {run.id: run for run in claim(engine)}
+    assert (runs[snoozing].snoozes, runs[retried].snoozes) == (4, 2)
+    later = timezone.now() + dt.timedelta(minutes=1)
+    error = {"exception_class_path": "E", "traceback": "t"}
+    landed = engine.finish(
+        [
+            outcome(runs[snoozing], "READY", available_at=later, snoozes=5),
+            # A retry carries no count: the run's stays as it is.
+            outcome(runs[retried], "READY", available_at=later, errors=[error]),
+        ]
+    )
+    assert {row.status for row in landed.values()} == {"READY"}
+    rows = {row.pk: row for row in Run.objects.filter(pk__in=[snoozing, retried])}
+    assert (rows[snoozing].snoozes, rows[retried].snoozes) == (5, 2)
+    assert (rows[snoozing].errors, rows[snoozing].available_at, rows[snoozing].due) == (
+        [],
+        later,
+        False,
+    )
+    # The next claim, once its time has come, sees the new count.
+    assert engine.stage_due(later) == 2
+    again = {run.id: run for run in claim(engine, now=later)}
+    assert (again[snoozing].attempt, again[snoozing].snoozes) == (2, 5)
+    assert (again[retried].attempt, again[retried].snoozes) == (2, 2)
+
+
 def test_a_retry_of_a_run_asked_to_stop_lands_cancelled(engine: Engine) -> None:
     insert(engine, new_run())
     (run,) = claim(engine)
@@ -218,3 +248,32 @@ def test_release_orphans_returns_what_a_lost_claim_reply_left(engine: Engine) ->
     assert Run.objects.get(pk=kept.id).status == "RUNNING"
     assert Run.objects.filter(worker_id="someone-else", status="RUNNING").count() == 1
     assert engine.release_orphans("w", [], now=now) == 1  # nothing held: all of them go
+
+
+def test_an_attempt_number_claimed_again_by_another_worker_fences_out_the_first(
+    engine: Engine,
+) -> None:
+    # A run returned unstarted (rescued while prefetched, handed back by a limit's gate)
+    # is claimed again under the same attempt number: the first holder, frozen meanwhile,
+    # must write nothing, start nothing, release nothing.
+    (run_id,) = insert(engine, new_run())
+    (first,) = claim(engine, worker_id="a")
+    assert engine.release([first], now=timezone.now(), started=False) == 1
+    (second,) = claim(engine, worker_id="b")
+    assert (first.attempt, second.attempt) == (1, 1)
+    assert (first.holder, second.holder) == ("a", "b")
+
+    assert engine.finish([outcome(first, "CANCELLED")], worker_id="a") == {}
+    assert not engine.unmark_prefetched(run_id, 1, timezone.now(), worker_id="a")
+    with transaction.atomic():
+        assert not engine.lock_attempt(run_id, 1, "a")
+    assert engine.release([first], now=timezone.now(), started=False) == 0
+    row = Run.objects.get(pk=run_id)
+    assert (row.status, row.worker_id, row.attempt) == ("RUNNING", "b", 1)
+
+    # The holder's writes land.
+    assert engine.unmark_prefetched(run_id, 1, timezone.now(), worker_id="b")
+    with transaction.atomic():
+        assert engine.lock_attempt(run_id, 1, "b")
+    landed = engine.finish([outcome(second)], worker_id="b")
+    assert landed == {run_id: Landed(run_id, 1, "SUCCESSFUL", False)}

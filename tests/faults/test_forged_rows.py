@@ -214,6 +214,7 @@ WRONG_SHAPES = {
     "options has a string timeout": {"options": '{"timeout": "soon"}'},
     "options has a string max_attempts": {"options": '{"max_attempts": "many"}'},
     "options has a string result_ttl": {"options": '{"result_ttl": "long"}'},
+    "options has a negative max_snoozes": {"options": '{"max_snoozes": -1}'},
 }
 
 

@@ -58,7 +58,7 @@ class StartRecorder:
                     self._connection = connections.create_connection(self.database)
                     self._connection.inc_thread_sharing()  # task threads take turns
                 return self.engine.unmark_prefetched(
-                    run.id, run.attempt, timezone.now(), self._connection
+                    run.id, run.attempt, timezone.now(), self._connection, run.holder
                 )
             except DatabaseError as exc:
                 logger.warning("Could not record that run %s started: %s", run.id, exc)

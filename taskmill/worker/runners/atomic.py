@@ -77,7 +77,7 @@ def call_atomic(
     run, database = attempt.run, attempt.database
     engine = get_engine(database)
     with transaction.atomic(using=database):
-        if not engine.lock_attempt(run.id, run.attempt):
+        if not engine.lock_attempt(run.id, run.attempt, run.holder):
             done = retry and (
                 Run.objects.using(database)
                 .filter(pk=run.id, attempt=run.attempt, status=RunStatus.SUCCESSFUL)
@@ -100,7 +100,7 @@ def call_atomic(
         completed = attempt.succeeded(value, attempt.duration())
         if completed.outcome.status != RunStatus.SUCCESSFUL:
             raise ResultNotStorable(completed)
-        landed = engine.finish([completed.outcome]).get(run.id)
+        landed = engine.finish([completed.outcome], worker_id=run.holder).get(run.id)
         if landed is None:
             raise RunCancelled("the run was taken over while its atomic body ran")
         ended = ended_attempt(completed, landed.status)
