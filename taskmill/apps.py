@@ -10,5 +10,7 @@ class TaskmillConfig(AppConfig):
         from django.core import checks
 
         from .checks import check_sqlite_settings
+        from .result_ttl import check_setting
 
         checks.register(check_sqlite_settings)
+        checks.register(check_setting)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -34,7 +35,7 @@ from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of, results_of_new, task_of_run
 from .serialization import normalize_arguments, text_problem
 from .signalling import enqueued_heard
-from .tasks import Call, Task
+from .tasks import Call, Task, checked_metadata
 
 KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF", "QUEUE_LIMITS"}
 # Defaults for every task of the alias (Django's proposal #142 names). The proposal puts
@@ -94,6 +95,9 @@ class DatabaseBackend(BaseTaskBackend):
     supports_async_task = True
     supports_get_result = True
     supports_priority = True
+    # TaskResult.metadata, .using(metadata=...), context.metadata and save_metadata()
+    # (Django's proposal new-features#141, by its names).
+    supports_metadata = True
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -192,10 +196,16 @@ class DatabaseBackend(BaseTaskBackend):
         backend, queue_name, priority = self.alias, task.queue_name, task.priority
         keyed = task.unique or task.unique_key is not None
         limited = limit_keys.uses_keys(task)
+        # Checked again here: the dict .using() kept is reachable (task.metadata) and may
+        # have been changed since. As text, so that each run gets a dict of its own.
+        metadata = checked_metadata(task_path, task.metadata)
+        metadata_text = None if metadata is None else json.dumps(metadata)
         runs = []
         for args, kwargs in calls:
             args, kwargs = normalize_arguments(task_path, args, kwargs)
             extra = dict(fields)
+            if metadata_text is not None:
+                extra["metadata"] = json.loads(metadata_text)
             if limited:
                 extra.update(limit_keys.run_keys(task, args, kwargs))
             runs.append(

@@ -7,6 +7,9 @@ names from here and never from either package directly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+from typing import Any
+
 import django
 
 try:
@@ -14,16 +17,17 @@ try:
         DEFAULT_TASK_BACKEND_ALIAS,
         DEFAULT_TASK_QUEUE_NAME,
         TaskContext,
-        TaskResult,
         TaskResultStatus,
         task,
         task_backends,
     )
+    from django.tasks import TaskResult as FrameworkTaskResult
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import (
         DEFAULT_TASK_PRIORITY,
         TASK_MAX_PRIORITY,
         TASK_MIN_PRIORITY,
+        TASK_REFRESH_ATTRS,
         TaskError,
     )
     from django.tasks.base import Task as BaseTask
@@ -37,11 +41,11 @@ except ImportError:  # Django 5.2 LTS
             DEFAULT_TASK_BACKEND_ALIAS,
             DEFAULT_TASK_QUEUE_NAME,
             TaskContext,
-            TaskResult,
             TaskResultStatus,
             task,
             task_backends,
         )
+        from django_tasks import TaskResult as FrameworkTaskResult
     except ImportError as exc:  # pragma: no cover - depends on the installed Django
         from django.core.exceptions import ImproperlyConfigured
 
@@ -54,6 +58,7 @@ except ImportError:  # Django 5.2 LTS
         DEFAULT_TASK_PRIORITY,
         TASK_MAX_PRIORITY,
         TASK_MIN_PRIORITY,
+        TASK_REFRESH_ATTRS,
         TaskError,
     )
     from django_tasks.base import Task as BaseTask
@@ -67,16 +72,48 @@ except ImportError:  # Django 5.2 LTS
 # Task class; Django 6.0's and the backport's refuse them: @taskmill.task takes them there.
 DECORATOR_TAKES_OPTIONS = TASKS_FRAMEWORK == "django.tasks" and django.VERSION >= (6, 1)
 
+# ``TaskResult.metadata`` (Django's proposal new-features#141): a dict the task writes about
+# itself. Neither Django 6.1 nor the backport has the field yet, so taskmill's results are a
+# subclass that adds it; once the framework has it, its own class is used as it is.
+FRAMEWORK_HAS_METADATA = "metadata" in {f.name for f in fields(FrameworkTaskResult)}
+
+if FRAMEWORK_HAS_METADATA:  # pragma: no cover - a later Django's
+    TaskResult = FrameworkTaskResult
+else:
+
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class TaskResult(FrameworkTaskResult):  # type: ignore[no-redef]
+        """The framework's ``TaskResult`` with ``metadata``: what the caller passed with
+        ``.using(metadata=...)`` and what the task saved (``{}`` when nothing), as the
+        proposal names it. ``isinstance(result, <the framework's TaskResult>)`` holds."""
+
+        metadata: dict[str, Any] = field(default_factory=dict)
+
+        # The framework's refresh() copies a fixed set of attributes, metadata not among
+        # them: one read of the run, every attribute copied.
+        def refresh(self) -> None:
+            _refreshed(self, self.task.get_backend().get_result(self.id))
+
+        async def arefresh(self) -> None:
+            _refreshed(self, await self.task.get_backend().aget_result(self.id))
+
+    def _refreshed(result: Any, fresh: Any) -> None:
+        for name in (*TASK_REFRESH_ATTRS, "metadata"):
+            object.__setattr__(result, name, getattr(fresh, name))
+
+
 __all__ = [
     "DECORATOR_TAKES_OPTIONS",
     "DEFAULT_TASK_BACKEND_ALIAS",
     "DEFAULT_TASK_PRIORITY",
     "DEFAULT_TASK_QUEUE_NAME",
+    "FRAMEWORK_HAS_METADATA",
     "TASKS_FRAMEWORK",
     "TASK_MAX_PRIORITY",
     "TASK_MIN_PRIORITY",
     "BaseTask",
     "BaseTaskBackend",
+    "FrameworkTaskResult",
     "InvalidTask",
     "TaskContext",
     "TaskError",

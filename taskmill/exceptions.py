@@ -25,14 +25,20 @@ class TaskNotRegistered(TaskmillError, InvalidTask):
     """
 
 
+class TaskAliasConflict(TaskmillError, InvalidTask):
+    """A task's path or one of its ``aliases`` already names another registered task: a
+    stored run must name one task, never whichever module happened to be imported first."""
+
+
 class CorruptRun(TaskmillError, InvalidTask):
     """A claimed run's row holds what taskmill never writes (arguments that are not a list,
     a JSON column that is not JSON...): the worker fails the run without calling anything."""
 
 
 class InvalidTaskArguments(TaskmillError, InvalidTask, TypeError):
-    """The arguments cannot be stored as JSON. (A return value that cannot fails its run
-    with a plain ``TypeError``, which is what Django's own backends record.)"""
+    """The arguments, or the metadata given with ``.using(metadata=...)``, cannot be stored
+    as JSON. (A return value that cannot fails its run with a plain ``TypeError``, which is
+    what Django's own backends record.)"""
 
 
 class TaskTimeout(TaskmillError, TimeoutError):

@@ -212,7 +212,7 @@ def cancel_unstarted(
         held_by=None,  # no longer waiting for a limit's slot
         finished_at=now,
         errors=[*run.errors, error],
-        expires_at=expiry_for(task, run.options, now),
+        expires_at=expiry_for(task, run.options, now, RunStatus.CANCELLED),
     )
     landed = Landed(run.pk, run.attempt, RunStatus.CANCELLED, has_dependents, run.batch_id)
     settle(database, [Settling(landed, task)])

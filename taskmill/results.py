@@ -95,6 +95,7 @@ def build_result(
     errors: list[dict[str, str]],
     worker_ids: list[str],
     return_value: Any = None,
+    metadata: dict[str, Any] | None = None,
 ) -> TaskResult:
     variant = (
         task
@@ -117,6 +118,7 @@ def build_result(
         errors=errors,
         worker_ids=worker_ids,
         return_value=return_value,
+        metadata=metadata,
     )
 
 
@@ -135,6 +137,7 @@ def _result_of_variant(
     errors: Sequence[dict[str, str]],
     worker_ids: Sequence[str],
     return_value: Any,
+    metadata: dict[str, Any] | None,
 ) -> TaskResult:
     """The result, given the task variant the run was enqueued as (``task_variant``)."""
     return _new_result(
@@ -151,7 +154,14 @@ def _result_of_variant(
         errors=[_task_error(error) for error in errors],
         worker_ids=list(worker_ids),
         _return_value=return_value,
+        metadata=result_metadata(metadata),
     )
+
+
+def result_metadata(stored: Any) -> dict[str, Any]:
+    """A run's metadata as its result shows it: always a dict (``{}`` for none). The very
+    dict given, not a copy: a running attempt's context and its result share one."""
+    return stored if isinstance(stored, dict) else {}
 
 
 def _task_error(error: dict[str, str]) -> TaskError:
@@ -183,6 +193,7 @@ _NAMED_BY_RESULTS_OF_NEW = {
     "errors",
     "worker_ids",
     "_return_value",
+    "metadata",
 }
 _LATER_FIELDS = tuple(
     entry for entry in _RESULT_DEFAULTS if entry[0] not in _NAMED_BY_RESULTS_OF_NEW
@@ -213,6 +224,7 @@ _NOT_YET: dict[str, Any] = {
     "errors": (),
     "worker_ids": (),
     "return_value": None,
+    "metadata": None,
 }
 
 
@@ -251,6 +263,7 @@ def result_of(task: BaseTask | None, run: Any, **overrides: Any) -> TaskResult:
         errors=value("errors"),
         worker_ids=value("worker_ids"),
         return_value=value("return_value"),
+        metadata=value("metadata"),
     )
 
 
@@ -304,6 +317,8 @@ def results_of_new(task: BaseTask, runs: Sequence[Any]) -> list[TaskResult]:
         _set(result, "errors", [])
         _set(result, "worker_ids", [])
         _set(result, "_return_value", None)
+        # What .using(metadata=...) gave, one dict per run (new_runs copied it).
+        _set(result, "metadata", result_metadata(run.extra.get("metadata")))
         for name, default, factory in _LATER_FIELDS:  # none in Django 6.1 and the backport
             _set(result, name, default if factory is MISSING else factory())
         results.append(result)

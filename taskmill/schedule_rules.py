@@ -1,5 +1,6 @@
 """What a schedule may name and hold: the checks behind ``Schedule.clean()`` and the decorator,
-and the rule that schedule dependencies never form a cycle.
+the rule that schedule dependencies never form a cycle, and how a row tells that its
+``run_on_creation`` fire is still to come.
 
 Below the models (it imports none of them): the model, the admin, the decorator and the
 scheduler all check schedules with these rules.
@@ -12,7 +13,7 @@ installed app (a project whose tasks go elsewhere still gets taskmill's schedule
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,33 @@ def validate_schedule(schedule: Schedule) -> dict[str, list[str]]:
     else:
         error("task_path", "Choose the task to run.")
     return errors
+
+
+# How long before ``created_at`` a creation fire's time may lie: the time ``save()`` read the
+# clock, then Django's stamp, a moment later. A time set by hand further back is no such fire.
+CREATION_FIRE_WINDOW = timedelta(minutes=1)
+
+
+def creation_fire_pending(
+    *,
+    run_on_creation: bool,
+    last_fire_at: datetime | None,
+    fire_count: int,
+    skip_count: int,
+    next_fire_at: datetime | None,
+    created_at: datetime | None,
+) -> bool:
+    """Whether a schedule row in this state still has the fire of ``run_on_creation`` to
+    come (``Schedule.is_creation_fire``)."""
+    return bool(
+        run_on_creation
+        and last_fire_at is None
+        and fire_count == 0
+        and skip_count == 0
+        and next_fire_at is not None
+        and created_at is not None
+        and created_at - CREATION_FIRE_WINDOW <= next_fire_at <= created_at
+    )
 
 
 def find_cycle(

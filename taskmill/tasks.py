@@ -2,17 +2,18 @@
 
 The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique``,
 ``on_success``/``on_failure``, ``atomic``, ``result_ttl``, ``retry_on_database_errors``,
-``max_snoozes``) are dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1,
+``max_snoozes``, ``aliases``) are dataclass fields, so ``@taskmill.task(...)`` and, on Django 6.1,
 ``@django.tasks.task(...)`` (which forwards extra keywords to the backend's ``task_class``)
 both accept them. ``.using()`` takes the per-call ones: ``max_attempts``, ``timeout``,
-``result_ttl``, ``retry_on_database_errors``, ``max_snoozes``, ``unique_key``, ``depends_on``
-and ``on_dependency_failure``.
+``result_ttl``, ``retry_on_database_errors``, ``max_snoozes``, ``unique_key``,
+``depends_on``, ``on_dependency_failure`` and ``metadata``.
 
 Names from Django's own proposals keep their proposed meaning, so that code written for
 taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
 task_result)`` (django/new-features#142; taskmill's older ``backoff(failures, exception)``
 still works, deprecated, see ``backoff.py``), ``enqueue_on_commit()`` and
-``aenqueue_on_commit()`` (django/new-features#161).
+``aenqueue_on_commit()`` (django/new-features#161), ``.using(metadata={...})``
+(django/new-features#141; the context's side is in worker/metadata.py).
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ import inspect
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from . import registry
+from . import registry, result_ttl
 from .backoff import NEW_FORM, takes_result
 from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
-from .conf import seconds, setting
+from .conf import setting
+from .exceptions import InvalidTaskArguments
 from .limits import keys as limit_keys
 from .results import UnregisteredTask
-from .serialization import normalize_arguments, text_problem
+from .serialization import normalize_arguments, text_problem, to_json_value
+from .status import RunStatus
 
 # One call of a task for a bulk enqueue: (args, kwargs).
 Call = tuple[Sequence[Any], Mapping[str, Any]]
@@ -51,6 +54,7 @@ PER_CALL_OPTIONS = (
     "unique_key",
     "depends_on",
     "on_dependency_failure",
+    "metadata",
 )
 STORED_OPTIONS = (
     "max_attempts",
@@ -115,8 +119,10 @@ class Task(BaseTask):
     on_failure: Any = None
     # The body and the recording of its success commit in one transaction.
     atomic: bool = False
-    # How long a finished run is kept (seconds or a timedelta); None: the setting.
-    result_ttl: float | timedelta | None = None
+    # How long a finished run is kept (seconds or a timedelta), or a dict of them by
+    # outcome (keys SUCCESSFUL, FAILED and CANCELLED, RunStatus names; a missing outcome is
+    # kept); None: the setting. See taskmill/result_ttl.py.
+    result_ttl: float | timedelta | Mapping[str, Any] | None = None
     # A transient database error raised by the body (the connection lost, a failover, a
     # deadlock) sends the run again like a lost worker's, using no attempt of max_attempts
     # (see docs/runs.md). False: such an error is the task's failure like any other.
@@ -136,6 +142,13 @@ class Task(BaseTask):
     fair_key: Any = None
     # Keys given per call, .using(concurrency_key="acct-7"): (option, key) pairs.
     call_keys: tuple[tuple[str, str], ...] = ()
+    # The run's metadata to start with (.using(metadata={...}), Django's proposal #141):
+    # a JSON object, stored in the run's own column; the task reads and adds to it through
+    # its context. Not hashed: a dict cannot be, and the task's identity is elsewhere.
+    metadata: dict[str, Any] | None = field(default=None, hash=False)
+    # The import paths this task had before a rename: runs and schedules stored under one
+    # of them run this task (taskmill.registry).
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._normalize()
@@ -188,12 +201,11 @@ class Task(BaseTask):
                         f"{name} must be a positive number of seconds, not {value!r}."
                     )
                 set_(name, float(value))
-        if self.result_ttl is not None:
-            ttl = self.result_ttl
-            ttl = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-            if not _finite_number(ttl) or ttl < 0:
-                raise InvalidTask(f"result_ttl must be seconds >= 0 or a timedelta, not {ttl!r}.")
-            set_("result_ttl", float(ttl))
+        try:
+            set_("result_ttl", result_ttl.parse(self.result_ttl))
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        set_("aliases", _checked_aliases(self.aliases, self.module_path))
         if self.unique_key is not None:
             if not isinstance(self.unique_key, str) or not self.unique_key:
                 raise InvalidTask(
@@ -218,6 +230,7 @@ class Task(BaseTask):
                 "atomic=True needs a sync task: an async task's database calls cannot run "
                 "in the transaction that records its success."
             )
+        set_("metadata", checked_metadata(self.module_path, self.metadata))
         set_("rate_limit", limit_keys.check_options(self)["rate_limit"])
         for name in ("on_success", "on_failure"):
             callback = getattr(self, name)
@@ -241,8 +254,9 @@ class Task(BaseTask):
     ) -> Task:
         """A copy with other defaults; besides Django's, the per-call options
         ``max_attempts``, ``timeout``, ``result_ttl``, ``retry_on_database_errors``,
-        ``max_snoozes``, ``unique_key``, ``depends_on`` and ``on_dependency_failure``; and the
-        keys of this call's limits, ``concurrency_key``, ``rate_key`` and ``fair_key`` (the key
+        ``max_snoozes``, ``unique_key``, ``depends_on``, ``on_dependency_failure`` and
+        ``metadata``; and the keys of this call's limits, ``concurrency_key``, ``rate_key`` and
+        ``fair_key`` (the key
         itself, a string)."""
         given = limit_keys.given_per_call(options)
         if given:
@@ -271,6 +285,8 @@ class Task(BaseTask):
             for name in STORED_OPTIONS
             if original is None or getattr(self, name) != getattr(original, name)
         }
+        if "result_ttl" in changed:  # a TTL per outcome is stored as its JSON
+            changed["result_ttl"] = result_ttl.as_stored(changed["result_ttl"])
         if changed.get("max_attempts", 0) is None:
             # None is "not set here": the task's, else the backend's, applies.
             del changed["max_attempts"]
@@ -355,6 +371,19 @@ class Task(BaseTask):
         return backend.enqueue_many(self, calls)
 
 
+def checked_metadata(task_path: str, metadata: Any) -> dict[str, Any] | None:
+    """``metadata`` as plain JSON (a copy), or a clear ``InvalidTaskArguments``; None for
+    none. Checked when given and again at enqueue: the caller's dict may change between."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise InvalidTaskArguments(
+            f"Cannot enqueue {task_path!r}: metadata must be a dict (a JSON object), "
+            f"not {type(metadata).__name__} {metadata!r:.80}."
+        )
+    return to_json_value(dict(metadata), "metadata", f"Cannot enqueue {task_path!r}") or None
+
+
 def _finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -368,6 +397,26 @@ def _run_id(item: Any) -> int:
         raise InvalidTask(f"depends_on takes task results or their ids, not {item!r}.") from None
 
 
+def _checked_aliases(aliases: Any, path: str) -> tuple[str, ...]:
+    """``aliases`` as a tuple of import paths, each checked: a dotted path of names, not
+    the task's own."""
+    if isinstance(aliases, str):  # a single path would be read letter by letter
+        raise InvalidTask(f"aliases takes a list of import paths, not the string {aliases!r}.")
+    try:
+        given = tuple(aliases)
+    except TypeError:
+        raise InvalidTask(f"aliases takes a list of import paths, not {aliases!r}.") from None
+    for alias in given:
+        names = alias.split(".") if isinstance(alias, str) else []
+        if len(names) < 2 or not all(name.isidentifier() for name in names):
+            raise InvalidTask(
+                f"An alias is the import path a task had before (module.function), not {alias!r}."
+            )
+        if alias == path:
+            raise InvalidTask(f"Task {path!r} cannot be its own alias.")
+    return tuple(dict.fromkeys(given))
+
+
 def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) -> Any:
     """An option for one run: the per-call value stored on the run, else the task's."""
     if stored and name in stored:
@@ -376,14 +425,20 @@ def effective_option(task: Task, stored: Mapping[str, Any] | None, name: str) ->
 
 
 def expiry_for(
-    task: Task | None, stored: Mapping[str, Any] | None, finished_at: datetime
+    task: Task | None, stored: Mapping[str, Any] | None, finished_at: datetime, status: str
 ) -> datetime | None:
-    """When a run finished at ``finished_at`` may be pruned: its result_ttl (per call, else
-    the task's), else TASKMILL_RESULT_TTL; None keeps it."""
+    """When a run that ended ``status`` at ``finished_at`` may be pruned: its result_ttl (per
+    call, else the task's), else TASKMILL_RESULT_TTL, for that outcome; None keeps it.
+
+    A retry (READY) is given the expiry of CANCELLED: the finish writes a retry's expiry
+    only when it turns it into a cancellation (a stop was asked for meanwhile)."""
+    if status == RunStatus.READY:
+        status = RunStatus.CANCELLED
     ttl = effective_option(task, stored, "result_ttl") if task is not None else None
     if ttl is None:
-        ttl = seconds(setting("TASKMILL_RESULT_TTL"))
-    return None if ttl is None else finished_at + timedelta(seconds=ttl)
+        ttl = result_ttl.setting_ttl(setting(result_ttl.SETTING))
+    seconds = result_ttl.seconds_for(ttl, status)
+    return None if seconds is None else finished_at + timedelta(seconds=seconds)
 
 
 def task(

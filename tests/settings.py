@@ -130,6 +130,11 @@ TASKMILL_RESCUE_INTERVAL = float(os.environ.get("TASKMILL_TEST_RESCUE", "2"))
 if "TASKMILL_TEST_CATCH_UP_LIMIT" in os.environ:
     TASKMILL_SCHEDULER_CATCH_UP_LIMIT = int(os.environ["TASKMILL_TEST_CATCH_UP_LIMIT"])
 TASKMILL_TIMEOUT_GRACE = 1.0
+# tests/test_result_ttl.py: workers whose TASKMILL_RESULT_TTL is set by outcome (JSON seconds).
+if "TASKMILL_TEST_RESULT_TTL" in os.environ:
+    import json
+
+    TASKMILL_RESULT_TTL = json.loads(os.environ["TASKMILL_TEST_RESULT_TTL"])
 
 # Queued e-mail (tests/contrib/test_mail.py): its worker processes send through SMTP to the
 # server the test started, on the port passed down; only there, as Django 6.1 warns about

@@ -66,6 +66,7 @@ def test_a_live_worker_makes_health_ok_and_status_shows_it(start_worker, subproc
         "workers",
         "late_schedules",
         "orphaned_runs",
+        "unknown_tasks",
         "open_batches",
     ]
     (listed,) = document["workers"]

@@ -4,9 +4,9 @@ Most are Django's own tasks API; the last ones use what taskmill adds, through
 ``taskmill.task``: retries with backoff (``flaky_sync``), a hard timeout (``stuck_export``),
 and flow control: one sync per account at a time, in a "partners" queue that runs two at a
 time whatever the task (``sync_partner_account``, settings.py's ``QUEUE_LIMITS``), and at
-most 10 calls to a partner API in any 30 seconds (``call_partner_api``); and a batch of
-catalogue rows with a callback when the last one is done (``import_catalogue_row``,
-``catalogue_imported``).
+most 10 calls to a partner API in any 30 seconds (``call_partner_api``); a long import
+that reports its progress (``import_catalogue``); and a batch of catalogue rows with a
+callback when the last one is done (``import_catalogue_row``, ``catalogue_imported``).
 """
 
 import asyncio
@@ -129,6 +129,18 @@ def call_partner_api(order: int) -> dict:
     """At most 10 starts in any 30 seconds, over every worker: a burst of 12 starts 10 at
     once, the last two when the window moves on ("next start in ..." on their page)."""
     return {"order": order, "accepted": True}
+
+
+@taskmill.task(takes_context=True)
+def import_catalogue(context, rows: int = 300) -> int:
+    """Imports a row every 0.1 s and says how far it got (``context.set_progress``): its
+    page, and the runs list while it runs, show a bar that moves. Every row reports; the
+    worker writes a few reports a second. ``.using(metadata=...)`` gave it its source."""
+    source = context.metadata.get("source", "catalogue.csv")
+    for row in range(1, rows + 1):
+        time.sleep(0.1)
+        context.set_progress(row, rows, f"imported {row} of {rows} products from {source}")
+    return rows
 
 
 @taskmill.task(queue_name="imports")

@@ -5,7 +5,8 @@ among taskmill's models and follows the permission to view runs. Every section i
 fragment (``?fragment=queues``) that the page's small script re-fetches every few seconds
 while the tab is visible. Nothing here counts or scans the runs table: counts come from
 active runs through the claim indexes (``taskmill.overview``), charts from the per-minute
-rollups (``taskmill.rollups``).
+rollups (``taskmill.rollups``), runs of unknown tasks from the task index, up to a cap
+(``taskmill.unknown_tasks``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.utils import timezone
 from .. import overview, registry
 from ..models import Dashboard, RunStats
 from ..rollups import WINDOWS, Point, Window, recent_names, series
+from ..unknown_tasks import COUNT_CAP, unknown_tasks
 from . import charts
 
 FRAGMENTS = ("queues", "charts", "workers", "attention")
@@ -173,6 +175,9 @@ def attention_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
     return {
         "late_schedules": overview.late_schedules(database, grace=LATE_GRACE_SECONDS),
         "orphaned_runs": overview.orphaned_runs(database, limit=20),
+        # Counted up to a cap through the task index (taskmill.unknown_tasks).
+        "unknown_tasks": unknown_tasks(database),
+        "unknown_cap": COUNT_CAP,
     }
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from .. import overview, registry
 from ..models import Batch
 from ..rollups import recent_names
+from ..unknown_tasks import unknown_task_paths
 
 
 class QueueFilter(admin.SimpleListFilter):
@@ -39,6 +40,22 @@ class TaskFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(task_path=self.value()) if self.value() else queryset
+
+
+class TaskKnownFilter(admin.SimpleListFilter):
+    """Runs whose task no worker knows: their paths come from a skip scan of the task index
+    (taskmill.unknown_tasks), then the list filters on them through the same index."""
+
+    title = "task known"
+    parameter_name = "task_known"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [("unknown", "unknown task")]
+
+    def queryset(self, request, queryset):
+        if self.value() != "unknown":
+            return queryset
+        return queryset.filter(task_path__in=unknown_task_paths(queryset.db))
 
 
 class EnqueuedWithinFilter(admin.SimpleListFilter):

@@ -1,5 +1,7 @@
 """Runs in the admin: a list that stays fast with millions of rows, and each run's page with
-its arguments, outcome, every attempt's error, its schedule, dependencies and callbacks."""
+its arguments, outcome, every attempt's error, its metadata and progress, its schedule,
+dependencies and callbacks. A run whose task no worker knows is marked "unknown task"
+(taskmill.unknown_tasks)."""
 
 from __future__ import annotations
 
@@ -15,15 +17,18 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from .. import registry
 from ..db import get_engine
 from ..limits.report import why_held
-from ..models import FINISHED_STATUSES, Run, RunDependency
+from ..models import FINISHED_STATUSES, Run, RunDependency, RunStatus
 from ..registry import resolve_or_none
 from ..retries import max_attempts_for
 from ..tasks import DEFAULT_MAX_SNOOZES, effective_option
-from . import display, masking, run_actions
+from ..unknown_tasks import is_known
+from . import display, masking, repoint, run_actions
+from . import metadata as run_metadata
 from .enqueue import enqueue_view
-from .filters import BatchFilter, EnqueuedWithinFilter, QueueFilter, TaskFilter
+from .filters import BatchFilter, EnqueuedWithinFilter, QueueFilter, TaskFilter, TaskKnownFilter
 from .paging import CappedPaginator, LookaheadPaginator, RunChangeList
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
@@ -31,8 +36,12 @@ ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 POSITIONAL_SEARCH = re.compile(r"^args\.(\d{1,3})=(.+)$")
 
 # What a run holds of its arguments and result: shown (masked) only to who may see them.
-HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors")
-HIDDEN_DISPLAYS = frozenset({"args_json", "kwargs_json", "return_value_json"})
+HIDDEN_FIELDS = ("args", "kwargs", "return_value", "errors", "metadata")
+HIDDEN_DISPLAYS = frozenset({"args_json", "kwargs_json", "return_value_json", "metadata_json"})
+# The progress bar is for whoever may view runs; its message (the task's free text) only for
+# who may see arguments, who get this field in its place.
+PROGRESS_WITH_MESSAGE = "progress"
+PROGRESS_FIGURES = "progress_figures"
 
 
 @admin.register(Run)
@@ -41,6 +50,7 @@ class RunAdmin(admin.ModelAdmin):
         "id",
         "task_name",
         "status",
+        "running_progress",
         "queue_name",
         "priority",
         "attempt",
@@ -49,11 +59,19 @@ class RunAdmin(admin.ModelAdmin):
         "finished",
         "duration",
     )
-    list_filter = ("status", QueueFilter, TaskFilter, EnqueuedWithinFilter, BatchFilter)
+    list_filter = (
+        "status",
+        QueueFilter,
+        TaskFilter,
+        TaskKnownFilter,
+        EnqueuedWithinFilter,
+        BatchFilter,
+    )
     search_fields = ("task_path",)
     search_help_text = (
         "A run id, part of a task's path, or key=value to find runs whose keyword arguments "
-        'hold it (account=42, email="a@b.c"; the value is read as JSON when it can be).'
+        'hold it (account=42, email="a@b.c"; the value is read as JSON when it can be); '
+        "meta:key=value in their metadata (meta:customer=42, meta:source.file=a.csv)."
     )
     ordering = ("-id",)
     list_per_page = 50
@@ -81,6 +99,7 @@ class RunAdmin(admin.ModelAdmin):
         ),
         ("Arguments", {"fields": ("args_json", "kwargs_json")}),
         ("Outcome", {"fields": ("return_value_json", "errors_list")}),
+        ("Metadata", {"fields": ("metadata_json",)}),
         (
             "Workers",
             {"fields": ("worker_id", "workers", "lease_expires_at_ms", "stop_requested")},
@@ -104,12 +123,25 @@ class RunAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("taskmill/control-room.css",)}
 
-    actions = [*run_actions.LIST_ACTIONS, run_actions.delete_finished]
+    actions = [*run_actions.LIST_ACTIONS, repoint.repoint_runs, run_actions.delete_finished]
 
     def get_search_results(self, request, queryset, search_term):
         """An id goes straight to its run; key=value looks inside the keyword arguments,
         args.N=value at a positional one; anything else is a part of the task's path."""
         term = search_term.strip()
+        in_metadata = run_metadata.METADATA_SEARCH.match(term)
+        if in_metadata:
+            # Like a search inside the arguments: no index serves it, and what one may not
+            # see one may not probe for.
+            request.taskmill_argument_search = True
+            path, raw = in_metadata.groups()
+            if not masking.may_see_arguments(request) or run_metadata.search_touches_masked_key(
+                path, raw
+            ):
+                return queryset.none(), False
+            found = run_metadata.search_metadata(queryset, path, raw)
+            if found is not None:
+                return found, False
         if term.isdigit():
             by_id = Q(pk=int(term))
             if not self._may_search_positional(request):
@@ -187,6 +219,13 @@ class RunAdmin(admin.ModelAdmin):
     def has_copy_permission(self, request) -> bool:
         return request.user.has_perm("taskmill.enqueue_run")
 
+    def has_repoint_permission(self, request) -> bool:
+        return request.user.has_perm(repoint.PERMISSION)
+
+    def changelist_view(self, request, extra_context=None):
+        registry.autodiscover()  # so that "unknown task" means what it means to a worker
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self):
         act = self.admin_site.admin_view(self.act_view)
         form = self.admin_site.admin_view(lambda request: enqueue_view(self, request))
@@ -213,13 +252,17 @@ class RunAdmin(admin.ModelAdmin):
         return redirect("admin:taskmill_run_change", run.pk)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        registry.autodiscover()  # so that "unknown task" means what it means to a worker
         run = Run.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         extra = {"run_actions": run_actions.available(request, run) if run else []}
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_readonly_fields(self, request, obj=None):
         return [name for _title, group in self.fieldsets for name in group["fields"]] + [
-            "held_back"
+            "held_back",
+            PROGRESS_WITH_MESSAGE,
+            PROGRESS_FIGURES,
+            "unknown_task",
         ]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -240,7 +283,10 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="task", ordering="task_path")
     def task_name(self, run: Run) -> str:
         module, _, name = run.task_path.rpartition(".")
-        return format_html('<span title="{}">{}</span>', run.task_path, name or module)
+        shown = format_html('<span title="{}">{}</span>', run.task_path, name or module)
+        if is_known(run.task_path):
+            return shown
+        return format_html("{} {}", shown, UNKNOWN_BADGE)
 
     @admin.display(description="enqueued", ordering="enqueued_at")
     def enqueued(self, run: Run) -> str:
@@ -258,6 +304,13 @@ class RunAdmin(admin.ModelAdmin):
     def duration(self, run: Run) -> str:
         """The last attempt's, from its start to its end (or to now, while it runs)."""
         return display.between(run.last_attempted_at, run.finished_at)
+
+    @admin.display(description="progress", empty_value="")
+    def running_progress(self, run: Run) -> str | None:
+        """A running run's last progress report, small; a blank cell for the others."""
+        if run.status != RunStatus.RUNNING or run_metadata.progress_of(run) is None:
+            return None
+        return run_metadata.progress_bar(run, message=False, small=True)
 
     # -- one run ------------------------------------------------------------------------
 
@@ -319,20 +372,31 @@ class RunAdmin(admin.ModelAdmin):
         return display.pretty_json(masking.masked_value(run.return_value))
 
     def get_fieldsets(self, request, obj=None):
-        hidden = set() if masking.may_see_arguments(request) else set(HIDDEN_DISPLAYS)
+        may_see = masking.may_see_arguments(request)
+        hidden = set() if may_see else HIDDEN_DISPLAYS
+        # Next to its status: why a READY run is held back by a limit, and the progress
+        # the task reported, if any.
         if obj is None or not obj.snoozes:
-            hidden.add("snoozed")  # most runs never snooze: no line saying 0
-        # A READY run that a limit holds back says why, next to its status.
-        held = obj is not None and self._why_held(obj) is not None
+            hidden = {*hidden, "snoozed"}  # most runs never snooze: no line saying 0
+        beside_status = []
+        if obj is not None and self._why_held(obj) is not None:
+            beside_status.append("held_back")
+        if obj is not None and run_metadata.progress_of(obj) is not None:
+            beside_status.append(PROGRESS_WITH_MESSAGE if may_see else PROGRESS_FIGURES)
+        # A run whose task no worker knows says so next to its task.
+        unknown = obj is not None and not is_known(obj.task_path)
         fieldsets = []
         for title, group in self.fieldsets:
             fields = []
             for name in group["fields"]:
                 if name not in hidden:
                     fields.append(name)
-                if held and name == "status":
-                    fields.append("held_back")
-            fieldsets.append((title, {**group, "fields": fields}))
+                if name == "status":
+                    fields.extend(beside_status)
+                if unknown and name == "task_path":
+                    fields.append("unknown_task")
+            if fields:
+                fieldsets.append((title, {**group, "fields": fields}))
         return fieldsets
 
     @staticmethod
@@ -345,6 +409,28 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="held back")
     def held_back(self, run: Run) -> str:
         return format_html('<span class="tm-held-reason">{}</span>', self._why_held(run) or "—")
+
+    @admin.display(description="progress")
+    def progress(self, run: Run) -> str:
+        return run_metadata.progress_bar(run, message=True)
+
+    @admin.display(description="progress")
+    def progress_figures(self, run: Run) -> str:
+        return run_metadata.progress_bar(run, message=False)
+
+    @admin.display(description="metadata")
+    def metadata_json(self, run: Run) -> str:
+        return run_metadata.metadata_json(run)
+
+    @admin.display(description="unknown task")
+    def unknown_task(self, run: Run) -> str:
+        return format_html(
+            '{} <span class="tm-unknown-reason">No task is registered at this path, nor as an '
+            "alias, in this code: a worker would fail the run without running anything. "
+            "Declare the path among a task's aliases, or point the run at a task with the action "
+            '"Point at another task…".</span>',
+            UNKNOWN_BADGE,
+        )
 
     @admin.display(description="errors, one per failed attempt")
     def errors_list(self, run: Run) -> str:
@@ -390,6 +476,12 @@ class RunAdmin(admin.ModelAdmin):
             task_path__in=paths, args=[str(run.pk)], id__gt=run.pk
         ).order_by("id")[:10]
         return _run_links(enqueued) if enqueued else "none enqueued (yet)"
+
+
+UNKNOWN_BADGE = format_html(
+    '<span class="tm-badge tm-unknown-task" title="{}">unknown task</span>',
+    "No task is registered at this path, nor as an alias: no worker can run it.",
+)
 
 
 def _run_links(runs: Any) -> str:

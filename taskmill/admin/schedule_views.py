@@ -26,6 +26,12 @@ def next_fire_times(schedule: Schedule, count: int = UPCOMING) -> list[datetime]
     left = None if schedule.max_fires is None else schedule.max_fires - schedule.fire_count
     zone = ZoneInfo(schedule.timezone or "UTC")
     times: list[datetime] = []
+    if schedule.is_creation_fire():
+        # The fire of run_on_creation, then the times the trigger gives after the creation.
+        times.append(moment.astimezone(zone))
+        moment = schedule.compute_next_fire(moment)
+        if moment is not None and moment <= times[0]:
+            moment = None  # a once-schedule whose time had passed: that fire stood for it
     trigger = schedule.trigger(anchor=schedule.start_at or moment)
     while moment is not None and len(times) < count and (left is None or len(times) < left):
         if schedule.end_at and moment > schedule.end_at:

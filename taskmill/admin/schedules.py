@@ -111,6 +111,7 @@ class ScheduleAdmin(admin.ModelAdmin):
                     "end_at",
                     "max_fires",
                     "max_instances",
+                    "run_on_creation",
                 )
             },
         ),

@@ -1,5 +1,5 @@
-"""``manage.py taskmill status``: queues, workers, late schedules and orphaned runs at a glance,
-as tables for a person or ``--json`` for a machine."""
+"""``manage.py taskmill status``: queues, workers, late schedules, orphaned runs and runs of
+unknown tasks at a glance, as tables for a person or ``--json`` for a machine."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..overview import (
     queue_overview,
     worker_overview,
 )
+from ..unknown_tasks import COUNT_CAP, UnknownTasks, unknown_tasks
 from .common import (
     add_database_arguments,
     chosen_database,
@@ -32,7 +33,7 @@ from .common import (
 HELP = (
     "Show each queue's runs (ready, deferred, waiting, running, held back by a limit), its "
     "limits and what they hold back, the workers and their heartbeats, late schedules, "
-    "orphaned runs and open batches; --json for scripts."
+    "orphaned runs, runs of unknown tasks and open batches; --json for scripts."
 )
 
 
@@ -66,6 +67,7 @@ def collect(database: str, options: dict[str, Any]) -> dict[str, Any]:
         "workers": worker_overview(database),
         "late_schedules": late_schedules(database, grace=options["schedule_grace"]),
         "orphaned_runs": orphaned_runs(database, limit=options["orphan_limit"]),
+        "unknown_tasks": unknown_tasks(database),
         "open_batches": open_batches(database),
     }
 
@@ -177,7 +179,24 @@ def render(status: dict[str, Any]) -> list[str]:
         numeric={0, 4},
         empty="none",
     )
+    lines += _unknown(status["unknown_tasks"])
     lines += ["", f"Batches: {status['open_batches']:,} open (members still to end)"]
+    return lines
+
+
+def _unknown(unknown: UnknownTasks) -> list[str]:
+    """The runs no worker running this code can run: their task path is neither a task's
+    nor an alias (docs/runs.md#task-aliases)."""
+    count = f"{COUNT_CAP:,}+" if unknown.more else f"{unknown.runs:,}"
+    lines = ["", f"Runs of unknown tasks: no task registered at their path ({count})"]
+    lines += _table(
+        ["TASK", "RUNS"],
+        [[path, f"{runs:,}"] for path, runs in unknown.paths.items()],
+        numeric={1},
+        empty="none",
+    )
+    if not unknown.complete:
+        lines.append("  (the runs name too many task paths: only the first ones were read)")
     return lines
 
 

@@ -215,6 +215,25 @@ class BaseEngine(LeaseQueries, Engine):
             f"VALUES ({', '.join(['%s'] * len(columns))})"
         )
 
+    def task_paths(self, after: str | None, limit: int) -> list[str]:
+        # PostgreSQL and SQLite have no skip scan of their own for DISTINCT: a recursive query
+        # asks the index for the smallest path above the last, once per path. ``depth``
+        # bounds the recursion (``limit``).
+        start = "" if after is None else "WHERE task_path > %s"
+        sql = f"""
+            WITH RECURSIVE paths (task_path, depth) AS (
+                SELECT MIN(task_path), 1 FROM {RUN_TABLE} {start}
+                UNION ALL
+                SELECT (SELECT MIN(later.task_path) FROM {RUN_TABLE} later
+                        WHERE later.task_path > paths.task_path),
+                       paths.depth + 1
+                FROM paths WHERE paths.task_path IS NOT NULL AND paths.depth < %s
+            )
+            SELECT task_path FROM paths WHERE task_path IS NOT NULL ORDER BY depth"""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [*([] if after is None else [after]), int(limit)])
+            return [row[0] for row in cursor.fetchall()]
+
     def lock_or_create(self, table: str, key: str, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -303,6 +322,7 @@ class BaseEngine(LeaseQueries, Engine):
             rate_key,
             fair_key,
             snoozes,
+            metadata,
         ) = row
         return ClaimedRun(
             run_id,
@@ -324,6 +344,7 @@ class BaseEngine(LeaseQueries, Engine):
             rate_key,
             fair_key,
             snoozes,
+            load_json(metadata),
             claimed_at,
             claimed_at,
         )

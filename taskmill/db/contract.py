@@ -11,6 +11,7 @@ Required (abstract here; ``base.BaseEngine`` implements most of them once for al
 - leases: ``heartbeat``, ``unmark_prefetched``, ``lock_attempt``, ``expired_runs``,
   ``rescue``;
 - rollups: ``add_stats``;
+- reads for operators: ``task_paths`` (the runs of unknown tasks, ``taskmill.unknown_tasks``);
 - SQL other modules write beside the engine's: ``adapt_datetime``, the index conditions.
 
 Optional (a default here, overridden where the database can do better):
@@ -252,6 +253,15 @@ class Engine(ABC):
         """Add these attempts to the per-minute and per-hour rollups, in the caller's
         transaction (the one writing their outcomes: each counted once). Upserts with
         increments, rows in key order: concurrent writers neither lose counts nor deadlock."""
+
+    # -- reads for operators ------------------------------------------------------------------
+
+    @abstractmethod
+    def task_paths(self, after: str | None, limit: int) -> list[str]:
+        """The distinct ``task_path`` values of the stored runs, those above ``after`` (all
+        when None), in order, at most ``limit``. Read through an index that leads with the
+        task path, one probe per value (a skip scan): the cost follows the number of paths,
+        never the number of runs."""
 
     # -- flow control (taskmill.limits) -------------------------------------------------------
 

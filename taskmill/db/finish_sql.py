@@ -26,8 +26,10 @@ _DECIDED_BEFORE = """{set}status = done.status,
     {set}expires_at = done.expires_at"""
 # The attempt's start comes with its outcome; an outcome without one (a lost attempt) keeps
 # a retry's earlier start and clears a first attempt's stand-in. A snooze brings the run's
-# new snooze count; any other outcome leaves it. No assignment reads a column assigned
-# before it: MySQL would see the new value.
+# new snooze count; any other outcome leaves it. Metadata comes with an outcome only when
+# the attempt changed it: otherwise the row keeps what the attempt saved
+# (taskmill.worker.metadata), never the claim's older copy. No assignment reads a column
+# assigned before it: MySQL would see the new value.
 _ALWAYS = """{set}available_at = COALESCE(done.available_at, {run}.available_at),
     {set}due = COALESCE(done.due, {run}.due),
     {set}return_value = done.return_value,
@@ -41,7 +43,8 @@ _ALWAYS = """{set}available_at = COALESCE(done.available_at, {run}.available_at)
     ),
     {set}worker_id = '',
     {set}lease_expires_at = NULL,
-    {set}prefetched = FALSE"""
+    {set}prefetched = FALSE,
+    {set}metadata = COALESCE(done.metadata, {run}.metadata)"""
 
 
 def finish_assignments(run: str, *, status_decided: bool = False) -> str:

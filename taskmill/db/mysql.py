@@ -56,7 +56,8 @@ SET args = IF(JSON_VALID(args), args, '"{INVALID_JSON}"'),
     errors = IF(JSON_VALID(errors), errors, '[]'),
     worker_ids = IF(JSON_VALID(worker_ids), worker_ids, '[]'),
     options = IF(options IS NULL OR JSON_VALID(options), options, NULL),
-    return_value = IF(return_value IS NULL OR JSON_VALID(return_value), return_value, NULL)
+    return_value = IF(return_value IS NULL OR JSON_VALID(return_value), return_value, NULL),
+    metadata = IF(metadata IS NULL OR JSON_VALID(metadata), metadata, NULL)
 WHERE id IN ({{ids}})
 """
 
@@ -77,13 +78,26 @@ SET {finish_assignments("run", status_decided=True)}
 """
 FINISH_ROW = "SELECT %s AS id, %s AS status, %s AS finished_at, %s AS expires_at, " + (
     "%s AS available_at, %s AS due, %s AS return_value, %s AS errors, %s AS started_at, "
-    "%s AS snoozes"
+    "%s AS snoozes, %s AS metadata"
 )
-FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 
 
 class MySQLEngine(BaseEngine):
     vendor = "mysql"
+
+    def task_paths(self, after: str | None, limit: int) -> list[str]:
+        # MySQL and MariaDB read a GROUP BY on an index's first column as a loose index scan
+        # ("Using index for group-by"), one probe per value; their correlated MIN() in the
+        # shared recursive query scans the whole index at each level instead.
+        start = "" if after is None else "WHERE task_path > %s"
+        sql = (
+            f"SELECT task_path FROM {RUN_TABLE} {start} "
+            "GROUP BY task_path ORDER BY task_path LIMIT %s"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [*([] if after is None else [after]), int(limit)])
+            return [row[0] for row in cursor.fetchall()]
 
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request
@@ -154,6 +168,7 @@ class MySQLEngine(BaseEngine):
                     json.dumps(outcome.errors),
                     adapt(outcome.started_at),
                     outcome.snoozes,
+                    dump_json_or_null(outcome.metadata),
                 ]
                 landed[outcome.run_id] = Landed(
                     outcome.run_id, outcome.attempt, status, bool(row[4]), row[6]

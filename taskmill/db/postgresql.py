@@ -67,7 +67,7 @@ SET {finish_assignments("run")}
 FROM jsonb_to_recordset(%s::jsonb) AS done(
     id bigint, attempt integer, status text, finished_at timestamptz, expires_at timestamptz,
     available_at timestamptz, due boolean, return_value jsonb, errors jsonb,
-    started_at timestamptz, snoozes integer
+    started_at timestamptz, snoozes integer, metadata jsonb
 )
 WHERE {fenced("run")}
 RETURNING run.id, run.attempt, run.status, run.has_dependents, run.batch_id
@@ -255,6 +255,8 @@ class PostgreSQLEngine(BaseEngine):
                     "errors": outcome.errors,
                     "started_at": _json_ready(outcome.started_at),
                     "snoozes": outcome.snoozes,
+                    # null (or absent): the row keeps its metadata.
+                    "metadata": outcome.metadata,
                 }
                 for outcome in outcomes
             ]

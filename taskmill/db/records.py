@@ -10,6 +10,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from .. import result_ttl
 from ..models import Queue, Run
 from ..status import RunStatus
 
@@ -38,6 +39,7 @@ CLAIMED_COLUMNS = (
     "rate_key",
     "fair_key",
     "snoozes",
+    "metadata",
 )
 # ClaimedRun's datetimes (raw cursors, and JSON, hand them back as text).
 CLAIMED_DATETIME_COLUMNS = (
@@ -120,6 +122,9 @@ class ClaimedRun:
     # The attempts that ended in ``raise taskmill.Snooze(...)`` so far: the next one past the
     # task's max_snoozes fails the run (worker/snoozing.py).
     snoozes: int = 0
+    # What the caller passed and earlier attempts saved (taskmill.worker.metadata): the
+    # attempt's context.metadata starts from it.
+    metadata: dict[str, Any] | None = None
     # The claim's time, standing in for the attempt's start until its body begins (then
     # Attempt.mark_started sets both); the columns hold the same.
     started_at: datetime | None = None
@@ -188,6 +193,10 @@ class Outcome:
     # The run's snooze count after this attempt, when it snoozed (``raise taskmill.Snooze``);
     # None leaves the count as it is.
     snoozes: int | None = None
+    # The run's metadata as the attempt left it, when the attempt changed it (its context's
+    # ``metadata``, progress included); None: the row keeps what it holds, which is what
+    # the attempt saved last, if anything (taskmill.worker.metadata).
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # An error's text comes from the task's exception: it may hold what a database
@@ -298,7 +307,8 @@ OPTIONAL_ERROR_KEYS = frozenset({"counted_as"})
 OPTION_CHECKS = {
     "max_attempts": lambda v: _is_int(v) and v >= 1,
     "timeout": lambda v: v is None or (_is_number(v) and v > 0),
-    "result_ttl": lambda v: v is None or (_is_number(v) and v >= 0),
+    # One duration, or one per outcome (taskmill.result_ttl).
+    "result_ttl": result_ttl.stored_is_valid,
     "retry_on_database_errors": lambda v: isinstance(v, bool),
     "max_snoozes": lambda v: _is_int(v) and v >= 0,
     "on_dependency_failure": lambda v: v in ("cancel", "run"),
@@ -338,6 +348,8 @@ def _shape_problem(run: ClaimedRun) -> str | None:
         return _wrong("options", "null or an object of valid per-call options", run.options)
     if not (_is_int(run.snoozes) and run.snoozes >= 0):
         return _wrong("snoozes", "a count (an integer >= 0)", run.snoozes)
+    if run.metadata is not None and not isinstance(run.metadata, dict):
+        return _wrong("metadata", "null or a JSON object", run.metadata)
     return None
 
 
@@ -377,7 +389,7 @@ def make_state_harmless(row: dict[str, Any]) -> None:
 
 def _make_harmless(run: ClaimedRun) -> None:
     """Replace what is broken by empty values: nothing downstream may trip on it."""
-    run.args, run.kwargs, run.options = [], {}, None
+    run.args, run.kwargs, run.options, run.metadata = [], {}, None, None
     if not (_is_int(run.snoozes) and run.snoozes >= 0):
         run.snoozes = 0
     if not _valid_worker_ids(run.worker_ids):

@@ -36,6 +36,16 @@ WHERE id IN (
 RETURNING {", ".join(CLAIMED_COLUMNS)}
 """
 
+# SQLite checks a CHECK constraint when its column is written, and the finish writes the
+# metadata (finish_sql: COALESCE(done.metadata, run.metadata)): a row whose metadata was
+# forged invalid (its JSON_VALID check switched off) would fail the finish of its whole
+# batch, again and again. So a claimed row found corrupt gets NULL there first; it is
+# refused all the same (ClaimedRun.problem), its error naming what the column held.
+REPAIR_METADATA_SQL = f"""
+UPDATE {RUN_TABLE} SET metadata = NULL
+WHERE id IN ({{ids}}) AND metadata IS NOT NULL AND NOT json_valid(metadata)
+"""
+
 
 class SQLiteEngine(BaseEngine):
     vendor = "sqlite"
@@ -66,7 +76,12 @@ class SQLiteEngine(BaseEngine):
             cursor.execute(
                 CLAIM_SQL.format(due_condition=self.due_condition, queue_filter=r.queue_sql), params
             )
-            return [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
+            claimed = [self.claimed_from_row(row, r.now) for row in cursor.fetchall()]
+            corrupt = [run.id for run in claimed if run.problem is not None]
+            if corrupt:  # rare: a row taskmill never wrote
+                marks = ", ".join(["%s"] * len(corrupt))
+                cursor.execute(REPAIR_METADATA_SQL.format(ids=marks), corrupt)
+            return claimed
 
     def check_database(self, where: str) -> list[checks.CheckMessage]:
         if sqlite3.sqlite_version_info < (3, 35):
@@ -122,6 +137,7 @@ class SQLiteEngine(BaseEngine):
                     json.dumps(outcome.errors),
                     adapt(outcome.started_at),
                     outcome.snoozes,
+                    None if outcome.metadata is None else json.dumps(outcome.metadata),
                 ]
                 for outcome in outcomes
             ]
@@ -147,7 +163,8 @@ FROM (
            json_extract(value, '$[4]') AS expires_at, json_extract(value, '$[5]') AS available_at,
            json_extract(value, '$[6]') AS due, json_extract(value, '$[7]') AS return_value,
            json_extract(value, '$[8]') AS errors, json_extract(value, '$[9]') AS started_at,
-           json_extract(value, '$[10]') AS snoozes
+           json_extract(value, '$[10]') AS snoozes,
+           json_extract(value, '$[11]') AS metadata
     FROM json_each(%s)
 ) AS done
 WHERE {fenced(RUN_TABLE)}

@@ -19,7 +19,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..schedule_rules import find_cycle, validate_schedule
+from ..schedule_rules import creation_fire_pending, find_cycle, validate_schedule
 from ..triggers import IntervalTrigger, OnceTrigger, Trigger, cron_trigger
 
 
@@ -364,27 +364,67 @@ class Schedule(models.Model):
             return None
         return first
 
+    def fires_on_creation(self, now: datetime) -> bool:
+        """Whether this schedule, created now, fires once at once: ``run_on_creation``, created
+        enabled, and not already past its end. Only a new row: a schedule that exists (an
+        edit, a deploy's sync updating it) never fires for it."""
+        return (
+            self.run_on_creation
+            and self.enabled
+            and (self.max_fires is None or self.max_fires > 0)
+            and not (self.end_at is not None and self.end_at < now)
+        )
+
+    # What says whether a row's creation fire is still to come (``is_creation_fire``).
+    _CREATION_FIRE_STATE = (
+        "run_on_creation",
+        "last_fire_at",
+        "fire_count",
+        "skip_count",
+        "next_fire_at",
+        "created_at",
+    )
+
+    def is_creation_fire(self) -> bool:
+        """Whether the due ``next_fire_at`` is the fire of ``run_on_creation``: the moment
+        ``save()`` took just before Django stamped ``created_at``, before any fire or skip.
+        (No fire time the trigger computes lies at or before the creation.)"""
+        return creation_fire_pending(
+            **{name: getattr(self, name) for name in self._CREATION_FIRE_STATE}
+        )
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save the definition; never overwrite the scheduler's state with a stale copy.
 
         A changed trigger (or enabling) computes the next fire time afresh, from now and
-        after the last fire as stored, so an edit cannot make a fired time fire again.
+        after the last fire as stored, so an edit cannot make a fired time fire again. A new
+        schedule with ``run_on_creation`` is due at once (``fires_on_creation``).
         """
         adding = self._state.adding
         recompute = adding or self.definition_changed
         if recompute:
+            now = timezone.now()
+            creation_fire = now if adding else None
             if not adding:
                 fresh = (
                     type(self)
                     ._base_manager.using(kwargs.get("using") or self._state.db)
                     .filter(pk=self.pk)
-                    .values("last_fire_at", "fire_count")
+                    .values(*self._CREATION_FIRE_STATE)
                     .first()
                 )
                 if fresh:  # a scheduler may have fired since this instance was read
                     self.last_fire_at = fresh["last_fire_at"]
                     self.fire_count = fresh["fire_count"]
-            self.next_fire_at = self.compute_next_fire(timezone.now())
+                    if creation_fire_pending(**fresh):
+                        # Edited before any scheduler fired it: still a new schedule's fire.
+                        creation_fire = fresh["next_fire_at"]
+            self.next_fire_at = self.compute_next_fire(now)
+            if creation_fire is not None and self.fires_on_creation(now):
+                # Due now: the scheduler fires it through the same compare-and-set as any
+                # fire, so once however many schedulers run; the fire then moves it on to
+                # the times it would have had (taskmill.scheduler.misfires).
+                self.next_fire_at = creation_fire
             self.blocked_until = None
             self.last_error = ""
         if not adding:

@@ -56,6 +56,7 @@ class Declaration:
     max_fires: int | None = None
     max_instances: int | None = None
     enabled: bool = True
+    run_on_creation: bool = False
     misfire_grace: timedelta = timedelta(seconds=60)
     misfire_policy: str = "run_once"
     fire_time_kwarg: str = ""
@@ -182,6 +183,7 @@ def schedule(
     max_fires: int | None = None,
     max_instances: int | None = None,
     enabled: bool = True,
+    run_on_creation: bool = False,
     misfire_grace: timedelta | float = 60,
     misfire_policy: str = "run_once",
     fire_time_kwarg: str = "",
@@ -192,6 +194,8 @@ def schedule(
     Stack several on one task, each with its own ``name`` (the first defaults to the task's
     path). ``depends_on`` names other schedules. ``tz`` defaults to settings.TIME_ZONE.
     ``max_instances``: a fire while that many of its runs are pending or running is skipped.
+    ``run_on_creation``: the sync that creates the schedule makes it fire once at once (an
+    existing schedule it updates does not fire for it).
     """
     # "Given" means not None: every=0 is an interval, and a wrong one, not a missing one.
     kinds = [
@@ -235,6 +239,8 @@ def schedule(
         raise InvalidSchedule(f"priority must be an integer or None, not {priority!r}.")
     if not isinstance(enabled, bool):
         raise InvalidSchedule(f"enabled must be True or False, not {enabled!r}.")
+    if not isinstance(run_on_creation, bool):
+        raise InvalidSchedule(f"run_on_creation must be True or False, not {run_on_creation!r}.")
     depends_on = _dependency_names(depends_on)
     at, start, end = _aware("at", at), _aware("start", start), _aware("end", end)
 
@@ -261,6 +267,7 @@ def schedule(
             max_fires=max_fires,
             max_instances=max_instances,
             enabled=enabled,
+            run_on_creation=run_on_creation,
             misfire_grace=misfire_grace,
             misfire_policy=misfire_policy,
             fire_time_kwarg=fire_time_kwarg,

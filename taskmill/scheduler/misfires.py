@@ -15,6 +15,11 @@ the ``TASKMILL_SCHEDULER_CATCH_UP_LIMIT`` setting), keeping the most recent fire
 dropping older ones with a warning. A per-second schedule back from a week's downtime thus
 enqueues 100 runs, not 604,800. The cost is bounded too: the due times are found by
 iterating backwards from now, never by walking the whole outage.
+
+The fire of ``run_on_creation`` (a new schedule due at the moment it was created) is one fire
+time like the others, missed or on time by the same grace, and then the schedule is due at
+the first time its trigger gives after its creation: the times it would have had without it
+(an interval counts from the creation, or from its ``start``, not from that fire).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def _next_due(schedule: Any, fired: int, following: datetime | None) -> datetime
 
 def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
     """The fires of a due ``schedule`` (``next_fire_at <= now``) at ``now``."""
+    if getattr(schedule, "run_on_creation", False) and schedule.is_creation_fire():
+        return _creation_plan(schedule, now)
     limit = catch_up_limit() if limit is None else limit
     first_due = schedule.next_fire_at
     trigger = schedule.trigger(anchor=first_due)
@@ -94,3 +101,19 @@ def plan(schedule: Any, now: datetime, limit: int | None = None) -> FirePlan:
         following = None
     next_fire_at = _next_due(schedule, len(fires), following)
     return FirePlan(fires, next_fire_at, missed, dropped, following)
+
+
+def _creation_plan(schedule: Any, now: datetime) -> FirePlan:
+    """The fire of ``run_on_creation`` (its time is ``next_fire_at``, the creation), then the
+    schedule's own first time after it; the fires its trigger had since (a scheduler slow to
+    come) are the next tick's, under the misfire policy."""
+    created = schedule.next_fire_at
+    missed = created < now - (schedule.misfire_grace or timedelta(0))
+    dropped = missed and schedule.misfire_policy == "skip"
+    fires = [] if dropped else [created]
+    following = schedule.compute_next_fire(created)
+    if following is not None and following <= created:
+        # A once-schedule whose time had passed at its creation: the creation's fire
+        # stands for it.
+        following = None
+    return FirePlan(fires, _next_due(schedule, len(fires), following), missed, dropped, following)

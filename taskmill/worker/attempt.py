@@ -9,6 +9,7 @@ the same way wherever the body ran.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +30,10 @@ from ..tasks import effective_option, expiry_for
 from .execution import TaskContext
 from .failures import chained, error_entry, failure_summary
 from .interruptions import database_interruption
+from .metadata import MetadataWriter
 from .snoozing import own_verdict
+
+logger = logging.getLogger("taskmill.worker")
 
 
 @dataclass(slots=True)
@@ -77,6 +81,8 @@ class Attempt:
         self.stop_event = stop_event
         self.task: BaseTask | None = None
         self._result: TaskResult | None = None
+        # Made with the task's context (takes_context=True): the metadata's writes.
+        self.metadata_writer: MetadataWriter | None = None
         # When the body began: the run's started_at.
         self.started_at: datetime | None = None
 
@@ -124,6 +130,10 @@ class Attempt:
         """The run as a RUNNING ``TaskResult``: built only when something needs it (the
         task's context, a ``task_started`` receiver)."""
         if self._result is None:
+            if self.run.metadata is None:
+                # One dict for the run, its results and the context: what the task writes
+                # in context.metadata is what the finished result shows.
+                self.run.metadata = {}
             self._result = result_of(self.task, self.run, status=TaskResultStatus.RUNNING)
         return self._result
 
@@ -134,11 +144,40 @@ class Attempt:
         assert self.task is not None
         args = list(self.run.args)
         if self.task.takes_context:
+            result = self.result
+            if self.metadata_writer is None:
+                self.metadata_writer = MetadataWriter(
+                    result.metadata,
+                    run_id=self.run.id,
+                    attempt=self.run.attempt,
+                    database=self.database,
+                )
+            else:  # an atomic body run again after a rollback: it starts from the claim's
+                self.metadata_writer.restart()
             context = TaskContext(
-                task_result=self.result, stop_event=self.stop_event, database=self.database
+                task_result=result,
+                stop_event=self.stop_event,
+                metadata_writer=self.metadata_writer,
+                database=self.database,
             )
             args.insert(0, context)
         return args, self.run.kwargs
+
+    def final_metadata(self) -> dict[str, Any] | None:
+        """What the outcome writes of the metadata (None: the row keeps its own). Raises
+        ``TypeError`` when the task left in it what JSON cannot hold."""
+        if self.metadata_writer is None:
+            return None
+        return self.metadata_writer.final()
+
+    def _final_metadata_of_failure(self) -> dict[str, Any] | None:
+        """``final_metadata`` for an attempt that failed anyway: its own failure stands, and
+        metadata that cannot be stored is left out (the row keeps what was saved) and said."""
+        try:
+            return self.final_metadata()
+        except TypeError as exc:
+            logger.warning("Run %s: its metadata is left as last saved: %s", self.run.id, exc)
+            return None
 
     def stop_was_requested(self) -> bool:
         return self.stop_event is not None and self.stop_event.is_set()
@@ -155,6 +194,10 @@ class Attempt:
                 )
             except Exception as exc:  # the task ran, but its result cannot be stored
                 return self.failed(exc, duration)
+        try:
+            metadata = self.final_metadata()
+        except TypeError as exc:  # as for a return value: what it left cannot be stored
+            return self.failed(exc, duration)
         now = self.ended_at(duration)
         outcome = Outcome(
             run_id=self.run.id,
@@ -163,8 +206,9 @@ class Attempt:
             finished_at=now,
             return_value=value,
             errors=self.run.errors,
-            expires_at=expiry_for(self.task, self.run.options, now),
+            expires_at=expiry_for(self.task, self.run.options, now, RunStatus.SUCCESSFUL),
             started_at=self.started_at,
+            metadata=metadata,
         )
         return Completed(self.run, self.task, outcome, duration)
 
@@ -189,7 +233,9 @@ class Attempt:
         interrupted = database_interruption(
             self.run, self.task, exc, error, now=now, started_at=self.started_at
         )
+        metadata = self._final_metadata_of_failure()
         if interrupted is not None:  # the database's fault: the run goes again, as if lost
+            interrupted.metadata = metadata
             failure = failure_summary(exc)
             return Completed(
                 self.run, self.task, interrupted, duration, failure=failure, exception=exc
@@ -219,8 +265,9 @@ class Attempt:
             finished_at=now,
             errors=errors,
             available_at=available_at,
-            expires_at=expiry_for(self.task, self.run.options, now),
+            expires_at=expiry_for(self.task, self.run.options, now, status),
             started_at=self.started_at,
+            metadata=metadata,
         )
         return Completed(
             self.run, self.task, outcome, duration, failure=failure_summary(exc), exception=exc

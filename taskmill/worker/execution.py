@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 
 from ..compat import TaskContext as BaseTaskContext
 from ..exceptions import TaskmillError
+from .metadata import MetadataWriter
 
 if TYPE_CHECKING:
     from ..models import Batch
@@ -34,13 +35,15 @@ class RaisedInChild(Exception):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskContext(BaseTaskContext):
     """Django's context, plus what a long task needs to cooperate with a stop request, and
-    what a run reads about the runs around it: its batch, its dependencies' results.
+    what a run reads about the runs around it: its metadata and progress (Django's proposal
+    new-features#141; worker/metadata.py), its batch, its dependencies' results.
 
-    Those are read from the database when first asked for, and kept: a task that asks for
-    neither pays nothing. From an async task, await their ``aget_`` twins (the ORM is not
-    called from an event loop)."""
+    The batch and the results are read from the database when first asked for, and kept: a
+    task that asks for neither pays nothing. From an async task, await their ``aget_``
+    twins (the ORM is not called from an event loop)."""
 
     stop_event: threading.Event | None = None
+    metadata_writer: MetadataWriter | None = None
     database: str = "default"  # where the run's row is
     _read: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -48,6 +51,38 @@ class TaskContext(BaseTaskContext):
     def stop_requested(self) -> bool:
         """True once someone asked to stop this run: return or raise soon."""
         return self.stop_event is not None and self.stop_event.is_set()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The run's metadata: what the caller passed with ``.using(metadata=...)`` plus
+        what earlier attempts saved. Change it freely: ``save_metadata()`` writes it now,
+        and what is left unsaved is written with the attempt's outcome."""
+        return self.task_result.metadata
+
+    def save_metadata(self) -> None:
+        """Write ``metadata`` to the run's row now: ``get_result()`` reads it at once. A
+        write refused because this attempt no longer owns the run is logged, not raised."""
+        self._metadata_writer().save()
+
+    async def asave_metadata(self) -> None:
+        await self._metadata_writer().asave()
+
+    def set_progress(self, done: float, total: float, message: str = "") -> None:
+        """Report progress, stored in ``metadata["progress"]`` as ``{"done", "total",
+        "message", "at"}`` and saved at once, at most a few times a second (call it for
+        every row: the last report always lands, with the outcome if not before)."""
+        self._metadata_writer().set_progress(done, total, message)
+
+    async def aset_progress(self, done: float, total: float, message: str = "") -> None:
+        await self._metadata_writer().aset_progress(done, total, message)
+
+    def _metadata_writer(self) -> MetadataWriter:
+        if self.metadata_writer is None:
+            raise RuntimeError(
+                "This context belongs to no attempt a worker runs: there is no run to save "
+                "its metadata to."
+            )
+        return self.metadata_writer
 
     @property
     def batch(self) -> Batch | None:

@@ -79,14 +79,16 @@ def lost_outcome(
         message = lost.because(error)
         logger.warning("Run %s: %s", run.id, message)
         error = synthetic_error(WorkerLost, message)
+    status = RunStatus.FAILED if lost.final else RunStatus.READY
     return Outcome(
         run_id=run.id,
         attempt=run.attempt,
-        status=RunStatus.FAILED if lost.final else RunStatus.READY,
+        status=status,
         finished_at=now,
         errors=[*run.errors, error],
         available_at=None if lost.final else now + timedelta(seconds=lost_backoff(lost.count)),
-        expires_at=expiry_for(task, run.options, now) if lost.final else None,
+        # Not final: the expiry a stop asked for meanwhile would need (expiry_for).
+        expires_at=expiry_for(task, run.options, now, status),
         started_at=started_at,
     )
 

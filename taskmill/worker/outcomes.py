@@ -175,6 +175,9 @@ def send_finished(completed: Completed, status: str) -> None:
     if not finished_heard(failed=status in (RunStatus.FAILED, RunStatus.CANCELLED)):
         return
     run, outcome = completed.run, completed.outcome
+    # The metadata the outcome wrote, when it wrote some (an attempt in a child process
+    # changed its own copy); else the run's, which the context shared.
+    written = {} if outcome.metadata is None else {"metadata": outcome.metadata}
     result = result_of(
         completed.task,
         run,
@@ -182,6 +185,7 @@ def send_finished(completed: Completed, status: str) -> None:
         finished_at=outcome.finished_at,
         errors=outcome.errors,
         return_value=outcome.return_value,
+        **written,
     )
     exception, completed.exception = completed.exception, None
     try:

@@ -86,6 +86,8 @@ def snoozed(attempt: Attempt, exc: Snooze, ended_at: datetime) -> Verdict:
         finished_at=ended_at,
         errors=run.errors,
         available_at=ended_at + exc.delay,
+        # Written only if a stop turns the snooze into a cancellation (finish_sql).
+        expires_at=expiry_for(attempt.task, run.options, ended_at, RunStatus.READY),
         started_at=attempt.started_at,
         snoozes=run.snoozes + 1,
     )
@@ -111,7 +113,7 @@ def final(attempt: Attempt, status: str, error: dict[str, str], ended_at: dateti
         status=status,
         finished_at=ended_at,
         errors=[*run.errors, error],
-        expires_at=expiry_for(attempt.task, run.options, ended_at),
+        expires_at=expiry_for(attempt.task, run.options, ended_at, status),
         started_at=attempt.started_at,
     )
 

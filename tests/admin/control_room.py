@@ -33,6 +33,7 @@ ON_TOP_OF_VIEW = (
     "retry_run",
     "cancel_run",
     "enqueue_run",
+    "repoint_run",
     "delete_run",
     "pause_schedule",
     "add_schedule",
@@ -46,8 +47,8 @@ ON_TOP_OF_VIEW = (
 )
 # Each held alone: an action needs the page it is on, so none of these acts by itself
 # (except change_schedule, which in Django implies viewing).
-ALONE = ("retry_run", "cancel_run", "enqueue_run", "pause_schedule", "change_schedule",
-         "pause_queue", "change_queue_limits", "shutdown_worker")  # fmt: skip
+ALONE = ("retry_run", "cancel_run", "enqueue_run", "repoint_run", "pause_schedule",
+         "change_schedule", "pause_queue", "change_queue_limits", "shutdown_worker")  # fmt: skip
 
 ROLES: dict[str, tuple[str, ...]] = {
     "anonymous": (),
@@ -188,9 +189,11 @@ PAGES = [
         ),
         "view_run",
     ),
+    Page("runs of unknown tasks", "run:", lambda w: f"{ADMIN}/run/?task_known=unknown", "view_run"),
     Page("runs searched by id", "run:", lambda w: f"{ADMIN}/run/?q={w.failed}", "view_run"),
     Page("runs searched by task", "run:", lambda w: f"{ADMIN}/run/?q=tasks.add", "view_run"),
     Page("runs searched by argument", "run:", lambda w: f"{ADMIN}/run/?q=a%3D1", "view_run"),
+    Page("runs searched by metadata", "run:", lambda w: f"{ADMIN}/run/?q=meta:a%3D1", "view_run"),
     Page("runs, facets asked for", "run:", lambda w: f"{ADMIN}/run/?_facets=True", "view_run"),
     Page("enqueue form", "run:enqueue/", lambda w: f"{ADMIN}/run/enqueue/", "view_run enqueue_run"),
     Page("run page", "run:<path:object_id>/change/", _run("failed", "change/"), "view_run"),
@@ -388,6 +391,13 @@ ACTIONS = [
            _list_action("run", "copy_runs", lambda w: [w.succeeded]), "view_run enqueue_run",
            lambda w: Run.objects.count() == 6, _log("run", lambda w: w.succeeded),
            _option("run", "copy_runs")),
+    Action("point selected at another task", "run:", lambda w: RUNS,
+           lambda w: {**_list_action("run", "repoint_runs", lambda w: [w.failed])(w),
+                      "task_path": "tests.testapp.tasks.noop", "apply": "1"},
+           "view_run repoint_run",
+           lambda w: Run.objects.get(pk=w.failed).task_path == "tests.testapp.tasks.noop"
+           and Run.objects.get(pk=w.failed_too).task_path == TASK,
+           _log("run", lambda w: w.failed), _option("run", "repoint_runs")),
     Action("delete finished", "run:", lambda w: RUNS,
            _list_action("run", "delete_finished", lambda w: [w.succeeded, w.ready]),
            "view_run delete_run",

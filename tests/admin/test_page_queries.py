@@ -117,8 +117,15 @@ def _queues(count: int) -> None:
         make_run(queue_name=f"queue{index}")  # each lists its queue
 
 
+def _unknown_runs(count: int) -> None:
+    for index in range(count):  # each marked "unknown task" in the list
+        make_run(task_path=f"tests.forged.gone_{index % 7}")
+
+
 GROWTH: dict[str, tuple[str, Callable[[int], None]]] = {
     "runs": ("/admin/taskmill/run/", _runs),
+    "runs of unknown tasks": ("/admin/taskmill/run/?task_known=unknown", _unknown_runs),
+    "dashboard, unknown tasks": ("/admin/taskmill/dashboard/", _unknown_runs),
     "runs, filtered": ("/admin/taskmill/run/?status=FAILED&enqueued_within=1h", _runs),
     "runs, searched": ("/admin/taskmill/run/?q=tasks.add", _runs),
     "dashboard": ("/admin/taskmill/dashboard/", _runs),

@@ -1,5 +1,6 @@
-"""The contract's optional operations and the rollups, through the engine directly: notify
-and start_listener, cancel_query, lock_skipping_locked, json_array_holds, add_stats."""
+"""The contract's optional operations, the rollups and the operators' reads, through the engine
+directly: notify and start_listener, cancel_query, lock_skipping_locked, json_array_holds,
+add_stats, task_paths."""
 
 from __future__ import annotations
 
@@ -168,3 +169,14 @@ def test_json_array_holds_finds_an_element_as_a_number_or_as_text(engine: Engine
         assert found(5, "5") == [text, number]  # not inside a nested array or object
         assert found("5") == [text]
         assert found(5) == [number]
+
+
+def test_task_paths_are_read_once_each_in_order_from_a_point(engine: Engine) -> None:
+    assert engine.task_paths(None, 10) == []
+    paths = ["app.b.two", "app.a.one", "app.c.three", "app.a.one", "app.b.two", "app.a.one"]
+    insert(engine, *(new_run(task_path=path) for path in paths))
+    assert engine.task_paths(None, 10) == ["app.a.one", "app.b.two", "app.c.three"]
+    assert engine.task_paths(None, 2) == ["app.a.one", "app.b.two"]
+    assert engine.task_paths("app.a.one", 10) == ["app.b.two", "app.c.three"]
+    assert engine.task_paths("app.b", 1) == ["app.b.two"]  # above, not only after a stored one
+    assert engine.task_paths("app.c.three", 10) == []

@@ -36,7 +36,7 @@ BURST = ("--burst", "--no-scheduler", "--concurrency", "2")
 
 def forge(run_id: int, **columns: str | None) -> None:
     """Overwrite columns of a run with raw SQL: JSON columns take JSON *text* as given."""
-    json_columns = {"args", "kwargs", "errors", "worker_ids", "options", "return_value"}
+    json_columns = {"args", "kwargs", "errors", "worker_ids", "options", "return_value", "metadata"}
     assignments = []
     for name in columns:
         cast = "::jsonb" if connection.vendor == "postgresql" and name in json_columns else ""
@@ -215,6 +215,9 @@ WRONG_SHAPES = {
     "options has a string max_attempts": {"options": '{"max_attempts": "many"}'},
     "options has a string result_ttl": {"options": '{"result_ttl": "long"}'},
     "options has a negative max_snoozes": {"options": '{"max_snoozes": -1}'},
+    # The context's metadata is a dict: a row holding anything else is not taskmill's.
+    "metadata is a list": {"metadata": "[1]"},
+    "metadata is a string": {"metadata": '"m"'},
 }
 
 
@@ -251,6 +254,7 @@ def test_invalid_json_text_in_the_arguments_fails_the_run_not_the_worker(
             ("args", ""),
             ("errors", "[{]"),
             ("options", "{"),
+            ("metadata", "{"),
         ]:
             run_id = enqueue_echo()
             forge(run_id, **{column: text})
@@ -265,11 +269,11 @@ def test_invalid_json_text_in_the_arguments_fails_the_run_not_the_worker(
 
 
 def test_null_options_are_a_normal_run(start_worker: Callable[..., Any], tmp_path: Path) -> None:
-    """``options`` is the only nullable JSON column the claim reads: SQL NULL means "the
-    task's own options". The other JSON columns are NOT NULL (checked here, so a schema
-    change that allows NULL makes this test say so)."""
+    """``options`` and ``metadata`` are the nullable JSON columns the claim reads: SQL NULL
+    means "the task's own options" and "no metadata". The other JSON columns are NOT NULL
+    (checked here, so a schema change that allows NULL makes this test say so)."""
     run_id = enqueue_echo()
-    forge(run_id, options=None)
+    forge(run_id, options=None, metadata=None)
     for column in ("args", "kwargs", "errors", "worker_ids"):
         with pytest.raises(IntegrityError), connection.cursor() as cursor:
             cursor.execute(f"UPDATE {RUN_TABLE} SET {column} = NULL WHERE id = %s", [run_id])

@@ -63,6 +63,7 @@ def test_export_writes_every_editable_field_and_no_fire_state():
         "max_fires": 10,
         "max_instances": 2,
         "enabled": True,
+        "run_on_creation": False,
         "args": ["weekly"],
         "kwargs": {"lang": "fr"},
         "queue_name": "high",

@@ -304,6 +304,15 @@ def short_lived() -> str:
     return "kept a minute"
 
 
+# Result time-to-live by outcome (tests/test_result_ttl.py): successes a minute, failures 30
+# days, cancelled runs kept.
+@taskmill.task(result_ttl={"SUCCESSFUL": 60, "FAILED": 30 * 24 * 3600, "CANCELLED": None})
+def judged(fail: bool = False) -> str:
+    if fail:
+        raise ValueError("judged a failure")
+    return "judged"
+
+
 @taskmill.task(takes_context=True, max_attempts=2, backoff=_no_delay)
 async def async_flaky(context) -> int:
     """An async task that fails its first attempt: retries on the event loop too."""
@@ -311,3 +320,11 @@ async def async_flaky(context) -> int:
     if context.attempt == 1:
         raise ConnectionError("async attempt 1 failed")
     return context.attempt
+
+
+# Task aliases (tests/test_aliases.py): this task was moved here from a module that no longer
+# exists; runs and schedules stored under its old path run it.
+@taskmill.task(aliases=["tests.testapp.reports_v1.build_report"])
+def build_report(day: str) -> str:
+    _record(f"build_report {day}")
+    return f"report for {day}"

@@ -139,6 +139,7 @@ FIELDS: dict[str, _Field] = {
     "max_fires": _Field(_optional_int),
     "max_instances": _Field(_optional_int),
     "enabled": _Field(_boolean),
+    "run_on_creation": _Field(_boolean),
     "args": _Field(_list),
     "kwargs": _Field(_object),
     "queue_name": _Field(_text),

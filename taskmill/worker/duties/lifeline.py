@@ -132,6 +132,6 @@ def _final(
         **common,
         "status": status,
         "finished_at": now,
-        "expires_at": expiry_for(task, row["options"], now),
+        "expires_at": expiry_for(task, row["options"], now, status),
         "errors": [*row["errors"], error],
     }

@@ -95,6 +95,12 @@ class Command(BaseCommand):
             tasks.call_partner_api.enqueue_many([((n * 100 + i,), {}) for i in range(12)])
             self.say(f"[round {n}] call_partner_api x12 -> 10 start now, 2 wait for the rate")
 
+        if n % 20 == 1:
+            # Metadata travels with the run; the task adds its progress to it as it goes.
+            source = {"source": f"catalogue-{n}.csv"}
+            result = tasks.import_catalogue.using(metadata=source).enqueue()
+            self.say(f"[round {n}] import_catalogue -> run {result.id} (30 s, shows its progress)")
+
         if n % 10 == 4:
             # A batch: the rows enqueued in the block are its members, and the callback is
             # enqueued once, when the last of them has ended (the admin's Batches page).
