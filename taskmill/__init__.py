@@ -25,14 +25,33 @@ CONTROL = (
 # Pausing schedules (taskmill.schedule_control), re-exported.
 SCHEDULE_CONTROL = ("pause_schedule", "resume_schedule")
 
-# The base of taskmill's errors, the one the schedule decorator raises, and what a task
-# raises to snooze or cancel its own run (taskmill.exceptions), re-exported.
-ERRORS = ("Cancel", "InvalidSchedule", "Snooze", "TaskmillError", "TooManySnoozes")
+# The base of taskmill's errors, the one the schedule decorator raises, what a task raises to
+# snooze or cancel its own run, and a batch's refusal (taskmill.exceptions), re-exported.
+ERRORS = (
+    "BatchFinished",
+    "Cancel",
+    "InvalidSchedule",
+    "Snooze",
+    "TaskmillError",
+    "TooManySnoozes",
+)
 
 # Flow control (taskmill.limits), re-exported.
 LIMITS = ("Rate", "set_queue_limits")
 
-__all__ = ["enqueue_many", "schedule", "task", *CONTROL, *SCHEDULE_CONTROL, *ERRORS, *LIMITS]
+# Batches (taskmill.batches, taskmill.models), re-exported.
+BATCHES = ("Batch", "batch", "get_batch")
+
+__all__ = [
+    "enqueue_many",
+    "schedule",
+    "task",
+    *CONTROL,
+    *SCHEDULE_CONTROL,
+    *ERRORS,
+    *LIMITS,
+    *BATCHES,
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -66,6 +85,14 @@ def __getattr__(name: str) -> Any:
         from .scheduler.declarations import schedule
 
         return schedule
+    if name == "Batch":
+        from .models import Batch
+
+        return Batch
+    if name in BATCHES:
+        from .batches import opening
+
+        return getattr(opening, name)
     raise AttributeError(name)
 
 

@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 
 from . import registry, wakeup
 from .backoff import NEW_FORM, PROPOSAL_URL, describe, read_form
+from .batches import membership as batch_membership
 from .compat import (
     BaseTaskBackend,
     InvalidTask,
@@ -155,7 +156,16 @@ class DatabaseBackend(BaseTaskBackend):
 
     def _enqueue(self, task: Task, calls: list[Call]) -> list[TaskResult]:
         self.validate_task(task)
-        runs = self.new_runs(task, calls, now=timezone.now())
+        joining = batch_membership.current()
+        if joining is not None:  # inside ``with batch:``: the runs are its members
+            from .batches.members import enqueue_members
+
+            return enqueue_members(self, task, calls, joining)
+        return self.save_new_runs(task, self.new_runs(task, calls, now=timezone.now()))
+
+    def save_new_runs(self, task: Task, runs: list[NewRun]) -> list[TaskResult]:
+        """Insert the runs of an enqueue: unique and dependent ones one at a time, the
+        others together (``save_runs``)."""
         if task.depends_on or task.unique or task.unique_key is not None:
             # One at a time: each may meet an existing unique run or settle its dependencies.
             return [self._save_guarded(task, run) for run in runs]
@@ -254,10 +264,10 @@ class DatabaseBackend(BaseTaskBackend):
             try:
                 with transaction.atomic(using=self.database):
                     if task.depends_on:
-                        locked = lock_dependencies(self.database, task.depends_on)
+                        lock_dependencies(self.database, task.depends_on)
                     result = self.save_runs(task, [run])[0]
                     if task.depends_on:
-                        status = settle_new_dependent(self.database, run.pk, list(locked))
+                        status = settle_new_dependent(self.database, run.pk, task.depends_on)
                         if status != RunStatus.WAITING:
                             result = self.get_result(str(run.pk))
                     return result

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
+from .batches.settle import uncount_member
 from .db import get_engine
 from .db.errors import is_transient
 from .exceptions import RunCancelled, TaskmillError, synthetic_error
@@ -110,6 +111,15 @@ def retry(run: Any, *, database: str = "default") -> bool:
 
 
 def _retry(run_id: int, now: Any, database: str) -> bool:
+    ended = (
+        Run.objects.using(database)
+        .select_for_update()
+        .filter(pk=run_id, status__in=[RunStatus.FAILED, RunStatus.CANCELLED])
+        .values("status", "batch_id")
+        .first()
+    )
+    if ended is None:
+        return False
     updated = (
         Run.objects.using(database)
         .filter(pk=run_id, status__in=[RunStatus.FAILED, RunStatus.CANCELLED])
@@ -125,6 +135,9 @@ def _retry(run_id: int, now: Any, database: str) -> bool:
         )
     )
     if updated:
+        if ended["batch_id"] is not None:
+            # Pending in its batch again: its next outcome counts, not the one it had.
+            uncount_member(database, ended["batch_id"], ended["status"])
         queue_name = Run.objects.using(database).values_list("queue_name", flat=True).get(pk=run_id)
         wake_after_commit(database, queue_name)
     return bool(updated)

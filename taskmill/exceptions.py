@@ -59,6 +59,11 @@ class DependencyFailed(RunCancelled):
     """A run this one depends on failed for good or was cancelled, so this one never runs."""
 
 
+class BatchFinished(TaskmillError, RuntimeError):
+    """A run was to join a batch that has finished (its callbacks were enqueued): it would
+    run outside what the callbacks reported, so it is refused and nothing is enqueued."""
+
+
 class Cancel(RunCancelled):
     """Raised by a task: ``raise taskmill.Cancel("no longer needed")`` ends its run CANCELLED,
     never retried whatever its ``max_attempts``. The reason is recorded as

@@ -19,14 +19,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import registry
+from .batches.membership import outside_batch
+from .batches.settle import settle_members
 from .compat import InvalidTask
 from .db import get_engine
 from .db.records import ClaimedRun, Landed
 from .db.stats import Ended
 from .exceptions import DependencyFailed, synthetic_error
 from .limits import gate
-from .models import ACTIVE_STATUSES, Run, RunDependency, RunStatus
-from .tasks import expiry_for
+from .models import ACTIVE_STATUSES, FINISHED_STATUSES, Run, RunDependency, RunStatus
+from .tasks import (
+    DEPENDENCY_FAILURE_CANCELS,
+    DEPENDENCY_FAILURE_RUNS,
+    effective_option,
+    expiry_for,
+)
 from .wakeup import wake_after_commit
 
 logger = logging.getLogger("taskmill.worker")
@@ -97,8 +104,12 @@ def settle(
         admitted = gate.settle_slots(database, claimed or (), freed)
         if claimed is not None:
             claimed[:] = admitted
-    for item in settling:
-        enqueue_callbacks(item.task, item.landed.run_id, item.landed.status)
+    # After the limits' keys: batches are locked last (taskmill.batches.settle). A callback
+    # joins no batch, whatever the code driving this worker is inside.
+    with outside_batch():
+        settle_members(database, (item.landed for item in settling))
+        for item in settling:
+            enqueue_callbacks(item.task, item.landed.run_id, item.landed.status)
     finished = [
         item.landed.run_id
         for item in settling
@@ -141,17 +152,24 @@ def resolve_dependents(database: str, finished_ids: Iterable[int]) -> int:
 
 
 def _settle(database: str, run: Run, now: datetime) -> str | None:
-    """Decide a waiting run's fate from its dependencies; None if it must wait on."""
+    """Decide a waiting run's fate from its dependencies; None if it must wait on.
+
+    ``on_dependency_failure="cancel"`` (the default): released when all succeeded, cancelled
+    as soon as one failed for good. ``"run"``: released once all have ended, however."""
     statuses = dict(
         RunDependency.objects.using(database)
         .filter(run_id=run.pk)
         .values_list("depends_on_id", "depends_on__status")
     )
-    failed = sorted(pk for pk, status in statuses.items() if status in FAILED_FOR_GOOD)
-    if failed:
-        cancel_for_dependency(database, run, failed[0], statuses[failed[0]], now)
-        return RunStatus.CANCELLED
-    if all(status == RunStatus.SUCCESSFUL for status in statuses.values()):
+    if runs_whatever_happens(run):
+        released = all(status in FINISHED_STATUSES for status in statuses.values())
+    else:
+        failed = sorted(pk for pk, status in statuses.items() if status in FAILED_FOR_GOOD)
+        if failed:
+            cancel_for_dependency(database, run, failed[0], statuses[failed[0]], now)
+            return RunStatus.CANCELLED
+        released = all(status == RunStatus.SUCCESSFUL for status in statuses.values())
+    if released:
         due = run.available_at <= now
         Run.objects.using(database).filter(pk=run.pk, status=RunStatus.WAITING).update(
             status=RunStatus.READY, due=due
@@ -160,6 +178,16 @@ def _settle(database: str, run: Run, now: datetime) -> str | None:
             wake_after_commit(database, run.queue_name)
         return RunStatus.READY
     return None
+
+
+def runs_whatever_happens(run: Run) -> bool:
+    """Whether a waiting run goes once its dependencies have ended, failed ones included
+    (``on_dependency_failure="run"``, per call or on its task)."""
+    task = registry.resolve_or_none(run.task_path)
+    policy = effective_option(task, run.options, "on_dependency_failure") if task else None
+    if policy is None:  # its task is gone from the code: what the run stored, else the default
+        policy = (run.options or {}).get("on_dependency_failure", DEPENDENCY_FAILURE_CANCELS)
+    return policy == DEPENDENCY_FAILURE_RUNS
 
 
 def cancel_for_dependency(
@@ -186,7 +214,7 @@ def cancel_unstarted(
         errors=[*run.errors, error],
         expires_at=expiry_for(task, run.options, now, RunStatus.CANCELLED),
     )
-    landed = Landed(run.pk, run.attempt, RunStatus.CANCELLED, has_dependents)
+    landed = Landed(run.pk, run.attempt, RunStatus.CANCELLED, has_dependents, run.batch_id)
     settle(database, [Settling(landed, task)])
 
 
@@ -208,16 +236,18 @@ def lock_dependencies(database: str, depends_on: Sequence[int]) -> dict[int, str
     return rows
 
 
-def settle_new_dependent(database: str, run_id: int, locked: Sequence[int]) -> str:
+def settle_new_dependent(database: str, run_id: int, depends_on: Sequence[int]) -> str:
     """At enqueue, for a run inserted as WAITING after ``lock_dependencies`` locked the
-    runs it depends on (``locked``): mark them as having dependents, link them, and settle
-    the run at once if they have all finished.
+    runs it depends on (``depends_on``): mark them as having dependents, link them, and
+    settle the run at once if they have all finished.
 
     The lock orders this against their finish: either the finish committed first and we
     read its outcome here, or it waits for this transaction and then sees the new
     dependent. Returns the run's status after settling.
     """
-    rows = sorted(locked)
+    # The links are inserted in the order given (a repeated run once): their ids keep it,
+    # for context.dependency_results.
+    rows = list(dict.fromkeys(depends_on))
     Run.objects.using(database).filter(pk__in=rows, has_dependents=False).update(
         has_dependents=True
     )

@@ -21,7 +21,7 @@ from .compat import task_backends
 from .conf import setting
 from .db import get_engine
 from .db.records import RUN_TABLE, load_datetime
-from .models import Queue, Schedule, Worker
+from .models import Batch, Queue, Schedule, Worker
 
 
 @dataclass(frozen=True)
@@ -258,6 +258,12 @@ def late_schedules(database: str = "default", grace: float = 60.0) -> list[LateS
     ]
 
 
+def open_batches(database: str = "default") -> int:
+    """How many batches have not finished (their members still running, or their block still
+    enqueueing): the batch table's index on finished_at, never the runs."""
+    return Batch.objects.using(database).filter(finished_at__isnull=True).count()
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 
@@ -285,6 +291,7 @@ __all__ = [
     "WorkerOverview",
     "as_json",
     "late_schedules",
+    "open_batches",
     "orphaned_runs",
     "queue_overview",
     "worker_overview",

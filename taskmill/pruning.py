@@ -1,5 +1,6 @@
 """Pruning: delete finished runs past their time-to-live (or older than an age), the
-per-minute rollups past their retention, and the rows of dead workers.
+per-minute rollups past their retention, and the rows of dead workers. A batch's members are
+kept until the batch has finished, and the batch goes with the last of them.
 
 One service for its two callers: the worker's pruner duty (taskmill.worker.duties.pruner),
 a bounded pass every TASKMILL_PRUNE_INTERVAL seconds, and ``manage.py taskmill prune``
@@ -25,11 +26,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .conf import setting
 from .db import get_engine
-from .models import FINISHED_STATUSES, Run, RunStats, RunStatsHourly, Worker
+from .models import FINISHED_STATUSES, Batch, Run, RunStats, RunStatsHourly, Worker
 
 # A worker row without a heartbeat for this long belongs to a dead process (the heartbeat
 # re-registers a live worker whose row was pruned, so a mistake here costs nothing).
@@ -54,7 +55,11 @@ def prunable_runs(
         raise ValueError(f"Only finished runs can be pruned, not {active or 'no status'}.")
     if expired_before is None and finished_before is None:
         raise ValueError("Give expired_before or finished_before: which runs are old enough?")
-    query = Run.objects.using(database).filter(status__in=wanted)
+    # A member of a batch that has not finished is kept: the batch's seal and its repair
+    # (batches/sweep.py) count its members. A subquery, not a join: a join would put the
+    # batch table under the pick's FOR UPDATE (and PostgreSQL refuses it on an outer join).
+    unfinished = Batch.objects.using(database).filter(finished_at__isnull=True).values("pk")
+    query = Run.objects.using(database).filter(status__in=wanted).exclude(batch__in=unfinished)
     if expired_before is not None:
         query = query.filter(expires_at__lte=expired_before).order_by("expires_at")
     if finished_before is not None:
@@ -107,15 +112,29 @@ def _delete_batch(database: str, query: QuerySet[Run], batch_size: int) -> tuple
     rows. Returns (ids picked, runs deleted)."""
     with transaction.atomic(using=database):
         pick = get_engine(database).lock_skipping_locked(query)
-        ids = list(pick.values_list("pk", flat=True)[:batch_size])
-        if not ids:
+        picked = list(pick.values_list("pk", "batch_id")[:batch_size])
+        if not picked:
             return 0, 0
+        ids = [pk for pk, _batch in picked]
         # The ORM's cascade removes the RunDependency rows on either side (and whatever
         # else comes to reference runs) on every database; only("pk") keeps it from loading
         # arguments and results. The filter repeats the status and age conditions: whatever
         # happened since the pick, only runs that are finished and old enough go.
         _, per_model = query.filter(pk__in=ids).only("pk").delete()
+        _delete_emptied_batches(database, {batch for _pk, batch in picked if batch is not None})
     return len(ids), per_model.get(Run._meta.label, 0)
+
+
+def _delete_emptied_batches(database: str, batch_ids: set[int]) -> None:
+    """A finished batch goes with the last of its members: it is pruned with their
+    time-to-live (only the batches of the runs just deleted are looked at)."""
+    if not batch_ids:
+        return
+    members = Run.objects.using(database).filter(batch_id=OuterRef("pk"))
+    emptied = Batch.objects.using(database).filter(
+        pk__in=sorted(batch_ids), finished_at__isnull=False
+    )
+    emptied.exclude(Exists(members)).delete()
 
 
 def prune_stats(database: str, now: datetime) -> int:

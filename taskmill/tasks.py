@@ -6,7 +6,7 @@ The options (``max_attempts``, ``retry_on``, ``backoff``, ``timeout``, ``unique`
 ``@django.tasks.task(...)`` (which forwards extra keywords to the backend's ``task_class``)
 both accept them. ``.using()`` takes the per-call ones: ``max_attempts``, ``timeout``,
 ``result_ttl``, ``retry_on_database_errors``, ``max_snoozes``, ``unique_key``,
-``depends_on`` and ``metadata``.
+``depends_on``, ``on_dependency_failure`` and ``metadata``.
 
 Names from Django's own proposals keep their proposed meaning, so that code written for
 taskmill keeps working when Django lands them: ``max_attempts`` and ``backoff(exception,
@@ -53,6 +53,7 @@ PER_CALL_OPTIONS = (
     "max_snoozes",
     "unique_key",
     "depends_on",
+    "on_dependency_failure",
     "metadata",
 )
 STORED_OPTIONS = (
@@ -61,7 +62,14 @@ STORED_OPTIONS = (
     "result_ttl",
     "retry_on_database_errors",
     "max_snoozes",
+    "on_dependency_failure",
 )
+# What a run with depends_on does when one of them fails for good or is cancelled: it is
+# cancelled too ("cancel"), or it runs once they have all ended, whatever they did ("run": a
+# pipeline's "finally" step).
+DEPENDENCY_FAILURE_CANCELS = "cancel"
+DEPENDENCY_FAILURE_RUNS = "run"
+ON_DEPENDENCY_FAILURE = (DEPENDENCY_FAILURE_CANCELS, DEPENDENCY_FAILURE_RUNS)
 MAX_UNIQUE_KEY_LENGTH = 200
 # How often a run may ``raise taskmill.Snooze(...)`` unless its task says otherwise: enough
 # for any honest "not yet", and a bound for a task that would snooze for ever.
@@ -99,8 +107,12 @@ class Task(BaseTask):
     # or unique_key, given per call.
     unique: bool = False
     unique_key: str | None = None
-    # Run ids this call waits for (per call, .using(depends_on=[result, ...])).
+    # Run ids this call waits for (per call, .using(depends_on=[result, ...])), in the order
+    # given (context.dependency_results keeps it).
     depends_on: tuple[int, ...] = ()
+    # When one of them fails for good or is cancelled: "cancel" this run too, or "run" it
+    # once they have all ended (ON_DEPENDENCY_FAILURE).
+    on_dependency_failure: str = DEPENDENCY_FAILURE_CANCELS
     # Tasks (or their import paths) enqueued with the finished result's id, in the same
     # transaction that records the outcome.
     on_success: Any = None
@@ -205,6 +217,12 @@ class Task(BaseTask):
             if len(self.unique_key) > MAX_UNIQUE_KEY_LENGTH:
                 raise InvalidTask(f"unique_key is longer than {MAX_UNIQUE_KEY_LENGTH} characters.")
         set_("depends_on", tuple(_run_id(item) for item in self.depends_on))
+        if self.on_dependency_failure not in ON_DEPENDENCY_FAILURE:
+            raise InvalidTask(
+                'on_dependency_failure must be "cancel" (the run is cancelled when a '
+                'dependency fails) or "run" (it runs once every dependency has ended), '
+                f"not {self.on_dependency_failure!r}."
+            )
         if self.atomic and inspect.iscoroutinefunction(self.func):
             # The worker runs only sync bodies inside the run's transaction: an async one
             # would silently run outside it.
@@ -236,8 +254,9 @@ class Task(BaseTask):
     ) -> Task:
         """A copy with other defaults; besides Django's, the per-call options
         ``max_attempts``, ``timeout``, ``result_ttl``, ``retry_on_database_errors``,
-        ``max_snoozes``, ``unique_key``, ``depends_on`` and ``metadata``; and the keys of
-        this call's limits, ``concurrency_key``, ``rate_key`` and ``fair_key`` (the key
+        ``max_snoozes``, ``unique_key``, ``depends_on``, ``on_dependency_failure`` and
+        ``metadata``; and the keys of this call's limits, ``concurrency_key``, ``rate_key`` and
+        ``fair_key`` (the key
         itself, a string)."""
         given = limit_keys.given_per_call(options)
         if given:

@@ -15,9 +15,11 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
+from taskmill.batches.opening import batch
 from taskmill.models import Queue, Worker
 from tests.conftest import ROOT, wait_until
 from tests.test_overview import make_run, make_schedule, make_worker
+from tests.testapp import tasks
 
 # Real processes and commands: the main leg runs this on every database (see scripts/test).
 pytestmark = pytest.mark.slow
@@ -65,6 +67,7 @@ def test_a_live_worker_makes_health_ok_and_status_shows_it(start_worker, subproc
         "late_schedules",
         "orphaned_runs",
         "unknown_tasks",
+        "open_batches",
     ]
     (listed,) = document["workers"]
     assert listed["id"] == row.id and listed["id"].startswith("mail@")
@@ -210,3 +213,14 @@ def test_status_reads_the_database_it_is_given():
     with pytest.raises(CommandError, match="not allowed with argument"):
         status("--database", "default", "--backend", "default")
     assert json.loads(status("--json", "--database", "default"))["database"] == "default"
+
+
+@pytest.mark.django_db
+def test_status_counts_the_open_batches():
+    assert "Batches: 0 open (members still to end)" in status().splitlines()
+    with batch():  # nothing in it: finished at its seal
+        pass
+    with batch():
+        tasks.noop.enqueue()
+    assert "Batches: 1 open (members still to end)" in status().splitlines()
+    assert json.loads(status("--json"))["open_batches"] == 1

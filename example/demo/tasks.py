@@ -4,8 +4,9 @@ Most are Django's own tasks API; the last ones use what taskmill adds, through
 ``taskmill.task``: retries with backoff (``flaky_sync``), a hard timeout (``stuck_export``),
 and flow control: one sync per account at a time, in a "partners" queue that runs two at a
 time whatever the task (``sync_partner_account``, settings.py's ``QUEUE_LIMITS``), and at
-most 10 calls to a partner API in any 30 seconds (``call_partner_api``); and a long import
-that reports its progress (``import_catalogue``).
+most 10 calls to a partner API in any 30 seconds (``call_partner_api``); a long import
+that reports its progress (``import_catalogue``); and a batch of catalogue rows with a
+callback when the last one is done (``import_catalogue_row``, ``catalogue_imported``).
 """
 
 import asyncio
@@ -140,3 +141,25 @@ def import_catalogue(context, rows: int = 300) -> int:
         time.sleep(0.1)
         context.set_progress(row, rows, f"imported {row} of {rows} products from {source}")
     return rows
+
+
+@taskmill.task(queue_name="imports")
+def import_catalogue_row(catalogue: str, row: int) -> int:
+    """A member of a batch (demo_enqueue opens one now and then): one row of a catalogue.
+    One row in 25 is broken, so some batches end with a failure."""
+    time.sleep(random.uniform(0.05, 0.4))
+    if random.random() < 0.04:
+        raise ValueError(f"row {row} of {catalogue} has no price")
+    return row
+
+
+@taskmill.task
+def catalogue_imported(batch_id: str) -> str:
+    """The batch's on_finish callback: enqueued once, when its last row has ended."""
+    batch = taskmill.get_batch(batch_id)
+    summary = (
+        f"{batch.description}: {batch.succeeded} of {batch.total} rows imported, "
+        f"{batch.failed} failed"
+    )
+    logger.info(summary)
+    return summary

@@ -89,7 +89,7 @@ DEFAULT_FROM_EMAIL = "demo@taskmill.invalid"
 TASKS = {
     "default": {
         "BACKEND": "taskmill.backend.DatabaseBackend",
-        "QUEUES": ["default", "emails", "reports", "partners"],
+        "QUEUES": ["default", "emails", "reports", "partners", "imports"],
         # Flow control: the partners' API takes two calls at once, whichever task makes them
         # (the admin's Queues page shows it, and may change it at run time).
         "OPTIONS": {"QUEUE_LIMITS": {"partners": {"concurrency_limit": 2}}},

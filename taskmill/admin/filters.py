@@ -7,9 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.utils import timezone
 
 from .. import overview, registry
+from ..models import Batch
 from ..rollups import recent_names
 from ..unknown_tasks import unknown_task_paths
 
@@ -74,3 +76,31 @@ class EnqueuedWithinFilter(admin.SimpleListFilter):
         if choice is None:
             return queryset
         return queryset.filter(enqueued_at__gte=timezone.now() - choice[1])
+
+
+class BatchFilter(admin.SimpleListFilter):
+    """The members of one batch (``?batch=<id>``, the link on a batch's page). Its choices are
+    the latest batches and the one chosen: the batch table, never the runs."""
+
+    title = "batch"
+    parameter_name = "batch"
+    LATEST = 10
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        latest = Batch.objects.order_by("-id")[: self.LATEST]
+        choices = [(str(batch.pk), f"#{batch.pk} {batch}") for batch in latest]
+        chosen = self.value()
+        # The chosen one always: a filter without choices is dropped by the admin, which
+        # would then list every run as if it were the batch's.
+        if chosen and all(value != chosen for value, _label in choices):
+            found = Batch.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+            choices.append((chosen, f"#{chosen} {found or '(no such batch)'}"))
+        return choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"batch must be a batch id, not {value!r}")
+        return queryset.filter(batch_id=int(value))

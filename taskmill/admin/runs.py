@@ -28,7 +28,7 @@ from ..unknown_tasks import is_known
 from . import display, masking, repoint, run_actions
 from . import metadata as run_metadata
 from .enqueue import enqueue_view
-from .filters import EnqueuedWithinFilter, QueueFilter, TaskFilter, TaskKnownFilter
+from .filters import BatchFilter, EnqueuedWithinFilter, QueueFilter, TaskFilter, TaskKnownFilter
 from .paging import CappedPaginator, LookaheadPaginator, RunChangeList
 
 ARGUMENT_SEARCH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
@@ -59,7 +59,14 @@ class RunAdmin(admin.ModelAdmin):
         "finished",
         "duration",
     )
-    list_filter = ("status", QueueFilter, TaskFilter, TaskKnownFilter, EnqueuedWithinFilter)
+    list_filter = (
+        "status",
+        QueueFilter,
+        TaskFilter,
+        TaskKnownFilter,
+        EnqueuedWithinFilter,
+        BatchFilter,
+    )
     search_fields = ("task_path",)
     search_help_text = (
         "A run id, part of a task's path, or key=value to find runs whose keyword arguments "
@@ -98,8 +105,17 @@ class RunAdmin(admin.ModelAdmin):
             {"fields": ("worker_id", "workers", "lease_expires_at_ms", "stop_requested")},
         ),
         (
-            "Schedule, dependencies, callbacks",
-            {"fields": ("schedule_link", "scheduled_for", "depends_on", "dependents", "callbacks")},
+            "Schedule, batch, dependencies, callbacks",
+            {
+                "fields": (
+                    "schedule_link",
+                    "scheduled_for",
+                    "batch_link",
+                    "depends_on",
+                    "dependents",
+                    "callbacks",
+                )
+            },
         ),
         ("Storage", {"fields": ("backend", "unique_key", "options"), "classes": ("collapse",)}),
     )
@@ -430,6 +446,13 @@ class RunAdmin(admin.ModelAdmin):
             return "—"
         url = reverse("admin:taskmill_schedule_change", args=[run.schedule_id])
         return format_html('<a href="{}">{}</a>', url, run.schedule)
+
+    @admin.display(description="batch")
+    def batch_link(self, run: Run) -> str:
+        if run.batch_id is None:
+            return "—"
+        url = reverse("admin:taskmill_batch_change", args=[run.batch_id])
+        return format_html('<a href="{}" class="tm-run-batch">{}</a>', url, run.batch)
 
     @admin.display(description="depends on")
     def depends_on(self, run: Run) -> str:

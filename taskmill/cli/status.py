@@ -16,6 +16,7 @@ from ..limits.report import QueueReport, in_use_text, limits_text, queue_reports
 from ..overview import (
     as_json,
     late_schedules,
+    open_batches,
     orphaned_runs,
     queue_overview,
     worker_overview,
@@ -32,7 +33,7 @@ from .common import (
 HELP = (
     "Show each queue's runs (ready, deferred, waiting, running, held back by a limit), its "
     "limits and what they hold back, the workers and their heartbeats, late schedules, "
-    "orphaned runs and runs of unknown tasks; --json for scripts."
+    "orphaned runs, runs of unknown tasks and open batches; --json for scripts."
 )
 
 
@@ -67,6 +68,7 @@ def collect(database: str, options: dict[str, Any]) -> dict[str, Any]:
         "late_schedules": late_schedules(database, grace=options["schedule_grace"]),
         "orphaned_runs": orphaned_runs(database, limit=options["orphan_limit"]),
         "unknown_tasks": unknown_tasks(database),
+        "open_batches": open_batches(database),
     }
 
 
@@ -177,7 +179,9 @@ def render(status: dict[str, Any]) -> list[str]:
         numeric={0, 4},
         empty="none",
     )
-    return lines + _unknown(status["unknown_tasks"])
+    lines += _unknown(status["unknown_tasks"])
+    lines += ["", f"Batches: {status['open_batches']:,} open (members still to end)"]
+    return lines
 
 
 def _unknown(unknown: UnknownTasks) -> list[str]:

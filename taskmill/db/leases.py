@@ -130,7 +130,8 @@ class LeaseQueries:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id, attempt, task_path, queue_name, worker_id, prefetched, "
-                f"stop_requested, has_dependents, errors, worker_ids, options, concurrency_key "
+                f"stop_requested, has_dependents, errors, worker_ids, options, concurrency_key, "
+                f"batch_id "
                 f"FROM {RUN_TABLE} "
                 f"WHERE {self.running_condition} AND lease_expires_at < %s "
                 f"ORDER BY lease_expires_at, id LIMIT %s{self.skip_locked}",

@@ -65,7 +65,8 @@ WHERE id IN ({{ids}})
 # A batch's finish: lock its rows and read what the fencing check needs, then one UPDATE
 # writes the outcomes that pass it (neither database has UPDATE ... RETURNING).
 LOCK_FINISHING_SQL = f"""
-SELECT id, attempt, status, stop_requested, has_dependents, worker_id FROM {RUN_TABLE}
+SELECT id, attempt, status, stop_requested, has_dependents, worker_id, batch_id
+FROM {RUN_TABLE}
 WHERE id IN ({{ids}}) FOR UPDATE
 """
 # The outcomes as a derived table of literal rows (MariaDB has no VALUES table constructor
@@ -170,7 +171,7 @@ class MySQLEngine(BaseEngine):
                     dump_json_or_null(outcome.metadata),
                 ]
                 landed[outcome.run_id] = Landed(
-                    outcome.run_id, outcome.attempt, status, bool(row[4])
+                    outcome.run_id, outcome.attempt, status, bool(row[4]), row[6]
                 )
             if landed:
                 rows = " UNION ALL ".join([FINISH_ROW] + [FINISH_MORE_ROWS] * (len(landed) - 1))

@@ -70,7 +70,7 @@ FROM jsonb_to_recordset(%s::jsonb) AS done(
     started_at timestamptz, snoozes integer, metadata jsonb
 )
 WHERE {fenced("run")}
-RETURNING run.id, run.attempt, run.status, run.has_dependents
+RETURNING run.id, run.attempt, run.status, run.has_dependents, run.batch_id
 """
 
 
@@ -263,7 +263,7 @@ class PostgreSQLEngine(BaseEngine):
         )
         with self.connection.cursor() as cursor:
             cursor.execute(FINISH_SQL, [document, worker_id])
-            return {row[0]: Landed(row[0], row[1], row[2], row[3]) for row in cursor.fetchall()}
+            return {row[0]: Landed(*row) for row in cursor.fetchall()}
 
     def notify(self, queue_name: str) -> None:
         with self.connection.cursor() as cursor:

@@ -224,6 +224,8 @@ class Landed:
     attempt: int
     status: str
     has_dependents: bool
+    # The batch the run is a member of (taskmill.batches): a final outcome counts there.
+    batch_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -309,6 +311,7 @@ OPTION_CHECKS = {
     "result_ttl": result_ttl.stored_is_valid,
     "retry_on_database_errors": lambda v: isinstance(v, bool),
     "max_snoozes": lambda v: _is_int(v) and v >= 0,
+    "on_dependency_failure": lambda v: v in ("cancel", "run"),
 }
 
 

@@ -146,7 +146,8 @@ class SQLiteEngine(BaseEngine):
         with self.connection.cursor() as cursor:
             cursor.execute(FINISH_SQL, [document, worker_id])
             return {
-                row[0]: Landed(row[0], row[1], row[2], bool(row[3])) for row in cursor.fetchall()
+                row[0]: Landed(row[0], row[1], row[2], bool(row[3]), row[4])
+                for row in cursor.fetchall()
             }
 
 
@@ -167,5 +168,5 @@ FROM (
     FROM json_each(%s)
 ) AS done
 WHERE {fenced(RUN_TABLE)}
-RETURNING id, attempt, status, has_dependents
+RETURNING id, attempt, status, has_dependents, batch_id
 """

@@ -8,6 +8,8 @@ callbacks, in that same transaction, exactly once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -48,3 +50,30 @@ class Batch(models.Model):
     def pending(self) -> int:
         """Members not ended yet (waiting, ready, running or retrying)."""
         return self.total - self.succeeded - self.failed - self.cancelled
+
+    # The behaviour lives in taskmill.batches (imported when used: it builds on these models).
+
+    def __enter__(self) -> Batch:
+        """Enqueues in the block join this batch: created now if new (and sealed when the
+        block ends), re-entered if it exists (``with context.batch:``)."""
+        from ..batches.opening import enter
+
+        return enter(self)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        from ..batches.opening import exit_
+
+        exit_(self, exc)
+
+    def add(self, task: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Enqueue ``task(*args, **kwargs)`` as one more member; its ``TaskResult``. Refused
+        (``BatchFinished``) once the batch has finished."""
+        from ..batches.members import add
+
+        return add(self, task, args, kwargs)
+
+    def refresh(self) -> None:
+        """Read the counts (and the rest of the row) again from the database."""
+        from ..batches.opening import database_of
+
+        self.refresh_from_db(using=self._state.db or database_of(self.backend))

@@ -155,7 +155,10 @@ class Attempt:
             else:  # an atomic body run again after a rollback: it starts from the claim's
                 self.metadata_writer.restart()
             context = TaskContext(
-                task_result=result, stop_event=self.stop_event, metadata_writer=self.metadata_writer
+                task_result=result,
+                stop_event=self.stop_event,
+                metadata_writer=self.metadata_writer,
+                database=self.database,
             )
             args.insert(0, context)
         return args, self.run.kwargs

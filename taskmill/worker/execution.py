@@ -9,12 +9,17 @@ attempt is elsewhere: its decisions in attempt.py, where its body runs in runner
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
 
 from ..compat import TaskContext as BaseTaskContext
 from ..exceptions import TaskmillError
 from .metadata import MetadataWriter
+
+if TYPE_CHECKING:
+    from ..models import Batch
 
 
 class TaskCrashed(TaskmillError):
@@ -30,10 +35,17 @@ class RaisedInChild(Exception):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskContext(BaseTaskContext):
     """Django's context, plus what a long task needs to cooperate with a stop request, and
-    its metadata and progress (Django's proposal new-features#141; worker/metadata.py)."""
+    what a run reads about the runs around it: its metadata and progress (Django's proposal
+    new-features#141; worker/metadata.py), its batch, its dependencies' results.
+
+    The batch and the results are read from the database when first asked for, and kept: a
+    task that asks for neither pays nothing. From an async task, await their ``aget_``
+    twins (the ORM is not called from an event loop)."""
 
     stop_event: threading.Event | None = None
     metadata_writer: MetadataWriter | None = None
+    database: str = "default"  # where the run's row is
+    _read: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def stop_requested(self) -> bool:
@@ -71,6 +83,37 @@ class TaskContext(BaseTaskContext):
                 "its metadata to."
             )
         return self.metadata_writer
+
+    @property
+    def batch(self) -> Batch | None:
+        """The batch this run is a member of, or None. ``context.batch.add(task, *args)``
+        adds a member; ``with context.batch:`` makes the enqueues in the block members."""
+        if "batch" not in self._read:
+            from ..models import Batch
+
+            found = Batch.objects.using(self.database).filter(runs__pk=self._run_id).first()
+            self._read["batch"] = found
+        return self._read["batch"]
+
+    @property
+    def dependency_results(self) -> dict[str, Any]:
+        """What each run this one depends on (``.using(depends_on=[...])``) returned, by its
+        result id, in the order they were given."""
+        if "dependency_results" not in self._read:
+            from ..pipelines import dependency_results
+
+            self._read["dependency_results"] = dependency_results(self.database, self._run_id)
+        return self._read["dependency_results"]
+
+    async def aget_batch(self) -> Batch | None:
+        return await sync_to_async(lambda: self.batch)()
+
+    async def aget_dependency_results(self) -> dict[str, Any]:
+        return await sync_to_async(lambda: self.dependency_results)()
+
+    @property
+    def _run_id(self) -> int:
+        return int(self.task_result.id)
 
 
 __all__ = ["RaisedInChild", "TaskContext", "TaskCrashed"]

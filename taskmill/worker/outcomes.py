@@ -96,7 +96,9 @@ def written_earlier(database: str, pending: list[Completed]) -> dict[Key, Landed
         if ours:
             # A retry we wrote may have been claimed again since: report what we wrote.
             status = row.status if row.attempt == outcome.attempt else outcome.status
-            found[key_of(completed)] = Landed(row.pk, outcome.attempt, status, row.has_dependents)
+            found[key_of(completed)] = Landed(
+                row.pk, outcome.attempt, status, row.has_dependents, row.batch_id
+            )
     return found
 
 

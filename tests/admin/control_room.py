@@ -18,7 +18,7 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from taskmill.models import Queue, Run, Schedule, Worker
+from taskmill.models import Batch, Queue, Run, Schedule, Worker
 
 TASK = "tests.testapp.tasks.add"
 SCHEDULED_TASK = "tests.testapp.scheduled_tasks.heartbeat"
@@ -97,6 +97,7 @@ class World:
     schedule: int
     queue: str
     worker: str
+    batch: int
 
 
 def make_run(status: str = "READY", **fields: Any) -> Run:
@@ -128,6 +129,11 @@ def make_worker(worker_id: str = "w-1") -> Worker:
     )  # fmt: skip
 
 
+def make_batch(description: str = "import", **fields: Any) -> Batch:
+    values = {"backend": "default", "created_at": timezone.now(), "sealed": True}
+    return Batch.objects.create(description=description, **{**values, **fields})
+
+
 def make_world() -> World:
     return World(
         failed=make_run("FAILED").pk,
@@ -138,6 +144,7 @@ def make_world() -> World:
         schedule=make_schedule().pk,
         queue=Queue.objects.create(name="default").pk,
         worker=make_worker().pk,
+        batch=make_batch(total=3, succeeded=1, failed=1).pk,
     )
 
 
@@ -155,6 +162,10 @@ class Page:
 
 def _run(attr: str, suffix: str) -> Callable[[World], str]:
     return lambda w: f"{ADMIN}/run/{getattr(w, attr)}/{suffix}"
+
+
+def _batch(suffix: str) -> Callable[[World], str]:
+    return lambda w: f"{ADMIN}/batch/{w.batch}/{suffix}"
 
 
 PAGES = [
@@ -241,6 +252,14 @@ PAGES = [
             ),
         )
     ),
+    Page("batches", "batch:", lambda w: f"{ADMIN}/batch/", "view_run"),
+    Page("batches, open ones", "batch:", lambda w: f"{ADMIN}/batch/?state=open&q=imp", "view_run"),
+    Page("batch page", "batch:<path:object_id>/change/", _batch("change/"), "view_run"),
+    Page("batch history", "batch:<path:object_id>/history/", _batch("history/"), "view_run"),
+    Page("batch add", "batch:add/", lambda w: f"{ADMIN}/batch/add/", "nobody"),
+    Page("batch delete", "batch:<path:object_id>/delete/", _batch("delete/"), "nobody"),
+    Page("batch, short url", "batch:<path:object_id>/", _batch(""), "staff", ok=302),
+    Page("runs of a batch", "run:", lambda w: f"{ADMIN}/run/?batch={w.batch}", "view_run"),
     Page(
         "queue limits form",
         "queue:<path:object_id>/limits/",

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from taskmill.admin.paging import COUNT_CAP
 from taskmill.models import Run, RunDependency, Schedule, Worker
 
-from .control_room import PAGES, make_run, make_schedule, make_worker, make_world
+from .control_room import PAGES, make_batch, make_run, make_schedule, make_worker, make_world
 
 pytestmark = pytest.mark.django_db
 
@@ -106,6 +106,11 @@ def _workers(count: int) -> None:
         make_worker(f"w{index}")
 
 
+def _batches(count: int) -> None:
+    for index in range(count):
+        make_batch(f"b{index}", total=4, succeeded=index % 3, failed=1)
+
+
 def _queues(count: int) -> None:
     start = Run.objects.count()
     for index in range(start, start + count):
@@ -127,6 +132,8 @@ GROWTH: dict[str, tuple[str, Callable[[int], None]]] = {
     "schedules": ("/admin/taskmill/schedule/", _schedules),
     "workers": ("/admin/taskmill/worker/", _workers),
     "queues": ("/admin/taskmill/queue/", _queues),
+    "batches": ("/admin/taskmill/batch/", _batches),
+    "runs of a batch": ("/admin/taskmill/run/?batch=1", _runs),
 }
 
 

@@ -9,8 +9,9 @@
 - ``heartbeat``: renews the leases of the runs this worker holds, learns of stop and
   shutdown requests (its own thread: nothing may starve it);
 - ``lifeline``: rescues the runs of workers that died (their leases ran out);
-- ``pruner``: deletes finished runs past their time-to-live, in small batches (lifeline and
-  pruner share a thread);
+- ``pruner``: deletes finished runs past their time-to-live, in small batches;
+- ``batch sweeper``: repairs batches stalled by a member that vanished (lifeline, pruner and
+  batch sweeper share a thread);
 - ``scheduler``: fires due schedules (its own thread: a fire may wait for its time).
 
 The others run on ``DutyThread``s, each with its own database connection.
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from .base import Duty, DutyThread
+from .batches import BatchSweeper
 from .heartbeat import Heartbeat
 from .lifeline import Lifeline
 from .pruner import Pruner
@@ -65,7 +67,11 @@ class WorkerDuties:
         self.threads: list[DutyThread] = []
         self.beating = options.duties  # off only in protocol tests (with lifeline and pruner)
         if options.duties:
-            maintenance = [Lifeline(database, on_rescued=on_rescued), Pruner(database)]
+            maintenance = [
+                Lifeline(database, on_rescued=on_rescued),
+                Pruner(database),
+                BatchSweeper(database),
+            ]
             self.threads += [self._heartbeat_thread, DutyThread("duties", database, maintenance)]
         if options.scheduler:
             scheduler = DutyThread("scheduler", database, [SchedulerDuty(database)], 10.0)

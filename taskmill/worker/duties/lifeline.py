@@ -81,7 +81,9 @@ def rescue_expired(database: str, now: datetime) -> int:
             )
             # Final or READY again, it leaves RUNNING: its limits' slots are free.
             task = registry.resolve_or_none(row["task_path"]) if final else None
-            landed = Landed(row["id"], row["attempt"], values["status"], row["has_dependents"])
+            landed = Landed(
+                row["id"], row["attempt"], values["status"], row["has_dependents"], row["batch_id"]
+            )
             frees = freed_keys(row["queue_name"], row["concurrency_key"])
             settling.append(Settling(landed, task, frees=frees))
             if not final and values.get("due"):

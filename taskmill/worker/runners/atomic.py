@@ -81,13 +81,17 @@ def call_atomic(
             done = retry and (
                 Run.objects.using(database)
                 .filter(pk=run.id, attempt=run.attempt, status=RunStatus.SUCCESSFUL)
-                .values("return_value", "has_dependents")
+                .values("return_value", "has_dependents", "batch_id")
                 .first()
             )
             if done:
                 completed = attempt.succeeded(done["return_value"], attempt.duration())
                 completed.landed = Landed(
-                    run.id, run.attempt, RunStatus.SUCCESSFUL, done["has_dependents"]
+                    run.id,
+                    run.attempt,
+                    RunStatus.SUCCESSFUL,
+                    done["has_dependents"],
+                    done["batch_id"],
                 )
                 completed.recorded = True
                 return completed

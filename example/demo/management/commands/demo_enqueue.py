@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
+import taskmill
 from demo import tasks
 
 NAMES = ["Ada", "Grace", "Linus", "Margaret", "Guido", "Barbara", "Ken", "Radia"]
@@ -99,6 +100,17 @@ class Command(BaseCommand):
             source = {"source": f"catalogue-{n}.csv"}
             result = tasks.import_catalogue.using(metadata=source).enqueue()
             self.say(f"[round {n}] import_catalogue -> run {result.id} (30 s, shows its progress)")
+
+        if n % 10 == 4:
+            # A batch: the rows enqueued in the block are its members, and the callback is
+            # enqueued once, when the last of them has ended (the admin's Batches page).
+            catalogue = f"catalogue-{n}"
+            rows = random.randint(24, 48)
+            with taskmill.batch(
+                on_finish=tasks.catalogue_imported, description=f"import {catalogue}"
+            ) as batch:
+                tasks.import_catalogue_row.enqueue_many([((catalogue, i), {}) for i in range(rows)])
+            self.say(f"[round {n}] batch {batch.id}: {rows} rows of {catalogue}, then a callback")
 
         if n % 5 == 1:
             # priority=50 is set on the task; .using() could override it per call.
