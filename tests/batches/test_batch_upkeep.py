@@ -55,12 +55,14 @@ def test_the_sweep_finishes_a_batch_stalled_by_a_vanished_member(run_worker):
 
 
 def test_members_of_an_open_batch_are_kept_and_a_finished_batch_goes_with_its_last(run_worker):
+    # Expiring 30 s after they end: past the test's own prune (a minute ahead), not yet for
+    # the worker's pruner duty, which would otherwise take the batch before it is read.
     with taskmill.batch() as open_batch:
-        ended = tasks.add.using(result_ttl=0).enqueue(1, 1)
+        ended = tasks.add.using(result_ttl=30).enqueue(1, 1)
         tasks.add.using(queue_name="low").enqueue(1, 2)  # never runs here: the batch stays open
     with taskmill.batch() as done:
-        members = tasks.add.using(result_ttl=0).enqueue_many([((i, 0), {}) for i in range(3)])
-    alone = tasks.add.using(result_ttl=0).enqueue(5, 5)
+        members = tasks.add.using(result_ttl=30).enqueue_many([((i, 0), {}) for i in range(3)])
+    alone = tasks.add.using(result_ttl=30).enqueue(5, 5)
     run_worker("--burst", "--no-scheduler", "--queue", "default")
     done.refresh()
     assert done.finished_at is not None
