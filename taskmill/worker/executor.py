@@ -40,9 +40,11 @@ class Executor:
         *,
         database: str = "default",
         on_start: Callable[[ClaimedRun], bool | None] | None = None,
+        out_of_touch: Callable[[], bool] = lambda: False,
     ) -> None:
         self._on_done = on_done
         self._on_start = on_start
+        self._out_of_touch = out_of_touch
         self._database = database
         # Sync tasks with a timeout run in child processes, started on first need.
         self._pool = None
@@ -260,8 +262,10 @@ class Executor:
             unmark = self._needs_unmark(run)
             # A run marked "not started" starts only once that is recorded: not if it was
             # taken away meanwhile (rescued as never started while this worker was frozen),
-            # or lost or asked to stop while the database was away.
-            if unmark and not self._record_start(run, stop):
+            # or lost or asked to stop while the database was away. So does any run after
+            # the heartbeat fell silent (a freeze): it may have been rescued and claimed
+            # again before a heartbeat could mark it, even under the same attempt number.
+            if (unmark or self._out_of_touch()) and not self._record_start(run, stop):
                 self._done(ended_unstarted(run, self._database))
                 continue
             where = where_to_run(run)

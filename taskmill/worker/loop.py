@@ -93,6 +93,7 @@ class Worker:
             self._on_done,
             database=options.database,
             on_start=self._record_start,
+            out_of_touch=self._out_of_touch,
         )
         self.claimer = Claimer(self.id, options, self.engine, self.held, self._executor)
         self.writer = OutcomeWriter(options.database, self.engine, self.held, self.claimer)
@@ -162,6 +163,11 @@ class Worker:
             or len(reported) >= claimer.outstanding
         ):
             self._wake.set()
+
+    def _out_of_touch(self) -> bool:
+        """The heartbeat fell silent (executor threads ask before starting a run)."""
+        duties = getattr(self, "duties", None)  # made after the executor
+        return duties is not None and duties.beating and duties.heartbeat.out_of_touch()
 
     def _on_wakeup(self, queue_name: str) -> None:
         if queue_name == CONTROL_WAKEUP:

@@ -156,6 +156,12 @@ class Heartbeat(Duty):
             logger.warning("Worker %s asked to shut down", self.worker_id)
             port.request_stop()
 
+    def out_of_touch(self) -> bool:
+        """No heartbeat has landed for longer than beating takes (two intervals, or half a
+        lease): the process was frozen or cut off, and its runs may be someone else's now."""
+        silent = time.monotonic() - self.last_success
+        return silent > max(2 * self.interval, 0.5 * self.lease)
+
     def check_fence(self) -> None:
         silent = time.monotonic() - self.last_success
         if not self.fenced and silent > SELF_FENCE_AFTER * self.lease:

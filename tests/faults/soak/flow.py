@@ -163,14 +163,17 @@ def check_limits(
 
 
 def counted_at(body: Body, watch: FlowWatch, disrupted: Sequence[Disruption]) -> float:
-    """When a rated body's start counts: when it began; or, if its worker was frozen or the
-    database restarting between its claim and then, at its claim (where the gate counted
-    it): the chaos kept it waiting, not the gate."""
+    """When a rated body's start counts: when it began, as the gate counts it (pending
+    from its claim, then at its beginning: no window of beginnings holds more than the
+    rate); or, if its own worker was frozen between its claim and then, at its claim: the
+    freeze kept it waiting, and its run may have been rescued meanwhile (a stale body the
+    gate rightly forgot). A database restart in between moves nothing: the worker writes
+    the beginning once the database is back, and the gate counts it there."""
     claimed = watch.claimed.get((body.run_id, body.attempt))
     if claimed is None:
         return body.start
     for since, until, pid in disrupted:
-        if pid in (None, body.pid) and since < body.start and until > claimed:
+        if pid == body.pid and since < body.start and until > claimed:
             return claimed
     return body.start
 
