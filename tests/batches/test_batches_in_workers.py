@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 import taskmill
-from taskmill.models import Batch, Run, RunStatus
+from taskmill.models import Batch, Run, RunStatus, Worker
 from tests.conftest import wait_until
 from tests.testapp import batch_tasks, tasks
 
@@ -52,6 +52,13 @@ def test_a_thousand_members_over_four_workers_fire_each_callback_once(start_work
     workers = [
         start_worker("--no-scheduler", "--concurrency", "2", "--label", f"w{i}") for i in range(4)
     ]
+    # All four claiming before the first member is enqueued: a worker up first would
+    # otherwise drain them alone.
+    wait_until(
+        lambda: Worker.objects.filter(state=Worker.State.RUNNING).count() >= 4,
+        60,
+        message="four workers registered",
+    )
     with taskmill.batch(**CALLBACKS, description="a thousand no-ops") as batch:
         # In chunks while the workers already run: members end before the block does.
         for start in range(0, 1000, 100):

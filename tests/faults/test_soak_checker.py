@@ -211,6 +211,12 @@ def test_a_start_a_freeze_delayed_counts_at_its_claim_as_the_gate_counted_it(rec
     assert report.ok, report.problems
     assert report.flow_counted_at_claim == 1
     assert check(record_dir, [], set(), [], watch, [(95.0, 104.0, 2)]).limit_exceeded == 1
+    # The gate recorded its beginning: still its run's attempt, counted where it began.
+    recorded = FlowWatch(
+        claimed={(late, 1): 94.0},
+        ledger={1: (f"rate:{soak_tasks.rate_limited.module_path}", 104.51)},
+    )
+    assert check(record_dir, [], set(), [], recorded, frozen).limit_exceeded == 1
     # A database restart moves nothing: the worker writes the beginning once the database
     # is back, and the gate counts the start there, as the checker does.
     assert check(record_dir, [], set(), [], watch, [(95.0, 104.0, None)]).limit_exceeded == 1

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -156,13 +157,28 @@ def check_limits(
                     f"runs {open_runs[: SHOWN + 1]}",
                 )
         if name in RATED:
-            rate = RATED[name].rate_limit
-            _check_rate(report, key, [body for _, _, body in spans], watch, rate, disrupted)
+            task = RATED[name]
+            begun = sorted(
+                at
+                for ledger_key, at in watch.ledger.values()
+                if ledger_key == f"rate:{task.module_path}"
+            )
+            bodies_of_key = [body for _, _, body in spans]
+            _check_rate(report, key, bodies_of_key, watch, task.rate_limit, disrupted, begun)
     for task in RATED.values():
         _check_ledger(report, task, watch)
 
 
-def counted_at(body: Body, watch: FlowWatch, disrupted: Sequence[Disruption]) -> float:
+# How close the gate's record of a beginning is to the body's own (two clocks, one machine).
+BEGUN_MATCH = 0.05
+
+
+def counted_at(
+    body: Body,
+    watch: FlowWatch,
+    disrupted: Sequence[Disruption],
+    begun: Sequence[float] = (),
+) -> float:
     """When a rated body's start counts: when it began, as the gate counts it (pending
     from its claim, then at its beginning: no window of beginnings holds more than the
     rate); or, if its own worker was frozen between its claim and then, at its claim: the
@@ -174,16 +190,27 @@ def counted_at(body: Body, watch: FlowWatch, disrupted: Sequence[Disruption]) ->
         return body.start
     for since, until, pid in disrupted:
         if pid == body.pid and since < body.start and until > claimed:
+            # Still its run's attempt when it began: the gate recorded its beginning (its
+            # ``begun``, sorted), and counted it there.
+            at = bisect.bisect_left(begun, body.start - BEGUN_MATCH)
+            if at < len(begun) and begun[at] <= body.start + BEGUN_MATCH:
+                return body.start
             return claimed
     return body.start
 
 
 def _check_rate(
-    report, key: str, bodies: Sequence[Body], watch: FlowWatch, rate, disrupted
+    report,
+    key: str,
+    bodies: Sequence[Body],
+    watch: FlowWatch,
+    rate,
+    disrupted,
+    begun: Sequence[float] = (),
 ) -> None:
     """Starts in any window of the rate's length. The report names the bodies of the window
     that began longest after their claim (a worker's backlog, a busy machine)."""
-    starts = [(counted_at(body, watch, disrupted), n) for n, body in enumerate(bodies)]
+    starts = [(counted_at(body, watch, disrupted, begun), n) for n, body in enumerate(bodies)]
     report.flow_counted_at_claim += sum(at != bodies[n].start for at, n in starts)
     for at, members in too_many_starts(starts, rate.count, rate.seconds):
         waits = sorted(
