@@ -9,16 +9,14 @@ whether it changed anything.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .batches.settle import uncount_member
 from .db import get_engine
-from .db.errors import is_transient
+from .db.errors import retried
 from .exceptions import RunCancelled, TaskmillError, synthetic_error
 from .followups import cancel_unstarted
 from .limits.gate import settle_slots
@@ -26,7 +24,6 @@ from .models import FINISHED_STATUSES, Queue, Run, RunStatus, Worker
 from .wakeup import wake_after_commit
 
 CONTROL_WAKEUP = "taskmill:control"
-TRIES = 3
 
 
 class RunConflict(TaskmillError, ValueError):
@@ -43,23 +40,10 @@ def run_status(run: Any, *, database: str = "default") -> str:
     return Run.objects.using(database).values_list("status", flat=True).get(pk=_run_id(run))
 
 
-def _retried(operation: Callable[[], bool], database: str) -> bool:
-    """Run ``operation`` (one transaction) again when the database fails it for a passing
-    reason (a deadlock with a worker's write, say) and no caller's transaction encloses it."""
-    for tries in range(1, TRIES + 1):
-        try:
-            return operation()
-        except DatabaseError as exc:
-            if tries == TRIES or not is_transient(exc) or connections[database].in_atomic_block:
-                raise
-            time.sleep(0.05 * tries)  # let the other transaction finish
-    raise AssertionError("unreachable")
-
-
 def cancel(run: Any, *, database: str = "default", reason: str = "cancelled on request") -> bool:
     """Cancel a run: a READY or WAITING one never runs; a RUNNING one is stopped (``stop``).
     Cancelled is final: never retried. Runs that depend on it are cancelled too."""
-    return _retried(lambda: _cancel(run, database, reason), database)
+    return retried(lambda: _cancel(run, database, reason), database)
 
 
 def _cancel(run: Any, database: str, reason: str) -> bool:

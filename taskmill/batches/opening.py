@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from .. import registry
 from ..compat import DEFAULT_TASK_BACKEND_ALIAS, BaseTask, InvalidTask, task_backends
+from ..db.errors import retried
 from ..models import Batch, Run
 from . import membership
 from .settle import finish, locked_batch
@@ -153,12 +154,20 @@ def seal(batch: Batch) -> None:
     """Count the members and seal: from now on the batch finishes when none is pending.
 
     Under the batch's lock, so a member adding members meanwhile (which takes the same lock)
-    is either counted here or adds itself to the sealed total."""
+    is either counted here or adds itself to the sealed total. Tried again when the database
+    fails it for a passing reason (MariaDB may pick it as a deadlock's victim while workers
+    settle its members): an unsealed batch never finishes."""
     database = database_of(batch.backend)
+    row = retried(lambda: _seal(database, batch.pk), database)
+    for field in Batch._meta.concrete_fields:
+        setattr(batch, field.attname, getattr(row, field.attname))
+
+
+def _seal(database: str, batch_id: int) -> Batch:
     with transaction.atomic(using=database):
-        row = locked_batch(database, batch.pk)
+        row = locked_batch(database, batch_id)
         if row is None:
-            raise Batch.DoesNotExist(f"Batch {batch.pk} was deleted before it was sealed.")
+            raise Batch.DoesNotExist(f"Batch {batch_id} was deleted before it was sealed.")
         if not row.sealed:
             row.total = Run.objects.using(database).filter(batch_id=row.pk).count()
             row.sealed = True
@@ -166,5 +175,4 @@ def seal(batch: Batch) -> None:
             if row.pending <= 0 and row.finished_at is None:
                 changed += finish(database, row, timezone.now())
             row.save(using=database, update_fields=changed)
-    for field in Batch._meta.concrete_fields:
-        setattr(batch, field.attname, getattr(row, field.attname))
+    return row

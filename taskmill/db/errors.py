@@ -9,7 +9,15 @@ same way every time.
 
 from __future__ import annotations
 
-from django.db import InterfaceError
+import time
+from collections.abc import Callable
+
+from django.db import DatabaseError, InterfaceError, connections
+
+# How often a short operation of a caller's (a control request, a batch's seal) is tried
+# before its error is raised: a deadlock's other party is a worker's transaction of a few
+# milliseconds.
+TRIES = 3
 
 # PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected, lock_not_available,
 # admin_shutdown, crash_shutdown, cannot_connect_now, read_only_sql_transaction (a write on a
@@ -50,3 +58,17 @@ def is_transient(exc: BaseException) -> bool:
         if "server closed the connection" in message or "connection is closed" in message:
             return True
     return False
+
+
+def retried[T](operation: Callable[[], T], database: str, *, tries: int = TRIES) -> T:
+    """Run ``operation`` (one transaction of its own) again when the database fails it for a
+    passing reason (a deadlock with a worker's write, say). Not when a caller's transaction
+    encloses it: that transaction is broken, and only its owner can begin it again."""
+    for attempt in range(1, tries + 1):
+        try:
+            return operation()
+        except DatabaseError as exc:
+            if attempt == tries or not is_transient(exc) or connections[database].in_atomic_block:
+                raise
+            time.sleep(0.05 * attempt)  # let the other transaction finish
+    raise AssertionError("unreachable")
