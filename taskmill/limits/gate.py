@@ -192,6 +192,12 @@ def touches(runs: Sequence[ClaimedRun], database: str) -> bool:
     )
 
 
+def holds_slot(run: ClaimedRun, database: str) -> bool:
+    """Whether ``run`` holds a concurrency slot, which its end frees (a key's, a limited
+    queue's). From what the process last learnt of the queues: any thread may ask."""
+    return run.concurrency_key is not None or run.queue_name in limited.known(database)
+
+
 def free_slots(database: str, runs: Sequence[ClaimedRun | Given]) -> None:
     """After ``runs`` were given back outside any outcome (a worker stopping, the runs of a
     claim in doubt): let their limits' slots go, in a transaction of its own."""

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ..limits.gate import holds_slot
 from ..status import RunStatus
 from .attempt import Completed
 from .outcomes import key_of, send_finished, write_outcomes
@@ -45,6 +46,9 @@ class OutcomeWriter:
         self.unflushed: list[Completed] = []
         self.oldest = 0.0  # when the oldest of ``unflushed`` was collected (monotonic)
         self.processed = 0  # outcomes that landed
+        # Whether an outcome in ``unflushed`` frees a limit's slot: written at once, with a
+        # claim, so that a slot's next run never waits for a batch to fill up.
+        self.frees_slots = False
         self._in_doubt: set[tuple[int, int]] = set()  # (run, attempt) of failed writes
 
     def collect(self) -> None:
@@ -62,6 +66,9 @@ class OutcomeWriter:
             observe(completed.duration)
             unflushed.append(completed)
             count += 1
+            if not self.frees_slots and holds_slot(completed.run, self.database):
+                self.frees_slots = True
+                self.claimer.maybe_ready = True  # the slot may let a held run go
         # Once for all: a task thread that reads the count meanwhile may skip a wake-up for
         # everything being back, which the loop sees itself before it sleeps (_sleep_for).
         self.claimer.came_back(count)
@@ -70,7 +77,8 @@ class OutcomeWriter:
         if not self.unflushed:
             return False
         return (
-            len(self.unflushed) >= FLUSH_BATCH
+            self.frees_slots
+            or len(self.unflushed) >= FLUSH_BATCH
             or time.monotonic() - self.oldest >= FLUSH_DELAY
             or not self.claimer.outstanding
             or stopping
@@ -81,8 +89,8 @@ class OutcomeWriter:
         transaction; return how many it took, or None when it did not claim (nothing to
         claim for, or nothing to write: the caller claims on its own)."""
         carried = self.claimer.carried() if claim else None
-        batch = self.unflushed
-        self.unflushed = []
+        batch, frees_slots = self.unflushed, self.frees_slots
+        self.unflushed, self.frees_slots = [], False
         try:
             with self.held.writing_back(completed.run for completed in batch):
                 landed = write_outcomes(
@@ -95,6 +103,7 @@ class OutcomeWriter:
                 )
         except BaseException:
             self.unflushed = batch + self.unflushed  # keep them: nothing is lost
+            self.frees_slots = self.frees_slots or frees_slots
             # The write may have committed all the same: the next one checks.
             self._in_doubt.update(key_of(c) for c in batch)
             if carried is not None:

@@ -28,6 +28,7 @@ from .. import registry, wakeup
 from ..conf import setting
 from ..control import CONTROL_WAKEUP
 from ..db import get_engine, reset_connection
+from ..limits.gate import holds_slot
 from .attempt import Completed
 from .claimer import Claimer
 from .duties import WorkerDuties
@@ -155,12 +156,13 @@ class Worker:
         reported = self._reported
         reported.append(completed)
         # Wake the worker's thread only when there is something for it to do: a batch to
-        # write, runs to claim, or nothing left running.
+        # write, runs to claim, a limit's slot to hand on, or nothing left running.
         claimer = self.claimer
         if (
             len(reported) >= FLUSH_BATCH
             or self._executor.waiting_count() <= claimer.low_water
             or len(reported) >= claimer.outstanding
+            or holds_slot(completed.run, self.options.database)
         ):
             self._wake.set()
 
