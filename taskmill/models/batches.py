@@ -72,6 +72,15 @@ class Batch(models.Model):
 
         return add(self, task, args, kwargs)
 
+    def seal(self) -> None:
+        """Seal the batch: from now on it finishes once no member is pending. The end of the
+        ``with`` block that created it does this; call it for a batch whose seal failed there
+        (the database was unreachable as the block ended), once the database is back. Sealing
+        a sealed batch changes nothing."""
+        from ..batches.opening import seal
+
+        seal(self)
+
     def refresh(self) -> None:
         """Read the counts (and the rest of the row) again from the database."""
         from ..batches.opening import database_of

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from taskmill.models import Queue, Run, Schedule
+from taskmill.models import Batch, Queue, Run, Schedule
 from tests.faults.soak.checker import check
 from tests.faults.soak.flow import leaks
 from tests.faults.soak.producer import Enqueued, SoakSchedule, create_schedules
@@ -96,6 +96,48 @@ def test_a_finished_run_must_have_enqueued_its_callback_once(record_dir):
     soak_tasks.callback_ok.enqueue(str(run_id))
     soak_tasks.callback_ok.enqueue(str(run_id))
     Run.objects.filter(task_path__endswith="callback_ok").update(status="SUCCESSFUL")
+    assert check(record_dir, [], set(), []).doubled == 1
+
+
+def test_a_finished_batch_must_fire_each_of_its_callbacks_once(record_dir):
+    batch = Batch.objects.create(
+        description="batch-1", backend="default", created_at=timezone.now(), sealed=True
+    )
+    members = [
+        soak_tasks.batch_member.enqueue("batch-1.0", "ok"),
+        soak_tasks.batch_member.enqueue("batch-1.1", "fails"),
+    ]
+    Run.objects.filter(pk__in=[int(m.id) for m in members]).update(batch_id=batch.pk)
+    finish(members[0])
+    error = {"exception_class_path": "builtins.ValueError", "traceback": "ValueError\n"}
+    finish(members[1], status="FAILED", attempt=3, errors=[error] * 3)
+    Batch.objects.filter(pk=batch.pk).update(total=2, succeeded=1, failed=1)
+    # Every member ended and the batch never finished: its callbacks are missing.
+    assert check(record_dir, [], set(), []).callback_missing == 1
+    Batch.objects.filter(pk=batch.pk).update(finished_at=timezone.now())
+    report = check(record_dir, [], set(), [])
+    assert (report.callback_missing, report.batches) == (2, 1)  # on_finish, on_failure
+    for callback in (soak_tasks.batch_finished, soak_tasks.batch_failed, soak_tasks.batch_failed):
+        finish(callback.enqueue(str(batch.pk)))
+    report = check(record_dir, [], set(), [])
+    assert (report.callback_missing, report.callback_doubled) == (0, 1)
+    wrong = report.wrong  # (the runs here logged no end: those count apart)
+    # on_success of a batch with a failed member, and counts that do not match its members
+    succeeded = finish(soak_tasks.batch_succeeded.enqueue(str(batch.pk)))
+    log(record_dir, f"start {succeeded} 1 batch_succeeded", f"end {succeeded} 1")
+    Batch.objects.filter(pk=batch.pk).update(succeeded=2, failed=0)
+    assert check(record_dir, [], set(), []).wrong == wrong + 2
+
+
+def test_a_snooze_explains_an_extra_start_and_an_unsealed_empty_batch_is_an_orphan(record_dir):
+    run_id = finish(soak_tasks.snoozer.enqueue("snoozer-1", 1), attempt=2, snoozes=1)
+    log(record_dir, *(f"{word} {run_id} {n} snoozer" for n in (1, 2) for word in ("start",)))
+    log(record_dir, f"end {run_id} 1", f"end {run_id} 2")
+    Batch.objects.create(description="batch-2", backend="default", created_at=timezone.now())
+    report = check(record_dir, [], set(), [])
+    assert report.ok, report.problems
+    assert (report.orphan_batches, report.batches) == (1, 0)
+    Run.objects.filter(pk=run_id).update(snoozes=0)
     assert check(record_dir, [], set(), []).doubled == 1
 
 

@@ -184,3 +184,88 @@ def metered(context, token: str, pause: float) -> str:
     limit holds it, not the task's."""
     _limited(context, "metered", "metered", pause)
     return token
+
+
+# -- composition (issue 24): batches, pipelines, snoozes ------------------------------------
+
+
+@taskmill.task(takes_context=True)
+def batch_finished(context, batch_id: str) -> str:
+    """A batch's on_finish: the checker counts these runs by batch (exactly one each)."""
+    run_id, attempt = _start(context, f"batch_finished:{batch_id}")
+    _end(run_id, attempt)
+    return batch_id
+
+
+@taskmill.task(takes_context=True)
+def batch_succeeded(context, batch_id: str) -> str:
+    run_id, attempt = _start(context, f"batch_succeeded:{batch_id}")
+    _end(run_id, attempt)
+    return batch_id
+
+
+@taskmill.task(takes_context=True)
+def batch_failed(context, batch_id: str) -> str:
+    run_id, attempt = _start(context, f"batch_failed:{batch_id}")
+    _end(run_id, attempt)
+    return batch_id
+
+
+@taskmill.task(takes_context=True, max_attempts=3, backoff=lambda attempt, exc: 0.2)
+def batch_member(context, token: str, outcome: str, adds: int = 0) -> str:
+    """A batch's member: ``outcome`` "ok", "flaky" (fails its first attempt, then succeeds:
+    a success for the batch) or "fails" (every attempt). ``adds`` more members it adds to
+    its batch while it runs (again on a retry: the batch counts what it holds)."""
+    run_id, attempt = _start(context, "batch_member")
+    for number in range(adds):
+        context.batch.add(batch_member, f"{token}.{attempt}.{number}", "ok")
+    time.sleep(0.02)
+    _end(run_id, attempt)
+    if outcome == "fails" or (outcome == "flaky" and attempt == 1):
+        raise ValueError(f"{token}: {outcome} on purpose (attempt {attempt})")
+    return token
+
+
+@taskmill.task(takes_context=True)
+def pipe_step(context, token: str, step: int) -> int:
+    """Step ``step`` of a pipeline: it must read step - 1 from the step before it (through
+    ``context.dependency_results``), and returns its own number to the next."""
+    run_id, attempt = _start(context, "pipe_step")
+    got = list(context.dependency_results.values())
+    _end(run_id, attempt)
+    want = [] if step == 1 else [step - 1]
+    if got != want:
+        raise ValueError(f"{token} step {step}: dependency_results {got}, expected {want}")
+    return step
+
+
+@taskmill.task(takes_context=True)
+def pipe_finally(context, token: str, last_step: int) -> str:
+    """The pipeline's last step, enqueued with on_dependency_failure="run": it runs whatever
+    the step before it did, and reads its value (None when that step failed or was
+    cancelled)."""
+    from taskmill.models import Run
+
+    run_id, attempt = _start(context, "pipe_finally")
+    (dependency, value), *more = context.dependency_results.items()
+    _end(run_id, attempt)
+    status = Run.objects.values_list("status", flat=True).get(pk=int(dependency))
+    if more or value != (last_step if status == "SUCCESSFUL" else None):
+        raise ValueError(f"{token}: dependency {dependency} {status} gave {value!r}")
+    return token
+
+
+@taskmill.task(takes_context=True, max_attempts=2, backoff=lambda attempt, exc: 0.1)
+def snoozer(context, token: str, snoozes: int) -> str:
+    """Snoozes ``snoozes`` times, then fails once, then succeeds: with max_attempts=2 it
+    succeeds only if the snoozes used none of its attempts."""
+    from taskmill.models import Run
+
+    run_id, attempt = _start(context, "snoozer")
+    row = Run.objects.values("snoozes", "errors").get(pk=int(run_id))
+    _end(run_id, attempt)
+    if row["snoozes"] < snoozes:
+        raise taskmill.Snooze(0.1)
+    if not row["errors"]:
+        raise ConnectionError(f"{token}: fails once after {snoozes} snoozes, on purpose")
+    return token

@@ -13,7 +13,9 @@ What it proves, run by run:
 - each (schedule, fire time) due in the window was enqueued exactly once;
 - nothing is left RUNNING, leased, locked, or running in a stray child process, nor READY
   held back by a limit;
-- no limit was exceeded and no limit's slot leaked (flow.py).
+- no limit was exceeded and no limit's slot leaked (flow.py);
+- every batch finished once its members ended, with each callback it must fire enqueued
+  exactly once; pipelines passed their values; snoozes used no attempt (composition.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from django.utils.module_loading import import_string
 
 from taskmill.exceptions import counts_as_lost
 
+from .composition import check_batches, expected_status
 from .flow import check_flow
 from .producer import TASKS, Enqueued, SoakSchedule
 from .watch import FlowWatch
@@ -47,6 +50,10 @@ class Report:
     wrong: int = 0
     limit_exceeded: int = 0
     slot_leaked: int = 0
+    callback_missing: int = 0  # a finished batch's callback never enqueued (composition.py)
+    callback_doubled: int = 0
+    batches: int = 0  # batches checked
+    orphan_batches: int = 0  # batches whose creation failed ambiguously: empty, unsealed
     # FAILED after TASKMILL_MAX_LOST_ATTEMPTS lost attempts (lost workers, or database
     # errors the worker counted as lost): allowed
     gave_up: int = 0
@@ -76,6 +83,8 @@ class Report:
             or self.wrong
             or self.limit_exceeded
             or self.slot_leaked
+            or self.callback_missing
+            or self.callback_doubled
         )
 
 
@@ -120,7 +129,7 @@ def check(
         for row in Run.objects.values(
             "id", "task_path", "status", "attempt", "errors", "return_value", "args",
             "worker_id", "worker_ids", "lease_expires_at", "schedule_id", "scheduled_for",
-            "held_by",
+            "held_by", "snoozes", "batch_id",
         )
     }  # fmt: skip
     report.runs = len(rows)
@@ -141,6 +150,7 @@ def check(
         if kind_of(row["task_path"]) == "with_callbacks" and row["status"] not in ACTIVE:
             _check_callbacks(report, row, callbacks[str(run_id)])
     _check_fires(report, rows, schedules)
+    check_batches(report, rows)
     report.watch = watch
     check_flow(report, record_dir, rows, watch, disrupted)
     return report
@@ -162,11 +172,13 @@ def _check_run(report, row, runs: Executions, rows, by_token, targeted: set[int]
     if doubled and not atomic:
         report.flag("doubled", f"{label}: attempt(s) {doubled} started more than once")
     started = sum(runs.starts.values())
-    if started > len(errors) + 1 and not atomic:
+    # Each snooze ended an attempt with no error: an extra start too.
+    if started > len(errors) + row["snoozes"] + 1 and not atomic:
         report.flag(
             "doubled",
-            f"{label} started {started} times but its errors account for {len(errors)} "
-            f"extra: {[e['exception_class_path'] for e in errors]}",
+            f"{label} started {started} times but its errors and {row['snoozes']} snooze(s) "
+            f"account for {len(errors) + row['snoozes']} extra: "
+            f"{[e['exception_class_path'] for e in errors]}",
         )
     if any(counts_as_lost(e) for e in errors):
         report.crashed_runs += 1
@@ -208,11 +220,14 @@ def _failed_by_the_database(error: dict[str, str]) -> bool:
 
 def _expected_status(row, rows, by_token) -> str:
     kind = kind_of(row["task_path"])
+    item = by_token.get(row["id"])
+    composed = expected_status(kind, row, rows, item.params if item is not None else {})
+    if composed is not None:
+        return composed
     if kind in ("fails", "overruns"):
         return "FAILED"
     if kind == "with_callbacks":
         return "SUCCESSFUL" if row["args"][1] else "FAILED"
-    item = by_token.get(row["id"])
     if kind == "after" and item is not None:
         dependency = rows.get(item.params["depends_on"])
         if dependency is None or dependency["status"] != "SUCCESSFUL":

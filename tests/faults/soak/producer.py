@@ -19,6 +19,7 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from tests.testapp import soak_tasks
 
+from .composition import ComposingProducer
 from .profiles import METERED_QUEUE
 
 TASKS = "tests.testapp.soak_tasks"
@@ -28,7 +29,8 @@ TASKS = "tests.testapp.soak_tasks"
 # their limits are reached and runs are held back: "keyed" is 3 runs of one of ACCOUNTS
 # (one at a time each), "two" 4 runs of a task allowed two at once, "rated" 10 runs of a
 # task allowed RATE (about half of it on average), "fair" a heavy or a light tenant's
-# burst, "metered" 3 runs in a queue limited to 2.
+# burst, "metered" 3 runs in a queue limited to 2. The composition kinds (issue 24) are
+# composition.py's: a batch of 2 to 5 members, a pipeline of four steps, a snoozing task.
 MIX = {
     "plain": 5.0,
     "flaky": 2.0,
@@ -44,6 +46,9 @@ MIX = {
     "rated": 0.35,
     "fair": 0.2,
     "metered": 0.8,
+    "batch": 0.4,
+    "pipeline": 0.4,
+    "snoozer": 0.6,
 }
 ACCOUNTS = ("a0", "a1", "a2", "a3")
 TENANTS = ("t0", "t1", "t2")
@@ -74,7 +79,7 @@ def with_database_retries(action: Callable[[], object], deadline: float = 60.0) 
             delay = min(delay * 2, 1.0)
 
 
-class Producer:
+class Producer(ComposingProducer):
     def __init__(self, rng: random.Random, rate: float) -> None:
         self.rng = rng
         self.rate = rate

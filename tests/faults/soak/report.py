@@ -7,6 +7,7 @@ COLUMNS = [
     ("restarts", 9), ("cuts", 5), ("cancels", 8), ("stops", 6), ("pauses", 7),
     ("lost", 5), ("doubled", 8), ("missing fires", 14), ("double fires", 13),
     ("stuck", 6), ("wrong", 6), ("limit exceeded", 15), ("slot leaked", 12),
+    ("callback missing", 17), ("callback doubled", 17),
 ]  # fmt: skip
 
 
@@ -25,6 +26,8 @@ def print_table(vendor, profile, seed, elapsed, report, chaos, producer) -> None
         "wrong": report.wrong,
         "limit exceeded": report.limit_exceeded,
         "slot leaked": report.slot_leaked,
+        "callback missing": report.callback_missing,
+        "callback doubled": report.callback_doubled,
     }
     print()
     print("  ".join(f"{name:>{width}}" for name, width in COLUMNS))
@@ -36,6 +39,10 @@ def print_table(vendor, profile, seed, elapsed, report, chaos, producer) -> None
         f"{producer.ambiguous} enqueues answered by a broken connection were found committed"
     )
     print(flow_summary(report))
+    print(
+        f"  composition: {report.batches} batches checked ({report.orphan_batches} left empty "
+        "by a creation the database cut)"
+    )
     if report.flow_exceeded:
         kinds = ", ".join(f"{what} {n}" for what, n in sorted(report.flow_exceeded.items()))
         print(f"  limit exceeded: {kinds}")
