@@ -1,12 +1,13 @@
-"""The dashboard: queues, charts of the last hour, day or week, workers, and what needs a look.
+"""The dashboard: queues, charts of the last hour, day or week, batches, workers, and what
+needs a look.
 
 It is the changelist of a proxy model (``Dashboard``), so that it sits in the admin index
 among taskmill's models and follows the permission to view runs. Every section is also a
 fragment (``?fragment=queues``) that the page's small script re-fetches every few seconds
 while the tab is visible. Nothing here counts or scans the runs table: counts come from
 active runs through the claim indexes (``taskmill.overview``), charts from the per-minute
-rollups (``taskmill.rollups``), runs of unknown tasks from the task index, up to a cap
-(``taskmill.unknown_tasks``).
+rollups (``taskmill.rollups``), batches' progress from their own counters, runs of unknown
+tasks from the task index, up to a cap (``taskmill.unknown_tasks``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from django.urls import path
 from django.utils import timezone
 
 from .. import overview, registry
-from ..models import Dashboard, RunStats
+from ..models import Batch, Dashboard, RunStats
 from ..rollups import WINDOWS, Point, Window, recent_names, series
 from ..unknown_tasks import COUNT_CAP, unknown_tasks
 from . import charts
+from .batches import progress_bar, state_text
 
-FRAGMENTS = ("queues", "charts", "workers", "attention")
+FRAGMENTS = ("queues", "charts", "batches", "workers", "attention")
 REFRESH_SECONDS = 5
+# The batches section: the newest open batches, and those finished in the last minutes.
+BATCHES_SHOWN = 8
+FINISHED_SHOWN = 4
+BATCHES_FINISHED_SHOWN_FOR = timedelta(minutes=10)
 LATE_GRACE_SECONDS = 60.0
 
 
@@ -181,9 +187,31 @@ def attention_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def batches_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
+    """The open batches, newest first, and those that finished in the last few minutes:
+    each with its progress bar, read from the batch's own counters."""
+    rows = Batch.objects.using(database)
+    open_ = list(rows.filter(finished_at__isnull=True).order_by("-id")[:BATCHES_SHOWN])
+    since = timezone.now() - BATCHES_FINISHED_SHOWN_FOR
+    finished = list(rows.filter(finished_at__gte=since).order_by("-finished_at")[:FINISHED_SHOWN])
+    return {
+        "batches": [
+            {
+                "batch": batch,
+                "bar": progress_bar(batch),
+                "ended": f"{batch.total - batch.pending} of {batch.total}",
+                "state": state_text(batch),
+            }
+            for batch in open_ + finished
+        ],
+        "batches_open": rows.filter(finished_at__isnull=True).count() if open_ else 0,
+    }
+
+
 SECTIONS = {
     "queues": queues_section,
     "charts": charts_section,
+    "batches": batches_section,
     "workers": workers_section,
     "attention": attention_section,
 }

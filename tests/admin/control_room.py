@@ -177,7 +177,7 @@ PAGES = [
             lambda w, name=name: f"{ADMIN}/dashboard/?fragment={name}&window=day",
             "view_run",
         )
-        for name in ("queues", "charts", "workers", "attention")
+        for name in ("queues", "charts", "batches", "workers", "attention")
     ),
     Page("runs", "run:", lambda w: f"{ADMIN}/run/", "view_run"),
     Page(

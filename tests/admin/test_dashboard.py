@@ -4,13 +4,16 @@ never counts the runs table."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from taskmill.models import Queue
+import taskmill
+from taskmill.models import Batch, Queue
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +59,7 @@ def test_the_dashboard_shows_queues_charts_and_workers_after_real_work(admin_cli
     assert "Workers: 0 alive" in page  # the burst worker has stopped
     assert unbounded_run_counts(queries.captured_queries) == []
 
-    for fragment in ("queues", "charts", "workers", "attention"):
+    for fragment in ("queues", "charts", "batches", "workers", "attention"):
         part = admin_client.get(URL, {"fragment": fragment, "window": "day"})
         assert part.status_code == 200
         assert "<html" not in part.content.decode()
@@ -64,6 +67,31 @@ def test_the_dashboard_shows_queues_charts_and_workers_after_real_work(admin_cli
     assert re.search(r"<strong>23</strong> attempts", week)
     other = admin_client.get(URL, {"queue": "emails"}).content.decode()
     assert re.search(r"<strong>0</strong> attempts", other)
+
+
+def test_open_batches_and_those_just_finished_show_their_progress(admin_client):
+    with taskmill.batch(description="import 12-07") as open_batch:
+        tasks.add.enqueue_many([((i, i), {}) for i in range(4)])
+    Batch.objects.filter(pk=open_batch.pk).update(succeeded=2, failed=1)
+    long_ago = timezone.now() - timedelta(hours=1)
+    done = Batch.objects.create(
+        description="done a moment ago", backend="default", created_at=long_ago, sealed=True,
+        total=2, succeeded=2, finished_at=timezone.now(),
+    )  # fmt: skip
+    Batch.objects.create(
+        description="done long ago", backend="default", created_at=long_ago, sealed=True,
+        total=1, succeeded=1, finished_at=long_ago,
+    )  # fmt: skip
+
+    part = admin_client.get(URL, {"fragment": "batches"}).content.decode()
+    assert "Batches: 1 open" in part
+    rows = re.findall(r'<tr data-tm-batch="(\d+)">(.*?)</tr>', part, re.S)
+    assert [int(pk) for pk, _ in rows] == [open_batch.pk, done.pk]  # open first; recent only
+    first, second = (row for _, row in rows)
+    assert "import 12-07" in first and "3 of 4" in first and "open" in first
+    assert first.count('class="tm-ok"') == 1 and first.count('class="tm-fail"') == 1
+    assert "2 of 2" in second and "finished" in second
+    assert f"/admin/taskmill/batch/{done.pk}/change/" in second
 
 
 def test_only_who_may_view_runs_sees_the_dashboard(client):
