@@ -3,18 +3,29 @@ batch's own counters, never a count of the runs table), a link to its members in
 list, and its callbacks' runs.
 
 Who may view runs may view batches: a batch is a group of runs, and its page links to them.
-Nothing is edited or deleted here: a batch is written by its runs, and pruned with them.
+Nothing is edited or deleted here: a batch is written by its runs, and pruned with them. One
+action: seal a batch whose opening code stopped before the end of its ``with`` block (a
+process killed, a database gone as the block ended); its members then end it, and its
+callbacks are enqueued. It needs the permission to enqueue runs, which is what it leads to.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ..models import Batch, Run
 from . import display
+
+# An open batch not sealed this long after it was created: its opener most likely stopped.
+UNSEALED_FOR_LONG = timedelta(hours=1)
 
 
 class BatchStateFilter(admin.SimpleListFilter):
@@ -61,7 +72,34 @@ def progress_bar(batch: Batch) -> SafeString:
 def state_text(batch: Batch) -> str:
     if batch.finished_at is not None:
         return "finished"
-    return "open" if batch.sealed else "open, still enqueueing"
+    if batch.sealed:
+        return "open"
+    if timezone.now() - batch.created_at > UNSEALED_FOR_LONG:
+        return "open, not sealed for over an hour: did the code that opened it stop? (Seal it)"
+    return "open, still enqueueing"
+
+
+def unsealed_for_long(database: str, most: int = 100) -> list[Batch]:
+    """Batches not sealed an hour after their creation (for the dashboard), oldest first."""
+    since = timezone.now() - UNSEALED_FOR_LONG
+    rows = Batch.objects.using(database).filter(sealed=False, created_at__lt=since)
+    return list(rows.order_by("created_at")[:most])
+
+
+@admin.action(
+    description="Seal selected batches (their opening code stopped)", permissions=["seal"]
+)
+def seal_batches(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    sealed = 0
+    for batch in queryset.filter(sealed=False):
+        batch.seal()
+        modeladmin.log_change(request, batch, "Sealed from the admin")
+        sealed += 1
+    skipped = queryset.count() - sealed
+    text = f"{sealed} batch(es) sealed: each finishes once its members have ended."
+    if skipped:
+        text += f" {skipped} already sealed, left as they were."
+    modeladmin.message_user(request, text, messages.SUCCESS if sealed else messages.WARNING)
 
 
 @admin.register(Batch)
@@ -85,6 +123,7 @@ class BatchAdmin(admin.ModelAdmin):
     ordering = ("-id",)
     list_per_page = 50
     show_facets = admin.ShowFacets.NEVER
+    actions = [seal_batches]
     fieldsets = (
         (None, {"fields": ("description", "state", "backend")}),
         (
@@ -119,6 +158,9 @@ class BatchAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request) -> bool:
         return self.has_view_permission(request)
+
+    def has_seal_permission(self, request) -> bool:
+        return request.user.has_perm("taskmill.enqueue_run")
 
     def has_add_permission(self, request) -> bool:
         return False  # opened by code: taskmill.batch()

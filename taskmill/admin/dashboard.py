@@ -29,7 +29,7 @@ from ..models import Batch, Dashboard, RunStats
 from ..rollups import WINDOWS, Point, Window, recent_names, series
 from ..unknown_tasks import COUNT_CAP, unknown_tasks
 from . import charts
-from .batches import progress_bar, state_text
+from .batches import progress_bar, state_text, unsealed_for_long
 
 FRAGMENTS = ("queues", "charts", "batches", "workers", "attention")
 REFRESH_SECONDS = 5
@@ -184,6 +184,7 @@ def attention_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
         # Counted up to a cap through the task index (taskmill.unknown_tasks).
         "unknown_tasks": unknown_tasks(database),
         "unknown_cap": COUNT_CAP,
+        "unsealed_batches": unsealed_for_long(database, most=20),
     }
 
 

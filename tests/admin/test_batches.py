@@ -4,12 +4,15 @@ runs list, its callbacks' runs), the runs list filtered by batch, a run's link t
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
+from django.utils import timezone
 
 import taskmill
-from taskmill.models import Run
+from taskmill.models import Batch, Run
 from tests.testapp import batch_tasks, tasks
 
 from .control_room import make_batch, make_run
@@ -100,3 +103,36 @@ def test_who_may_view_runs_may_view_batches(client):
     client.force_login(batch_viewer)
     assert client.get(f"{BATCHES}{batch.pk}/change/").status_code == 403
     assert Run.objects.filter(batch=batch).count() == 1
+
+
+def test_a_batch_its_opener_left_unsealed_is_flagged_and_sealed_by_the_action(client):
+    long_ago = timezone.now() - timedelta(hours=2)
+    abandoned = make_batch("abandoned", sealed=False, total=0, succeeded=1)
+    Batch.objects.filter(pk=abandoned.pk).update(created_at=long_ago)
+    ended = make_run(batch=abandoned, status="SUCCESSFUL")
+    fresh = make_batch("still enqueueing", sealed=False, total=0)
+    viewer = User.objects.create(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
+    client.force_login(viewer)
+
+    attention = client.get("/admin/taskmill/dashboard/", {"fragment": "attention"}).content
+    assert "Batches never sealed" in attention.decode() and "abandoned" in attention.decode()
+    assert "still enqueueing" not in attention.decode()
+    page = client.get(f"{BATCHES}{abandoned.pk}/change/").content.decode()
+    assert "did the code that opened it stop?" in page
+    # The action needs the permission to enqueue runs: it leads to its callbacks' runs.
+    seal = {"action": "seal_batches", "_selected_action": [abandoned.pk, fresh.pk]}
+    client.post(BATCHES, seal)
+    assert not Batch.objects.get(pk=abandoned.pk).sealed
+    viewer.user_permissions.add(Permission.objects.get(codename="enqueue_run"))
+    client.force_login(User.objects.get(pk=viewer.pk))
+    response = client.post(BATCHES, seal, follow=True)
+    assert "2 batch(es) sealed" in response.content.decode()
+    sealed = Batch.objects.get(pk=abandoned.pk)
+    # Its one member had ended (and was counted): sealed, it finished at once.
+    assert (sealed.sealed, sealed.total, sealed.finished_at is not None) == (True, 1, True)
+    assert Run.objects.get(pk=ended.pk).batch_id == abandoned.pk
+    entry = LogEntry.objects.get(object_id=str(abandoned.pk))
+    assert entry.get_change_message() == "Sealed from the admin"
+    again = client.post(BATCHES, seal, follow=True).content.decode()
+    assert "0 batch(es) sealed" in again and "2 already sealed" in again
