@@ -30,13 +30,16 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .conf import setting
 from .db import get_engine
-from .models import FINISHED_STATUSES, Batch, Run, RunStats, RunStatsHourly, Worker
+from .models import FINISHED_STATUSES, Batch, Run, RunStats, RunStatsHourly, RunStatus, Worker
+from .result_ttl import seconds_for, setting_ttl
 
 # A worker row without a heartbeat for this long belongs to a dead process (the heartbeat
 # re-registers a live worker whose row was pruned, so a mistake here costs nothing).
 DEAD_WORKER_AFTER = timedelta(days=1)
 
 Progress = Callable[[int], None]
+# Empty finished batches deleted per pass (prune_empty_batches): a small table's leftovers.
+EMPTY_BATCHES_PER_PASS = 1000
 
 
 def prunable_runs(
@@ -135,6 +138,23 @@ def _delete_emptied_batches(database: str, batch_ids: set[int]) -> None:
         pk__in=sorted(batch_ids), finished_at__isnull=False
     )
     emptied.exclude(Exists(members)).delete()
+
+
+def prune_empty_batches(database: str, now: datetime) -> int:
+    """Delete the finished batches that have no member left, once they are as old as
+    TASKMILL_RESULT_TTL keeps a successful run (never when it keeps runs for ever). Batches
+    go with their last member (``_delete_emptied_batches``): these are those that had none
+    (a block that enqueued nothing) or whose members were deleted by other means."""
+    keep = seconds_for(setting_ttl(setting("TASKMILL_RESULT_TTL")), RunStatus.SUCCESSFUL)
+    if keep is None:
+        return 0
+    members = Run.objects.using(database).filter(batch_id=OuterRef("pk"))
+    old = Batch.objects.using(database).filter(finished_at__lt=now - timedelta(seconds=keep))
+    ids = list(old.exclude(Exists(members)).values_list("pk", flat=True)[:EMPTY_BATCHES_PER_PASS])
+    if not ids:
+        return 0
+    deleted, _ = Batch.objects.using(database).filter(pk__in=ids).delete()
+    return deleted
 
 
 def prune_stats(database: str, now: datetime) -> int:

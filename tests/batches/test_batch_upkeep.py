@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 import taskmill
 from taskmill.batches.sweep import STALLED_AFTER, sweep_stalled
 from taskmill.models import Batch, Run, RunStatus
-from taskmill.pruning import prune_runs
+from taskmill.pruning import prune_empty_batches, prune_runs
 from tests.testapp import batch_tasks, tasks
 
 from .helpers import callback_runs
@@ -79,3 +80,22 @@ def test_members_of_an_open_batch_are_kept_and_a_finished_batch_goes_with_its_la
     assert Batch.objects.filter(pk=open_batch.pk).exists()
     prunable = prune_runs("default", expired_before=later, batch_size=10, dry_run=True)
     assert prunable == 0
+
+
+def test_a_finished_batch_with_no_member_goes_after_a_successful_runs_time_to_live():
+    with taskmill.batch(description="enqueued nothing") as empty:
+        pass
+    with taskmill.batch(description="one member") as full:
+        member = tasks.add.enqueue(1, 1)
+    unsealed = Batch.objects.create(backend="default", created_at=timezone.now())
+    assert empty.finished_at is not None  # an empty batch finishes at its seal
+    Batch.objects.filter(pk__in=[empty.pk, full.pk]).update(finished_at=timezone.now())
+    in_two_days = timezone.now() + timedelta(days=2)
+    # Runs kept for ever (the default): so are batches.
+    with override_settings(TASKMILL_RESULT_TTL=None):
+        assert prune_empty_batches("default", in_two_days) == 0
+    with override_settings(TASKMILL_RESULT_TTL={"SUCCESSFUL": timedelta(days=1)}):
+        assert prune_empty_batches("default", timezone.now()) == 0  # not a day old yet
+        assert prune_empty_batches("default", in_two_days) == 1
+    assert set(Batch.objects.values_list("pk", flat=True)) == {full.pk, unsealed.pk}
+    assert Run.objects.filter(pk=int(member.id)).exists()
