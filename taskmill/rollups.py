@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from .db.stats import SNOOZED
 from .models.stats import (
     BUCKET_BOUNDS_MS,
     DURATION_COLUMNS,
@@ -19,11 +20,12 @@ from .models.stats import (
 from .models.stats import percentile_ms as _percentile
 from .status import RunStatus
 
-# How each status is shown: a retry is written as READY.
+# How each status is shown: a retry is written as READY, a snooze as SNOOZED.
 OUTCOMES = {
     RunStatus.SUCCESSFUL: "succeeded",
     RunStatus.FAILED: "failed",
     RunStatus.READY: "retried",
+    SNOOZED: "snoozed",
     RunStatus.CANCELLED: "cancelled",
 }
 

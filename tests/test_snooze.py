@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from django.utils import timezone
 import taskmill
 from taskmill.compat import DECORATOR_TAKES_OPTIONS, InvalidTask, TaskResultStatus
 from taskmill.exceptions import RunCancelled, Snooze, TooManySnoozes
-from taskmill.models import Run, RunStatus
+from taskmill.models import Run, RunStats, RunStatus
+from taskmill.rollups import WINDOWS, series
 from taskmill.tasks import Task
 from tests.conftest import read_records, wait_until
 from tests.testapp import snooze_tasks, tasks
@@ -189,6 +191,14 @@ def test_a_snooze_past_max_snoozes_fails_the_run_clearly(run_worker, record_dir)
         assert result.status == TaskResultStatus.FAILED
         assert backoffs(record_dir, result.id) == []
     assert len(callbacks_of(per_call)) == 1  # planned's on_failure
+    # The charts count the snoozes apart: no retry among them, nothing failed but the three.
+    ended = Counter()
+    for status, count in RunStats.objects.values_list("status", "count"):
+        ended[status] += count
+    assert (ended["SNOOZED"], ended["READY"], ended["FAILED"]) == (5, 0, 3)
+    points = series(WINDOWS["hour"])
+    shown = [sum(point.counts[name] for point in points) for name in ("snoozed", "retried")]
+    assert shown == [5, 0]
 
 
 def test_a_snoozed_run_waits_for_its_delay(start_worker, record_dir):

@@ -28,6 +28,7 @@ class Series:
 THROUGHPUT = (
     Series("succeeded", "succeeded", "tm-ok"),
     Series("retried", "retried", "tm-retry"),
+    Series("snoozed", "snoozed", "tm-snooze"),
     Series("failed", "failed", "tm-fail"),
     Series("cancelled", "cancelled", "tm-cancel"),
 )

@@ -23,6 +23,9 @@ TABLES = (
     ("taskmill_run_stats_hourly", "hour", timedelta(hours=1)),
 )
 KEY_COLUMNS = ("queue_name", "task_path", "status")
+# A rollup's status for an attempt that snoozed (``raise taskmill.Snooze``): the run is READY
+# again, as after a retry, but nothing went wrong, and the charts say so apart.
+SNOOZED = "SNOOZED"
 SUM_COLUMNS = ("count", "duration_sum", "latency_sum", *DURATION_COLUMNS, *LATENCY_COLUMNS)
 
 
@@ -32,7 +35,7 @@ class Ended:
 
     queue_name: str
     task_path: str
-    status: str  # as written: SUCCESSFUL, FAILED, CANCELLED, or READY (a retry)
+    status: str  # as written: SUCCESSFUL, FAILED, CANCELLED, READY (a retry), or SNOOZED
     finished_at: datetime
     duration: float  # seconds the task ran
     latency: float  # seconds from available to started

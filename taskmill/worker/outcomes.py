@@ -13,7 +13,7 @@ from django.db import DatabaseError, transaction
 from ..compat import task_finished
 from ..db import Engine
 from ..db.base import Landed
-from ..db.stats import Ended
+from ..db.stats import SNOOZED, Ended
 from ..followups import Settling, resolve_dependents, settle
 from ..limits.gate import freed_keys
 from ..models import Run
@@ -156,6 +156,8 @@ def ended_attempt(completed: Completed, status: str) -> Ended:
     run, outcome = completed.run, completed.outcome
     # The same instants as the run's row: its started_at and finished_at.
     started = outcome.started_at or outcome.finished_at - timedelta(seconds=completed.duration)
+    if status == RunStatus.READY and outcome.snoozes is not None:
+        status = SNOOZED  # READY again, as a retry is, though nothing failed
     return Ended(
         queue_name=run.queue_name,
         task_path=run.task_path,
