@@ -11,6 +11,8 @@ each set against the same drain without them, or against its ideal.
   slots busy all the time, 4 / duration runs a second (goal: >= 90%). Beside it, the same
   runs in an unlimited queue on 2 workers of concurrency 2 (4 slots without a gate): what
   the workers themselves lose.
+- **Batch**: N no-ops enqueued in one ``taskmill.batch()``, against the same N enqueued
+  alone (goal: >= 80%): what counting members under the batch's lock costs the worker.
 - **pgqueuer beside it**: its limits are per entrypoint (``concurrency_limit``), so a limit
   per key is an entrypoint per key (K of them, limit 1 each, against the same K
   entrypoints without one), and a queue limit is the sleeping entrypoint's limit of 4 over
@@ -37,6 +39,7 @@ LIMITED_ENV = {"BENCH_QUEUE_LIMITS": json.dumps({"limited": {"concurrency_limit"
 LIMITED = ("taskmill", "pgqueuer")
 KEY_SHARE_GOAL = 0.5
 IDEAL_SHARE_GOAL = 0.9
+BATCH_SHARE_GOAL = 0.8
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Line:
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)
     against: str | None = None  # the line it is a share of (the same drain without limits)
+    without: str = "no limit"  # what ``against`` lacks, as the share says it
     ideal: float | None = None  # or the ideal rate it is a share of
     goal: float | None = None  # the share asked
 
@@ -105,6 +109,20 @@ def lines_for(system: System, args: argparse.Namespace) -> list[Line]:
                     goal=IDEAL_SHARE_GOAL,
                 )
             )
+        # Composition (issue 24): the same no-ops enqueued in one batch, its members counted
+        # under the batch's lock as they end, its callback enqueued at the last.
+        out += [
+            Line("batch-free-c1", f"{n:,} no-ops", "noop", n),
+            Line(
+                "batch-c1",
+                f"{n:,} no-ops in one batch",
+                "batched",
+                n,
+                against="batch-free-c1",
+                without="no batch",
+                goal=BATCH_SHARE_GOAL,
+            ),
+        ]
         ms = args.nap_ms[0]
         out.append(
             Line(
@@ -224,7 +242,7 @@ def limits_report(results: dict[str, dict[str, Cell]], systems: list[System]) ->
             reference, share, verdict = None, "", ""
             if line.get("against"):
                 reference = med(cells.get(f"limits:{line['against']}"))
-                of = "of no limit"
+                of = f"of {line.get('without', 'no limit')}"
             elif line.get("ideal"):
                 reference = line["ideal"]
                 of = f"of ideal {reference:,.0f}/s"
@@ -240,8 +258,8 @@ def limits_report(results: dict[str, dict[str, Cell]], systems: list[System]) ->
         return ""
     return "\n".join(
         [
-            "flow control (issue 23): drains with limits, against the same drain without "
-            "them or the ideal (4 slots busy all the time):",
+            "flow control and composition (issues 23, 24): drains with limits or in a batch, "
+            "against the same drain without them or the ideal (4 slots busy all the time):",
             table(rows, right_from=3),
             "",
         ]

@@ -38,6 +38,11 @@ class TaskmillAdapter(DjangoAdapter):
             task = self.t.unkeyed if name == "unkeyed" else self.t.keyed
             spread = (lambda i: i * keys // n) if name == "clustered" else (lambda i: i % keys)
             task.enqueue_many([((), {"key": f"k{spread(i)}"}) for i in range(n)])
+        elif name == "batched":  # one batch of n no-ops
+            import taskmill
+
+            with taskmill.batch(description="bench"):
+                self.t.noop.enqueue_many([((), {})] * n)
         elif name in ("nap", "nap_limited"):  # sleeping `arg` ms, in a limited queue or not
             getattr(self.t, name).enqueue_many([((int(arg),), {})] * n)
         else:

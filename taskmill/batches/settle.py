@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.db import connections
 from django.utils import timezone
 
 from .. import registry
@@ -48,23 +49,58 @@ def settle_members(database: str, landed: Iterable[Landed]) -> None:
             ended.setdefault(row.batch_id, Counter())[COUNTERS[row.status]] += 1
     if not ended:
         return  # the common case: no member of any batch ended here
-    for batch in locked_batches(database, ended):
-        counts = ended[batch.pk]
-        if batch.finished_at is not None:
-            # A member run again by hand (taskmill.retry) after its batch finished: the
-            # batch's report stands, its callbacks ran.
+    for batch_id in sorted(ended):
+        counts = ended[batch_id]
+        if connections[database].vendor == "mysql":
+            due = _count_locked(database, batch_id, counts)  # no UPDATE ... RETURNING there
+        else:
+            due = _count_returning(database, batch_id, counts)
+        if due is None:
+            # Gone, or a member run again by hand (taskmill.retry) after its batch finished:
+            # the batch's report stands, its callbacks ran.
             logger.info(
-                "Batch %s finished before %s of its member(s) ended again; not counted",
-                batch.pk,
+                "Batch %s finished (or was deleted) before %s of its member(s) ended again; "
+                "not counted",
+                batch_id,
                 counts.total(),
             )
-            continue
-        for counter, number in counts.items():
-            setattr(batch, counter, getattr(batch, counter) + number)
-        changed = list(counts)
-        if batch.sealed and batch.pending <= 0:
-            changed += finish(database, batch, timezone.now())
-        batch.save(using=database, update_fields=changed)
+        elif due:
+            # Sealed, nothing pending: its row is locked by the count, read it whole once.
+            batch = Batch.objects.using(database).get(pk=batch_id)
+            batch.save(using=database, update_fields=finish(database, batch, timezone.now()))
+
+
+def _count_returning(database: str, batch_id: int, counts: Counter[str]) -> bool | None:
+    """Add ``counts`` to an unfinished batch in one statement, which locks its row until the
+    transaction ends; whether the batch is now due to finish (sealed, nothing pending), or
+    None when it had finished already, or is gone."""
+    connection = connections[database]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(name)} = {quote(name)} + %s" for name in counts)
+    sql = (
+        f"UPDATE {quote(Batch._meta.db_table)} SET {assignments} "
+        f"WHERE {quote('id')} = %s AND {quote('finished_at')} IS NULL "
+        f"RETURNING {quote('sealed')}, {quote('total')} - {quote('succeeded')} "
+        f"- {quote('failed')} - {quote('cancelled')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*counts.values(), batch_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    sealed, pending = row
+    return bool(sealed) and pending <= 0
+
+
+def _count_locked(database: str, batch_id: int, counts: Counter[str]) -> bool | None:
+    """The same in two statements: lock the batch's row, then write its new counts."""
+    batch = locked_batch(database, batch_id)
+    if batch is None or batch.finished_at is not None:
+        return None
+    for counter, number in counts.items():
+        setattr(batch, counter, getattr(batch, counter) + number)
+    batch.save(using=database, update_fields=list(counts))
+    return batch.sealed and batch.pending <= 0
 
 
 def locked_batches(database: str, ids: Iterable[int]) -> list[Batch]:
