@@ -30,7 +30,16 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .conf import setting
 from .db import get_engine
-from .models import FINISHED_STATUSES, Batch, Run, RunStats, RunStatsHourly, RunStatus, Worker
+from .models import (
+    FINISHED_STATUSES,
+    Batch,
+    Limit,
+    Run,
+    RunStats,
+    RunStatsHourly,
+    RunStatus,
+    Worker,
+)
 from .result_ttl import seconds_for, setting_ttl
 
 # A worker row without a heartbeat for this long belongs to a dead process (the heartbeat
@@ -40,6 +49,8 @@ DEAD_WORKER_AFTER = timedelta(days=1)
 Progress = Callable[[int], None]
 # Empty finished batches deleted per pass (prune_empty_batches): a small table's leftovers.
 EMPTY_BATCHES_PER_PASS = 1000
+# Rows of limits' keys that hold nothing back, deleted per pass (prune_limit_keys).
+LIMIT_KEYS_PER_PASS = 1000
 
 
 def prunable_runs(
@@ -154,6 +165,23 @@ def prune_empty_batches(database: str, now: datetime) -> int:
     if not ids:
         return 0
     deleted, _ = Batch.objects.using(database).filter(pk__in=ids).delete()
+    return deleted
+
+
+def prune_limit_keys(database: str) -> int:
+    """Delete the rows of limits' keys that hold nothing back: one per key ever used (an
+    account, a tenant) would otherwise pile up for ever. Such a row carries only what the
+    task's code declares and when to look again (unset while nothing is held), so the gate
+    writes it anew when the key is next used; what is in use is counted from the runs. The
+    delete repeats the condition: a key that held runs back meanwhile stays."""
+    held = Run.objects.using(database).filter(
+        status=RunStatus.READY, held_by__isnull=False, held_by=OuterRef("key")
+    )
+    idle = Limit.objects.using(database).filter(release_at__isnull=True).exclude(Exists(held))
+    keys = list(idle.values_list("key", flat=True)[:LIMIT_KEYS_PER_PASS])
+    if not keys:
+        return 0
+    deleted, _ = idle.filter(key__in=keys).delete()
     return deleted
 
 

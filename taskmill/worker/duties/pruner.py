@@ -1,6 +1,6 @@
 """The pruner duty: every TASKMILL_PRUNE_INTERVAL seconds, a bounded pass of the pruning
 service (taskmill.pruning): finished runs past their time-to-live, old rollups, the rows of
-dead workers, finished batches left with no member.
+dead workers, finished batches left with no member, limits' keys that hold nothing back.
 
 A pass stops after ``MAX_BATCHES_PER_PASS`` batches: the pruner shares its thread with the
 lifeline, which must not wait behind a backlog of millions. While a backlog lasts, the pass
@@ -13,7 +13,13 @@ import logging
 from datetime import datetime
 
 from ...conf import setting
-from ...pruning import prune_empty_batches, prune_runs, prune_stats, prune_workers
+from ...pruning import (
+    prune_empty_batches,
+    prune_limit_keys,
+    prune_runs,
+    prune_stats,
+    prune_workers,
+)
 from .base import Duty
 
 logger = logging.getLogger("taskmill.worker")
@@ -42,6 +48,7 @@ class Pruner(Duty):
         workers = prune_workers(self.database, now)
         prune_stats(self.database, now)
         prune_empty_batches(self.database, now)
+        prune_limit_keys(self.database)
         self.pruned += runs
         if runs or workers:
             logger.info("Pruned %d finished run(s) and %d worker row(s)", runs, workers)
