@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     # "module.function(run, args, kwargs) -> (args, kwargs)" for anything else to hide.
     "TASKMILL_ADMIN_MASKED_KEYS": ("password", "secret", "token", "api_key", "authorization"),
     "TASKMILL_ADMIN_MASK": None,
+    # Worker middleware: import paths of factories wrapping every attempt, outermost first
+    # (taskmill.middleware).
+    "TASKMILL_MIDDLEWARE": (),
     # Sent by a Prometheus scraper as "Authorization: Bearer <token>" (None: no check).
     "TASKMILL_METRICS_TOKEN": None,
 }

@@ -254,8 +254,13 @@ def start_worker(subprocess_env: dict[str, str]) -> Iterator[Callable[..., Worke
 def run_worker(start_worker: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
     """Run a worker to completion (use with --burst or --max-tasks)."""
 
-    def run(*args: str, timeout: float = 120.0, expect_code: int | None = 0) -> WorkerProcess:
-        worker = start_worker(*args)
+    def run(
+        *args: str,
+        timeout: float = 120.0,
+        expect_code: int | None = 0,
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        worker = start_worker(*args, env=env)
         code = worker.wait(timeout)
         if expect_code is not None:
             assert code == expect_code, f"worker exited {code}:\n{worker.output}"

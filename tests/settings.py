@@ -131,6 +131,8 @@ if "TASKMILL_TEST_CATCH_UP_LIMIT" in os.environ:
     TASKMILL_SCHEDULER_CATCH_UP_LIMIT = int(os.environ["TASKMILL_TEST_CATCH_UP_LIMIT"])
 TASKMILL_TIMEOUT_GRACE = 1.0
 # tests/test_result_ttl.py: workers whose TASKMILL_RESULT_TTL is set by outcome (JSON seconds).
+if "TASKMILL_TEST_MIDDLEWARE" in os.environ:
+    TASKMILL_MIDDLEWARE = os.environ["TASKMILL_TEST_MIDDLEWARE"].split(",")
 if "TASKMILL_TEST_RESULT_TTL" in os.environ:
     import json
 

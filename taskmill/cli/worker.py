@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import signal
 import sys
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
+from .. import middleware, registry
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
 from ..worker.reload import CodeWatcher, restart_process
 from ..worker.supervisor import Supervisor
@@ -246,6 +249,28 @@ def supervise(options: dict[str, Any]) -> int:
     return supervisor.run()
 
 
+def check_middleware() -> None:
+    """Build the worker middleware's chains now: a factory that cannot serve sync tasks, or
+    async ones when the project has any, stops the worker here, not every attempt."""
+    some_async = None
+    try:
+        middleware.chain(asynchronous=False)
+        registry.autodiscover()
+        some_async = next(
+            (
+                path
+                for path, task in sorted(registry.registered_tasks().items())
+                if inspect.iscoroutinefunction(task.func)
+            ),
+            None,
+        )
+        if some_async is not None:
+            middleware.chain(asynchronous=True)
+    except ImproperlyConfigured as exc:
+        where = f" ({some_async} is an async task)" if some_async else ""
+        raise CommandError(f"{exc}{where}") from exc
+
+
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
     configure_logging(options["verbosity"])
     worker_options = build_options(options)
@@ -256,6 +281,7 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
             "it SIGHUP to restart its worker processes with the new code."
         )
     check_migrations(worker_options.database)
+    check_middleware()
     if processes > 1:
         code = supervise(options)
         if code:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from .. import registry
+from .. import middleware, registry
 from ..compat import BaseTask, InvalidTask, TaskResult, TaskResultStatus, task_backends
 from ..db import ClaimedRun, Outcome
 from ..db.records import Landed
@@ -85,6 +85,7 @@ class Attempt:
         self.metadata_writer: MetadataWriter | None = None
         # When the body began: the run's started_at.
         self.started_at: datetime | None = None
+        self._context: TaskContext | None = None  # made by context(), for this body
 
     def prepare(self) -> Completed | None:
         """Resolve the task; a run naming no registered task, or whose row is corrupt
@@ -141,9 +142,18 @@ class Attempt:
         return effective_option(self.task, self.run.options, name)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        """The body's arguments: a fresh context first when the task takes one."""
         assert self.task is not None
         args = list(self.run.args)
+        self._context = None  # an atomic body run again after a rollback: a new context
         if self.task.takes_context:
+            args.insert(0, self.context())
+        return args, self.run.kwargs
+
+    def context(self) -> TaskContext:
+        """The attempt's context: the one a ``takes_context`` task gets, and the worker
+        middleware's (taskmill.middleware), whether the task takes one or not."""
+        if self._context is None:
             result = self.result
             if self.metadata_writer is None:
                 self.metadata_writer = MetadataWriter(
@@ -154,14 +164,29 @@ class Attempt:
                 )
             else:  # an atomic body run again after a rollback: it starts from the claim's
                 self.metadata_writer.restart()
-            context = TaskContext(
+            self._context = TaskContext(
                 task_result=result,
                 stop_event=self.stop_event,
                 metadata_writer=self.metadata_writer,
                 database=self.database,
             )
-            args.insert(0, context)
-        return args, self.run.kwargs
+        return self._context
+
+    def call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call a sync task's body, through the worker middleware if there is any."""
+        task = self.task
+        assert task is not None
+        if not middleware.configured():
+            return task.call(*args, **kwargs)
+        return middleware.call_sync(self.context(), lambda: task.call(*args, **kwargs))
+
+    async def acall(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Await an async task's body, through the worker middleware if there is any."""
+        task = self.task
+        assert task is not None
+        if not middleware.configured():
+            return await task.func(*args, **kwargs)
+        return await middleware.call_async(self.context(), lambda: task.func(*args, **kwargs))
 
     def final_metadata(self) -> dict[str, Any] | None:
         """What the outcome writes of the metadata (None: the row keeps its own). Raises

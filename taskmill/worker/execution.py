@@ -9,6 +9,7 @@ attempt is elsewhere: its decisions in attempt.py, where its body runs in runner
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,18 @@ class TaskContext(BaseTaskContext):
     metadata_writer: MetadataWriter | None = None
     database: str = "default"  # where the run's row is
     _read: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # The task's own call, for the innermost worker middleware (taskmill.middleware).
+    _body: Callable[[], Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _attach_body(self, body: Callable[[], Any]) -> None:
+        """Set the call the middleware chain ends in (taskmill.middleware)."""
+        object.__setattr__(self, "_body", body)
+
+    def _run_body(self) -> Any:
+        """The task's own call: what the innermost middleware's ``call_next`` runs."""
+        if self._body is None:
+            raise RuntimeError("This context has no task body attached (taskmill.middleware).")
+        return self._body()
 
     @property
     def stop_requested(self) -> bool:

@@ -96,7 +96,7 @@ def call_atomic(
                 completed.recorded = True
                 return completed
             raise RunCancelled("the run was taken over before its atomic body started")
-        value = attempt.task.call(*args, **kwargs)
+        value = attempt.call(args, kwargs)
         completed = attempt.succeeded(value, attempt.duration())
         if completed.outcome.status != RunStatus.SUCCESSFUL:
             raise ResultNotStorable(completed)

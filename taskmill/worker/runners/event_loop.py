@@ -30,7 +30,7 @@ async def run_async(attempt: Attempt) -> Completed:
     limit = asyncio.timeout(timeout)
     try:
         async with limit:
-            value = await attempt.task.func(*args, **kwargs)
+            value = await attempt.acall(args, kwargs)
     except TimeoutError as exc:
         if limit.expired():
             exc = chained(

@@ -32,7 +32,7 @@ def call_here(attempt: Attempt) -> Completed:
         if getattr(attempt.task, "atomic", False):
             return call_atomic_retrying(attempt)
         args, kwargs = attempt.arguments()
-        value = attempt.task.call(*args, **kwargs)
+        value = attempt.call(args, kwargs)
     except ResultNotStorable as exc:
         return exc.completed
     except BaseException as exc:
