@@ -6,24 +6,30 @@ A project adds the view to its URLs::
 
 and may set TASKMILL_METRICS_TOKEN, which a scraper then sends as ``Authorization: Bearer
 <token>``. No process of taskmill lives long enough to hold a counter (workers come and go,
-several per machine), so what is exported are gauges over the last complete minute, read
-from the per-minute rollups, and the state of queues, workers and schedules now.
+several per machine), so the counters are read from the database, which every web process
+reaches: the attempts ever ended, by queue, task and outcome, and the histograms of their
+durations and start latencies, summed from the hourly rollups still kept plus the totals of
+those pruned (``RunStatsTotal``, added to in the transaction that prunes an hour). They only
+grow, so Prometheus's ``rate()`` and ``histogram_quantile()`` work over any range; they start
+again from 0 only if the rollup tables are emptied, which Prometheus reads as a reset. Beside
+them, gauges: queue depth and oldest ready age, limits, workers and slots, now.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from datetime import timedelta
 
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 
 from . import overview
 from .conf import setting
+from .db.stats import KEY_COLUMNS, SUM_COLUMNS, TOTALS_TABLE
 from .limits.rates import parse_rate
 from .limits.report import queue_reports
-from .models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, RunStats
+from .models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, RunStatsHourly
+from .rollups import OUTCOMES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -41,7 +47,7 @@ def view(request: HttpRequest) -> HttpResponse:
 def render(database: str = "default") -> Iterable[str]:
     yield from _queues(database)
     yield from _workers(database)
-    yield from _last_minute(database)
+    yield from _attempts(database)
 
 
 def _queues(database: str) -> Iterable[str]:
@@ -104,29 +110,63 @@ def _workers(database: str) -> Iterable[str]:
         yield _line(name, value)
 
 
-def _last_minute(database: str) -> Iterable[str]:
-    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
-    rows = list(RunStats.objects.using(database).filter(minute=minute))
-    yield "# HELP taskmill_attempts_last_minute Attempts that ended in the last complete minute.\n"
-    yield "# TYPE taskmill_attempts_last_minute gauge\n"
-    for row in rows:
-        labels = {"queue": row.queue_name, "task": row.task_path, "status": row.status}
-        yield _line("taskmill_attempts_last_minute", row.count, **labels)
-    for metric, columns, text in (
-        ("taskmill_attempt_duration_last_minute_seconds", DURATION_COLUMNS, "How long they ran."),
-        ("taskmill_attempt_latency_last_minute_seconds", LATENCY_COLUMNS, "Ready to started."),
-    ):
+# Each rollup status as the counters' ``outcome`` label (rollups.OUTCOMES: a retry was
+# written READY, a snooze SNOOZED).
+OUTCOME_LABELS = OUTCOMES
+
+
+def _attempts(database: str) -> Iterable[str]:
+    rows = cumulative_rollups(database)
+    name = "taskmill_attempts_total"
+    yield f"# HELP {name} Attempts ended, by outcome (retried: failed, to run again).\n"
+    yield f"# TYPE {name} counter\n"
+    for (queue, task, status), sums in sorted(rows.items()):
+        outcome = OUTCOME_LABELS.get(status, status.lower())
+        yield _line(name, sums["count"], queue=queue, task=task, outcome=outcome)
+    histograms: dict[tuple[str, str], dict[str, float]] = {}
+    for (queue, task, _status), sums in rows.items():
+        merged = histograms.setdefault((queue, task), dict.fromkeys(sums, 0.0))
+        for column, value in sums.items():
+            merged[column] += value
+    for metric, columns, total, text in (
+        ("taskmill_attempt_duration_seconds", DURATION_COLUMNS, "duration_sum",
+         "How long attempts ran."),
+        ("taskmill_attempt_start_latency_seconds", LATENCY_COLUMNS, "latency_sum",
+         "From ready to started."),
+    ):  # fmt: skip
         yield f"# HELP {metric} {text}\n# TYPE {metric} histogram\n"
-        for row in rows:
-            labels = {"queue": row.queue_name, "task": row.task_path, "status": row.status}
-            seen = 0
+        for (queue, task), sums in sorted(histograms.items()):
+            seen = 0.0
             for bound, column in zip(BUCKET_BOUNDS_MS, columns, strict=True):
-                seen += getattr(row, column)
+                seen += sums[column]
                 le = "+Inf" if bound == float("inf") else f"{bound / 1000:g}"
-                yield _line(f"{metric}_bucket", seen, **labels, le=le)
-            total = row.duration_sum if columns is DURATION_COLUMNS else row.latency_sum
-            yield _line(f"{metric}_sum", total, **labels)
-            yield _line(f"{metric}_count", row.count, **labels)
+                yield _line(f"{metric}_bucket", seen, queue=queue, task=task, le=le)
+            yield _line(f"{metric}_sum", sums[total], queue=queue, task=task)
+            yield _line(f"{metric}_count", sums["count"], queue=queue, task=task)
+
+
+def cumulative_rollups(database: str) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Per (queue, task, status): every sum of the kept hours plus the pruned totals, read
+    in one statement, so that a prune moving hours to the totals meanwhile is seen either
+    before or after, never half."""
+    connection = connections[database]
+    quote = connection.ops.quote_name
+    keys = ", ".join(quote(column) for column in KEY_COLUMNS)
+    sums = ", ".join(f"SUM({quote(column)})" for column in SUM_COLUMNS)
+    both = " UNION ALL ".join(
+        f"SELECT {keys}, {', '.join(quote(column) for column in SUM_COLUMNS)} FROM {quote(table)}"
+        for table in (TOTALS_TABLE, RunStatsHourly._meta.db_table)
+    )
+    sql = f"SELECT {keys}, {sums} FROM ({both}) AS kept GROUP BY {keys}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return {
+            tuple(row[: len(KEY_COLUMNS)]): {
+                column: float(value or 0)
+                for column, value in zip(SUM_COLUMNS, row[len(KEY_COLUMNS) :], strict=True)
+            }
+            for row in cursor.fetchall()
+        }
 
 
 def _line(name: str, value: float, **labels: str) -> str:

@@ -30,6 +30,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .conf import setting
 from .db import get_engine
+from .db.stats import fold_hours
 from .models import (
     FINISHED_STATUSES,
     Batch,
@@ -49,6 +50,9 @@ DEAD_WORKER_AFTER = timedelta(days=1)
 Progress = Callable[[int], None]
 # Empty finished batches deleted per pass (prune_empty_batches): a small table's leftovers.
 EMPTY_BATCHES_PER_PASS = 1000
+# Hourly rollup rows folded into the totals per pass (prune_stats): a day of 40 busy
+# tasks' hours is about a thousand.
+HOURS_PER_PASS = 5000
 # Rows of limits' keys that hold nothing back, deleted per pass (prune_limit_keys).
 LIMIT_KEYS_PER_PASS = 1000
 
@@ -186,11 +190,23 @@ def prune_limit_keys(database: str) -> int:
 
 
 def prune_stats(database: str, now: datetime) -> int:
-    """Delete the per-minute rollups older than TASKMILL_STATS_RETENTION (the dashboard's
-    longest chart is a week)."""
+    """Delete the rollups older than TASKMILL_STATS_RETENTION (the dashboard's longest chart
+    is a week). The hours deleted are first added to the totals (``RunStatsTotal``), in the
+    same transaction: the metrics' counters, totals plus kept hours, never go down."""
     keep = timedelta(seconds=float(setting("TASKMILL_STATS_RETENTION")))
     minutes, _ = RunStats.objects.using(database).filter(minute__lt=now - keep).delete()
-    hours, _ = RunStatsHourly.objects.using(database).filter(hour__lt=now - keep).delete()
+    hours = 0
+    with transaction.atomic(using=database):
+        old = RunStatsHourly.objects.using(database).filter(hour__lt=now - keep)
+        # Locked, skipping what another pruner holds: each hour is added to the totals once.
+        rows = list(get_engine(database).lock_skipping_locked(old)[:HOURS_PER_PASS])
+        if rows:
+            get_engine(database).add_totals(fold_hours(rows))
+            hours, _ = (
+                RunStatsHourly.objects.using(database)
+                .filter(pk__in=[row.pk for row in rows])
+                .delete()
+            )
     return minutes + hours
 
 

@@ -190,6 +190,15 @@ class BaseEngine(LeaseQueries, Engine):
                 sql = self.upsert_adding_sql(table, (period_column, *stats.KEY_COLUMNS))
                 cursor.executemany(sql, [[adapt(row.start), *row.values()[1:]] for row in rows])
 
+    def add_totals(self, rows: Sequence[stats.StatsRow]) -> None:
+        """Add ``rows`` (no period: ``stats.fold_hours``) to the totals the pruner keeps of
+        the hours it deletes, in key order."""
+        if not rows:
+            return
+        sql = self.upsert_adding_sql(stats.TOTALS_TABLE, stats.KEY_COLUMNS)
+        with self.connection.cursor() as cursor:
+            cursor.executemany(sql, [row.values()[1:] for row in rows])
+
     def upsert_adding_sql(self, table: str, keys: tuple[str, ...]) -> str:
         """INSERT a rollup row (its ``keys``, then ``stats.SUM_COLUMNS``), or add its sums to
         the row with the same keys. PostgreSQL and SQLite speak the same upsert."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, bucket_of
 
@@ -23,6 +24,8 @@ TABLES = (
     ("taskmill_run_stats_hourly", "hour", timedelta(hours=1)),
 )
 KEY_COLUMNS = ("queue_name", "task_path", "status")
+# Where the pruner adds the hours it deletes (RunStatsTotal): no period column.
+TOTALS_TABLE = "taskmill_run_stats_total"
 # A rollup's status for an attempt that snoozed (``raise taskmill.Snooze``): the run is READY
 # again, as after a retry, but nothing went wrong, and the charts say so apart.
 SNOOZED = "SNOOZED"
@@ -99,3 +102,22 @@ def coarser(rows: list[StatsRow], period: timedelta) -> list[StatsRow]:
         into.durations = [a + b for a, b in zip(into.durations, row.durations, strict=True)]
         into.latencies = [a + b for a, b in zip(into.latencies, row.latencies, strict=True)]
     return [merged[key] for key in sorted(merged)]
+
+
+def fold_hours(hours: Iterable[Any]) -> list[StatsRow]:
+    """Hourly rollup rows (``RunStatsHourly``) summed per queue, task and status, in key
+    order: what the pruner adds to the totals (``Engine.add_totals``)."""
+    folded: dict[tuple[str, str, str], StatsRow] = {}
+    for hour in hours:
+        key = (hour.queue_name, hour.task_path, hour.status)
+        row = folded.get(key)
+        if row is None:
+            row = folded[key] = StatsRow(datetime.min, *key)
+        row.count += hour.count
+        row.duration_sum += hour.duration_sum
+        row.latency_sum += hour.latency_sum
+        for index, column in enumerate(DURATION_COLUMNS):
+            row.durations[index] += getattr(hour, column)
+        for index, column in enumerate(LATENCY_COLUMNS):
+            row.latencies[index] += getattr(hour, column)
+    return [folded[key] for key in sorted(folded)]

@@ -5,7 +5,7 @@ from .batches import Batch
 from .limits import Limit, LimitStart
 from .runs import Dashboard, Run, RunDependency
 from .schedules import Schedule
-from .stats import RunStats, RunStatsHourly
+from .stats import RunStats, RunStatsHourly, RunStatsTotal
 from .workers import Queue, Worker
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "RunDependency",
     "RunStats",
     "RunStatsHourly",
+    "RunStatsTotal",
     "RunStatus",
     "Schedule",
     "Worker",

@@ -118,6 +118,24 @@ class RunStatsHourly(_Rollup):
         return f"{self.hour:%Y-%m-%d %H}h {self.queue_name} {self.task_path} {self.status}"
 
 
-for _model in (RunStats, RunStatsHourly):
+class RunStatsTotal(_Rollup):
+    """What the pruned hours held, per queue, task and status, added up: the metrics'
+    counters are these plus the hours still kept, so they only grow when old hours go."""
+
+    class Meta:
+        db_table = "taskmill_run_stats_total"
+        verbose_name = _("run statistics before the kept hours")
+        verbose_name_plural = _("run statistics before the kept hours")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue_name", "task_path", "status"], name="taskmill_run_stats_total_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"until the kept hours: {self.queue_name} {self.task_path} {self.status}"
+
+
+for _model in (RunStats, RunStatsHourly, RunStatsTotal):
     for _column in (*DURATION_COLUMNS, *LATENCY_COLUMNS):
         _model.add_to_class(_column, models.PositiveBigIntegerField(default=0))
