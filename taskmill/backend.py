@@ -37,7 +37,7 @@ from .serialization import normalize_arguments, text_problem
 from .signalling import enqueued_heard
 from .tasks import Call, Task, checked_metadata
 
-KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF", "QUEUE_LIMITS"}
+KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF", "QUEUE_LIMITS", "LISTEN_DATABASE"}
 # Defaults for every task of the alias (Django's proposal #142 names). The proposal puts
 # them beside QUEUES; taskmill reads them there too, so both spellings keep working.
 RETRY_DEFAULTS = ("MAX_ATTEMPTS", "BACKOFF")
@@ -88,6 +88,9 @@ class DatabaseBackend(BaseTaskBackend):
             for every task that sets no backoff of its own.
         QUEUE_LIMITS: ``{queue: {"concurrency_limit": N, "rate_limit": "100/m"}}``, limits
             shared by every run of a queue (taskmill.limits.queues; docs/limits.md).
+        LISTEN_DATABASE: a ``DATABASES`` alias reaching PostgreSQL directly, for the
+            workers' LISTEN when DATABASE goes through a pooler in transaction mode (found
+            by the workers themselves otherwise; docs/configuration.md).
     """
 
     task_class = Task
@@ -102,6 +105,9 @@ class DatabaseBackend(BaseTaskBackend):
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
         self.database: str = self.options.get("DATABASE", "default")
+        # Where PostgreSQL workers LISTEN for wake-ups, when DATABASE goes through a pooler
+        # in transaction mode (None: found by the worker, db/listen_target.py).
+        self.listen_database: str | None = self.options.get("LISTEN_DATABASE")
         where = f"TASKS[{alias!r}]"
         found: dict[str, tuple[str, Any]] = {}  # key -> (where it is set, its value)
         for key in RETRY_DEFAULTS:
@@ -325,6 +331,17 @@ class DatabaseBackend(BaseTaskBackend):
                 )
             )
             return messages
+        listen = self.listen_database
+        if listen is not None and listen not in settings.DATABASES:
+            messages.append(
+                checks.Error(
+                    f"{where} OPTIONS['LISTEN_DATABASE'] names {listen!r}, which is not in "
+                    "DATABASES.",
+                    hint="A DATABASES alias that reaches PostgreSQL directly, not through a "
+                    "pooler in transaction mode: workers LISTEN through it.",
+                    id="taskmill.E009",
+                )
+            )
         unknown = set(self.options) - KNOWN_OPTIONS
         if unknown:
             messages.append(

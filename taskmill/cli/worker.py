@@ -124,6 +124,7 @@ def build_options(options: dict[str, Any]) -> WorkerOptions:
         poll_interval=options["poll_interval"],
         shutdown_timeout=options["shutdown_timeout"],
         scheduler=not options["no_scheduler"],
+        listen_database=backend.listen_database,
     )
 
 

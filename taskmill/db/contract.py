@@ -180,10 +180,14 @@ class Engine(ABC):
         transaction). Optional: nothing, on engines that do not push wake-ups."""
         return None
 
-    def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener | None:
+    def start_listener(
+        self, on_wakeup: Callable[[str], None], *, listen_database: str | None = None
+    ) -> Listener | None:
         """Call ``on_wakeup(queue_name)`` from a background thread for each wake-up sent by
         ``notify`` or ``insert_runs`` (and with "" after each (re)connection: wake-ups may
-        have been missed). Optional: None, on engines that do not push wake-ups."""
+        have been missed). Optional: None, on engines that do not push wake-ups.
+        ``listen_database``: a ``DATABASES`` alias to listen through instead (a direct
+        connection, when the runs' alias goes through a pooler)."""
         return None
 
     # -- leases ---------------------------------------------------------------------------

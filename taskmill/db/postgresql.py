@@ -27,6 +27,7 @@ from .base import (
 )
 from .finish_sql import fenced, finish_assignments
 from .inserts import PER_RUN, insert_plan, json_text, json_texts
+from .listen_target import ListenTarget
 from .records import NEW_RUN_COLUMN_SET
 
 logger = logging.getLogger("taskmill.db")
@@ -269,8 +270,10 @@ class PostgreSQLEngine(BaseEngine):
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
 
-    def start_listener(self, on_wakeup: Callable[[str], None]) -> Listener:
-        listener = PostgreSQLListener(self.connection.get_connection_params(), on_wakeup)
+    def start_listener(
+        self, on_wakeup: Callable[[str], None], *, listen_database: str | None = None
+    ) -> Listener:
+        listener = PostgreSQLListener(ListenTarget(self.alias, listen_database), on_wakeup)
         listener.start()
         return listener
 
@@ -286,13 +289,10 @@ class PostgreSQLEngine(BaseEngine):
 class PostgreSQLListener(Listener):
     """LISTENs on its own connection in a daemon thread, reconnecting when it drops."""
 
-    def __init__(self, params: dict, on_wakeup: Callable[[str], None]) -> None:
-        # Django's own adapters and cursor class are for its connections, not this one.
-        self._params = {
-            key: value
-            for key, value in params.items()
-            if key not in {"cursor_factory", "context", "prepare_threshold"}
-        }
+    def __init__(self, target: ListenTarget, on_wakeup: Callable[[str], None]) -> None:
+        # Decided in the listener's thread, at its first connection (db/listen_target.py):
+        # a pooler in transaction mode would swallow the notifications.
+        self._target = target
         self._on_wakeup = on_wakeup
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="taskmill-listener", daemon=True)
@@ -311,7 +311,10 @@ class PostgreSQLListener(Listener):
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(**self._params, autocommit=True) as conn:
+                params = self._target.params()
+                if params is None:
+                    return  # nothing delivers: the worker polls (said once, by the target)
+                with psycopg.connect(**params, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     logger.debug("Listening for NOTIFY on channel %r", CHANNEL)
                     self.connected.set()

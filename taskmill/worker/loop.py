@@ -62,6 +62,9 @@ class WorkerOptions:
     lease_seconds: float | None = None  # None: TASKMILL_LEASE
     duties: bool = True  # heartbeat, rescue, pruning (off only in protocol tests)
     scheduler: bool = False  # fire due schedules too (the worker command's default)
+    # A DATABASES alias to LISTEN through (OPTIONS["LISTEN_DATABASE"]): direct to PostgreSQL
+    # when ``database`` goes through a pooler in transaction mode (db/listen_target.py).
+    listen_database: str | None = None
 
 
 def make_worker_id(label: str) -> str:
@@ -199,7 +202,13 @@ class Worker:
         registry.autodiscover()
         # A burst worker exits when the queue is empty: it has nothing to be woken for.
         listens = self.engine.pushes_wakeups and not self.options.burst
-        listener = self.engine.start_listener(self._on_wakeup) if listens else None
+        listener = (
+            self.engine.start_listener(
+                self._on_wakeup, listen_database=self.options.listen_database
+            )
+            if listens
+            else None
+        )
         wakeup.subscribe(self._on_wakeup)
         logger.info(
             "Worker %s started: database=%s backends=%s queues=%s concurrency=%d",
