@@ -132,6 +132,8 @@ class ClaimedRun:
     # What is wrong with the row, if anything: a row taskmill never wrote (arguments that
     # are not a list, invalid JSON...). Such a run is failed by Attempt.prepare, unrun.
     problem: str | None = None
+    # When the worker queued it for a thread (time.monotonic(); worker/executor.py).
+    queued_at: float = 0.0
 
     def __post_init__(self) -> None:
         # Checked here, where every claimed row passes, so that no later step (choosing a

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,7 +41,7 @@ class Executor:
         *,
         database: str = "default",
         on_start: Callable[[ClaimedRun], bool | None] | None = None,
-        out_of_touch: Callable[[], bool] = lambda: False,
+        out_of_touch: Callable[[float], bool] = lambda since: False,
     ) -> None:
         self._on_done = on_done
         self._on_start = on_start
@@ -79,7 +80,9 @@ class Executor:
     # -- the worker's side ------------------------------------------------------------------
 
     def submit(self, runs: Iterable[ClaimedRun]) -> None:
-        runs = list(runs)
+        runs, now = list(runs), time.monotonic()
+        for run in runs:
+            run.queued_at = now  # a silence of the heartbeat after this: ask before starting
         with self._lock:
             self._queued.update((run.id, run) for run in runs)
         for run in runs:
@@ -262,10 +265,11 @@ class Executor:
             unmark = self._needs_unmark(run)
             # A run marked "not started" starts only once that is recorded: not if it was
             # taken away meanwhile (rescued as never started while this worker was frozen),
-            # or lost or asked to stop while the database was away. So does any run after
-            # the heartbeat fell silent (a freeze): it may have been rescued and claimed
-            # again before a heartbeat could mark it, even under the same attempt number.
-            if (unmark or self._out_of_touch()) and not self._record_start(run, stop):
+            # or lost or asked to stop while the database was away. So does any run queued
+            # before the heartbeat fell silent (a freeze, the database away), even if it is
+            # back now: it may have been rescued and claimed again before a heartbeat could
+            # mark it, even under the same attempt number.
+            if (unmark or self._out_of_touch(run.queued_at)) and not self._record_start(run, stop):
                 self._done(ended_unstarted(run, self._database))
                 continue
             where = where_to_run(run)

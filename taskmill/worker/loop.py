@@ -169,10 +169,11 @@ class Worker:
         ):
             self._wake.set()
 
-    def _out_of_touch(self) -> bool:
-        """The heartbeat fell silent (executor threads ask before starting a run)."""
+    def _out_of_touch(self, since: float) -> bool:
+        """The heartbeat is silent, or was since ``since`` (executor threads ask before
+        starting a run queued then)."""
         duties = getattr(self, "duties", None)  # made after the executor
-        return duties is not None and duties.beating and duties.heartbeat.out_of_touch()
+        return duties is not None and duties.beating and duties.heartbeat.out_of_touch(since)
 
     def _on_wakeup(self, queue_name: str) -> None:
         if queue_name == CONTROL_WAKEUP:

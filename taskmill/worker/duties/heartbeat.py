@@ -87,6 +87,7 @@ class Heartbeat(Duty):
         self.interval = float(setting("TASKMILL_HEARTBEAT_INTERVAL"))
         self.lease = float(setting("TASKMILL_LEASE"))
         self.last_success = time.monotonic()
+        self.back_in_touch_at = 0.0  # when a silence last ended (time.monotonic())
         self.fenced = False
         self.registered = False
 
@@ -143,7 +144,10 @@ class Heartbeat(Duty):
             written = waiting & reply.renewed
         finally:
             port.marks_written(written)
-        self.last_success = time.monotonic()
+        now = time.monotonic()
+        if now - self.last_success > self.silence:
+            self.back_in_touch_at = now  # runs queued before this must ask before starting
+        self.last_success = now
         if self.fenced:
             logger.warning("Worker %s reached the database again; claiming again", self.worker_id)
             self.fenced = False
@@ -156,11 +160,18 @@ class Heartbeat(Duty):
             logger.warning("Worker %s asked to shut down", self.worker_id)
             port.request_stop()
 
-    def out_of_touch(self) -> bool:
+    def out_of_touch(self, since: float | None = None) -> bool:
         """No heartbeat has landed for longer than beating takes (two intervals, or half a
-        lease): the process was frozen or cut off, and its runs may be someone else's now."""
-        silent = time.monotonic() - self.last_success
-        return silent > max(2 * self.interval, 0.5 * self.lease)
+        lease): the process was frozen or cut off, and its runs may be someone else's now.
+        With ``since`` (time.monotonic()): also when such a silence ended after it."""
+        if time.monotonic() - self.last_success > self.silence:
+            return True
+        return since is not None and self.back_in_touch_at > since
+
+    @property
+    def silence(self) -> float:
+        """Seconds without a heartbeat that mean the process was out of touch."""
+        return max(2 * self.interval, 0.5 * self.lease)
 
     def check_fence(self) -> None:
         silent = time.monotonic() - self.last_success
