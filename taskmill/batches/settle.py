@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from .. import registry
 from ..compat import InvalidTask
+from ..db import get_engine
 from ..db.records import Landed
 from ..models import Batch, RunStatus
 from .membership import outside_batch
@@ -51,10 +52,10 @@ def settle_members(database: str, landed: Iterable[Landed]) -> None:
         return  # the common case: no member of any batch ended here
     for batch_id in sorted(ended):
         counts = ended[batch_id]
-        if connections[database].vendor == "mysql":
-            due = _count_locked(database, batch_id, counts)  # no UPDATE ... RETURNING there
-        else:
+        if get_engine(database).updates_returning:
             due = _count_returning(database, batch_id, counts)
+        else:
+            due = _count_locked(database, batch_id, counts)
         if due is None:
             # Gone, or a member run again by hand (taskmill.retry) after its batch finished:
             # the batch's report stands, its callbacks ran.

@@ -74,6 +74,9 @@ class Engine(ABC):
     #: (``kwargs__contains``): PostgreSQL's ``@>``, which a GIN index serves when a project
     #: adds one. Elsewhere the key lookup, which every database speaks and no index serves.
     searches_json_by_containment: bool = False
+    #: ``UPDATE ... RETURNING``: PostgreSQL and SQLite 3.35+. Not MySQL/MariaDB, where what
+    #: an update wrote is read back in a second statement.
+    updates_returning: bool = True
 
     # -- SQL spelled beside the engine's -------------------------------------------------
 

@@ -85,6 +85,7 @@ FINISH_MORE_ROWS = "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 
 class MySQLEngine(BaseEngine):
     vendor = "mysql"
+    updates_returning = False
 
     def task_paths(self, after: str | None, limit: int) -> list[str]:
         # MySQL and MariaDB read a GROUP BY on an index's first column as a loose index scan
