@@ -10,7 +10,9 @@ class TaskmillConfig(AppConfig):
         from django.core import checks
 
         from .checks import check_sqlite_settings
+        from .logs import check_log_format
         from .result_ttl import check_setting
 
         checks.register(check_sqlite_settings)
         checks.register(check_setting)
+        checks.register(check_log_format)

@@ -62,6 +62,7 @@ class WorkerOptions:
     lease_seconds: float | None = None  # None: TASKMILL_LEASE
     duties: bool = True  # heartbeat, rescue, pruning (off only in protocol tests)
     scheduler: bool = False  # fire due schedules too (the worker command's default)
+    worker_id: str | None = None  # None: make_worker_id(label); the command makes it first
 
 
 def make_worker_id(label: str) -> str:
@@ -82,7 +83,7 @@ class Worker:
 
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
-        self.id = make_worker_id(options.label)
+        self.id = options.worker_id or make_worker_id(options.label)
         self.engine = get_engine(options.database)
         if options.lease_seconds is None:
             options.lease_seconds = float(setting("TASKMILL_LEASE"))
