@@ -158,10 +158,12 @@ def identify_worker(worker_id: str) -> None:
         for logger in logging.Logger.manager.loggerDict.values()
         if isinstance(logger, logging.Logger)
     ]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if not any(isinstance(each, WorkerFilter) for each in handler.filters):
-                handler.addFilter(WorkerFilter())
+    handlers = [handler for logger in loggers for handler in logger.handlers]
+    if logging.lastResort is not None:  # what takes the records no handler takes
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if not any(isinstance(each, WorkerFilter) for each in handler.filters):
+            handler.addFilter(WorkerFilter())
 
 
 def log_format_setting() -> str:

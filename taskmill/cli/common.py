@@ -74,6 +74,17 @@ def configure_logging(verbosity: int, log_format: str | None = None) -> bool:
     setattr(handler, TAKEN, True)
     if chosen == "json":
         handler.setFormatter(JSONFormatter())
+        # What no handler takes (a library's logger nobody configured: django_tasks' own on
+        # Django 5.2, with a failed task's traceback) goes to Python's last resort, and
+        # warnings.warn() to stderr, both as plain text: JSON lines among the others instead.
+        last_resort = logging.StreamHandler(sys.stderr)
+        last_resort.setLevel(logging.WARNING)
+        last_resort.setFormatter(JSONFormatter())
+        logging.lastResort = last_resort
+        warnings_logger = logging.getLogger("py.warnings")
+        if not warnings_logger.handlers:  # else captured warnings get a NullHandler
+            warnings_logger.addHandler(last_resort)
+        logging.captureWarnings(True)
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
