@@ -11,8 +11,10 @@ class TaskmillConfig(AppConfig):
 
         from .checks import check_sqlite_settings
         from .middleware import check_setting as check_middleware
+        from .logs import check_log_format
         from .result_ttl import check_setting
 
         checks.register(check_sqlite_settings)
         checks.register(check_setting)
         checks.register(check_middleware)
+        checks.register(check_log_format)

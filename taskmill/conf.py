@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "TASKMILL_MIDDLEWARE": (),
     # Sent by a Prometheus scraper as "Authorization: Bearer <token>" (None: no check).
     "TASKMILL_METRICS_TOKEN": None,
+    # The format of the log lines taskmill's commands write themselves (when the project's
+    # LOGGING does not handle taskmill's loggers): "text", or "json", one object per line.
+    "TASKMILL_LOG_FORMAT": "text",
 }
 
 

@@ -138,6 +138,10 @@ if "TASKMILL_TEST_RESULT_TTL" in os.environ:
 
     TASKMILL_RESULT_TTL = json.loads(os.environ["TASKMILL_TEST_RESULT_TTL"])
 
+# tests/test_worker_json_logs.py: workers whose TASKMILL_LOG_FORMAT is set (valid or not).
+if "TASKMILL_TEST_LOG_FORMAT" in os.environ:
+    TASKMILL_LOG_FORMAT = os.environ["TASKMILL_TEST_LOG_FORMAT"]
+
 # Queued e-mail (tests/contrib/test_mail.py): its worker processes send through SMTP to the
 # server the test started, on the port passed down; only there, as Django 6.1 warns about
 # each EMAIL_* setting. Retries come quickly.

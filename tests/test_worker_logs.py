@@ -1,12 +1,15 @@
-"""What a real worker process says about failed attempts, at each verbosity."""
+"""What a real worker process says about each ended attempt, at each verbosity (as text; JSON
+lines: test_worker_json_logs.py)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from taskmill.models import Run
 from tests.conftest import only_on
-from tests.testapp import tasks
+from tests.testapp import snooze_tasks, tasks
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -65,3 +68,27 @@ def test_a_success_logs_no_failure(run_worker):
     tasks.add.enqueue(1, 2)
     worker = run_worker("--burst")
     assert not lines_with(worker, "failed"), worker.output
+
+
+def test_a_success_and_a_snooze_are_one_info_line_each(run_worker):
+    done = tasks.add.enqueue(1, 2)
+    snoozed = snooze_tasks.planned.enqueue("SO")  # snoozes (due at once), then returns
+    worker = run_worker("--burst")
+    said = [line.split(" INFO ", 1)[1] for line in lines_with(worker, " INFO taskmill.worker: Run")]
+    add, planned = r"\(tests\.testapp\.tasks\.add\)", r"\(tests\.testapp\.snooze_tasks\.planned\)"
+    took = r"\d+\.\d{3}s"
+    expected = [
+        rf"Run {done.id} {add} attempt 1 succeeded in {took}",
+        rf"Run {snoozed.id} {planned} attempt 1 snoozed for 0s after {took}",
+        rf"Run {snoozed.id} {planned} attempt 2 succeeded in {took}",
+    ]
+    assert len(said) == len(expected), worker.output
+    for pattern in expected:
+        matching = [line for line in said if re.fullmatch(f"taskmill.worker: {pattern}", line)]
+        assert len(matching) == 1, (pattern, worker.output)
+
+
+def test_at_verbosity_0_a_success_says_nothing(run_worker):
+    tasks.add.enqueue(1, 2)
+    worker = run_worker("--burst", "-v", "0")
+    assert not lines_with(worker, "succeeded"), worker.output

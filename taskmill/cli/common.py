@@ -16,22 +16,80 @@ from django.db import DatabaseError, connections
 from ..backend import DatabaseBackend
 from ..compat import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from ..db import answer_start_up_probes, reset_connection
+from ..logs import LOG_FORMATS, JSONFormatter, log_format_setting
 
 logger = logging.getLogger("taskmill")
+
+# Marks the handler configure_logging installed, as against one of the project's.
+TAKEN = "_taskmill_own_handler"
 
 # Longest wait between two attempts to reach a database that is not there yet.
 WAIT_BACKOFF_MAX = 5.0
 
 
-def configure_logging(verbosity: int) -> None:
-    """Show taskmill's logs on stderr unless the project's LOGGING already handles them."""
+def add_log_format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text (the default) or json: one JSON object per line, for a log pipeline "
+        "(default: the TASKMILL_LOG_FORMAT setting). Applies when your LOGGING does not "
+        "handle taskmill's loggers.",
+    )
+
+
+def chosen_log_format(option: str | None) -> str:
+    """The ``--log-format`` given, else ``TASKMILL_LOG_FORMAT``: the option wins."""
+    if option is not None:
+        return option
+    try:
+        return log_format_setting()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+# Whether configure_logging said that the project's LOGGING overrides the format asked for:
+# the commands call it twice (before the system checks, and in their handle), it says so once.
+_said_overridden = False
+
+
+def configure_logging(verbosity: int, log_format: str | None = None) -> bool:
+    """Show taskmill's logs on stderr unless the project's LOGGING already handles them, as
+    text or as JSON lines (``log_format``, else ``TASKMILL_LOG_FORMAT``). True when the lines
+    taskmill writes itself are JSON."""
+    global _said_overridden
+    chosen = chosen_log_format(log_format)
     logger = logging.getLogger("taskmill")
+    own = [handler for handler in logger.handlers if getattr(handler, TAKEN, False)]
+    if own:  # installed by the first call
+        return isinstance(own[0].formatter, JSONFormatter)
     if logger.handlers or logging.getLogger().handlers:
-        return
+        if chosen == "json" and not _said_overridden:
+            _said_overridden = True
+            logger.warning(
+                "Log format json not applied: your LOGGING handles taskmill's loggers, its "
+                "formatters decide (taskmill.logs.JSONFormatter is one you can use there)"
+            )
+        return False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    setattr(handler, TAKEN, True)
+    if chosen == "json":
+        handler.setFormatter(JSONFormatter())
+        # What no handler takes (a library's logger nobody configured: django_tasks' own on
+        # Django 5.2, with a failed task's traceback) goes to Python's last resort, and
+        # warnings.warn() to stderr, both as plain text: JSON lines among the others instead.
+        last_resort = logging.StreamHandler(sys.stderr)
+        last_resort.setLevel(logging.WARNING)
+        last_resort.setFormatter(JSONFormatter())
+        logging.lastResort = last_resort
+        warnings_logger = logging.getLogger("py.warnings")
+        if not warnings_logger.handlers:  # else captured warnings get a NullHandler
+            warnings_logger.addHandler(last_resort)
+        logging.captureWarnings(True)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+    return chosen == "json"
 
 
 def describe_database(alias: str) -> str:

@@ -15,6 +15,7 @@ from ..scheduler.declarations import autodiscover
 from ..scheduler.firing import BATCH_SIZE
 from ..scheduler.loop import Scheduler, SchedulerOptions
 from .common import (
+    add_log_format_argument,
     configure_logging,
     positive_float,
     positive_int,
@@ -48,6 +49,7 @@ def add_arguments(parser: CommandParser) -> None:
         action="store_true",
         help="Do not write the schedules declared in code to the database at start.",
     )
+    add_log_format_argument(parser)
 
 
 def prepare(database: str, options: dict[str, Any]) -> Scheduler:
@@ -70,7 +72,7 @@ def prepare(database: str, options: dict[str, Any]) -> Scheduler:
 
 
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
-    configure_logging(options["verbosity"])
+    configure_logging(options["verbosity"], options["log_format"])
     backend = taskmill_backend(options["backend"])
     try:
         scheduler = prepare(backend.database, options)

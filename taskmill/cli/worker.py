@@ -15,10 +15,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
 from .. import middleware, registry
+from ..logs import identify_worker
 from ..worker import Worker, WorkerInterrupted, WorkerOptions
+from ..worker.loop import make_worker_id
 from ..worker.reload import CodeWatcher, restart_process
 from ..worker.supervisor import Supervisor
 from .common import (
+    add_log_format_argument,
     configure_logging,
     non_negative_float,
     positive_float,
@@ -99,6 +102,7 @@ def add_arguments(parser: CommandParser) -> None:
         help="Run N worker processes, each with --concurrency slots, under a supervisor that "
         "restarts one that dies (default 1: this process is the worker).",
     )
+    add_log_format_argument(parser)
     # Given by the supervisor to the children it starts, not by people.
     parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
 
@@ -125,7 +129,18 @@ def build_options(options: dict[str, Any]) -> WorkerOptions:
         shutdown_timeout=options["shutdown_timeout"],
         scheduler=not options["no_scheduler"],
         listen_database=backend.listen_database,
+        worker_id=options.get("worker_id"),
     )
+
+
+def identify_process(options: dict[str, Any]) -> None:
+    """Take this worker process's id before anything is logged (a wait for the database,
+    the system checks), and put it on every line from then on. A supervisor is no worker:
+    each of its children takes its own."""
+    if options["processes"] > 1:
+        return
+    options["worker_id"] = make_worker_id(options["label"])
+    identify_worker(options["worker_id"])
 
 
 def run_worker(
@@ -135,6 +150,7 @@ def run_worker(
     supervised: bool = False,
 ) -> None:
     worker = Worker(worker_options)
+    identify_worker(worker.id)  # already, unless the command's execute was bypassed
     watcher = CodeWatcher(lambda path: worker.request_stop()) if reload else None
 
     def interrupt() -> None:  # a second signal: leave now
@@ -208,6 +224,8 @@ def child_command(options: dict[str, Any], label: str) -> list[str]:
     argv += ["--concurrency", str(options["concurrency"])]
     argv += ["--poll-interval", repr(options["poll_interval"])]
     argv += ["--shutdown-timeout", repr(options["shutdown_timeout"])]
+    if options["log_format"]:  # else the child reads the same TASKMILL_LOG_FORMAT
+        argv += ["--log-format", options["log_format"]]
     if options["backend"]:
         argv += ["--backend", options["backend"]]
     if options["all_backends"]:
@@ -273,7 +291,7 @@ def check_middleware() -> None:
 
 
 def handle(command: BaseCommand, options: dict[str, Any]) -> None:
-    configure_logging(options["verbosity"])
+    configure_logging(options["verbosity"], options["log_format"])
     worker_options = build_options(options)
     processes = options["processes"]
     if processes > 1 and options["reload"]:

@@ -10,6 +10,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from ..db.records import ClaimedRun
+from ..logs import run_fields
 from ..models import LimitStart
 from .queues import limited
 
@@ -34,4 +35,9 @@ def begin(database: str, run: ClaimedRun) -> None:
     except DatabaseError as exc:
         # Left not begun, it counts in every window until it is stale: fewer starts, never
         # more. The body runs all the same.
-        logger.warning("Could not write the start of run %s for its rate: %s", run.id, exc)
+        logger.warning(
+            "Could not write the start of run %s for its rate: %s",
+            run.id,
+            exc,
+            extra=run_fields(run),
+        )

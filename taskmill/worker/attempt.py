@@ -22,6 +22,7 @@ from ..compat import BaseTask, InvalidTask, TaskResult, TaskResultStatus, task_b
 from ..db import ClaimedRun, Outcome
 from ..db.records import Landed
 from ..exceptions import CorruptRun, RunCancelled, task_failures
+from ..logs import run_fields
 from ..results import result_of
 from ..retries import retry_delay
 from ..serialization import to_json_value
@@ -201,7 +202,12 @@ class Attempt:
         try:
             return self.final_metadata()
         except TypeError as exc:
-            logger.warning("Run %s: its metadata is left as last saved: %s", self.run.id, exc)
+            logger.warning(
+                "Run %s: its metadata is left as last saved: %s",
+                self.run.id,
+                exc,
+                extra=run_fields(self.run),
+            )
             return None
 
     def stop_was_requested(self) -> bool:

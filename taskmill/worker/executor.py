@@ -21,7 +21,7 @@ from django.db import connections
 from .. import registry
 from ..db import ClaimedRun, get_engine
 from .attempt import Attempt, Completed, ended_unstarted
-from .attempt_log import log_failed_attempt
+from .attempt_log import log_ended_attempt
 from .lost import lose_fenced
 from .runners import CHILD_HANDLER, run_async, run_sync, where_to_run
 
@@ -335,7 +335,7 @@ class Executor:
                 self._futures.pop(run_id, None)
                 self._task_connections.pop(run_id, None)
         self._slots.release()
-        log_failed_attempt(completed)
+        log_ended_attempt(completed)
         self._on_done(completed)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:

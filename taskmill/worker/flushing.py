@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..limits.gate import holds_slot
+from ..logs import run_fields
 from ..status import RunStatus
 from .attempt import Completed
 from .outcomes import key_of, send_finished, write_outcomes
@@ -129,6 +130,7 @@ class OutcomeWriter:
                     "Outcome of run %s attempt %d discarded: the run was taken over meanwhile",
                     completed.run.id,
                     completed.run.attempt,
+                    extra=run_fields(completed.run),
                 )
                 continue
             if written.status == RunStatus.READY:

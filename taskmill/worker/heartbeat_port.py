@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..logs import ATTEMPT, RUN_ID
+
 if TYPE_CHECKING:
     from .claimer import Claimer
     from .executor import Executor
@@ -56,7 +58,13 @@ class HeartbeatPort:
         back meanwhile, or claimed again since, is not the one that was lost."""
         held = self._held.still_held(run_ids, snapshot)
         for run_id, attempt in held.items():
-            logger.warning("Stopping run %s attempt %s: %s", run_id, attempt, reason)
+            logger.warning(
+                "Stopping run %s attempt %s: %s",
+                run_id,
+                attempt,
+                reason,
+                extra={RUN_ID: run_id, ATTEMPT: attempt},
+            )
         if held:
             self._executor.drop(held)
             self._executor.stop_started(held)

@@ -65,6 +65,7 @@ class WorkerOptions:
     # A DATABASES alias to LISTEN through (OPTIONS["LISTEN_DATABASE"]): direct to PostgreSQL
     # when ``database`` goes through a pooler in transaction mode (db/listen_target.py).
     listen_database: str | None = None
+    worker_id: str | None = None  # None: make_worker_id(label); the command makes it first
 
 
 def make_worker_id(label: str) -> str:
@@ -85,7 +86,7 @@ class Worker:
 
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
-        self.id = make_worker_id(options.label)
+        self.id = options.worker_id or make_worker_id(options.label)
         self.engine = get_engine(options.database)
         if options.lease_seconds is None:
             options.lease_seconds = float(setting("TASKMILL_LEASE"))

@@ -24,6 +24,7 @@ from ..compat import BaseTask
 from ..conf import setting
 from ..db import ClaimedRun, Outcome
 from ..exceptions import WorkerLost, lost_attempts, synthetic_error
+from ..logs import OUTCOME, run_fields
 from ..status import RunStatus
 from ..tasks import expiry_for
 
@@ -75,11 +76,11 @@ def lost_outcome(
     """
     now = now or timezone.now()
     lost = lost_attempt(run.errors)
+    status = RunStatus.FAILED if lost.final else RunStatus.READY
     if isinstance(error, str):
         message = lost.because(error)
-        logger.warning("Run %s: %s", run.id, message)
+        logger.warning("Run %s: %s", run.id, message, extra=run_fields(run, **{OUTCOME: status}))
         error = synthetic_error(WorkerLost, message)
-    status = RunStatus.FAILED if lost.final else RunStatus.READY
     return Outcome(
         run_id=run.id,
         attempt=run.attempt,

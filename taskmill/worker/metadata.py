@@ -33,6 +33,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from ..logs import ATTEMPT, RUN_ID
 from ..models import Run
 from ..progress import PROGRESS_KEY, progress_entry
 from ..serialization import to_json_value
@@ -137,6 +138,7 @@ class MetadataWriter:
             "attempt's later saves are dropped too",
             self.run_id,
             self.attempt,
+            extra={RUN_ID: self.run_id, ATTEMPT: self.attempt},
         )
 
 

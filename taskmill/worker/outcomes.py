@@ -16,6 +16,7 @@ from ..db.base import Landed
 from ..db.stats import SNOOZED, Ended
 from ..followups import Settling, resolve_dependents, settle
 from ..limits.gate import freed_keys
+from ..logs import run_fields
 from ..models import Run
 from ..results import result_of
 from ..signalling import finished_heard
@@ -196,7 +197,9 @@ def send_finished(completed: Completed, status: str) -> None:
         else:
             _send_in_handler(exception, signal_sender(run), result)
     except Exception:
-        logger.exception("A task_finished receiver raised for run %s", run.id)
+        logger.exception(
+            "A task_finished receiver raised for run %s", run.id, extra=run_fields(run)
+        )
 
 
 def _send_in_handler(exception: BaseException, sender: type, result: Any) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from ..db import Outcome
 from ..exceptions import Cancel, RunCancelled, Snooze, TooManySnoozes, synthetic_error
+from ..logs import run_fields
 from ..status import RunStatus
 from ..tasks import DEFAULT_MAX_SNOOZES, expiry_for
 from .failures import chained, error_entry
@@ -99,6 +100,7 @@ def snoozed(attempt: Attempt, exc: Snooze, ended_at: datetime) -> Verdict:
         exc.delay,
         outcome.snoozes,
         limit,
+        extra=run_fields(run),
     )
     return Verdict(outcome)
 

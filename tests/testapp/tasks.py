@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from taskmill.compat import task
@@ -43,6 +45,13 @@ def attempt_number(context) -> int:
 @task
 def fail(message: str = "boom") -> None:
     raise ValueError(message)
+
+
+@task
+def warn(message: str) -> None:
+    """Says ``message`` on a logger nobody configured, and as a Python warning."""
+    logging.getLogger("tests.unconfigured").warning(message)
+    warnings.warn(message, UserWarning, stacklevel=1)
 
 
 @task

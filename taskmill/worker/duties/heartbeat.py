@@ -21,6 +21,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from ...conf import setting
+from ...logs import run_fields
 from ...models import Worker as WorkerRow
 from .base import Duty
 
@@ -61,7 +62,9 @@ class StartRecorder:
                     run.id, run.attempt, timezone.now(), self._connection, run.holder
                 )
             except DatabaseError as exc:
-                logger.warning("Could not record that run %s started: %s", run.id, exc)
+                logger.warning(
+                    "Could not record that run %s started: %s", run.id, exc, extra=run_fields(run)
+                )
                 self.close()
                 return None
 

@@ -27,6 +27,7 @@ from ...db.records import Landed
 from ...exceptions import RunCancelled, WorkerLost, synthetic_error
 from ...followups import Settling, settle, settle_strays
 from ...limits.gate import freed_keys
+from ...logs import ATTEMPT, OUTCOME, RUN_ID, TASK
 from ...status import RunStatus
 from ...tasks import expiry_for
 from ..lost import lost_attempt
@@ -78,6 +79,12 @@ def rescue_expired(database: str, now: datetime) -> int:
                 row["attempt"],
                 row["worker_id"],
                 values["status"],
+                extra={
+                    RUN_ID: row["id"],
+                    TASK: row["task_path"],
+                    ATTEMPT: row["attempt"],
+                    OUTCOME: values["status"],
+                },
             )
             # Final or READY again, it leaves RUNNING: its limits' slots are free.
             task = registry.resolve_or_none(row["task_path"]) if final else None

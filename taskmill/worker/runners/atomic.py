@@ -15,6 +15,7 @@ from ...db.records import Landed
 from ...exceptions import RunCancelled
 from ...followups import Settling, settle
 from ...limits.gate import freed_keys
+from ...logs import run_fields
 from ...models import Run
 from ...status import RunStatus
 from ..attempt import Attempt, Completed
@@ -56,6 +57,7 @@ def call_atomic_retrying(attempt: Attempt) -> Completed:
                 "Run %s: the database failed its atomic transaction (%s); trying again",
                 run.id,
                 exc,
+                extra=run_fields(run),
             )
             time.sleep(0.1 * 2**tries)  # let a deadlock's other party finish
     raise AssertionError("unreachable")
