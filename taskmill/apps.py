@@ -10,8 +10,8 @@ class TaskmillConfig(AppConfig):
         from django.core import checks
 
         from .checks import check_sqlite_settings
-        from .middleware import check_setting as check_middleware
         from .logs import check_log_format
+        from .middleware import check_setting as check_middleware
         from .result_ttl import check_setting
 
         checks.register(check_sqlite_settings)

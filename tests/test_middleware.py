@@ -31,9 +31,7 @@ def wrapped(record_dir) -> dict[str, list[list[str]]]:
     return seen
 
 
-def test_middleware_wraps_every_attempt_in_order_sync_async_and_in_a_child(
-    run_worker, record_dir
-):
+def test_middleware_wraps_every_attempt_in_order_sync_async_and_in_a_child(run_worker, record_dir):
     on_thread = tasks.add.using(metadata={"tenant": "acme"}).enqueue(1, 2)
     in_child = tasks.add.using(timeout=20, queue_name="low").enqueue(3, 4)
     on_loop = tasks.async_add.enqueue(5, 6)
