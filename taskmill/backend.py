@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import registry, wakeup
+from . import hooks, registry, wakeup
 from .backoff import NEW_FORM, PROPOSAL_URL, describe, read_form
 from .batches import membership as batch_membership
 from .compat import (
@@ -250,7 +250,8 @@ class DatabaseBackend(BaseTaskBackend):
             for run in runs
             if run.available_at <= now and run.status == RunStatus.READY
         }
-        get_engine(self.database).insert_runs(runs, queues)
+        with hooks.enqueueing(task, runs):  # taskmill.hooks: integrations (tracing)
+            get_engine(self.database).insert_runs(runs, queues)
         for queue_name in queues:
             wakeup.wake_local_after_commit(self.database, queue_name)
         results = results_of_new(task, runs)

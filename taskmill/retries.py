@@ -69,6 +69,25 @@ def _failing_view(result: TaskResult, errors: list[dict[str, str]] | None) -> Ta
     return dataclasses.replace(result, **changes)
 
 
+def may_retry(
+    task: Task,
+    stored_options: dict[str, Any] | None,
+    failures: int,
+    exc: BaseException,
+    *,
+    backend: str | None = None,
+) -> bool:
+    """Whether a failure leaves the run another attempt, before its backoff is asked (which
+    may still say None: final). Not a cancellation, attempts left, an exception the task
+    retries on. ``retry_delay``'s first question, and the answer worker middleware gets
+    (``TaskContext.will_retry``) without calling a backoff that may cost or draw at random."""
+    if isinstance(exc, RunCancelled):
+        return False
+    if failures >= max_attempts_for(task, stored_options, backend):
+        return False
+    return isinstance(exc, task.retry_on)
+
+
 def retry_delay(
     task: Task,
     stored_options: dict[str, Any] | None,
@@ -87,11 +106,7 @@ def retry_delay(
     called only for a backoff in the ``(exception, task_result)`` form (it costs), and
     ``errors`` the run's errors with this failure last.
     """
-    if isinstance(exc, RunCancelled):
-        return None
-    if failures >= max_attempts_for(task, stored_options, backend):
-        return None
-    if not isinstance(exc, task.retry_on):
+    if not may_retry(task, stored_options, failures, exc, backend=backend):
         return None
     backoff = task.backoff
     if backoff is not None:

@@ -130,9 +130,13 @@ TASKMILL_RESCUE_INTERVAL = float(os.environ.get("TASKMILL_TEST_RESCUE", "2"))
 if "TASKMILL_TEST_CATCH_UP_LIMIT" in os.environ:
     TASKMILL_SCHEDULER_CATCH_UP_LIMIT = int(os.environ["TASKMILL_TEST_CATCH_UP_LIMIT"])
 TASKMILL_TIMEOUT_GRACE = 1.0
-# tests/test_result_ttl.py: workers whose TASKMILL_RESULT_TTL is set by outcome (JSON seconds).
+# tests/test_middleware.py, tests/contrib/: the worker middleware, paths separated by commas.
 if "TASKMILL_TEST_MIDDLEWARE" in os.environ:
     TASKMILL_MIDDLEWARE = os.environ["TASKMILL_TEST_MIDDLEWARE"].split(",")
+# tests/contrib/test_sentry.py: the worker's Sentry set-up (testapp/observability.py).
+if "TASKMILL_TEST_SENTRY" in os.environ:
+    TASKMILL_SENTRY_REPORT_RETRIES = os.environ["TASKMILL_TEST_SENTRY"]
+# tests/test_result_ttl.py: workers whose TASKMILL_RESULT_TTL is set by outcome (JSON seconds).
 if "TASKMILL_TEST_RESULT_TTL" in os.environ:
     import json
 

@@ -21,10 +21,10 @@ from .. import middleware, registry
 from ..compat import BaseTask, InvalidTask, TaskResult, TaskResultStatus, task_backends
 from ..db import ClaimedRun, Outcome
 from ..db.records import Landed
-from ..exceptions import CorruptRun, RunCancelled, task_failures
+from ..exceptions import CorruptRun, RunCancelled, Snooze, task_failures
 from ..logs import run_fields
 from ..results import result_of
-from ..retries import retry_delay
+from ..retries import may_retry, retry_delay
 from ..serialization import to_json_value
 from ..status import RunStatus
 from ..tasks import effective_option, expiry_for
@@ -170,8 +170,19 @@ class Attempt:
                 stop_event=self.stop_event,
                 metadata_writer=self.metadata_writer,
                 database=self.database,
+                _retry_rule=self.would_retry,
             )
         return self._context
+
+    def would_retry(self, exc: BaseException) -> bool:
+        """Whether failing with ``exc`` now would leave the run another attempt, by the
+        rules ``failed`` applies before it asks the backoff (``TaskContext.will_retry``)."""
+        if self.task is None or not isinstance(exc, Exception) or isinstance(exc, Snooze):
+            return False
+        if self.stop_was_requested():  # the attempt ends cancelled, whatever it raised
+            return False
+        failures = task_failures(self.run.errors) + 1  # this one counts
+        return may_retry(self.task, self.run.options, failures, exc, backend=self.run.backend)
 
     def call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Call a sync task's body, through the worker middleware if there is any."""

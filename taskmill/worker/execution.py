@@ -49,6 +49,10 @@ class TaskContext(BaseTaskContext):
     _read: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     # The task's own call, for the innermost worker middleware (taskmill.middleware).
     _body: Callable[[], Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # The attempt's retry rules (Attempt.would_retry), behind will_retry().
+    _retry_rule: Callable[[BaseException], bool] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def _attach_body(self, body: Callable[[], Any]) -> None:
         """Set the call the middleware chain ends in (taskmill.middleware)."""
@@ -59,6 +63,15 @@ class TaskContext(BaseTaskContext):
         if self._body is None:
             raise RuntimeError("This context has no task body attached (taskmill.middleware).")
         return self._body()
+
+    def will_retry(self, exc: BaseException) -> bool:
+        """Whether this attempt failing with ``exc`` would leave the run another attempt:
+        attempts left under its ``max_attempts`` and ``exc`` one its task retries on, as
+        the worker decides. A backoff that returns None (final after all) is not foreseen:
+        it is not called here. False for a ``Snooze`` and a ``Cancel`` (no failures), and
+        once a stop was requested (the run ends cancelled). For worker middleware that
+        reports failures (taskmill.contrib.sentry)."""
+        return self._retry_rule is not None and self._retry_rule(exc)
 
     @property
     def stop_requested(self) -> bool:

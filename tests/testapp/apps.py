@@ -13,3 +13,12 @@ class TestAppConfig(AppConfig):
             from tests.faults import db_faults
 
             db_faults.install()
+        # Sentry and OpenTelemetry with transports that write to the record dir.
+        if os.environ.get("TASKMILL_TEST_SENTRY"):
+            from .observability import start_sentry
+
+            start_sentry()
+        if os.environ.get("TASKMILL_TEST_OTEL"):
+            from .observability import start_opentelemetry
+
+            start_opentelemetry()
