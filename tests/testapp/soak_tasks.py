@@ -95,18 +95,21 @@ def after(context, token: str) -> str:
     return token
 
 
+def _noted(context, kind: str, of: str) -> str:
+    """A callback's body: it ran, for ``of`` (a run's or a batch's id): the checker counts."""
+    run_id, attempt = _start(context, f"{kind}:{of}")
+    _end(run_id, attempt)
+    return of
+
+
 @taskmill.task(takes_context=True)
 def callback_ok(context, parent_id: str) -> str:
-    run_id, attempt = _start(context, f"callback_ok:{parent_id}")
-    _end(run_id, attempt)
-    return parent_id
+    return _noted(context, "callback_ok", parent_id)
 
 
 @taskmill.task(takes_context=True)
 def callback_failed(context, parent_id: str) -> str:
-    run_id, attempt = _start(context, f"callback_failed:{parent_id}")
-    _end(run_id, attempt)
-    return parent_id
+    return _noted(context, "callback_failed", parent_id)
 
 
 @taskmill.task(
@@ -192,23 +195,17 @@ def metered(context, token: str, pause: float) -> str:
 @taskmill.task(takes_context=True)
 def batch_finished(context, batch_id: str) -> str:
     """A batch's on_finish: the checker counts these runs by batch (exactly one each)."""
-    run_id, attempt = _start(context, f"batch_finished:{batch_id}")
-    _end(run_id, attempt)
-    return batch_id
+    return _noted(context, "batch_finished", batch_id)
 
 
 @taskmill.task(takes_context=True)
 def batch_succeeded(context, batch_id: str) -> str:
-    run_id, attempt = _start(context, f"batch_succeeded:{batch_id}")
-    _end(run_id, attempt)
-    return batch_id
+    return _noted(context, "batch_succeeded", batch_id)
 
 
 @taskmill.task(takes_context=True)
 def batch_failed(context, batch_id: str) -> str:
-    run_id, attempt = _start(context, f"batch_failed:{batch_id}")
-    _end(run_id, attempt)
-    return batch_id
+    return _noted(context, "batch_failed", batch_id)
 
 
 @taskmill.task(takes_context=True, max_attempts=3, backoff=lambda attempt, exc: 0.2)
