@@ -15,12 +15,12 @@ from ..templatetags.taskmill_admin import seconds
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
+    # What fits at 1,280 pixels: the concurrency is the load's "of N", not a column too.
     list_display = (
         "host",
         "pid",
         "label",
         "serves",
-        "concurrency",
         "load",
         "heartbeat",
         "state",
@@ -30,6 +30,9 @@ class WorkerAdmin(admin.ModelAdmin):
     search_fields = ("id", "host", "label")
     actions = ["shut_down"]
     readonly_fields = [field.name for field in Worker._meta.fields]
+
+    class Media:
+        css = {"all": ("taskmill/control-room.css",)}
 
     def has_add_permission(self, request) -> bool:
         return False  # a worker writes its own row when it starts
