@@ -60,9 +60,7 @@ def status(run: Run) -> SafeString:
 
 
 def attempts(count: int) -> str:
-    """How many attempts a run made (started) so far."""
-    if count == 0:
-        return "no attempt yet"
+    """How many attempts a run made (started) so far: "0 attempts", "1 attempt"."""
     return f"{count} attempt{'s' * (count != 1)}"
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from .. import control
 from ..conf import setting
@@ -55,10 +57,13 @@ class WorkerAdmin(admin.ModelAdmin):
         return f"{len(worker.running or [])}/{worker.concurrency}"
 
     @admin.display(description="heartbeat", ordering="last_heartbeat_at")
-    def heartbeat(self, worker: Worker) -> str:
+    def heartbeat(self, worker: Worker) -> SafeString:
         age = (timezone.now() - worker.last_heartbeat_at).total_seconds()
         silent = age > float(setting("TASKMILL_LEASE")) and worker.state != Worker.State.STOPPED
-        return f"{seconds(age)} ago" + (" (silent)" if silent else "")
+        # The age whole on its line ("832 ms ago", not "832 ms" over "ago").
+        return format_html(
+            '<span class="tm-nowrap">{} ago</span>{}', seconds(age), " (silent)" if silent else ""
+        )
 
     @admin.action(
         description="Shut down the selected workers (gracefully)", permissions=["shutdown"]
