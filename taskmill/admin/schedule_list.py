@@ -1,13 +1,14 @@
 """The schedules list's cells, made to fit a laptop as the runs list's are (run_list.py):
 ten columns of one-line values needed 1,700 pixels where some 630 are left beside the
 admin's navigation and filters. A name, a task path or a "when" now wraps; a time may take
-two lines; and what belongs together shares a cell: "declared in code" under the name, the
-time zone under "when" (unless the words already say it), since when under a paused or done
-state, and the next and last fire times with the counts of fires made and skipped, in
-labelled lines as the runs list's times.
+two lines; and what belongs together shares a cell: under "when" the time zone (unless the
+words already say it) and "declared in code" (then the code alone changes it: not under the
+name, which is the row's link), since when under a paused or done state, and the next and
+last fire times with the counts of fires made and skipped, in labelled lines as the runs
+list's times.
 
-Functions rather than ScheduleAdmin methods for the reason run_list.py gives: ``name``
-and ``task_path`` are model fields, and their cells keep those names (field-name...)."""
+Functions rather than ScheduleAdmin methods for the reason run_list.py gives:
+``task_path`` is a model field, and its cell keeps that name (field-task_path)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,6 @@ from . import display
 from .run_list import task_cell
 
 
-@admin.display(description="name", ordering="name")
-def name(schedule: Schedule) -> SafeString:
-    if not schedule.code_owned:
-        return format_html("{}", schedule.name)
-    return format_html(
-        '{}<span class="tm-sub field-code_owned">declared in code</span>', schedule.name
-    )
-
-
 @admin.display(description="task", ordering="task_path")
 def task_path(schedule: Schedule) -> SafeString:
     return task_cell(schedule.task_path)
@@ -37,6 +29,8 @@ def task_path(schedule: Schedule) -> SafeString:
 
 @admin.display(description="when")
 def when(schedule: Schedule) -> SafeString:
+    """In words; below them its time zone unless the words say it, and "declared in code"
+    for a schedule whose when only the code changes."""
     said = describe(
         schedule.kind,
         cron=schedule.cron,
@@ -44,13 +38,19 @@ def when(schedule: Schedule) -> SafeString:
         run_at=schedule.run_at,
         zone=schedule.timezone,
     )
-    if schedule.timezone in said:
-        return format_html("{}", said)
-    return format_html(
-        '{}<span class="tm-sub field-timezone">{}</span>',
-        said,
-        display.breakable(schedule.timezone),
+    zone = (
+        ""
+        if schedule.timezone in said
+        else format_html(
+            '<span class="tm-sub field-timezone">{}</span>', display.breakable(schedule.timezone)
+        )
     )
+    in_code = (
+        format_html('<span class="tm-sub field-code_owned">{}</span>', "declared in code")
+        if schedule.code_owned
+        else ""
+    )
+    return format_html("{}{}{}", said, zone, in_code)
 
 
 @admin.display(description="state")

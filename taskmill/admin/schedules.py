@@ -79,7 +79,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
     # What fits at 1,280 pixels; schedule_list.py says what shares a cell and why.
     list_display = (
-        schedule_list.name,
+        "name",
         schedule_list.task_path,
         schedule_list.when,
         schedule_list.state_badge,

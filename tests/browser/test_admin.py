@@ -9,7 +9,6 @@ import re
 import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webelement import WebElement
 
 from .demo import DemoProject
 from .helpers import Screenshot, column, element, login, open_page, refresh_until
@@ -23,12 +22,6 @@ WORKER_DEADLINE = 180.0
 def readonly(browser: Chrome, field: str) -> str:
     """The value a change page shows for a read-only FIELD."""
     return element(browser, f".field-{field} .readonly").text
-
-
-def schedule_name(link: WebElement) -> str:
-    """A schedule's name in the list, without the "declared in code" line below it."""
-    below = link.find_elements(By.CSS_SELECTOR, ".tm-sub")
-    return link.text.removesuffix(below[0].text).strip() if below else link.text
 
 
 def statuses(browser: Chrome) -> list[str]:
@@ -146,8 +139,7 @@ def test_the_schedules_list_and_a_schedule(
 ) -> None:
     schedules = f"{demo.base_url}/admin/taskmill/schedule/"
     open_page(browser, schedules, "Select schedule to change")
-    links = browser.find_elements(By.CSS_SELECTOR, ".field-name a")
-    names = [schedule_name(link) for link in links]
+    names = column(browser, "name")
     assert set(names) >= {
         "demo: sales report every 30s",
         "demo: session clean-up every 2 minutes",
