@@ -4,12 +4,13 @@ millisecond where it matters), never one escaped JSON string."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from ..exceptions import COUNTED_AS, LOST, said_once
 from ..templatetags.taskmill_admin import seconds
@@ -27,6 +28,35 @@ def moment_ms(value: datetime | None) -> str:
         return "—"
     local = timezone.localtime(value)
     return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}"
+
+
+def short_moment(value: datetime | None, *, below: datetime | None = None) -> SafeString | str:
+    """A time in a list's cell, where width is short: "12-07 13:48:17" (with the year when
+    it is not this year's), or the time alone when it falls on the day of BELOW, the time
+    on the line above it. The whole, to the millisecond with its zone, is in its title."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    if below is not None and timezone.localtime(below).date() == local.date():
+        shown = f"{local:%H:%M:%S}"
+    elif local.year == timezone.localtime().year:
+        shown = f"{local:%m-%d %H:%M:%S}"
+    else:
+        shown = f"{local:%Y-%m-%d %H:%M:%S}"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', local.isoformat(), moment_ms(value), shown
+    )
+
+
+# Where a long name may break across lines: after the dots of a module path, the
+# underscores of a function's name, the slashes of a time zone.
+_BREAKS = re.compile(r"(?<=[._/])")
+
+
+def breakable(text: str) -> SafeString:
+    """TEXT that a narrow cell may wrap after its dots, underscores and slashes (which
+    browsers never break at by themselves), and nowhere else."""
+    return format_html_join(mark_safe("<wbr>"), "{}", ((part,) for part in _BREAKS.split(text)))
 
 
 def between(start: datetime | None, end: datetime | None) -> str:

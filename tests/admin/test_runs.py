@@ -62,7 +62,9 @@ def test_the_list_shows_seconds_and_durations_and_never_counts_the_table(admin_c
     with CaptureQueriesContext(connection) as queries:
         page = admin_client.get(LIST).content.decode()
     assert unbounded_run_counts(queries.captured_queries) == []
-    assert re.search(r"\d\d:\d\d:\d\d</td>", page)  # to the second
+    # To the second, the whole time (to the millisecond, with its zone) in the title.
+    shown = r'title="[\d-]+ \d\d:\d\d:\d\d\.\d{3} UTC">[\d-]* ?\d\d:\d\d:\d\d</time>'
+    assert re.search(shown, page)
     assert re.search(r'class="field-duration">\d+ ms<', page)
     assert all(f">{result.id}<" in page for result in results)
 

@@ -6,6 +6,7 @@ CI (CI=true) it fails them, as scripts/test does with a database it cannot reach
 Fixtures for a test:
     demo           the running demo project (base_url, query(), ...), shared by the folder
     browser        a chromium session logged in as the demo's admin
+    laptop_width   the same, its window 1,280 pixels wide (a common laptop's) for the test
     screenshot     screenshot("step") saves .venv/test-logs/screenshots/<test>__NN-step.png
 """
 
@@ -124,6 +125,13 @@ def save_screenshot(browser: Chrome, stem: str) -> Path:
     if not browser.save_screenshot(str(path)):
         raise AssertionError(f"chromium could not save the screenshot {path}")
     return path
+
+
+@pytest.fixture
+def laptop_width(browser: Chrome) -> Iterator[Chrome]:
+    browser.set_window_size(1280, chrome.WINDOW[1])
+    yield browser
+    browser.set_window_size(*chrome.WINDOW)
 
 
 @pytest.fixture

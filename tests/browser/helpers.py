@@ -130,3 +130,12 @@ def refresh_until[T](
 def column(browser: Chrome, field: str) -> list[str]:
     """The texts of one column of an admin change list (its cells carry class field-NAME)."""
     return [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, f".field-{field}")]
+
+
+def no_sideways_scroll(browser: Chrome) -> None:
+    """Neither the page nor a change list's table (the admin scrolls it in its own box)."""
+    overflow = browser.execute_script(
+        "return [document.documentElement, ...document.querySelectorAll('.results')]"
+        ".map(box => box.scrollWidth - box.clientWidth)"
+    )
+    assert max(overflow) <= 0, f"sideways scroll: {overflow} px"

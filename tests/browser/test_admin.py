@@ -4,6 +4,7 @@ tasks and fires the demo schedules while the pages are read."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from selenium.webdriver import Chrome
@@ -21,6 +22,12 @@ WORKER_DEADLINE = 180.0
 def readonly(browser: Chrome, field: str) -> str:
     """The value a change page shows for a read-only FIELD."""
     return element(browser, f".field-{field} .readonly").text
+
+
+def statuses(browser: Chrome) -> list[str]:
+    """The runs list's statuses (the status cell says the attempts made below it)."""
+    cells = browser.find_elements(By.CSS_SELECTOR, ".field-status .tm-status")
+    return [cell.text for cell in cells]
 
 
 def test_the_login_page_and_the_admin_index(
@@ -50,25 +57,27 @@ def test_a_successful_run_in_the_list_and_on_its_page(
     refresh_until(
         browser,
         runs,
-        lambda b: "Successful" in column(b, "status"),
+        lambda b: "Successful" in statuses(b),
         WORKER_DEADLINE,
         message="a Successful run in the runs list",
     )
     row = next(
         row
         for row in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
-        if row.find_element(By.CSS_SELECTOR, ".field-status").text == "Successful"
+        if row.find_element(By.CSS_SELECTOR, ".field-status .tm-status").text == "Successful"
     )
     link = row.find_element(By.CSS_SELECTOR, ".field-id a")
-    run_id, task_name = link.text, row.find_element(By.CSS_SELECTOR, ".field-task_name").text
+    task = row.find_element(By.CSS_SELECTOR, ".field-task_name")
+    run_id, task_name = link.text, task.text.splitlines()[0]
     [(status, task_path)] = demo.query(
         "SELECT status, task_path FROM taskmill_run WHERE id = ?", int(run_id)
     )
     assert status == "SUCCESSFUL" and task_path.endswith(f".{task_name}")
-    # Times to the second, and a duration.
-    assert len(row.find_element(By.CSS_SELECTOR, ".field-finished").text) == len(
-        "2026-01-01 00:00:00"
-    )
+    assert task.find_element(By.CSS_SELECTOR, "[title]").get_attribute("title") == task_path
+    # Times to the second (the date where it changes), the whole in the title; a duration.
+    finished = row.find_element(By.CSS_SELECTOR, ".field-finished time")
+    assert re.fullmatch(r"(\d\d-\d\d )?\d\d:\d\d:\d\d", finished.text), finished.text
+    assert len(finished.get_attribute("title")) == len("2026-01-01 00:00:00.000 UTC")
     assert row.find_element(By.CSS_SELECTOR, ".field-duration").text.endswith(("ms", " s"))
     screenshot("runs-list-with-a-successful-run", show=row)
 
@@ -94,7 +103,7 @@ def test_a_failed_run_shows_its_error(
         WORKER_DEADLINE,
         message="a Failed run in the runs list filtered by status",
     )
-    assert set(column(browser, "status")) == {"Failed"}
+    assert set(statuses(browser)) == {"Failed"}
     screenshot("failed-runs")
 
     link = browser.find_element(By.CSS_SELECTOR, "#result_list .field-id a")
@@ -107,6 +116,9 @@ def test_a_failed_run_shows_its_error(
     last_error = json.loads(errors)[-1]["exception_class_path"].rsplit(".", 1)[-1]
     shown = element(browser, ".field-errors_list .tm-errors")
     assert last_error in shown.text and "\\n" not in shown.text  # readable, not escaped JSON
+    # Before the traceback opens: the picture in docs/control-room.md (a traceback would
+    # show this machine's paths).
+    screenshot("failed-run", show=shown)
     # The traceback opens as lines.
     shown.find_element(By.CSS_SELECTOR, "summary").click()
     assert "Traceback (most recent call last):" in element(browser, ".tm-traceback").text
@@ -116,7 +128,9 @@ def test_a_failed_run_shows_its_error(
 def test_the_runs_of_one_queue(browser: Chrome, demo: DemoProject, screenshot: Screenshot) -> None:
     # The README's example of a new page's test: open it, assert what it shows, photograph it.
     open_page(browser, f"{demo.base_url}/admin/taskmill/run/?queue_name=emails", "task run")
-    assert set(column(browser, "queue_name")) == {"emails"}  # not empty: the demo sent mails
+    # Each queue cell says the run's priority below its queue.
+    queues = {cell.splitlines()[0] for cell in column(browser, "queue_name")}
+    assert queues == {"emails"}  # not empty: the demo sent mails
     screenshot("emails-queue")
 
 

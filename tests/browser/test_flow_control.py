@@ -6,15 +6,12 @@ laptop's, with no sideways scroll."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
-from .chrome import WINDOW
 from .demo import DemoProject
-from .helpers import Screenshot, element, open_page, refresh_until, wait_for
+from .helpers import Screenshot, element, no_sideways_scroll, open_page, refresh_until, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -36,22 +33,6 @@ from taskmill.models import Run
 for run in Run.objects.filter(queue_name="partners", status="READY"):
     control.cancel(run.pk)
 """
-
-
-@pytest.fixture
-def laptop_width(browser: Chrome) -> Iterator[Chrome]:
-    browser.set_window_size(1280, WINDOW[1])
-    yield browser
-    browser.set_window_size(*WINDOW)
-
-
-def no_sideways_scroll(browser: Chrome) -> None:
-    """Neither the page nor a change list's table (the admin scrolls it in its own box)."""
-    overflow = browser.execute_script(
-        "return [document.documentElement, ...document.querySelectorAll('.results')]"
-        ".map(box => box.scrollWidth - box.clientWidth)"
-    )
-    assert max(overflow) <= 0, f"sideways scroll: {overflow} px"
 
 
 def test_the_queues_page_and_a_held_runs_page_say_what_is_held_and_why(
