@@ -51,6 +51,13 @@ def call_partner_slowly(index: int) -> str:
     return _work("partner", 0.0)
 
 
+@taskmill.task(rate_limit="10/2s")
+async def call_partner_async(index: int) -> str:
+    """On the worker's event loop: its start is written from a thread (tests/limits/
+    test_rate_starts.py)."""
+    return _work("partner", 0.0)
+
+
 @taskmill.task(fair_key="tenant")
 def tenant_job(*, tenant: str, index: int = 0, seconds: float = 0.0) -> str:
     return _work(tenant, seconds)

@@ -20,7 +20,7 @@ from ...db import ClaimedRun
 from ...limits import starts as rate_starts
 from ...signalling import started_heard
 from ...tasks import effective_option
-from ..attempt import Attempt, Completed, signal_sender
+from ..attempt import Attempt, Completed, ended_unstarted, signal_sender
 from .child_process import CHILD_HANDLER, run_in_child
 from .event_loop import run_async
 from .thread import call_here
@@ -44,8 +44,10 @@ def run_sync(attempt: Attempt, pool: Any = None) -> Completed:
     refused = attempt.prepare()
     if refused:
         return refused
-    attempt.mark_started()
-    rate_starts.begin(attempt.database, attempt.run)
+    if not rate_starts.begin(attempt.database, attempt.run, attempt.stop_event):
+        # Stopped while its rate's start waited for the database: the body never ran.
+        return ended_unstarted(attempt.run, attempt.database)
+    attempt.mark_started()  # after its start is written, which may wait for the database
     if started_heard():
         task_started.send(signal_sender(attempt.run), task_result=attempt.result)
     timeout = attempt.option("timeout")

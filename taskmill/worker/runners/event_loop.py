@@ -11,7 +11,7 @@ from ...compat import task_started
 from ...exceptions import RunCancelled, TaskTimeout
 from ...limits import starts as rate_starts
 from ...signalling import started_heard
-from ..attempt import Attempt, Completed, signal_sender
+from ..attempt import Attempt, Completed, ended_unstarted, signal_sender
 from ..failures import chained
 from ..interruptions import close_async_connections
 
@@ -20,9 +20,13 @@ async def run_async(attempt: Attempt) -> Completed:
     refused = attempt.prepare()
     if refused:
         return refused
-    attempt.mark_started()
     if rate_starts.counts_starts(attempt.run, attempt.database, fresh=False):
-        await sync_to_async(rate_starts.begin)(attempt.database, attempt.run)
+        begun = await sync_to_async(rate_starts.begin)(
+            attempt.database, attempt.run, attempt.stop_event
+        )
+        if not begun:  # stopped while its start waited for the database: nothing ran
+            return ended_unstarted(attempt.run, attempt.database)
+    attempt.mark_started()
     if started_heard():
         await task_started.asend(signal_sender(attempt.run), task_result=attempt.result)
     args, kwargs = attempt.arguments()
