@@ -54,7 +54,11 @@ STANDARD_BASES = [
 # so ``except TaskmillError`` must not catch it.
 TASKS_OWN = {"taskmill.worker.execution.RaisedInChild"}
 # Control flow inside taskmill, caught where it is raised: never seen by a user.
-INTERNAL = {"taskmill.worker.runners.atomic.ResultNotStorable"}
+INTERNAL = {
+    "taskmill.worker.runners.atomic.ResultNotStorable",
+    # The listener's "try again later": caught by the listener's own loop, never raised out.
+    "taskmill.db.listen_target.Unreachable",
+}
 # Raised by a task to ask for its run's fate, not an error: "not now" (taskmill.Snooze).
 TASKS_REQUESTS = {"taskmill.exceptions.Snooze"}
 
