@@ -9,6 +9,7 @@ same way every time.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 
@@ -70,5 +71,6 @@ def retried[T](operation: Callable[[], T], database: str, *, tries: int = TRIES)
         except DatabaseError as exc:
             if attempt == tries or not is_transient(exc) or connections[database].in_atomic_block:
                 raise
-            time.sleep(0.05 * attempt)  # let the other transaction finish
+            # Let the other transaction finish; jittered, so that retries do not meet again.
+            time.sleep(0.05 * attempt * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")
