@@ -303,3 +303,73 @@ tm_ensure_service() {
     echo "$why"
     return 1
 }
+
+# ---------------------------------------------------------------------------------------------
+# PgBouncer, for the suite that runs through a pooler in transaction mode
+
+# Install Debian's pgbouncer when it is missing. Prints nothing and succeeds when it is there;
+# prints the reason on stdout and fails otherwise.
+tm_ensure_pgbouncer() {
+    [[ -x /usr/sbin/pgbouncer ]] && return 0
+    command -v apt-get >/dev/null || { echo "pgbouncer is missing and this machine has no apt-get"; return 1; }
+    local log="$TM_ROOT/.venv/apt.log"
+    mkdir -p "$TM_ROOT/.venv"
+    tm_log "installing Debian's pgbouncer for the pooled suite (log: .venv/apt.log)" >&2
+    local -a install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+        -o DPkg::Lock::Timeout=300 --no-install-recommends pgbouncer)
+    # An old package index may name a .deb the mirror no longer has: update once and retry.
+    if ! tm_as_root "${install[@]}" >>"$log" 2>&1; then
+        tm_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q -o DPkg::Lock::Timeout=300 >>"$log" 2>&1 || true
+        tm_as_root "${install[@]}" >>"$log" 2>&1 || {
+            tail -n 20 "$log" >&2
+            echo "apt-get could not install pgbouncer (full log: $log)"
+            return 1
+        }
+    fi
+    [[ -x /usr/sbin/pgbouncer ]] || { echo "installed pgbouncer, yet /usr/sbin/pgbouncer is missing"; return 1; }
+}
+
+tm_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# tm_start_pgbouncer DIR: a private PgBouncer in transaction mode on a free port, every
+# database forwarded to the PostgreSQL the suites use; its files (config, log, pid) in DIR.
+# Prints the port. PgBouncer refuses to run as root: as root, it runs as postgres.
+tm_start_pgbouncer() {
+    local dir=$1 port user=${TASKMILL_PG_USER:-postgres}
+    port=$(tm_free_port)
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    printf '"%s" ""\n' "$user" >"$dir/users.txt"
+    cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$(tm_pg_host) port=$(tm_pg_port)
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 40
+ignore_startup_parameters = extra_float_digits,options
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+    local -a command=(/usr/sbin/pgbouncer -d "$dir/pgbouncer.ini")
+    if [[ $EUID -eq 0 ]]; then
+        chown -R postgres "$dir"
+        command=(runuser -u postgres -- "${command[@]}")
+    fi
+    "${command[@]}" >&2 || { echo "pgbouncer did not start (see $dir/pgbouncer.log)"; return 1; }
+    tm_wait_until 20 tm_port_open 127.0.0.1 "$port" ||
+        { echo "pgbouncer did not open port $port (see $dir/pgbouncer.log)"; return 1; }
+    echo "$port"
+}
+
+# tm_stop_pgbouncer DIR: stop the PgBouncer tm_start_pgbouncer started there.
+tm_stop_pgbouncer() {
+    [[ -s $1/pgbouncer.pid ]] && kill "$(cat "$1/pgbouncer.pid")" 2>/dev/null || true
+}

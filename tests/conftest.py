@@ -297,3 +297,31 @@ def _forget_limited_queues() -> Iterator[None]:
     from taskmill.limits.queues import limited
 
     limited.forget()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pooled_database_let_go(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the suite that runs through PgBouncer (scripts/test sets TASKMILL_TEST_PGBOUNCER),
+    the pooler keeps server connections to the test database open after the last test, and
+    PostgreSQL refuses to drop a database in use: cut them, over a direct connection, before
+    pytest-django drops it (this fixture's teardown runs before its setup's)."""
+    if not os.environ.get("TASKMILL_TEST_PGBOUNCER"):
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    yield
+    import psycopg
+
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=int(os.environ.get("TASKMILL_PG_DIRECT_PORT", "5432")),
+        user=settings["USER"] or "postgres",
+        password=settings["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as direct:
+        direct.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            [settings["NAME"]],
+        )

@@ -32,6 +32,11 @@ if DB == "postgresql":
             "TEST": {"NAME": f"test_taskmill{SUFFIX}"},
         }
     }
+    if os.environ.get("TASKMILL_TEST_PGBOUNCER"):
+        # The suite through PgBouncer in transaction mode (scripts/test): a server-side
+        # cursor lives across transactions, which such a pooler cannot promise (Django's
+        # docs on transaction pooling).
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     if os.environ.get("TASKMILL_TEST_PG_PREPARED"):
         # What docs/performance.md suggests for a faster enqueue: parameters bound on the
         # server and statements prepared after their second use. taskmill's SQL must work so.

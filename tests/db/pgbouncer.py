@@ -60,6 +60,14 @@ def start(directory: Path, upstream_host: str, upstream_port: int) -> tuple[subp
     raise AssertionError(f"pgbouncer did not start on port {port}: {output}")
 
 
+def direct_port() -> int:
+    """The port of PostgreSQL itself: in the suite that runs through a PgBouncer
+    (scripts/test), the connection's own port is that pooler's."""
+    return int(
+        os.environ.get("TASKMILL_PG_DIRECT_PORT") or connection.settings_dict["PORT"] or 5432
+    )
+
+
 @pytest.fixture
 def pgbouncer() -> Iterator[int]:
     """The port of a private PgBouncer in transaction mode before the test's PostgreSQL."""
@@ -73,9 +81,7 @@ def pgbouncer() -> Iterator[int]:
     directory = Path(tempfile.mkdtemp(prefix="taskmill-pgbouncer-"))
     directory.chmod(0o755)
     try:
-        process, port = start(
-            directory, settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)
-        )
+        process, port = start(directory, settings["HOST"] or "127.0.0.1", direct_port())
         yield port
         process.send_signal(signal.SIGTERM)
         try:
