@@ -34,7 +34,7 @@ from .limits.queues import parse_queue_limits
 from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of, results_of_new, task_of_run
 from .serialization import normalize_arguments, text_problem
-from .signalling import enqueued_heard
+from .signalling import enqueued_heard, send
 from .tasks import Call, Task, checked_metadata
 
 KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF", "QUEUE_LIMITS", "LISTEN_DATABASE"}
@@ -257,7 +257,7 @@ class DatabaseBackend(BaseTaskBackend):
         results = results_of_new(task, runs)
         if enqueued_heard():
             for result in results:
-                task_enqueued.send(type(self), task_result=result)
+                send(task_enqueued, type(self), result)
         return results
 
     def _save_guarded(self, task: Task, run: NewRun) -> TaskResult:

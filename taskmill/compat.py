@@ -7,7 +7,9 @@ names from here and never from either package directly.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, fields
+from types import ModuleType
 from typing import Any
 
 import django
@@ -68,6 +70,22 @@ except ImportError:  # Django 5.2 LTS
 
     TASKS_FRAMEWORK = "django_tasks"
 
+# Django 6.0+ may have the backport installed beside its own framework (Wagtail imports
+# django_tasks on any Django). Its signals are other Signal objects, and its registry
+# (django_tasks.task_backends) a second one reading the same TASKS: docs/tasks.md says how the
+# two coexist. None on Django 5.2, where the backport is the framework.
+BACKPORT_PACKAGE = "django_tasks" if TASKS_FRAMEWORK == "django.tasks" else None
+
+
+def imported_backport(module: str = "") -> ModuleType | None:
+    """The backport's package (or its ``module``, e.g. ``"signals"``) when something imported
+    it beside Django's own framework; None otherwise. Never imports it: a receiver cannot be
+    connected to a module nobody imported, and importing it would switch on its log lines."""
+    if BACKPORT_PACKAGE is None:
+        return None
+    return sys.modules.get(f"{BACKPORT_PACKAGE}.{module}" if module else BACKPORT_PACKAGE)
+
+
 # Django 6.1's task() hands the options it does not know (max_attempts=...) to the backend's
 # Task class; Django 6.0's and the backport's refuse them: @taskmill.task takes them there.
 DECORATOR_TAKES_OPTIONS = TASKS_FRAMEWORK == "django.tasks" and django.VERSION >= (6, 1)
@@ -103,6 +121,7 @@ else:
 
 
 __all__ = [
+    "BACKPORT_PACKAGE",
     "DECORATOR_TAKES_OPTIONS",
     "DEFAULT_TASK_BACKEND_ALIAS",
     "DEFAULT_TASK_PRIORITY",
@@ -121,6 +140,7 @@ __all__ = [
     "TaskResultDoesNotExist",
     "TaskResultMismatch",
     "TaskResultStatus",
+    "imported_backport",
     "task",
     "task_backends",
     "task_enqueued",
