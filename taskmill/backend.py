@@ -24,6 +24,7 @@ from .compat import (
     InvalidTask,
     TaskResult,
     TaskResultDoesNotExist,
+    imported_backport,
     task_enqueued,
 )
 from .db import NewRun, get_engine, unsupported_vendor
@@ -312,6 +313,11 @@ class DatabaseBackend(BaseTaskBackend):
     # -- system checks ------------------------------------------------------------------
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        if _made_by_backport_registry(self):
+            # The backport's own check (django_tasks in INSTALLED_APPS beside Django 6.0+)
+            # runs each backend its registry made from TASKS; Django's check runs the twin
+            # its registry made from the same settings. Said once, by Django's.
+            return []
         messages: list[checks.CheckMessage] = []
         where = f"TASKS[{self.alias!r}]"
         if not apps.is_installed("taskmill"):
@@ -374,6 +380,15 @@ class DatabaseBackend(BaseTaskBackend):
         elif self.database in (kwargs.get("databases") or ()):
             messages.extend(get_engine(self.database).check_database(where))
         return messages
+
+
+def _made_by_backport_registry(backend: object) -> bool:
+    """Whether ``backend`` is an instance the backport's registry made, on a Django with its
+    own (``django_tasks.task_backends`` reads ``TASKS`` too, and makes its own instances)."""
+    backport = imported_backport()
+    return backport is not None and any(
+        made is backend for made in backport.task_backends.all(initialized_only=True)
+    )
 
 
 def stores_runs_in(backend: object, database: str) -> TypeGuard[DatabaseBackend]:
