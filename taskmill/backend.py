@@ -25,6 +25,7 @@ from .compat import (
     TaskResult,
     TaskResultDoesNotExist,
     imported_backport,
+    result_error,
     task_enqueued,
 )
 from .db import NewRun, get_engine, unsupported_vendor
@@ -302,11 +303,11 @@ class DatabaseBackend(BaseTaskBackend):
         try:
             run_id = int(result_id)
         except (TypeError, ValueError):
-            raise TaskResultDoesNotExist(result_id) from None
+            raise result_error(TaskResultDoesNotExist)(result_id) from None
         try:
             run = Run.objects.using(self.database).get(pk=run_id, backend=self.alias)
         except Run.DoesNotExist:
-            raise TaskResultDoesNotExist(result_id) from None
+            raise result_error(TaskResultDoesNotExist)(result_id) from None
         # A run whose task is gone from the code is still a result: its task says why.
         return result_of(task_of_run(run.task_path, run.backend), run)
 

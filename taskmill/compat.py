@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field, fields
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -86,6 +87,22 @@ def imported_backport(module: str = "") -> ModuleType | None:
     return sys.modules.get(f"{BACKPORT_PACKAGE}.{module}" if module else BACKPORT_PACKAGE)
 
 
+def result_error(error: type[Exception]) -> type[Exception]:
+    """What to raise for ``error`` (``TaskResultDoesNotExist`` or ``TaskResultMismatch``): the
+    framework's class, or, when the backport is imported beside Django's own framework, a
+    subclass of it and of the backport's class of the same name, so that code written
+    against either package catches it (``except django_tasks.exceptions....`` in Wagtail)."""
+    backport = imported_backport("exceptions")
+    if backport is None:
+        return error
+    return _caught_by_both(error, getattr(backport, error.__name__))
+
+
+@cache
+def _caught_by_both(error: type[Exception], backport_error: type[Exception]) -> type[Exception]:
+    return type(error.__name__, (error, backport_error), {"__module__": error.__module__})
+
+
 # Django 6.1's task() hands the options it does not know (max_attempts=...) to the backend's
 # Task class; Django 6.0's and the backport's refuse them: @taskmill.task takes them there.
 DECORATOR_TAKES_OPTIONS = TASKS_FRAMEWORK == "django.tasks" and django.VERSION >= (6, 1)
@@ -141,6 +158,7 @@ __all__ = [
     "TaskResultMismatch",
     "TaskResultStatus",
     "imported_backport",
+    "result_error",
     "task",
     "task_backends",
     "task_enqueued",

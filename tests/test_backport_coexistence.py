@@ -111,6 +111,26 @@ def test_a_task_of_each_decorator_is_taskmills_and_reads_back_through_its_own_ap
     assert "broke in a child" in failed.errors[-1].traceback
 
 
+def test_a_missing_or_mismatched_result_is_caught_as_either_packages_error() -> None:
+    """Code written against the backport (``except django_tasks.exceptions...``) catches
+    what taskmill raises, and code written against Django's still does."""
+    import django.tasks.exceptions as framework
+    import django_tasks
+    import django_tasks.exceptions as backport
+
+    from tests.testapp import coexist_tasks as tasks
+
+    for package in (framework, backport):
+        with pytest.raises(package.TaskResultDoesNotExist):
+            tasks.add_by_backport.get_result("999999999")
+        with pytest.raises(package.TaskResultDoesNotExist):
+            django_tasks.default_task_backend.get_result("not a run id")
+    other = tasks.add_by_django.enqueue(1, 2)
+    for package in (framework, backport):
+        with pytest.raises(package.TaskResultMismatch, match="add_by_django"):
+            tasks.add_by_backport.get_result(other.id)
+
+
 def test_both_packages_signals_reach_their_receivers_once_each_for_a_run_of_either_kind(
     run_worker: Callable[..., Any], record_dir: Path, heard_here: list[str]
 ) -> None:
