@@ -24,6 +24,8 @@ from .compat import (
     InvalidTask,
     TaskResult,
     TaskResultDoesNotExist,
+    imported_backport,
+    result_error,
     task_enqueued,
 )
 from .db import NewRun, get_engine, unsupported_vendor
@@ -34,7 +36,7 @@ from .limits.queues import parse_queue_limits
 from .models import ACTIVE_STATUSES, Run, RunStatus
 from .results import result_of, results_of_new, task_of_run
 from .serialization import normalize_arguments, text_problem
-from .signalling import enqueued_heard
+from .signalling import enqueued_heard, send
 from .tasks import Call, Task, checked_metadata
 
 KNOWN_OPTIONS = {"DATABASE", "MAX_ATTEMPTS", "BACKOFF", "QUEUE_LIMITS", "LISTEN_DATABASE"}
@@ -257,7 +259,7 @@ class DatabaseBackend(BaseTaskBackend):
         results = results_of_new(task, runs)
         if enqueued_heard():
             for result in results:
-                task_enqueued.send(type(self), task_result=result)
+                send(task_enqueued, type(self), result)
         return results
 
     def _save_guarded(self, task: Task, run: NewRun) -> TaskResult:
@@ -301,17 +303,22 @@ class DatabaseBackend(BaseTaskBackend):
         try:
             run_id = int(result_id)
         except (TypeError, ValueError):
-            raise TaskResultDoesNotExist(result_id) from None
+            raise result_error(TaskResultDoesNotExist)(result_id) from None
         try:
             run = Run.objects.using(self.database).get(pk=run_id, backend=self.alias)
         except Run.DoesNotExist:
-            raise TaskResultDoesNotExist(result_id) from None
+            raise result_error(TaskResultDoesNotExist)(result_id) from None
         # A run whose task is gone from the code is still a result: its task says why.
         return result_of(task_of_run(run.task_path, run.backend), run)
 
     # -- system checks ------------------------------------------------------------------
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        if _made_by_backport_registry(self):
+            # The backport's own check (django_tasks in INSTALLED_APPS beside Django 6.0+)
+            # runs each backend its registry made from TASKS; Django's check runs the twin
+            # its registry made from the same settings. Said once, by Django's.
+            return []
         messages: list[checks.CheckMessage] = []
         where = f"TASKS[{self.alias!r}]"
         if not apps.is_installed("taskmill"):
@@ -374,6 +381,15 @@ class DatabaseBackend(BaseTaskBackend):
         elif self.database in (kwargs.get("databases") or ()):
             messages.extend(get_engine(self.database).check_database(where))
         return messages
+
+
+def _made_by_backport_registry(backend: object) -> bool:
+    """Whether ``backend`` is an instance the backport's registry made, on a Django with its
+    own (``django_tasks.task_backends`` reads ``TASKS`` too, and makes its own instances)."""
+    backport = imported_backport()
+    return backport is not None and any(
+        made is backend for made in backport.task_backends.all(initialized_only=True)
+    )
 
 
 def stores_runs_in(backend: object, database: str) -> TypeGuard[DatabaseBackend]:

@@ -7,7 +7,10 @@ names from here and never from either package directly.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, fields
+from functools import cache
+from types import ModuleType
 from typing import Any
 
 import django
@@ -68,6 +71,38 @@ except ImportError:  # Django 5.2 LTS
 
     TASKS_FRAMEWORK = "django_tasks"
 
+# Django 6.0+ may have the backport installed beside its own framework (Wagtail imports
+# django_tasks on any Django). Its signals are other Signal objects, and its registry
+# (django_tasks.task_backends) a second one reading the same TASKS: docs/tasks.md says how the
+# two coexist. None on Django 5.2, where the backport is the framework.
+BACKPORT_PACKAGE = "django_tasks" if TASKS_FRAMEWORK == "django.tasks" else None
+
+
+def imported_backport(module: str = "") -> ModuleType | None:
+    """The backport's package (or its ``module``, e.g. ``"signals"``) when something imported
+    it beside Django's own framework; None otherwise. Never imports it: a receiver cannot be
+    connected to a module nobody imported, and importing it would switch on its log lines."""
+    if BACKPORT_PACKAGE is None:
+        return None
+    return sys.modules.get(f"{BACKPORT_PACKAGE}.{module}" if module else BACKPORT_PACKAGE)
+
+
+def result_error(error: type[Exception]) -> type[Exception]:
+    """What to raise for ``error`` (``TaskResultDoesNotExist`` or ``TaskResultMismatch``): the
+    framework's class, or, when the backport is imported beside Django's own framework, a
+    subclass of it and of the backport's class of the same name, so that code written
+    against either package catches it (``except django_tasks.exceptions....`` in Wagtail)."""
+    backport = imported_backport("exceptions")
+    if backport is None:
+        return error
+    return _caught_by_both(error, getattr(backport, error.__name__))
+
+
+@cache
+def _caught_by_both(error: type[Exception], backport_error: type[Exception]) -> type[Exception]:
+    return type(error.__name__, (error, backport_error), {"__module__": error.__module__})
+
+
 # Django 6.1's task() hands the options it does not know (max_attempts=...) to the backend's
 # Task class; Django 6.0's and the backport's refuse them: @taskmill.task takes them there.
 DECORATOR_TAKES_OPTIONS = TASKS_FRAMEWORK == "django.tasks" and django.VERSION >= (6, 1)
@@ -103,6 +138,7 @@ else:
 
 
 __all__ = [
+    "BACKPORT_PACKAGE",
     "DECORATOR_TAKES_OPTIONS",
     "DEFAULT_TASK_BACKEND_ALIAS",
     "DEFAULT_TASK_PRIORITY",
@@ -121,6 +157,8 @@ __all__ = [
     "TaskResultDoesNotExist",
     "TaskResultMismatch",
     "TaskResultStatus",
+    "imported_backport",
+    "result_error",
     "task",
     "task_backends",
     "task_enqueued",

@@ -32,7 +32,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 
 from . import registry, result_ttl
 from .backoff import NEW_FORM, takes_result
-from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch
+from .compat import BaseTask, InvalidTask, TaskResult, TaskResultMismatch, result_error
 from .conf import setting
 from .exceptions import InvalidTaskArguments
 from .limits import keys as limit_keys
@@ -345,12 +345,14 @@ class Task(BaseTask):
         registered here: that one is another task's too, whatever its path."""
         task = result.task
         if isinstance(task, UnregisteredTask):
-            raise TaskResultMismatch(
+            raise result_error(TaskResultMismatch)(
                 f"Task does not match (received {task.module_path!r}, which names no task "
                 "registered in this process)"
             )
         if task.func != self.func:
-            raise TaskResultMismatch(f"Task does not match (received {task.module_path!r})")
+            raise result_error(TaskResultMismatch)(
+                f"Task does not match (received {task.module_path!r})"
+            )
         return result
 
     def call(self, /, *args: Any, **kwargs: Any) -> Any:

@@ -90,6 +90,10 @@ INSTALLED_APPS = [
 ]
 if importlib.util.find_spec("django.tasks") is None:  # Django 5.2: the backport
     INSTALLED_APPS.insert(0, "django_tasks")
+elif os.environ.get("TASKMILL_TEST_BACKPORT"):
+    # tests/test_backport_coexistence.py: processes of a project that lists the backport
+    # beside Django's own framework, as the backport's README asks (Wagtail's projects).
+    INSTALLED_APPS.insert(0, "django_tasks")
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -40,6 +40,7 @@ from ..db import NewRun, get_engine
 from ..models import RunStatus, Schedule
 from ..results import result_of
 from ..schedule_rules import task_for
+from ..signalling import send
 from . import misfires
 
 logger = logging.getLogger("taskmill.scheduler")
@@ -145,7 +146,7 @@ def announce(batch: list[Prepared], database: str) -> None:
         backend = item.task.get_backend()
         for run in item.runs:
             result = result_of(item.task, run)
-            task_enqueued.send(type(backend), task_result=result)
+            send(task_enqueued, type(backend), result)
             fired.append((item.schedule.name, run.scheduled_for, result.id))
     if fired and logger.isEnabledFor(logging.DEBUG):
 

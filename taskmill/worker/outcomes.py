@@ -19,7 +19,7 @@ from ..limits.gate import freed_keys
 from ..logs import run_fields
 from ..models import Run
 from ..results import result_of
-from ..signalling import finished_heard
+from ..signalling import finished_heard, send
 from ..status import RunStatus
 from .attempt import Completed, signal_sender
 
@@ -193,7 +193,7 @@ def send_finished(completed: Completed, status: str) -> None:
     exception, completed.exception = completed.exception, None
     try:
         if exception is None:
-            task_finished.send(signal_sender(run), task_result=result)
+            send(task_finished, signal_sender(run), result)
         else:
             _send_in_handler(exception, signal_sender(run), result)
     except Exception:
@@ -209,4 +209,4 @@ def _send_in_handler(exception: BaseException, sender: type, result: Any) -> Non
     try:
         raise exception
     except BaseException:
-        task_finished.send(sender, task_result=result)
+        send(task_finished, sender, result)

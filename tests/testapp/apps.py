@@ -22,3 +22,8 @@ class TestAppConfig(AppConfig):
             from .observability import start_opentelemetry
 
             start_opentelemetry()
+        # tests/test_backport_coexistence.py: receivers of both packages' task signals.
+        if os.environ.get("TASKMILL_TEST_BACKPORT"):
+            from .coexist_receivers import listen_in_this_process
+
+            listen_in_this_process()

@@ -18,7 +18,7 @@ from ... import registry
 from ...compat import task_started
 from ...db import ClaimedRun
 from ...limits import starts as rate_starts
-from ...signalling import started_heard
+from ...signalling import send, started_heard
 from ...tasks import effective_option
 from ..attempt import Attempt, Completed, ended_unstarted, signal_sender
 from .child_process import CHILD_HANDLER, run_in_child
@@ -49,7 +49,7 @@ def run_sync(attempt: Attempt, pool: Any = None) -> Completed:
         return ended_unstarted(attempt.run, attempt.database)
     attempt.mark_started()  # after its start is written, which may wait for the database
     if started_heard():
-        task_started.send(signal_sender(attempt.run), task_result=attempt.result)
+        send(task_started, signal_sender(attempt.run), attempt.result)
     timeout = attempt.option("timeout")
     if timeout and pool is not None:
         return run_in_child(attempt, pool, timeout)

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from ...compat import task_started
 from ...exceptions import RunCancelled, TaskTimeout
 from ...limits import starts as rate_starts
-from ...signalling import started_heard
+from ...signalling import asend, started_heard
 from ..attempt import Attempt, Completed, ended_unstarted, signal_sender
 from ..failures import chained
 from ..interruptions import close_async_connections
@@ -28,7 +28,7 @@ async def run_async(attempt: Attempt) -> Completed:
             return ended_unstarted(attempt.run, attempt.database)
     attempt.mark_started()
     if started_heard():
-        await task_started.asend(signal_sender(attempt.run), task_result=attempt.result)
+        await asend(task_started, signal_sender(attempt.run), attempt.result)
     args, kwargs = attempt.arguments()
     timeout = attempt.option("timeout")
     limit = asyncio.timeout(timeout)
