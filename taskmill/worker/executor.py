@@ -28,11 +28,6 @@ from .runners import CHILD_HANDLER, run_async, run_sync, where_to_run
 logger = logging.getLogger("taskmill.worker")
 
 
-def _cancel_running_query(wrapper: Any) -> None:
-    """On PostgreSQL, cancel the query a task thread's connection is running (a stop)."""
-    get_engine(wrapper.alias).cancel_query(wrapper)
-
-
 class Executor:
     def __init__(
         self,
@@ -63,8 +58,9 @@ class Executor:
         self._round_done.set()
         # (id, attempt) of queued runs ended by drop(): the thread that takes one skips it.
         self._skip: set[tuple[int, int]] = set()
-        # Started attempts (run id, attempt) stopped by a self-fence: they end as lost.
+        # Attempts (run id, attempt) a self-fence stopped, or taken while it is up: lost.
         self._fenced: set[tuple[int, int]] = set()
+        self._fencing = False
         self._slots = threading.Semaphore(concurrency)
         self._waiting: queue.SimpleQueue[ClaimedRun | None] = queue.SimpleQueue()
         self._started: dict[int, ClaimedRun] = {}
@@ -201,22 +197,26 @@ class Executor:
         event.set()
         if future is not None:
             future.cancel()
-        if wrapper is not None:
-            _cancel_running_query(wrapper)
+        if wrapper is not None:  # on PostgreSQL, the query its thread is running
+            get_engine(wrapper.alias).cancel_query(wrapper)
         return True
 
     def fence(self) -> None:
         """Self-fencing: stop every started run and kill every child process now (their runs
-        may be rescued elsewhere). What those attempts end with is not the task's doing:
-        unless one succeeds anyway, each is written as a lost attempt (``lose_fenced``), never
-        as a failure or a cancellation."""
+        may be rescued elsewhere). Not the task's doing: unless one succeeds anyway, each
+        attempt is written as lost (``lose_fenced``), never as a failure or a cancel."""
         with self._lock:
+            self._fencing = True
             started = list(self._started.values())
             self._fenced.update((run.id, run.attempt) for run in started)
         for run in started:
             self.request_stop(run.id)
         if self._pool is not None:
             self._pool.kill_all()
+
+    def unfence(self) -> None:
+        with self._lock:
+            self._fencing = False
 
     def shutdown(self) -> None:
         """Let the threads end once idle; running tasks are not interrupted."""
@@ -259,6 +259,8 @@ class Executor:
                 if taken:
                     self._started[run.id] = run
                     self._stops[run.id] = stop
+                    if self._fencing:  # kill_all() may kill its child: not a cancel
+                        self._fenced.add((run.id, run.attempt))
             if not taken:
                 self._slots.release()
                 continue

@@ -75,6 +75,7 @@ class HeartbeatPort:
         self._executor.fence()
 
     def unfence(self) -> None:
+        self._executor.unfence()
         self._claimer.fenced = False
         self._wake.set()
 

@@ -1,0 +1,60 @@
+"""A self-fenced worker's attempts end lost, never cancelled: also one a task thread took
+after the fence looked at what was running (the chaos soak found such a run CANCELLED: its
+child, started in that instant, was killed by the fence and read as a stop request)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from taskmill.db import get_engine
+from taskmill.models import RunStatus
+from taskmill.worker.executor import Executor
+from tests.conftest import wait_until
+from tests.testapp import execution_tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_run_taken_while_the_worker_is_fenced_ends_lost_when_stopped():
+    execution_tasks.cooperative_loop.enqueue()
+    now = timezone.now()
+    (run,) = get_engine("default").claim(
+        worker_id="w", limit=1, now=now, lease_until=now + dt.timedelta(minutes=1), queues=None
+    )
+    done = []
+    executor = Executor(1, done.append, database="default")
+    try:
+        executor.fence()  # nothing has started: the fence finds nothing to stop
+        executor.submit([run])
+        wait_until(executor.started, message="the run to start on a task thread")
+        assert executor.request_stop(run.id)  # what the fence's kill_all does to a child
+        completed = wait_until(lambda: done and done[0], message="the attempt to end")
+    finally:
+        executor.shutdown()
+    assert completed.outcome.status == RunStatus.READY  # going again, not CANCELLED
+    assert [e["exception_class_path"] for e in completed.outcome.errors] == [
+        "taskmill.exceptions.WorkerLost"
+    ]
+
+
+def test_a_run_taken_after_the_fence_is_lifted_is_stopped_as_asked():
+    execution_tasks.cooperative_loop.enqueue()
+    now = timezone.now()
+    (run,) = get_engine("default").claim(
+        worker_id="w", limit=1, now=now, lease_until=now + dt.timedelta(minutes=1), queues=None
+    )
+    done = []
+    executor = Executor(1, done.append, database="default")
+    try:
+        executor.fence()
+        executor.unfence()  # the heartbeat reached the database again
+        executor.submit([run])
+        wait_until(executor.started, message="the run to start on a task thread")
+        assert executor.request_stop(run.id)  # a stop request from the control room
+        completed = wait_until(lambda: done and done[0], message="the attempt to end")
+    finally:
+        executor.shutdown()
+    assert completed.outcome.status == RunStatus.CANCELLED
