@@ -4,6 +4,11 @@ PostgreSQL fills its tables with server-side ``generate_series`` (a million rows
 MariaDB and SQLite get the same rows from Python in batches. Runs are spread over the last
 week in id order, as a real table is (a later run has a larger id), with every 25th failed and
 a backlog of ready and running runs on top.
+
+``ready_backlog`` adds an outage on top (``--ready-backlog N``): N READY runs piled up over the
+last two hours while no worker ran, spread unevenly over three of the four queues (half on
+default, a third on emails, the rest on reports; imports gets none, the control room must still
+list it) and the 20 tasks, one in 50 deferred to the next hour.
 """
 
 from __future__ import annotations
@@ -45,14 +50,93 @@ def drop(engine: str, name: str) -> None:
         _remove_sqlite(name)
 
 
-def fill(engine: str, runs: int) -> None:
+def fill(engine: str, runs: int, ready_backlog: int = 0) -> None:
     from django.contrib.auth.models import User
 
     if engine == "postgresql":
         _fill_postgresql(runs)
+        if ready_backlog:
+            _fill_outage_postgresql(ready_backlog)
     else:
         _fill_portable(runs)
+        if ready_backlog:
+            _fill_outage_portable(ready_backlog)
+    _analyze()
     User.objects.create_superuser("admin", "admin@example.com", "admin")
+
+
+# The outage's queue for run n: n % 6 -> default 3/6, emails 2/6, reports 1/6.
+OUTAGE_QUEUES = ["default", "default", "default", "emails", "emails", "reports"]
+OUTAGE_SPAN_SECONDS = 2 * 3600
+
+
+def _fill_outage_postgresql(ready: int) -> None:
+    from django.db import connection
+
+    tasks = "ARRAY[" + ", ".join(f"'{task}'" for task in TASKS) + "]"
+    queues = "ARRAY[" + ", ".join(f"'{queue}'" for queue in OUTAGE_QUEUES) + "]"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO taskmill_run (task_path, backend, queue_name, priority, status, args,
+                kwargs, enqueued_at, available_at, due, attempt, worker_id, worker_ids,
+                prefetched, stop_requested, has_dependents, errors)
+            SELECT ({tasks})[1 + n %% 20], 'default', ({queues})[1 + n %% 6], 0, 'READY',
+                jsonb_build_array(n), jsonb_build_object('account', n %% 1000), t,
+                CASE WHEN n %% 50 = 0 THEN now() + interval '1 hour' ELSE t END,
+                n %% 50 <> 0, 0, '', '[]'::jsonb, false, false, false, '[]'::jsonb
+            FROM (
+                SELECT n, now() - ((%s - n) * interval '{OUTAGE_SPAN_SECONDS} seconds' / %s) AS t
+                FROM generate_series(1, %s) AS n
+            ) AS spread
+            """,
+            [ready, ready, ready],
+        )
+
+
+def _fill_outage_portable(ready: int) -> None:
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    adapt = connection.ops.adapt_datetimefield_value
+    now = timezone.now()
+    span = timedelta(seconds=OUTAGE_SPAN_SECONDS)
+    later = adapt(now + timedelta(hours=1))
+    columns = (
+        "task_path, backend, queue_name, priority, status, args, kwargs, enqueued_at, "
+        "available_at, due, attempt, worker_id, worker_ids, prefetched, stop_requested, "
+        "has_dependents, errors"
+    )
+    insert = f"INSERT INTO taskmill_run ({columns}) VALUES ({', '.join(['%s'] * 17)})"
+    rows: list[tuple] = []
+    for n in range(1, ready + 1):
+        at = adapt(now - span * (ready - n) / ready)
+        deferred = n % 50 == 0
+        rows.append(
+            (
+                TASKS[n % 20], "default", OUTAGE_QUEUES[n % 6], 0, "READY", f"[{n}]",
+                f'{{"account": {n % 1000}}}', at, later if deferred else at, not deferred, 0,
+                "", "[]", False, False, False, "[]",
+            )
+        )  # fmt: skip
+        if len(rows) >= 20_000:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.executemany(insert, rows)
+            rows.clear()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(insert, rows)
+
+
+def _analyze() -> None:
+    """Fresh statistics, as a database that has run for a while has them."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            {"postgresql": "ANALYZE", "mysql": "ANALYZE TABLE taskmill_run"}.get(
+                connection.vendor, "ANALYZE"
+            )
+        )
 
 
 def _postgres():
@@ -144,8 +228,6 @@ def _fill_postgresql(runs: int) -> None:
             """
         )
     _fill_hourly()
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
 
 
 def _fill_portable(runs: int) -> None:
@@ -209,8 +291,6 @@ def _fill_portable(runs: int) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(insert, stats)
     _fill_hourly()
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE" if connection.vendor == "sqlite" else "ANALYZE TABLE taskmill_run")
 
 
 def _fill_backlog() -> None:

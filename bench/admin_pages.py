@@ -1,12 +1,15 @@
 """How fast the control room answers with a million runs in the table.
 
     python -m bench.admin_pages [--db postgresql|mysql|sqlite] [--runs 1000000] [--repeat 5]
+                                [--ready-backlog 0]
 
 Creates its own database (TASKMILL_BENCH_DB, default taskmill_admin_bench), fills it with
 ``--runs`` finished runs spread over a week (a few percent failed, with errors), a few
 thousand active ones, and a week of per-minute rollups for 20 tasks, then times each admin
 page through Django's test client (in this process: the server's own time, no network) and
 prints the median and the slowest of ``--repeat`` loads, with the number of SQL queries.
+``--ready-backlog N`` adds an outage: N READY runs piled up while no worker ran
+(bench.admin_fill), what operators open the control room for.
 A script that prints figures, not a test.
 """
 
@@ -26,6 +29,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--db", choices=["postgresql", "mysql", "sqlite"], default="postgresql")
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--ready-backlog", type=int, default=0, metavar="N", help="add N READY runs (an outage)"
+    )
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print each page's slowest SQL")
     args = parser.parse_args(argv)
@@ -43,8 +49,11 @@ def main(argv: list[str]) -> int:
 
     call_command("migrate", verbosity=0)
     began = time.monotonic()
-    admin_fill.fill(args.db, args.runs)
-    print(f"filled {args.runs:,} runs and a week of rollups in {time.monotonic() - began:.0f} s")
+    admin_fill.fill(args.db, args.runs, args.ready_backlog)
+    print(
+        f"filled {args.runs:,} runs, {args.ready_backlog:,} READY runs of a backlog and a "
+        f"week of rollups in {time.monotonic() - began:.0f} s"
+    )
     try:
         _measure(args.repeat, args.verbose)
     finally:

@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     # Worker middleware: import paths of factories wrapping every attempt, outermost first
     # (taskmill.middleware).
     "TASKMILL_MIDDLEWARE": (),
+    # The control room, taskmill status and the metrics count each state's runs (ready,
+    # waiting...) up to this many, then show "more than" (taskmill.overview): a backlog of a
+    # million READY runs in an outage must not slow the pages an operator opens for it.
+    "TASKMILL_COUNT_CAP": 100_000,
     # Sent by a Prometheus scraper as "Authorization: Bearer <token>" (None: no check).
     "TASKMILL_METRICS_TOKEN": None,
     # The format of the log lines taskmill's commands write themselves (when the project's

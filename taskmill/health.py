@@ -36,7 +36,8 @@ def check_health(
         age = queue.oldest_ready_age
         if age is None or age <= max_ready_age:
             continue
-        what = f"queue {queue.name!r}: {queue.ready:,} ready, the oldest waiting {age:,.0f}s"
+        ready = queue.shown("ready")
+        what = f"queue {queue.name!r}: {ready} ready, the oldest waiting {age:,.0f}s"
         if queue.paused:
             health.notes.append(f"{what} (paused, not counted)")
         else:

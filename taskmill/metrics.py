@@ -12,7 +12,8 @@ durations and start latencies, summed from the hourly rollups still kept plus th
 those pruned (``RunStatsTotal``, added to in the transaction that prunes an hour). They only
 grow, so Prometheus's ``rate()`` and ``histogram_quantile()`` work over any range; they start
 again from 0 only if the rollup tables are emptied, which Prometheus reads as a reset. Beside
-them, gauges: queue depth and oldest ready age, limits, workers and slots, now.
+them, gauges: queue depth (counted up to TASKMILL_COUNT_CAP) and oldest ready age, limits,
+workers and slots, now.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ def _queues(database: str) -> Iterable[str]:
     for queue in queues:
         for state in ("ready", "scheduled", "waiting", "running", "held"):
             yield _line("taskmill_queue_runs", getattr(queue, state), queue=queue.name, state=state)
+    # Each state is counted up to TASKMILL_COUNT_CAP runs across queues (taskmill.overview):
+    # past it, its gauges above are floors, and this says so.
+    capped = queues[0].capped if queues else ()
+    name = "taskmill_queue_runs_capped"
+    yield f"# HELP {name} 1 if the state had more runs than TASKMILL_COUNT_CAP (counts floored).\n"
+    yield f"# TYPE {name} gauge\n"
+    for state in overview.STATES:
+        yield _line(name, int(state in capped), state=state)
     yield "# HELP taskmill_queue_oldest_ready_seconds Age of the oldest run ready now.\n"
     yield "# TYPE taskmill_queue_oldest_ready_seconds gauge\n"
     for queue in queues:

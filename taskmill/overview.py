@@ -23,6 +23,9 @@ from .db import get_engine
 from .db.records import RUN_TABLE, load_datetime
 from .models import Batch, Queue, Schedule, Worker
 
+# The run states an overview counts per queue, in the order they are shown.
+STATES = ("ready", "scheduled", "waiting", "running", "held")
+
 
 @dataclass(frozen=True)
 class QueueOverview:
@@ -37,6 +40,17 @@ class QueueOverview:
     paused_at: datetime | None
     # Seconds since the oldest run counted in ``ready`` became available; None if none.
     oldest_ready_age: float | None
+    # The states (of STATES) whose counting stopped at ``count_cap`` runs (across queues):
+    # their figures here are floors, what was read before the cap. A backlog past the cap
+    # is an outage, and counting it whole would slow every page that shows it (issue 25).
+    capped: tuple[str, ...] = ()
+    count_cap: int = 0
+
+    def shown(self, state: str) -> str:
+        """A figure as the control room and ``taskmill status`` print it: "1,234", or
+        "1,234+" when its state's counting stopped at the cap."""
+        value = f"{getattr(self, state):,}"
+        return f"{value}+" if state in self.capped else value
 
 
 @dataclass(frozen=True)
@@ -82,11 +96,32 @@ class OrphanedRun:
 # -- runs -----------------------------------------------------------------------------------
 
 
-def _run_counts(database: str, now: datetime) -> dict[str, dict[str, Any]]:
-    """Per queue: ready, scheduled, waiting and running counts, and the oldest ready time."""
+# Each active state's runs are read in the order of the index that holds them (the engine's
+# condition spells its terms), at most the cap plus one: the cost of a count follows the cap,
+# never the backlog. (condition attribute, the index's order, the states it counts)
+_COUNTED = (
+    ("due_condition", "priority DESC, available_at, id", ("ready", "scheduled")),
+    ("staging_condition", "available_at", ("ready", "scheduled")),
+    ("waiting_condition", "id", ("waiting",)),
+    ("running_condition", "worker_id", ("running",)),
+    ("held_condition", "held_by, priority DESC, available_at, id", ("held",)),
+)
+
+
+def count_cap() -> int:
+    """How many runs of one state the overview counts before it stops (TASKMILL_COUNT_CAP)."""
+    return int(setting("TASKMILL_COUNT_CAP"))
+
+
+def _run_counts(
+    database: str, now: datetime, cap: int
+) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Per queue: ready, scheduled, waiting, running and held counts and the oldest ready
+    time; and the states whose counting stopped at ``cap`` (their figures are floors)."""
     engine = get_engine(database)
     when = engine.adapt_datetime(now)
     counts: dict[str, dict[str, Any]] = {}
+    capped: set[str] = set()
 
     def queue(name: str) -> dict[str, Any]:
         return counts.setdefault(
@@ -95,45 +130,49 @@ def _run_counts(database: str, now: datetime) -> dict[str, dict[str, Any]]:
         )
 
     with connections[database].cursor() as cursor:
-        # READY runs sit in two indexes: due ones (the claim's) and deferred ones (the
-        # stager's). Each may hold runs on either side of now: a due run retried with a
-        # backoff, a deferred one whose time came before a worker staged it (no worker up).
-        for condition in (engine.due_condition, engine.staging_condition):
+        for attribute, order, states in _COUNTED:
+            # The first cap + 1 runs in the index's order, then grouped: a GROUP BY over the
+            # whole state would read every row of a million-run backlog (issue 25). READY
+            # runs sit in two indexes, due ones (the claim's, read in the claim's order, so
+            # the oldest of a queue comes first) and deferred ones (the stager's, by time);
+            # each may hold runs on either side of now: a due run retried with a backoff, a
+            # deferred one whose time came before a worker staged it (no worker up).
+            first = (
+                f"SELECT queue_name, available_at FROM {RUN_TABLE} "
+                f"WHERE {getattr(engine, attribute)} ORDER BY {order} LIMIT {cap + 1}"
+            )
             cursor.execute(
                 "SELECT queue_name, "
                 "SUM(CASE WHEN available_at <= %s THEN 1 ELSE 0 END), COUNT(*), "
                 "MIN(CASE WHEN available_at <= %s THEN available_at END) "
-                f"FROM {RUN_TABLE} WHERE {condition} GROUP BY queue_name",
+                f"FROM ({first}) AS picked GROUP BY queue_name",
                 [when, when],
             )
-            for name, ready, total, oldest in cursor.fetchall():
+            rows = cursor.fetchall()
+            if sum(int(total) for _name, _ready, total, _oldest in rows) > cap:
+                capped.update(states)
+            for name, ready, total, oldest in rows:
                 entry = queue(name)
+                if states != ("ready", "scheduled"):
+                    entry[states[0]] = int(total)
+                    continue
                 ready = int(ready or 0)
                 entry["ready"] += ready
                 entry["scheduled"] += int(total) - ready
                 oldest = load_datetime(oldest)
                 if oldest is not None and (entry["oldest"] is None or oldest < entry["oldest"]):
                     entry["oldest"] = oldest
-        for key, condition in (
-            ("waiting", engine.waiting_condition),
-            ("running", engine.running_condition),
-            ("held", engine.held_condition),
-        ):
-            cursor.execute(
-                f"SELECT queue_name, COUNT(*) FROM {RUN_TABLE} WHERE {condition} "
-                "GROUP BY queue_name"
-            )
-            for name, total in cursor.fetchall():
-                queue(name)[key] = int(total)
-    return counts
+    return counts, capped
 
 
 def queue_overview(database: str = "default") -> list[QueueOverview]:
     """One entry per queue, by name: every queue the backends storing runs in ``database``
     name in their ``QUEUES`` (an idle one with zeros), and any other with active runs or a
-    ``Queue`` row (paused)."""
+    ``Queue`` row (paused). Each state is counted up to ``count_cap()``: past it, the
+    figures of that state are floors, named in each entry's ``capped``."""
     now = timezone.now()
-    counts = _run_counts(database, now)
+    cap = count_cap()
+    counts, capped = _run_counts(database, now, cap)
     switches = {row.name: row for row in Queue.objects.using(database)}
     overview = []
     for name in sorted(counts.keys() | switches.keys() | configured_queues(database)):
@@ -151,9 +190,25 @@ def queue_overview(database: str = "default") -> list[QueueOverview]:
                 paused=bool(switch and switch.paused),
                 paused_at=switch.paused_at if switch else None,
                 oldest_ready_age=_age(now, oldest) if oldest else None,
+                capped=tuple(state for state in STATES if state in capped),
+                count_cap=cap,
             )
         )
     return overview
+
+
+def queue_names(database: str = "default") -> set[str]:
+    """Every queue a run names or the project set up, without counting a run: the queues of
+    ``QUEUES``, the ``Queue`` rows, and the distinct queues of the stored runs read by a skip
+    scan of the (task_path, queue_name) index, one probe per pair (``Engine.queue_names``)."""
+    from .unknown_tasks import stored_task_paths  # it imports the registry
+
+    engine = get_engine(database)
+    names = configured_queues(database)
+    names.update(Queue.objects.using(database).values_list("name", flat=True))
+    paths, _complete = stored_task_paths(database)
+    names.update(engine.queue_names(paths))
+    return names
 
 
 def configured_queues(database: str = "default") -> set[str]:
@@ -290,9 +345,11 @@ __all__ = [
     "QueueOverview",
     "WorkerOverview",
     "as_json",
+    "count_cap",
     "late_schedules",
     "open_batches",
     "orphaned_runs",
+    "queue_names",
     "queue_overview",
     "worker_overview",
 ]

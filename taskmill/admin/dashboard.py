@@ -5,9 +5,9 @@ It is the changelist of a proxy model (``Dashboard``), so that it sits in the ad
 among taskmill's models and follows the permission to view runs. Every section is also a
 fragment (``?fragment=queues``) that the page's small script re-fetches every few seconds
 while the tab is visible. Nothing here counts or scans the runs table: counts come from
-active runs through the claim indexes (``taskmill.overview``), charts from the per-minute
-rollups (``taskmill.rollups``), batches' progress from their own counters, runs of unknown
-tasks from the task index, up to a cap (``taskmill.unknown_tasks``).
+active runs through the claim indexes, each state up to a cap (``taskmill.overview``),
+charts from the per-minute rollups (``taskmill.rollups``), batches' progress from their own
+counters, runs of unknown tasks from the task index, up to a cap (``taskmill.unknown_tasks``).
 """
 
 from __future__ import annotations
@@ -112,8 +112,20 @@ def queues_section(database: str, choice: dict[str, Any]) -> dict[str, Any]:
     ended = recent_queue_activity(database)
     shown = {queue.name for queue in queues}
     queues += [idle_queue(name) for name in sorted(set(ended) - shown)]
-    rows = [{**asdict(queue), "ended_last_hour": ended.get(queue.name, 0)} for queue in queues]
-    return {"queues": sorted(rows, key=lambda row: row["name"])}
+    rows = [
+        {
+            **asdict(queue),
+            "shown": {state: queue.shown(state) for state in overview.STATES},
+            "ended_last_hour": ended.get(queue.name, 0),
+        }
+        for queue in queues
+    ]
+    capped = queues[0].capped if queues else ()
+    return {
+        "queues": sorted(rows, key=lambda row: row["name"]),
+        "queues_capped": ", ".join(capped),
+        "count_cap": f"{overview.count_cap():,}",
+    }
 
 
 def recent_queue_activity(database: str) -> dict[str, int]:

@@ -87,39 +87,53 @@ class QueueAdmin(admin.ModelAdmin):
         self._reports = queue_reports("default", queues)
         names = set(self._figures) | set(recent_queue_activity("default"))
         Queue.objects.bulk_create([Queue(name=name) for name in names], ignore_conflicts=True)
+        capped = queues[0].capped if queues else ()
+        if capped:
+            # Under the title (the admin's subtitle): the reason for each "+" below.
+            extra_context = {
+                **(extra_context or {}),
+                "subtitle": f"{', '.join(capped)}: more than {queues[0].count_cap:,} runs in "
+                "all queues. Counting stopped there, so each figure marked + is a floor "
+                "(TASKMILL_COUNT_CAP).",
+            }
         return super().changelist_view(request, extra_context)
 
     def _figure(self, queue: Queue, name: str):
         figures = getattr(self, "_figures", {}).get(queue.name)
         return getattr(figures, name, 0) if figures else 0
 
+    def _shown(self, queue: Queue, name: str) -> str:
+        """The figure, with "+" when its state's counting stopped at the cap."""
+        figures = getattr(self, "_figures", {}).get(queue.name)
+        return figures.shown(name) if figures else "0"
+
     def _report(self, queue: Queue) -> QueueReport | None:
         return getattr(self, "_reports", {}).get(queue.name)
 
     @admin.display(description="ready")
-    def ready(self, queue: Queue) -> int:
-        return self._figure(queue, "ready")
+    def ready(self, queue: Queue) -> str:
+        return self._shown(queue, "ready")
 
     @admin.display(description="scheduled")
-    def scheduled(self, queue: Queue) -> int:
-        return self._figure(queue, "scheduled")
+    def scheduled(self, queue: Queue) -> str:
+        return self._shown(queue, "scheduled")
 
     @admin.display(description="waiting")
-    def waiting(self, queue: Queue) -> int:
-        return self._figure(queue, "waiting")
+    def waiting(self, queue: Queue) -> str:
+        return self._shown(queue, "waiting")
 
     @admin.display(description="running")
-    def running(self, queue: Queue) -> int:
-        return self._figure(queue, "running")
+    def running(self, queue: Queue) -> str:
+        return self._shown(queue, "running")
 
     @admin.display(description="held back")
     def held_back(self, queue: Queue) -> SafeString | str:
         """How many runs limits hold back, and under which keys most (one column: the
         list must fit a laptop's width beside the admin's navigation)."""
-        held = self._figure(queue, "held")
+        held = self._shown(queue, "held")
         report = self._report(queue)
-        if not held or report is None or not report.top_held_keys:
-            return str(held)
+        if held == "0" or report is None or not report.top_held_keys:
+            return held
         return format_html("{}{}", held, held_keys_cell(report))
 
     @admin.display(description="oldest ready")

@@ -14,6 +14,7 @@ from django.utils import timezone
 from ..conf import setting
 from ..limits.report import QueueReport, in_use_text, limits_text, queue_reports, source_text
 from ..overview import (
+    QueueOverview,
     as_json,
     late_schedules,
     open_batches,
@@ -85,6 +86,8 @@ def handle(command: BaseCommand, options: dict[str, Any]) -> None:
 def as_document(status: dict[str, Any]) -> dict[str, Any]:
     """The JSON document: each queue with its limits and what they hold back."""
     document = as_json({key: value for key, value in status.items() if key != "limits"})
+    # Each queue carries "capped" (the states counted only up to "count_cap", their figures
+    # floors) and "count_cap"; the figures keep their type, int.
     for queue in document["queues"]:
         report = as_json(status["limits"][queue["name"]])
         queue["limits"] = {
@@ -112,11 +115,11 @@ def render(status: dict[str, Any]) -> list[str]:
         [
             [
                 queue.name,
-                f"{queue.ready:,}",
-                f"{queue.scheduled:,}",
-                f"{queue.waiting:,}",
-                f"{queue.running:,}",
-                f"{queue.held:,}",
+                queue.shown("ready"),
+                queue.shown("scheduled"),
+                queue.shown("waiting"),
+                queue.shown("running"),
+                queue.shown("held"),
                 _duration(queue.oldest_ready_age),
                 f"since {_time(queue.paused_at)}" if queue.paused else "no",
             ]
@@ -125,6 +128,7 @@ def render(status: dict[str, Any]) -> list[str]:
         numeric={1, 2, 3, 4, 5},
         empty="no active runs and no paused queue",
     )
+    lines += _capped(queues)
     lines += _limits(status["limits"])
     workers = status["workers"]
     alive = sum(worker.alive for worker in workers)
@@ -182,6 +186,18 @@ def render(status: dict[str, Any]) -> list[str]:
     lines += _unknown(status["unknown_tasks"])
     lines += ["", f"Batches: {status['open_batches']:,} open (members still to end)"]
     return lines
+
+
+def _capped(queues: list[QueueOverview]) -> list[str]:
+    """What a "+" in the table means, when a state had more runs than the count's cap."""
+    capped = queues[0].capped if queues else ()
+    if not capped:
+        return []
+    states = ", ".join(capped)
+    return [
+        f"  ({states}: more than {queues[0].count_cap:,} runs in all queues; counting stopped "
+        "there, so each figure marked + is a floor. TASKMILL_COUNT_CAP sets the cap.)"
+    ]
 
 
 def _unknown(unknown: UnknownTasks) -> list[str]:

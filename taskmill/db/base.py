@@ -65,6 +65,10 @@ assert set(CLAIMED_DATETIME_COLUMNS) == {
 }
 
 
+# Queues read per task path at most (queue_names): a table of forged rows is not walked whole.
+QUEUES_PER_PATH = 1000
+
+
 class BaseEngine(LeaseQueries, Engine):
     """The shared part of every engine; each writes its own ``claim_runs`` and ``finish``
     (one batch statement or two: the finish's SQL is shared, ``finish_sql.py``)."""
@@ -242,6 +246,35 @@ class BaseEngine(LeaseQueries, Engine):
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [*([] if after is None else [after]), int(limit)])
             return [row[0] for row in cursor.fetchall()]
+
+    def queue_names(self, task_paths: Sequence[str]) -> set[str]:
+        # The same recursive probe as task_paths, once per path: the smallest queue above
+        # the last within the path, through the (task_path, queue_name, id) index. Paths go
+        # in chunks so that a statement's parameters stay few.
+        found: set[str] = set()
+        for start in range(0, len(task_paths), 200):
+            chunk = list(task_paths[start : start + 200])
+            values = ", ".join(["(%s)"] * len(chunk))
+            sql = f"""
+                WITH RECURSIVE paths (task_path) AS (VALUES {values}),
+                pairs (task_path, queue_name, depth) AS (
+                    SELECT paths.task_path,
+                           (SELECT MIN(r.queue_name) FROM {RUN_TABLE} r
+                            WHERE r.task_path = paths.task_path), 1
+                    FROM paths
+                    UNION ALL
+                    SELECT pairs.task_path,
+                           (SELECT MIN(r.queue_name) FROM {RUN_TABLE} r
+                            WHERE r.task_path = pairs.task_path
+                              AND r.queue_name > pairs.queue_name),
+                           pairs.depth + 1
+                    FROM pairs WHERE pairs.queue_name IS NOT NULL AND pairs.depth < %s
+                )
+                SELECT DISTINCT queue_name FROM pairs WHERE queue_name IS NOT NULL"""
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, [*chunk, QUEUES_PER_PATH])
+                found.update(row[0] for row in cursor.fetchall())
+        return found
 
     def lock_or_create(self, table: str, key: str, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:

@@ -270,6 +270,13 @@ class Engine(ABC):
         task path, one probe per value (a skip scan): the cost follows the number of paths,
         never the number of runs."""
 
+    @abstractmethod
+    def queue_names(self, task_paths: Sequence[str]) -> set[str]:
+        """The distinct ``queue_name`` values of the stored runs of these task paths (from
+        ``task_paths``): a skip scan of the (task_path, queue_name, id) index, one probe per
+        (path, queue) pair, never a read of the runs themselves. For the control room's queue
+        filter, which must name every queue without counting its backlog (issue 25)."""
+
     # -- flow control (taskmill.limits) -------------------------------------------------------
 
     @abstractmethod

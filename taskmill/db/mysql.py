@@ -100,6 +100,22 @@ class MySQLEngine(BaseEngine):
             cursor.execute(sql, [*([] if after is None else [after]), int(limit)])
             return [row[0] for row in cursor.fetchall()]
 
+    def queue_names(self, task_paths: Sequence[str]) -> set[str]:
+        # A GROUP BY on the index's first two columns is a loose index scan here too, one
+        # probe per (path, queue) pair.
+        found: set[str] = set()
+        for start in range(0, len(task_paths), 200):
+            chunk = list(task_paths[start : start + 200])
+            marks = ", ".join(["%s"] * len(chunk))
+            sql = (
+                f"SELECT task_path, queue_name FROM {RUN_TABLE} WHERE task_path IN ({marks}) "
+                "GROUP BY task_path, queue_name"
+            )
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, chunk)
+                found.update(row[1] for row in cursor.fetchall())
+        return found
+
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         r = request
         now = self.adapt_datetime(r.now)
