@@ -31,6 +31,12 @@ REGRESSIONS: list[tuple[str, int, int, str]] = [
         1800,
         "a stale outcome written in one batch with the newer attempt's enqueued a second callback",
     ),
+    (
+        "postgresql",
+        416654734,
+        1800,
+        "a run a task thread took in the instant after a self-fence looked was written CANCELLED",
+    ),
 ]
 
 if __name__ == "__main__":
