@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -130,9 +131,19 @@ def _raise_lost_reply(connection: Any) -> None:
     raise AssertionError("the killed session still answered")
 
 
+# The suite that runs through a PgBouncer in transaction mode (scripts/test): a client
+# connection has no server session of its own outside a transaction.
+POOLED = bool(os.environ.get("TASKMILL_TEST_PGBOUNCER"))
+
+
 def session_id(connection: Any) -> int:
     raw = connection.connection
     if connection.vendor == "postgresql":
+        if POOLED:  # psycopg knows the pooler's number; the server session lent, inside a
+            # transaction (the callers' case), is the server's own
+            with raw.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                return cursor.fetchone()[0]
         return raw.info.backend_pid
     return raw.thread_id()
 
@@ -141,6 +152,9 @@ def kill_session(connection: Any) -> None:
     """End ``connection``'s server session from another connection, and wait until it is."""
     from django.db import connections
 
+    if POOLED and connection.vendor == "postgresql":
+        _drop_the_line(connection)
+        return
     victim = session_id(connection)
     killer = connections.create_connection(connection.alias)
     try:
@@ -161,6 +175,17 @@ def kill_session(connection: Any) -> None:
             raise AssertionError(f"session {victim} still there after KILL")
     finally:
         killer.close()
+
+
+def _drop_the_line(connection: Any) -> None:
+    """Through a pooler, a session to kill exists only inside a transaction: cut the client's
+    own connection instead, as a network would. Its next statement fails as with a killed
+    session, and the pooler ends (rolls back) the server session a transaction held."""
+    line = socket.socket(fileno=os.dup(connection.connection.fileno()))
+    try:
+        line.shutdown(socket.SHUT_RDWR)
+    finally:
+        line.close()
 
 
 def _fired(name: str) -> None:
