@@ -392,6 +392,23 @@ def verdict(samples: list[Sample], args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def row_versions() -> str:
+    """Updates a run and the share of them that were HOT, over the whole run."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables "
+            "WHERE relname = %s",
+            [TABLE],
+        )
+        inserted, updated, hot, deleted = cursor.fetchone()
+    return (
+        f"rows: {inserted:,} inserted, {updated:,} updated ({updated / max(inserted, 1):.2f} a "
+        f"run; {hot:,} HOT, {100 * hot / max(updated, 1):.1f}%), {deleted:,} deleted"
+    )
+
+
 def autovacuum_log(cluster: private_cluster.Cluster | None) -> str:
     """How many automatic vacuums of the runs table the server logged, and the longest."""
     if cluster is None or not cluster.log.exists():
@@ -479,6 +496,7 @@ def run(
     print()
     for line in verdict(samples, args):
         print(line)
+    print(row_versions())
     print(autovacuum_log(cluster))
     print(f"load at the end: {environment.loadavg()}")
 
