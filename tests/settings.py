@@ -37,6 +37,16 @@ if DB == "postgresql":
         # cursor lives across transactions, which such a pooler cannot promise (Django's
         # docs on transaction pooling).
         DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        # PostgreSQL itself, for the workers' LISTEN (docs/configuration.md, "Behind
+        # PgBouncer"): a worker behind a transaction pooler that is not given one proves the
+        # pooler swallows NOTIFY before it finds the server, a 3 s wait at every start.
+        # A mirror: the same test database, no other to create.
+        DATABASES["direct"] = {
+            **DATABASES["default"],
+            "PORT": os.environ.get("TASKMILL_PG_DIRECT_PORT", "5432"),
+            "DISABLE_SERVER_SIDE_CURSORS": False,
+            "TEST": {"MIRROR": "default"},
+        }
     if os.environ.get("TASKMILL_TEST_PG_PREPARED"):
         # What docs/performance.md suggests for a faster enqueue: parameters bound on the
         # server and statements prepared after their second use. taskmill's SQL must work so.
@@ -128,6 +138,9 @@ TASKS = {
         "QUEUES": ["default", "reports"],
     },
 }
+if "direct" in DATABASES:  # the suite through PgBouncer: wake-ups over PostgreSQL itself
+    for _backend in TASKS.values():
+        _backend.setdefault("OPTIONS", {})["LISTEN_DATABASE"] = "direct"
 
 # Leases: long by default so that a loaded machine never rescues a live worker's runs in
 # tests not about rescue; the rescue tests shorten them for their workers through the env.

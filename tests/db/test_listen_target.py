@@ -90,7 +90,8 @@ def test_when_nothing_delivers_the_worker_polls_and_says_so(pooled, caplog, monk
 def test_a_worker_behind_the_pooler_is_woken_by_notify(pgbouncer, start_worker):  # noqa: F811
     worker = start_worker(
         "--no-scheduler", "--poll-interval", "30", "-v", "2",
-        env={"TASKMILL_PG_PORT": str(pgbouncer)},
+        # Not the PgBouncer suite's LISTEN_DATABASE (tests/settings.py): found by itself.
+        env={"TASKMILL_PG_PORT": str(pgbouncer), "TASKMILL_TEST_PGBOUNCER": ""},
     )  # fmt: skip
     worker.wait_for_output("wake-ups come over a direct connection to the server", timeout=60)
     worker.wait_for_output("Listening for NOTIFY", timeout=30)
