@@ -12,8 +12,8 @@ from django.utils.translation import gettext_lazy as _
 
 from ..status import ACTIVE_STATUSES, RunStatus
 from .indexes import (
-    EndedIndex,
     ClaimIndex,
+    EndedIndex,
     HeldIndex,
     KeyedReadyIndex,
     NotNullIndex,
