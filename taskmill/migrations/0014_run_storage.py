@@ -2,12 +2,16 @@
 docs/performance.md, "Retention at volume"; ``python -m bench.retention``).
 
 A queue's table turns over whole every time-to-live: each run is inserted, updated twice
-(claimed, finished) and deleted by the pruner, so it leaves three dead row versions. With
-PostgreSQL's defaults autovacuum waits for dead rows to reach 20% of the table (2 million on a
-table of 10 million kept runs) and then crawls through it at 200 cost units per 2 ms, while
-every claim and finish walks past the dead versions. Here it vacuums the table at 2% plus
-1,000 rows, ten times faster. The fillfactor stays 100: no update of a run can be HOT, since
-every one of them changes ``status``, a column in the conditions of the partial indexes.
+(claimed, finished) and deleted by the pruner, three dead row versions a run. With
+PostgreSQL's defaults autovacuum waits until dead rows are 20% of the table (2 million of a
+table of 10 million kept runs), and every claim and finish walks past them in the indexes
+meanwhile. Here it comes at 2% plus 1,000 rows (measured: 6x fewer dead rows, a table 10%
+smaller, both flat), with ten times the default cost limit, so that one vacuum of a
+table of millions ends in seconds rather than minutes.
+
+The fillfactor stays 100: no update of a run can be HOT (0.1% were, measured), since the
+claim and the finish change ``status``, a column in the conditions of the partial indexes,
+and the finish sets ``finished_at`` and ``expires_at``, both indexed.
 
 ALTER TABLE ... SET of these parameters takes a SHARE UPDATE EXCLUSIVE lock: reads and
 writes go on while it runs, and the table is not rewritten. Other databases have no such
