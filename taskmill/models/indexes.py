@@ -193,9 +193,6 @@ class EndedIndex(models.Index):
         kwargs.pop("fields", None)
         return (path, args, {**kwargs, "status": self.status})
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EndedIndex) and self.deconstruct() == other.deconstruct()
-
     def _get_condition_sql(self, model: Any, schema_editor: Any) -> str:
         column = schema_editor.quote_name(model._meta.get_field("status").column)
         return f"{column} = {schema_editor.quote_value(self.status)}"
