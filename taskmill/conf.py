@@ -46,8 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "TASKMILL_MIDDLEWARE": (),
     # The control room, taskmill status and the metrics count each state's runs (ready,
     # waiting...) up to this many, then show "more than" (taskmill.overview): a backlog of a
-    # million READY runs in an outage must not slow the pages an operator opens for it.
-    "TASKMILL_COUNT_CAP": 100_000,
+    # million READY runs in an outage must not slow the pages an operator opens for it. Each
+    # count reads up to this many rows: at 100,000 the dashboard's counts took 0.35-0.45 s
+    # per statement on a loaded PostgreSQL, at 10,000 56-110 ms (docs/performance.md).
+    "TASKMILL_COUNT_CAP": 10_000,
     # Sent by a Prometheus scraper as "Authorization: Bearer <token>" (None: no check).
     "TASKMILL_METRICS_TOKEN": None,
     # The format of the log lines taskmill's commands write themselves (when the project's

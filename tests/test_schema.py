@@ -57,3 +57,54 @@ def test_the_indexes_of_what_is_set_only_are_partial_where_the_database_allows()
             ddl for name, ddl in definitions.items() if name.startswith("taskmill_run_finished_at")
         ]
         assert "WHERE" not in finished
+
+
+ENDED_INDEXES = {"taskmill_run_failed": "FAILED", "taskmill_run_cancelled": "CANCELLED"}
+
+
+def test_runs_that_ended_failed_or_cancelled_are_indexed_by_id_where_partial_indexes_exist():
+    """Migration 0015: the runs list filtered to a failed status reads only those runs."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "taskmill_run")
+    if not connection.features.supports_partial_indexes:
+        # MySQL/MariaDB: no index every insert or status change would write.
+        assert not ENDED_INDEXES.keys() & constraints.keys()
+        return
+    definitions = index_definitions()
+    for name, status in ENDED_INDEXES.items():
+        assert constraints[name]["columns"] == ["id"]
+        ddl = definitions[name].replace('"', "").replace("(", "").replace(")", "")
+        # PostgreSQL adds a cast: WHERE status::text = 'FAILED'::text.
+        assert ddl.replace("::text", "").endswith(f"WHERE status = '{status}'"), ddl
+
+
+def test_the_failed_filter_reads_the_failed_index():
+    """The runs list's own query, as the ORM writes it (a bound parameter on SQLite), is
+    served by the partial index rather than a walk down the primary key."""
+    if not connection.features.supports_partial_indexes:
+        pytest.skip("no partial indexes: the (status, id) waiting index serves it")
+    from taskmill.models import Run
+
+    query = Run.objects.filter(status="FAILED").order_by("-id")[:100]
+    plan = query.explain()
+    assert "taskmill_run_failed" in plan, plan
+
+
+@pytest.mark.django_db(transaction=True)  # migrate runs DDL: the table is flushed after
+def test_migration_0015_applies_and_reverses():
+    from django.core.management import call_command
+
+    def ended() -> set[str]:
+        with connection.cursor() as cursor:
+            names = connection.introspection.get_constraints(cursor, "taskmill_run").keys()
+        return ENDED_INDEXES.keys() & names
+
+    migrated = ended()
+    call_command("migrate", "taskmill", "0014", verbosity=0)
+    try:
+        assert ended() == set()
+    finally:
+        call_command("migrate", "taskmill", verbosity=0)
+    assert ended() == migrated
+    # Partial indexes only: MySQL/MariaDB ran "DO 0" both ways.
+    assert bool(migrated) == connection.features.supports_partial_indexes

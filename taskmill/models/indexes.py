@@ -15,6 +15,8 @@ objects on the model keeps them alive through Django's table rebuilds (SQLite re
 - ``HeldIndex``: runs held back by a limit, by key, in the order they will be let go.
 - ``KeyedReadyIndex``: due runs that carry a limit's key, for the gate that holds a full
   key's whole backlog at once.
+- ``EndedIndex``: runs that ended FAILED (or CANCELLED) by id, for the control room's runs
+  list filtered to that status; PostgreSQL and SQLite only.
 """
 
 from __future__ import annotations
@@ -166,6 +168,49 @@ class NotNullIndex(models.Index):
     def _get_condition_sql(self, model: Any, schema_editor: Any) -> str | None:
         column = model._meta.get_field(self.fields[0].lstrip("-")).column
         return _not_null_condition([column], schema_editor)
+
+
+class EndedIndex(models.Index):
+    """Runs that ended with ``status`` (FAILED or CANCELLED), by id: partial indexes only.
+
+    The runs list filtered to failed runs reads ``WHERE status = 'FAILED' ORDER BY id DESC``;
+    without it the primary key is walked from the newest id down, through a million newer
+    READY runs in an outage, before a failed one turns up (issue 25). A run enters it only
+    when it fails for good or is cancelled, never on enqueue, claim or success: the hot path
+    writes nothing more. SQLite matches ``status = ?`` bound to the same literal.
+
+    MySQL/MariaDB get nothing: without a partial index this would be an index every insert
+    writes (``(id)``) or every status change (``(status, id)``), and there the waiting
+    index, shaped ``(status, id)`` (WaitingIndex), already serves the filter.
+    """
+
+    def __init__(self, *, status: str, name: str) -> None:
+        super().__init__(fields=["id"], name=name)
+        self.status = str(status)  # a RunStatus member, written as its value
+
+    def deconstruct(self) -> tuple[str, tuple, dict[str, Any]]:
+        path, args, kwargs = super().deconstruct()
+        kwargs.pop("fields", None)
+        return (path, args, {**kwargs, "status": self.status})
+
+    def _get_condition_sql(self, model: Any, schema_editor: Any) -> str:
+        column = schema_editor.quote_name(model._meta.get_field("status").column)
+        return f"{column} = {schema_editor.quote_value(self.status)}"
+
+    def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if not schema_editor.connection.features.supports_partial_indexes:
+            return _NOTHING
+        return super().create_sql(model, schema_editor, using=using, **kwargs)
+
+    def remove_sql(self, model: Any, schema_editor: Any, **kwargs: Any) -> Any:
+        if not schema_editor.connection.features.supports_partial_indexes:
+            return _NOTHING
+        return super().remove_sql(model, schema_editor, **kwargs)
+
+
+# What EndedIndex runs where it builds no index: the schema editor executes whatever
+# create_sql returns, and MySQL/MariaDB reject an empty statement. DO evaluates 0, no more.
+_NOTHING = "DO 0"
 
 
 class NotNullUniqueConstraint(models.UniqueConstraint):

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from ..status import ACTIVE_STATUSES, RunStatus
 from .indexes import (
     ClaimIndex,
+    EndedIndex,
     HeldIndex,
     KeyedReadyIndex,
     NotNullIndex,
@@ -170,6 +171,10 @@ class Run(models.Model):
             NotNullIndex(fields=["expires_at"], name="taskmill_run_expires"),
             # A batch's members, by state (its page, its sweep), and the foreign key's index.
             NotNullIndex(fields=["batch", "status"], name="taskmill_run_batch"),
+            # The runs list filtered to failed or cancelled runs, in its order (migration
+            # 0015): partial, so only a run that fails for good or is cancelled writes one.
+            EndedIndex(status=RunStatus.FAILED, name="taskmill_run_failed"),
+            EndedIndex(status=RunStatus.CANCELLED, name="taskmill_run_cancelled"),
         ]
         constraints = [
             NotNullUniqueConstraint(
