@@ -173,7 +173,7 @@ class NotNullIndex(models.Index):
 class EndedIndex(models.Index):
     """Runs that ended with ``status`` (FAILED or CANCELLED), by id: partial indexes only.
 
-    The runs list filtered to failed runs reads ``WHERE status = 'FAILED' ORDER BY id DESC``;
+    The runs list filtered to failed runs reads the runs of that status by id, newest first;
     without it the primary key is walked from the newest id down, through a million newer
     READY runs in an outage, before a failed one turns up (issue 25). A run enters it only
     when it fails for good or is cancelled, never on enqueue, claim or success: the hot path
