@@ -13,7 +13,9 @@ list it) and the 20 tasks, one in 50 deferred to the next hour.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 TASKS = [f"bench.tasks.job_{n:02d}" for n in range(20)]
@@ -95,7 +97,7 @@ def _fill_outage_postgresql(ready: int) -> None:
 
 
 def _fill_outage_portable(ready: int) -> None:
-    from django.db import connection, transaction
+    from django.db import connection
     from django.utils import timezone
 
     adapt = connection.ops.adapt_datetimefield_value
@@ -107,24 +109,31 @@ def _fill_outage_portable(ready: int) -> None:
         "available_at, due, attempt, worker_id, worker_ids, prefetched, stop_requested, "
         "has_dependents, errors"
     )
-    insert = f"INSERT INTO taskmill_run ({columns}) VALUES ({', '.join(['%s'] * 17)})"
-    rows: list[tuple] = []
-    for n in range(1, ready + 1):
-        at = adapt(now - span * (ready - n) / ready)
-        deferred = n % 50 == 0
-        rows.append(
-            (
+
+    def rows() -> Iterator[tuple]:
+        for n in range(1, ready + 1):
+            at = adapt(now - span * (ready - n) / ready)
+            deferred = n % 50 == 0
+            yield (
                 TASKS[n % 20], "default", OUTAGE_QUEUES[n % 6], 0, "READY", f"[{n}]",
                 f'{{"account": {n % 1000}}}', at, later if deferred else at, not deferred, 0,
                 "", "[]", False, False, False, "[]",
-            )
-        )  # fmt: skip
-        if len(rows) >= 20_000:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.executemany(insert, rows)
-            rows.clear()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(insert, rows)
+            )  # fmt: skip
+
+    _insert_runs(columns, rows())
+
+
+def _insert_runs(columns: str, rows: Iterable[tuple]) -> None:
+    """INSERT ``rows`` into the runs table with executemany, 20,000 a transaction."""
+    from django.db import connection, transaction
+
+    insert = (
+        f"INSERT INTO taskmill_run ({columns}) "
+        f"VALUES ({', '.join(['%s'] * len(columns.split(', ')))})"
+    )
+    for chunk in itertools.batched(rows, 20_000):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(insert, chunk)
 
 
 def _analyze() -> None:
@@ -247,27 +256,21 @@ def _fill_portable(runs: int) -> None:
         "available_at, due, started_at, last_attempted_at, finished_at, attempt, worker_id, "
         "worker_ids, prefetched, stop_requested, has_dependents, errors, return_value"
     )
-    insert = f"INSERT INTO taskmill_run ({columns}) VALUES ({', '.join(['%s'] * 21)})"
-    rows: list[tuple] = []
-    for n in range(1, runs + 1):
-        at = now - week * (runs - n) / runs
-        started, finished = at + timedelta(milliseconds=5), at + timedelta(milliseconds=40)
-        failed = n % 25 == 0
-        rows.append(
-            (
+
+    def rows() -> Iterator[tuple]:
+        for n in range(1, runs + 1):
+            at = now - week * (runs - n) / runs
+            started, finished = at + timedelta(milliseconds=5), at + timedelta(milliseconds=40)
+            failed = n % 25 == 0
+            yield (
                 TASKS[n % 20], "default", QUEUES[n % 4], 0, "FAILED" if failed else "SUCCESSFUL",
                 f"[{n}]", f'{{"account": {n % 1000}}}', adapt(at), adapt(at), True,
                 adapt(started), adapt(started), adapt(finished), 1, "", '["bench-worker"]',
                 False, False, False, failed_errors if failed else no_errors,
                 None if failed else str(n),
-            )
-        )  # fmt: skip
-        if len(rows) >= 20_000:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.executemany(insert, rows)
-            rows.clear()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(insert, rows)
+            )  # fmt: skip
+
+    _insert_runs(columns, rows())
     _fill_backlog()
     rollup = _rollup_columns().split(", ")
     insert = (
