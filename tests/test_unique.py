@@ -69,13 +69,18 @@ def test_a_duplicate_of_a_running_run_gets_it(start_worker, tmp_path):
     release = tmp_path / "release"
     running = tasks.unique_wait.enqueue(str(release))
     worker = start_worker("--burst", "--no-scheduler")
-    wait_until(lambda: row(running).status == RunStatus.RUNNING, message="the run to start")
+    # Generous waits, and messages with the worker's output: CI, running every leg at once,
+    # failed this test once without saying which step ran out of time.
+    wait_until(
+        lambda: row(running).status == RunStatus.RUNNING,
+        timeout=90,
+        message=lambda: f"the run to start:\n{worker.output}",
+    )
     duplicate = tasks.unique_wait.enqueue(str(release))
-    assert duplicate.id == running.id
-    assert duplicate.status == TaskResultStatus.RUNNING
+    assert (duplicate.id, duplicate.status) == (running.id, TaskResultStatus.RUNNING)
     release.touch()
-    assert worker.wait(30) == 0, worker.output
-    assert row(running).status == RunStatus.SUCCESSFUL
+    assert worker.wait(90) == 0, worker.output
+    assert row(running).status == RunStatus.SUCCESSFUL, (row(running).errors, worker.output)
     assert tasks.unique_wait.enqueue(str(release)).id != running.id
 
 

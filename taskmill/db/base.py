@@ -117,6 +117,23 @@ class BaseEngine(LeaseQueries, Engine):
         claimed.sort(key=ClaimedRun.sort_key)
         return claimed
 
+    def any_claimable(
+        self,
+        *,
+        now: datetime,
+        queues: Sequence[str] | None,
+        exclude_queues: Sequence[str] = (),
+        backends: Sequence[str] | None = None,
+    ) -> bool:
+        queue_sql, queue_params = self.queue_filter(queues, exclude_queues, backends)
+        sql = (
+            f"SELECT 1 FROM {RUN_TABLE} WHERE {self.due_condition} "
+            f"AND available_at <= %s{queue_sql} LIMIT 1"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [self.adapt_datetime(now), *queue_params])
+            return cursor.fetchone() is not None
+
     @abstractmethod
     def claim_runs(self, request: ClaimRequest) -> list[ClaimedRun]:
         """The engine's claim statement(s): mark the picked runs as held, return them."""

@@ -141,7 +141,25 @@ class Engine(ABC):
         only runs enqueued through these ``TASKS`` aliases (None: any). Runs in the caller's
         transaction if there is one (a claim riding with a batch's outcomes). Queues at
         their limit (``Queue.at_limit``) are passed over too, but those of ``freeing``: the
-        caller's transaction frees a slot in them, and gates what it claims (taskmill.limits)."""
+        caller's transaction frees a slot in them, and gates what it claims (taskmill.limits).
+
+        A claim passes over rows other transactions lock, so it may come back short, even
+        empty, while claimable runs wait: on MySQL and MariaDB a concurrent claim locks, for
+        the time of its statement, rows its scan only looked at (another queue's). An empty
+        claim does not prove an empty queue: ``any_claimable`` does."""
+
+    @abstractmethod
+    def any_claimable(
+        self,
+        *,
+        now: datetime,
+        queues: Sequence[str] | None,
+        exclude_queues: Sequence[str] = (),
+        backends: Sequence[str] | None = None,
+    ) -> bool:
+        """Whether a claim with these filters (as ``claim``'s) would find a run now, locks
+        aside: a plain read that locks nothing and waits for no lock. A burst worker asks it
+        before it exits on an empty claim."""
 
     @abstractmethod
     def finish(

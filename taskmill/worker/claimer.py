@@ -168,6 +168,21 @@ class Claimer:
             freeing=freeing,
         )
 
+    def any_left(self) -> bool:
+        """Before a burst worker exits on an empty claim: is a claimable run left all the
+        same? A claim passes over locked rows (MariaDB's even lock rows of other queues
+        while they scan them), so an empty claim can be another worker's lock, not an
+        empty queue. If one is left, claim again."""
+        found = self.engine.any_claimable(
+            now=timezone.now(),
+            queues=self.options.queues,
+            exclude_queues=self.options.exclude_queues,
+            backends=self.options.backends,
+        )
+        if found:
+            self.maybe_ready = True
+        return found
+
     def failed(self) -> None:
         # It may have committed all the same (the reply was lost): look before claiming.
         self.in_doubt = True

@@ -316,4 +316,4 @@ class Worker:
         options = self.options
         if options.max_tasks is not None and claimer.claimed_total >= options.max_tasks:
             return True
-        return options.burst and not claimer.maybe_ready
+        return options.burst and not claimer.maybe_ready and not claimer.any_left()

@@ -1,5 +1,5 @@
-"""The contract's queue operations, through the engine directly: insert, claim, finish,
-release, release_orphans, stage_due."""
+"""The contract's queue operations, through the engine directly: insert, claim,
+any_claimable, finish, release, release_orphans, stage_due."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from taskmill.db import Engine
 from taskmill.db.contract import Engine as Contract
 from taskmill.db.records import Landed
 from taskmill.models import Queue, Run
+from tests.conftest import held_by_another_transaction
 
 from .helpers import claim, insert, new_run, outcome
 
@@ -120,6 +121,33 @@ def test_only_ready_staged_due_runs_are_claimed(engine: Engine) -> None:
     assert engine.stage_due(soon + dt.timedelta(seconds=1)) == 0
     assert claim(engine, now=now) == []  # due, but its time has not come at ``now``
     assert [r.id for r in claim(engine, now=soon + dt.timedelta(seconds=1))] == [deferred]
+
+
+def test_any_claimable_answers_as_a_claim_would_locks_aside(engine: Engine) -> None:
+    def any_claimable(now: dt.datetime | None = None, **filters) -> bool:
+        return engine.any_claimable(
+            now=now or timezone.now(), queues=filters.pop("queues", None), **filters
+        )
+
+    now = timezone.now()
+    soon = now + dt.timedelta(seconds=30)
+    insert(engine, new_run(run_after=soon, available_at=soon, due=False), new_run(status="WAITING"))
+    assert not any_claimable()  # deferred, not staged; waiting
+    (email,) = insert(engine, new_run(queue_name="emails"))
+    assert any_claimable() and any_claimable(queues=["emails"])
+    assert not any_claimable(queues=["default"]) and not any_claimable(exclude_queues=["emails"])
+    assert not any_claimable(backends=["reports"])
+    assert not any_claimable(now=now - dt.timedelta(seconds=1))  # its time not come then
+    Queue.objects.create(name="emails", paused=True)
+    assert not any_claimable()
+    Queue.objects.filter(name="emails").update(paused=False)
+    if engine.skips_locked_rows:
+        lock = lambda: list(Run.objects.select_for_update().filter(pk=email))  # noqa: E731
+        with held_by_another_transaction(lock):
+            assert claim(engine) == []  # a claim passes the locked run over ...
+            assert any_claimable()  # ... and the look sees it, without waiting
+    assert [run.id for run in claim(engine)] == [email]
+    assert not any_claimable()
 
 
 def test_finish_lands_fenced_outcomes_and_says_what_it_wrote(engine: Engine) -> None:

@@ -227,8 +227,8 @@ def unique_job(name: str, **extra) -> str:
 
 @taskmill.task(unique=True)
 def unique_wait(path: str) -> str:
-    """A unique task that stays RUNNING until ``path`` exists."""
-    deadline = time.monotonic() + 30
+    """A unique task that stays RUNNING until ``path`` exists (two minutes at most)."""
+    deadline = time.monotonic() + 120
     while not os.path.exists(path):
         if time.monotonic() > deadline:
             raise TimeoutError(path)
