@@ -132,6 +132,25 @@ def listed(page: str) -> list[int]:
     return [int(pk) for pk in re.findall(r'name="_selected_action" value="(\d+)"', page)]
 
 
+def test_a_number_finds_its_id_anywhere_and_positional_arguments_among_the_newest_runs(
+    admin_client, monkeypatch
+):
+    from taskmill.admin import runs
+
+    monkeypatch.setattr(runs, "NUMBER_SEARCH_WINDOW", 3)
+    # Numbers no run of the test database has as its id.
+    old = tasks.add.enqueue(9_000_777, 1)
+    newer = [tasks.add.enqueue(9_100_000 + n, 9_000_777) for n in range(3)]
+    number = int(old.id)
+    # The oldest run holds the number but lies outside the newest three: args.N=value finds it.
+    assert listed(admin_client.get(LIST, {"q": "9000777"}).content.decode()) == [
+        int(result.id) for result in reversed(newer)
+    ]
+    assert number in listed(admin_client.get(LIST, {"q": "args.0=9000777"}).content.decode())
+    # An id is found however old its run.
+    assert listed(admin_client.get(LIST, {"q": str(number)}).content.decode()) == [number]
+
+
 def test_a_positional_argument_is_found_by_its_index(client, settings):
     # Wagtail passes ("home", "articlepage", "5"): an id as a string, third positional. A
     # number no run of the test database has as its id.
