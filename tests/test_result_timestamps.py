@@ -75,12 +75,12 @@ def test_a_run_waiting_in_a_workers_backlog_reads_ready_within_a_heartbeat(start
         # Both marks at once: on a loaded machine a heartbeat can come before the slot's
         # body begins and mark both runs waiting, until the next one unmarks the first.
         wait_until(
-            lambda: Run.objects.filter(
-                pk=int(waiting.id), status="RUNNING", prefetched=True
-            ).exists()
-            and Run.objects.filter(
-                pk=int(holding.id), status="RUNNING", prefetched=False
-            ).exists(),
+            lambda: (
+                Run.objects.filter(pk=int(waiting.id), status="RUNNING", prefetched=True).exists()
+                and Run.objects.filter(
+                    pk=int(holding.id), status="RUNNING", prefetched=False
+                ).exists()
+            ),
             message=lambda: f"the second run claimed and marked waiting:\n{worker.output}",
         )
         holding.refresh()

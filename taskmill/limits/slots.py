@@ -138,13 +138,19 @@ def record_starts(
 ) -> None:
     """Forget the starts no window counts any more (and those let go whose run, older than
     ``stale_before``, no longer waits to begin); record those of ``run_ids``, let go now,
-    as not begun."""
+    as not begun.
+
+    A run let go again has one start not begun, this one: an earlier one (an attempt lost
+    before its body began, the run rescued) is forgotten in the same statement. Left, it
+    counted twice while the run waited, and its lost worker, thawed, could mark it begun
+    (starts.begin refuses that now): the long SQLite soak saw 21 starts in a 20/5s window."""
     starts = LimitStart.objects.using(database)
     waiting = Exists(
         Run.objects.using(database).filter(pk=OuterRef("run_id"), status=RunStatus.RUNNING)
     )
     gone = Q(begun=False, started_at__lte=stale_before) & ~Q(waiting)
-    starts.filter(Q(begun=True, started_at__lte=forget_before) | gone, key=key).delete()
+    again = Q(begun=False, run_id__in=list(run_ids))
+    starts.filter(Q(begun=True, started_at__lte=forget_before) | gone | again, key=key).delete()
     if run_ids:
         starts.bulk_create(
             [LimitStart(key=key, started_at=now, run_id=pk, begun=False) for pk in run_ids]

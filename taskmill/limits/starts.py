@@ -17,12 +17,14 @@ import logging
 import threading
 
 from django.db import DatabaseError, connections
+from django.db.models import Exists
 from django.utils import timezone
 
 from ..db.errors import is_transient
 from ..db.records import ClaimedRun
 from ..logs import run_fields
-from ..models import LimitStart
+from ..models import LimitStart, Run
+from ..status import RunStatus
 from .queues import limited
 
 logger = logging.getLogger("taskmill.worker")
@@ -40,6 +42,38 @@ def counts_starts(run: ClaimedRun, database: str, *, fresh: bool = True) -> bool
     return run.rate_key is not None or run.queue_name in queues
 
 
+def _write_start(database: str, run: ClaimedRun) -> bool:
+    """Mark ``run``'s start begun now, if this attempt still holds the run; return whether
+    its body may begin. One statement when it does.
+
+    A run taken away meanwhile (its worker frozen past its lease: rescued, perhaps claimed
+    again elsewhere) must not begin here: its start no longer counts (its run left RUNNING,
+    or is RUNNING under another attempt with a start of its own), so a body begun now would
+    be one start more than the gate let go. A run still ours with no start to write (its
+    queue became rate-limited after the claim) begins, as before."""
+    ours = Run.objects.using(database).filter(
+        pk=run.id, status=RunStatus.RUNNING, attempt=run.attempt
+    )
+    if run.holder is not None:
+        ours = ours.filter(worker_id=run.holder)
+    written = (
+        LimitStart.objects.using(database)
+        .filter(Exists(ours), run_id=run.id, begun=False)
+        .update(begun=True, started_at=timezone.now())
+    )
+    if written:
+        return True
+    if ours.exists():
+        return True
+    logger.warning(
+        "Run %s was taken from this worker before its body began (its lease ran out): "
+        "not begun here",
+        run.id,
+        extra=run_fields(run),
+    )
+    return False
+
+
 def begin(database: str, run: ClaimedRun, stop: threading.Event | None = None) -> bool:
     """Write that ``run``'s body begins now (from the thread about to run it); return whether
     it may begin.
@@ -49,16 +83,14 @@ def begin(database: str, run: ClaimedRun, stop: threading.Event | None = None) -
     because the database stayed away (its runs may be rescued elsewhere). Then False: the
     body must not run. With no ``stop`` to wait on, or an error that no retry mends (not a
     connection's or a deadlock's), the start stays unwritten and the body runs all the same.
+    False too when the run was taken from this attempt before its body began (``_write_start``).
     """
     if not counts_starts(run, database):
         return True
     delay = RETRY_FIRST
     while True:
         try:
-            LimitStart.objects.using(database).filter(run_id=run.id, begun=False).update(
-                begun=True, started_at=timezone.now()
-            )
-            return True
+            return _write_start(database, run)
         except DatabaseError as exc:
             logger.warning(
                 "Could not write the start of run %s for its rate: %s",

@@ -45,7 +45,8 @@ def run_sync(attempt: Attempt, pool: Any = None) -> Completed:
     if refused:
         return refused
     if not rate_starts.begin(attempt.database, attempt.run, attempt.stop_event):
-        # Stopped while its rate's start waited for the database: the body never ran.
+        # Stopped while its rate's start waited for the database, or taken from this
+        # worker meanwhile: the body never ran.
         return ended_unstarted(attempt.run, attempt.database)
     attempt.mark_started()  # after its start is written, which may wait for the database
     if started_heard():

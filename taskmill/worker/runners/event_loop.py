@@ -24,7 +24,7 @@ async def run_async(attempt: Attempt) -> Completed:
         begun = await sync_to_async(rate_starts.begin)(
             attempt.database, attempt.run, attempt.stop_event
         )
-        if not begun:  # stopped while its start waited for the database: nothing ran
+        if not begun:  # stopped while its start waited, or taken away: nothing ran
             return ended_unstarted(attempt.run, attempt.database)
     attempt.mark_started()
     if started_heard():
