@@ -146,7 +146,11 @@ def test_a_retried_member_is_pending_again_and_its_new_outcome_counts(
 
     assert taskmill.retry(first)  # its second attempt succeeds
     batch.refresh()
-    assert (batch.failed, batch.pending) == (0, 2)
+    # Pending again, unless the idle worker, woken by the retry, already ran it (CI saw that).
+    assert (batch.failed, batch.pending + batch.succeeded, batch.succeeded) in {
+        (0, 2, 0),
+        (0, 2, 1),
+    }
     wait_until(lambda: Run.objects.get(pk=int(first.id)).status == RunStatus.SUCCESSFUL)
     gate.touch()
     wait_until(lambda: finished(batch, record_dir, ("finish", "success")))
