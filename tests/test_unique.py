@@ -71,8 +71,11 @@ def test_a_duplicate_of_a_running_run_gets_it(start_worker, tmp_path):
     worker = start_worker("--burst", "--no-scheduler")
     # Generous waits, and messages with the worker's output: CI, running every leg at once,
     # failed this test once without saying which step ran out of time.
+    # RUNNING as Django sees it: a claimed run that a heartbeat found still waiting for its
+    # body (prefetched) reads READY until a later heartbeat sees it begun; its row says
+    # RUNNING all along (CI's loaded PostgreSQL leg saw a heartbeat fall in between).
     wait_until(
-        lambda: row(running).status == RunStatus.RUNNING,
+        lambda: tasks.unique_wait.get_result(running.id).status == TaskResultStatus.RUNNING,
         timeout=90,
         message=lambda: f"the run to start:\n{worker.output}",
     )
