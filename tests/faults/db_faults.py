@@ -152,13 +152,16 @@ def kill_session(connection: Any) -> None:
     """End ``connection``'s server session from another connection, and wait until it is."""
     from django.db import connections
 
-    if POOLED and connection.vendor == "postgresql":
-        _drop_the_line(connection)
-        return
+    pooled = POOLED and connection.vendor == "postgresql"
     victim = session_id(connection)
+    if pooled:
+        _drop_the_line(connection)
     killer = connections.create_connection(connection.alias)
     try:
         with killer.cursor() as cursor:
+            if pooled:
+                _wait_rolled_back(cursor, victim)
+                return
             if connection.vendor == "postgresql":
                 # With a timeout, pg_terminate_backend waits until the session has ended.
                 cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [victim])
@@ -175,6 +178,24 @@ def kill_session(connection: Any) -> None:
             raise AssertionError(f"session {victim} still there after KILL")
     finally:
         killer.close()
+
+
+def _wait_rolled_back(cursor: Any, server_session: int) -> None:
+    """Wait until the pooler has ended the transaction of the server session it lent to a
+    client that went away: until then its row locks stand, and a locking read that skips
+    locked rows (a rescue's) passes them over. CI's PgBouncer leg saw a rescue run too soon."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        cursor.execute(
+            # Not the session this statement was lent: the pooler lends only idle ones.
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = %s AND pid <> pg_backend_pid() "
+            "AND xact_start IS NOT NULL",
+            [server_session],
+        )
+        if not cursor.fetchone()[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"server session {server_session} still in its transaction")
 
 
 def _drop_the_line(connection: Any) -> None:
