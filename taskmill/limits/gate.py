@@ -4,10 +4,13 @@ A claim takes the best due runs as it always does (one statement); when some car
 limit's key (or sit in a limited queue), the gate then locks those keys' rows, counts what
 is in use, and keeps the runs that fit. The others go back at once, using no attempt and
 writing no error: held back (out of the claim's index) until their key's slot frees, or,
-for a full queue, handed back while claims pass the queue over. A key that fills up has
-its whole due backlog held back in the same pass, so claims never meet it again batch
-after batch; a slot freed lets go exactly as many runs as it made room for, in the
-transaction that freed it (``settle_slots``, from ``followups.settle``), and wakes workers.
+for a full queue, handed back while claims pass the queue over. A full key that turns a
+claimed run away has its whole due backlog held back in the same pass, so claims never
+meet it again batch after batch. A key that only fills up holds nothing back: its other
+runs may be far down the claim's order, and a slot freed before a claim meets them costs
+no hold and no let-go (a limit per account, accounts in turn: most keys). A slot freed
+lets go exactly as many runs as it made room for, in the transaction that freed it
+(``settle_slots``, from ``followups.settle``), and wakes workers.
 
 Keys are locked in one statement, in order (``Engine.lock_or_create``), and every path
 that takes or frees a slot locks first: no two workers both count a slot free, and no
@@ -33,6 +36,7 @@ from ..db.records import ClaimedRun
 from ..models import Limit, Queue
 from ..wakeup import wake_after_commit
 from . import keysets, slots
+from .keys import declared_limits
 from .queues import configured_limits, limited, row_limits
 from .rates import Rate
 
@@ -77,6 +81,7 @@ class Gauge:
     oldest_start: datetime | None = None  # the oldest begun start in the window
     taken: int = 0
     admitted: list[int] = field(default_factory=list)  # the run ids the pass let start
+    turned_away: int = 0  # claimed runs of the pass it held back
 
     @property
     def window(self) -> timedelta:
@@ -130,9 +135,9 @@ class Pass:
             task = registry.resolve_or_none(run.task_path)
             if run.concurrency_key is not None:
                 key = f"concurrency:{run.concurrency_key}"
-                self.declared[key] = _declared(task, "concurrency")
+                self.declared[key] = declared_limits(task, "concurrency")
             if run.rate_key is not None:
-                self.declared[f"rate:{run.rate_key}"] = _declared(task, "rate")
+                self.declared[f"rate:{run.rate_key}"] = declared_limits(task, "rate")
         if run.fair_key is not None:
             self.declared.setdefault(f"fair:{run.queue_name}:{run.fair_key}", {})
             self.fair.add((run.queue_name, run.fair_key))
@@ -152,24 +157,6 @@ class Pass:
     @property
     def empty(self) -> bool:
         return not (self.declared or self.queues)
-
-
-def _declared(task: object | None, kind: str) -> dict[str, object]:
-    """The limits a task's code declares for its ``kind`` key ({} if the task is unknown)."""
-    if task is None:
-        return {}
-    if kind == "concurrency":
-        return {
-            "concurrency_limit": task.concurrency_limit,
-            "rate_count": None,
-            "rate_seconds": None,
-        }
-    rate = task.rate_limit
-    return {
-        "concurrency_limit": None,
-        "rate_count": rate.count if rate else None,
-        "rate_seconds": rate.seconds if rate else None,
-    }
 
 
 def freed_keys(queue_name: str, concurrency_key: str | None) -> list[str]:
@@ -246,7 +233,7 @@ def settle_slots(
         return list(claimed)
     now = now or timezone.now()
     gauges = _measure(work, claimed, now)
-    admitted = _admit(database, claimed, gauges)
+    admitted = _admit(database, claimed, gauges, _first_held(database, claimed, gauges))
     wake = _settle_keys(database, gauges, now)
     wake |= _share_fairly(database, work, gauges, now)
     for queue in sorted(wake):
@@ -308,21 +295,47 @@ def _gates_of(run: ClaimedRun, gauges: dict[str, Gauge]) -> list[Gauge]:
     return [gauges[key] for key in keys if key in gauges]
 
 
-def _admit(
+def _first_held(
     database: str, claimed: Sequence[ClaimedRun], gauges: dict[str, Gauge]
+) -> dict[str, tuple[int, datetime, int]]:
+    """The best run held back by each task key of ``claimed``, in the claim's order."""
+    keys = {g.key for run in claimed for g in _gates_of(run, gauges)}
+    return keysets.best_held(database, sorted(k for k in keys if not k.startswith("queue:")))
+
+
+def _behind_held(run: ClaimedRun, gates: list[Gauge], first_held: dict) -> Gauge | None:
+    """The gate of ``run`` whose key holds back a run ahead of it in the claim's order: a
+    run enqueued after its key filled up, claimed in the pass that frees the key's slot
+    (the outcome's claim comes first), must not take the held run's turn."""
+    place = (-run.priority, run.available_at, run.id)
+    for gate in gates:
+        best = first_held.get(gate.key)
+        if best is not None and place > (-best[0], best[1], best[2]):
+            return gate
+    return None
+
+
+def _admit(
+    database: str,
+    claimed: Sequence[ClaimedRun],
+    gauges: dict[str, Gauge],
+    first_held: dict[str, tuple[int, datetime, int]],
 ) -> list[ClaimedRun]:
     """Keep the claimed runs that fit, in claim order; give the others back."""
     admitted: list[ClaimedRun] = []
     held: dict[str | None, list[ClaimedRun]] = {}
     for run in claimed:
         gates = _gates_of(run, gauges)
-        blocked = next((gate for gate in gates if gate.free <= 0), None)
+        blocked = _behind_held(run, gates, first_held) or next(
+            (gate for gate in gates if gate.free <= 0), None
+        )
         if blocked is None:
             admitted.append(run)
             for gate in gates:
                 gate.taken += 1
                 gate.admitted.append(run.id)
         else:
+            blocked.turned_away += 1
             held.setdefault(None if blocked.key.startswith("queue:") else blocked.key, []).append(
                 run
             )
@@ -378,7 +391,13 @@ def _settle_task_keys(
     before: Counter = Counter()
     for (key, _), count in held.items():
         before[key] += count
-    full = [gauge.key for gauge in gauges if gauge.free <= 0]
+    # Full keys that turned a claimed run away, or hold some back already: their due
+    # backlog is in the claims' way. One that just filled up is left be (module docstring).
+    full = [
+        gauge.key
+        for gauge in gauges
+        if gauge.free <= 0 and (gauge.turned_away or before[gauge.key])
+    ]
     newly = keysets.hold_due(database, full) if full else Counter()
     roomy = {gauge.key: gauge for gauge in gauges if gauge.free > 0 and before[gauge.key]}
     wake: set[str] = set()

@@ -66,6 +66,24 @@ def uses_keys(task: Any) -> bool:
     )
 
 
+def declared_limits(task: Any, kind: str) -> dict[str, object]:
+    """The limits a task's code declares for its ``kind`` key ({} if the task is unknown)."""
+    if task is None:
+        return {}
+    if kind == "concurrency":
+        return {
+            "concurrency_limit": task.concurrency_limit,
+            "rate_count": None,
+            "rate_seconds": None,
+        }
+    rate = task.rate_limit
+    return {
+        "concurrency_limit": None,
+        "rate_count": rate.count if rate else None,
+        "rate_seconds": rate.seconds if rate else None,
+    }
+
+
 def run_keys(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, str]:
     """The run's key columns (only those set) for one call of ``task``."""
     given = dict(task.call_keys)

@@ -147,6 +147,28 @@ def let_go(
     return {queue for _, _, queue in rows}, skipped, let
 
 
+def best_held(database: str, keys: Sequence[str]) -> dict[str, tuple[int, datetime, int]]:
+    """The place in the claim's order (priority, available_at, id) of the best run each of
+    ``keys`` holds back, those of paused queues left out (a let-go passes them over)."""
+    if not keys:
+        return {}
+    paused = Queue.objects.using(database).filter(paused=True).values("name")
+    held = (
+        Run.objects.using(database)
+        .filter(status=RunStatus.READY, held_by__in=list(keys))
+        .exclude(queue_name__in=paused)
+    )
+    ranked = held.annotate(
+        rank=Window(
+            RowNumber(),
+            partition_by=[F("held_by")],
+            order_by=[F("priority").desc(), F("available_at").asc(), F("id").asc()],
+        )
+    ).filter(rank=1)
+    rows = ranked.values_list("held_by", "priority", "available_at", "pk")
+    return {key: (priority, available_at, pk) for key, priority, available_at, pk in rows}
+
+
 def save_release(rows: Iterable[Limit | Queue], database: str) -> None:
     """Save the rows' ``release_at`` (and a queue's ``at_limit``): one UPDATE per value
     among the keys, since a pass sets most of them to the same instant."""
@@ -161,6 +183,7 @@ def save_release(rows: Iterable[Limit | Queue], database: str) -> None:
 
 
 __all__ = [
+    "best_held",
     "by_column",
     "due_counts",
     "held_by_queue",

@@ -86,17 +86,18 @@ def test_a_run_enqueued_later_never_takes_the_turn_of_a_held_one(
     gate = tmp_path / "gate"
     one_per_key.using(priority=10).enqueue(key=KEY, name="blocker", gate=str(gate))
     high = one_per_key.using(priority=5).enqueue(key=KEY, name="high")
-    # One task in all: the worker claims the blocker, and the gate holds "high" back.
-    only_one = start_worker(
-        "--concurrency", "1", "--max-tasks", "1", "--poll-interval", "0.2", "--no-scheduler"
+    # Two tasks in all: the worker claims both, the gate turns "high" away and holds it back.
+    only_two = start_worker(
+        "--concurrency", "2", "--max-tasks", "2", "--poll-interval", "0.2", "--no-scheduler"
     )
-    wait_started(record_dir, "blocker.1", worker=only_one)
+    wait_started(record_dir, "blocker.1", worker=only_two)
     wait_held(ids([high]), holder(one_per_key, KEY))
-    # Enqueued after the key filled up, lower and later: due, and claimed by no one yet
-    # when the blocker's slot frees. The slot goes to "high" all the same.
+    # Enqueued after the key filled up, lower and later: due (held too if the worker met it
+    # already) when the blocker's slot frees. The slot goes to "high" all the same, and the
+    # worker's second task is "high".
     one_per_key.enqueue(key=KEY, name="late")
     gate.write_text("go")
-    assert only_one.wait(60) == 0, only_one.output
+    assert only_two.wait(60) == 0, only_two.output
     start_worker("--concurrency", "2", "--poll-interval", "0.2", "--no-scheduler")
     all_done(60)
     assert started(record_dir) == ["blocker.1", "high.1", "late.1"]
