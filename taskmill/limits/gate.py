@@ -299,8 +299,17 @@ def _first_held(
     database: str, claimed: Sequence[ClaimedRun], gauges: dict[str, Gauge]
 ) -> dict[str, tuple[int, datetime, int]]:
     """The best run held back by each task key of ``claimed``, in the claim's order."""
-    keys = {g.key for run in claimed for g in _gates_of(run, gauges)}
-    return keysets.best_held(database, sorted(k for k in keys if not k.startswith("queue:")))
+    keys = {g.key for run in claimed for g in _gates_of(run, gauges) if _may_hold(g)}
+    return keysets.best_held(database, sorted(keys))
+
+
+def _may_hold(gauge: Gauge) -> bool:
+    """Whether a task key may hold runs back: a key's ``release_at`` is set exactly while
+    it does (``Gauge.look_again``, at the end of every pass that holds or lets go), so a
+    pass asks the database about the held runs of those keys alone: most keys hold none."""
+    return not gauge.key.startswith("queue:") and (
+        gauge.row.release_at is not None or gauge.turned_away > 0
+    )
 
 
 def _behind_held(run: ClaimedRun, gates: list[Gauge], first_held: dict) -> Gauge | None:
@@ -387,7 +396,7 @@ def _settle_task_keys(
     the keys still holding runs back, and those whose runs were locked elsewhere
     (keysets.let_go)."""
     keys = [gauge.key for gauge in gauges]
-    held = keysets.held_by_queue(database, keys)
+    held = keysets.held_by_queue(database, [gauge.key for gauge in gauges if _may_hold(gauge)])
     before: Counter = Counter()
     for (key, _), count in held.items():
         before[key] += count

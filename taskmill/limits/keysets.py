@@ -20,6 +20,7 @@ from django.db.models import Count, F, Value, Window
 from django.db.models.functions import Concat, RowNumber
 
 from ..db import get_engine
+from ..db.lookups import values_in
 from ..models import Limit, Queue, Run, RunStatus
 from .slots import CHUNK, MOST_HELD_PER_PASS
 
@@ -48,13 +49,13 @@ def hold_due(database: str, keys: Iterable[str]) -> Counter:
     for column, values in by_column(keys).items():
         prefix = column.removesuffix("_key") + ":"
         due = Run.objects.using(database).filter(
-            status=RunStatus.READY, due=True, **{f"{column}__in": values}
+            values_in(column, values), status=RunStatus.READY, due=True
         )
         locked = get_engine(database).lock_skipping_locked(due.order_by("id"))
         rows = list(locked.values_list("pk", column)[: MOST_HELD_PER_PASS - held.total()])
         ids = [pk for pk, _ in rows]
         for start in range(0, len(ids), CHUNK):
-            Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(
+            Run.objects.using(database).filter(values_in("pk", ids[start : start + CHUNK])).update(
                 due=False, held_by=Concat(Value(prefix), F(column))
             )
         held.update(prefix + value for _, value in rows)
@@ -65,7 +66,7 @@ def held_by_queue(database: str, keys: Sequence[str]) -> Counter:
     """Runs each of ``keys`` holds back, per queue: {(key, queue): count}."""
     if not keys:
         return Counter()
-    held = Run.objects.using(database).filter(status=RunStatus.READY, held_by__in=list(keys))
+    held = Run.objects.using(database).filter(values_in("held_by", keys), status=RunStatus.READY)
     rows = (
         held.values("held_by", "queue_name")
         .annotate(n=Count("pk"))
@@ -79,7 +80,7 @@ def held_counts(database: str, keys: Sequence[str], passing_over: Sequence[str])
     """Runs each of ``keys`` holds back (those of the queues ``passing_over`` left out)."""
     if not keys:
         return Counter()
-    held = Run.objects.using(database).filter(status=RunStatus.READY, held_by__in=list(keys))
+    held = Run.objects.using(database).filter(values_in("held_by", keys), status=RunStatus.READY)
     if passing_over:
         held = held.exclude(queue_name__in=list(passing_over))
     rows = held.values("held_by").annotate(n=Count("pk")).order_by().values_list("held_by", "n")
@@ -92,7 +93,7 @@ def due_counts(database: str, keys: Sequence[str], passing_over: Sequence[str]) 
     for column, values in by_column(keys).items():
         prefix = column.removesuffix("_key") + ":"
         due = Run.objects.using(database).filter(
-            status=RunStatus.READY, due=True, **{f"{column}__in": values}
+            values_in(column, values), status=RunStatus.READY, due=True
         )
         if passing_over:
             due = due.exclude(queue_name__in=list(passing_over))
@@ -113,7 +114,7 @@ def let_go(
     wanted = {key: n for key, n in wanted.items() if n > 0}
     if not wanted:
         return set(), set(), Counter()
-    held = Run.objects.using(database).filter(status=RunStatus.READY, held_by__in=list(wanted))
+    held = Run.objects.using(database).filter(values_in("held_by", wanted), status=RunStatus.READY)
     if passing_over:
         held = held.exclude(queue_name__in=list(passing_over))
     # The best of each key, by rank within it; no lock (a window can't be locked), so the
@@ -133,12 +134,12 @@ def let_go(
     rows: list[tuple[int, str, str]] = []
     for start in range(0, len(chosen), CHUNK):
         locked = get_engine(database).lock_skipping_locked(
-            held.filter(pk__in=chosen[start : start + CHUNK])
+            held.filter(values_in("pk", chosen[start : start + CHUNK]))
         )
         rows += list(locked.values_list("pk", "held_by", "queue_name"))
     ids = [pk for pk, _, _ in rows]
     for start in range(0, len(ids), CHUNK):
-        Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(
+        Run.objects.using(database).filter(values_in("pk", ids[start : start + CHUNK])).update(
             due=True, held_by=None
         )
     let = Counter(key for _, key, _ in rows)
@@ -155,7 +156,7 @@ def best_held(database: str, keys: Sequence[str]) -> dict[str, tuple[int, dateti
     paused = Queue.objects.using(database).filter(paused=True).values("name")
     held = (
         Run.objects.using(database)
-        .filter(status=RunStatus.READY, held_by__in=list(keys))
+        .filter(values_in("held_by", keys), status=RunStatus.READY)
         .exclude(queue_name__in=paused)
     )
     ranked = held.annotate(
@@ -179,7 +180,7 @@ def save_release(rows: Iterable[Limit | Queue], database: str) -> None:
         else:
             by_value.setdefault(row.release_at, []).append(row.key)
     for release_at, keys in by_value.items():
-        Limit.objects.using(database).filter(key__in=keys).update(release_at=release_at)
+        Limit.objects.using(database).filter(values_in("key", keys)).update(release_at=release_at)
 
 
 __all__ = [

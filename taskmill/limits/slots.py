@@ -17,6 +17,7 @@ from typing import Any
 from django.db.models import Count, Exists, Min, OuterRef, Q
 
 from ..db import get_engine
+from ..db.lookups import values_in
 from ..db.records import ClaimedRun
 from ..models import Limit, LimitStart, Queue, Run, RunStatus
 from ..models.indexes import CLAIM_ORDER
@@ -35,7 +36,7 @@ def _locked(model: type[Limit] | type[Queue], database: str, field: str, keys: l
     rows = (
         model.objects.using(database)
         .select_for_update()
-        .filter(**{f"{field}__in": keys})
+        .filter(values_in(field, keys))
         .order_by(field)
     )
     return {getattr(row, field): row for row in rows}
@@ -97,8 +98,8 @@ def running(database: str, column: str, values: Iterable[str], leaving: Sequence
     (RunningIndex) is read whole at worst."""
     query = (
         Run.objects.using(database)
-        .filter(status=RunStatus.RUNNING, **{f"{column}__in": list(values)})
-        .exclude(pk__in=list(leaving))
+        .filter(values_in(column, values), status=RunStatus.RUNNING)
+        .exclude(values_in("pk", leaving))
         .values(column)
         .annotate(n=Count("pk"))
         .order_by()
@@ -149,7 +150,7 @@ def record_starts(
         Run.objects.using(database).filter(pk=OuterRef("run_id"), status=RunStatus.RUNNING)
     )
     gone = Q(begun=False, started_at__lte=stale_before) & ~Q(waiting)
-    again = Q(begun=False, run_id__in=list(run_ids))
+    again = Q(values_in("run_id", run_ids), begun=False)
     starts.filter(Q(begun=True, started_at__lte=forget_before) | gone | again, key=key).delete()
     if run_ids:
         starts.bulk_create(
@@ -160,7 +161,9 @@ def record_starts(
 def forget_unbegun(database: str, run_ids: Sequence[int]) -> None:
     """Runs given back before their body began: their starts are not starts."""
     if run_ids:
-        LimitStart.objects.using(database).filter(run_id__in=list(run_ids), begun=False).delete()
+        LimitStart.objects.using(database).filter(
+            values_in("run_id", run_ids), begun=False
+        ).delete()
 
 
 def give_back(database: str, runs: Sequence[ClaimedRun], held_by: str | None) -> None:
@@ -184,7 +187,7 @@ def give_back(database: str, runs: Sequence[ClaimedRun], held_by: str | None) ->
         if attempt == 1:
             values.update(started_at=None, last_attempted_at=None)
         Run.objects.using(database).filter(
-            pk__in=ids, attempt=attempt, status=RunStatus.RUNNING
+            values_in("pk", ids), attempt=attempt, status=RunStatus.RUNNING
         ).update(**values)
 
 
@@ -200,7 +203,7 @@ def hold_due(
     locked = get_engine(database).lock_skipping_locked(due.order_by(*CLAIM_ORDER))
     ids = list(locked.values_list("pk", flat=True)[keep : keep + MOST_HELD_PER_PASS])
     for start in range(0, len(ids), CHUNK):
-        Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(
+        Run.objects.using(database).filter(values_in("pk", ids[start : start + CHUNK])).update(
             due=False, held_by=held_by
         )
     return len(ids)
@@ -234,7 +237,9 @@ def let_go(
         values["available_at"] = now
     ids = [pk for pk, _ in rows]
     for start in range(0, len(ids), CHUNK):
-        Run.objects.using(database).filter(pk__in=ids[start : start + CHUNK]).update(**values)
+        Run.objects.using(database).filter(values_in("pk", ids[start : start + CHUNK])).update(
+            **values
+        )
     # Fewer than asked while some are still held: those were locked, not missing.
     skipped = len(rows) < count and held.exists()
     return {queue for _, queue in rows}, skipped
