@@ -134,6 +134,9 @@ class ClaimedRun:
     problem: str | None = None
     # When the worker queued it for a thread (time.monotonic(); worker/executor.py).
     queued_at: float = 0.0
+    # The gate recorded a rate's start for this claim, not begun yet: the body's start
+    # writes it begun (taskmill.limits.starts). No other run writes anything there.
+    counts_start: bool = False
 
     def __post_init__(self) -> None:
         # Checked here, where every claimed row passes, so that no later step (choosing a

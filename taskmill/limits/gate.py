@@ -343,6 +343,8 @@ def _admit(
             for gate in gates:
                 gate.taken += 1
                 gate.admitted.append(run.id)
+                if gate.rate is not None:  # _settle_keys records its start, not begun
+                    run.counts_start = True
         else:
             blocked.turned_away += 1
             held.setdefault(None if blocked.key.startswith("queue:") else blocked.key, []).append(

@@ -20,7 +20,7 @@ async def run_async(attempt: Attempt) -> Completed:
     refused = attempt.prepare()
     if refused:
         return refused
-    if rate_starts.counts_starts(attempt.run, attempt.database, fresh=False):
+    if rate_starts.counts_starts(attempt.run):
         begun = await sync_to_async(rate_starts.begin)(
             attempt.database, attempt.run, attempt.stop_event
         )
