@@ -13,6 +13,7 @@ from django.db import connection
 
 from taskmill.models import Run, RunStatus
 from tests.conftest import held_by_another_transaction, wait_until
+from tests.limits.runs import IDLE_SHARE, busy_share
 from tests.testapp import tasks
 
 pytestmark = [
@@ -36,5 +37,8 @@ def test_a_burst_worker_waits_out_a_lock_on_a_due_run(start_worker):
         )
         # Its claims pass the locked run over: that is no empty queue.
         assert worker.process.poll() is None, worker.output
+        # And it waits for it at its idle poll's pace, not claiming again and again.
+        share = busy_share(worker.process.pid, 1.5)
+        assert share < IDLE_SHARE / 2, f"a burst worker waiting on a lock used {share:.0%} of a CPU"
     assert worker.wait(60) == 0, worker.output
     assert Run.objects.get(pk=int(locked.id)).status == RunStatus.SUCCESSFUL

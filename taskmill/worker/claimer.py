@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -162,26 +162,26 @@ class Claimer:
             limit=limit,
             now=now,
             lease_until=now + timedelta(seconds=self.options.lease_seconds),
-            queues=self.options.queues,
-            exclude_queues=self.options.exclude_queues,
-            backends=self.options.backends,
             freeing=freeing,
+            **self._filters(),
         )
 
     def any_left(self) -> bool:
         """Before a burst worker exits on an empty claim: is a claimable run left all the
         same? A claim passes over locked rows (MariaDB's even lock rows of other queues
         while they scan them), so an empty claim can be another worker's lock, not an
-        empty queue. If one is left, claim again."""
-        found = self.engine.any_claimable(
-            now=timezone.now(),
-            queues=self.options.queues,
-            exclude_queues=self.options.exclude_queues,
-            backends=self.options.backends,
-        )
-        if found:
-            self.maybe_ready = True
-        return found
+        empty queue. If one is left, the worker claims again at its next poll: the idle
+        back-off, not at once, which would spin on a lock held for long."""
+        return self.engine.any_claimable(now=timezone.now(), **self._filters())
+
+    def _filters(self) -> dict[str, Any]:
+        """Which runs this worker may claim: its queues and TASKS aliases."""
+        options = self.options
+        return {
+            "queues": options.queues,
+            "exclude_queues": options.exclude_queues,
+            "backends": options.backends,
+        }
 
     def failed(self) -> None:
         # It may have committed all the same (the reply was lost): look before claiming.
