@@ -21,15 +21,14 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
 from . import overview
 from .conf import setting
-from .db.stats import KEY_COLUMNS, SUM_COLUMNS, TOTALS_TABLE
+from .db import get_engine
 from .limits.rates import parse_rate
 from .limits.report import queue_reports
-from .models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS, RunStatsHourly
+from .models.stats import BUCKET_BOUNDS_MS, DURATION_COLUMNS, LATENCY_COLUMNS
 from .rollups import OUTCOMES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -156,26 +155,8 @@ def _attempts(database: str) -> Iterable[str]:
 
 def cumulative_rollups(database: str) -> dict[tuple[str, str, str], dict[str, float]]:
     """Per (queue, task, status): every sum of the kept hours plus the pruned totals, read
-    in one statement, so that a prune moving hours to the totals meanwhile is seen either
-    before or after, never half."""
-    connection = connections[database]
-    quote = connection.ops.quote_name
-    keys = ", ".join(quote(column) for column in KEY_COLUMNS)
-    sums = ", ".join(f"SUM({quote(column)})" for column in SUM_COLUMNS)
-    both = " UNION ALL ".join(
-        f"SELECT {keys}, {', '.join(quote(column) for column in SUM_COLUMNS)} FROM {quote(table)}"
-        for table in (TOTALS_TABLE, RunStatsHourly._meta.db_table)
-    )
-    sql = f"SELECT {keys}, {sums} FROM ({both}) AS kept GROUP BY {keys}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return {
-            tuple(row[: len(KEY_COLUMNS)]): {
-                column: float(value or 0)
-                for column, value in zip(SUM_COLUMNS, row[len(KEY_COLUMNS) :], strict=True)
-            }
-            for row in cursor.fetchall()
-        }
+    in one statement (``Engine.cumulative_stats``)."""
+    return get_engine(database).cumulative_stats()
 
 
 def _line(name: str, value: float, **labels: str) -> str:

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import connections
 from django.utils import timezone
 
 from .. import registry
@@ -52,11 +51,8 @@ def settle_members(database: str, landed: Iterable[Landed]) -> None:
         return  # the common case: no member of any batch ended here
     for batch_id in sorted(ended):
         counts = ended[batch_id]
-        if get_engine(database).updates_returning:
-            due = _count_returning(database, batch_id, counts)
-        else:
-            due = _count_locked(database, batch_id, counts)
-        if due is None:
+        counted = get_engine(database).add_to_batch(batch_id, dict(counts))
+        if counted is None:
             # Gone, or a member run again by hand (taskmill.retry) after its batch finished:
             # the batch's report stands, its callbacks ran.
             logger.info(
@@ -65,43 +61,10 @@ def settle_members(database: str, landed: Iterable[Landed]) -> None:
                 batch_id,
                 counts.total(),
             )
-        elif due:
+        elif counted[0] and counted[1] <= 0:
             # Sealed, nothing pending: its row is locked by the count, read it whole once.
             batch = Batch.objects.using(database).get(pk=batch_id)
             batch.save(using=database, update_fields=finish(database, batch, timezone.now()))
-
-
-def _count_returning(database: str, batch_id: int, counts: Counter[str]) -> bool | None:
-    """Add ``counts`` to an unfinished batch in one statement, which locks its row until the
-    transaction ends; whether the batch is now due to finish (sealed, nothing pending), or
-    None when it had finished already, or is gone."""
-    connection = connections[database]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(name)} = {quote(name)} + %s" for name in counts)
-    sql = (
-        f"UPDATE {quote(Batch._meta.db_table)} SET {assignments} "
-        f"WHERE {quote('id')} = %s AND {quote('finished_at')} IS NULL "
-        f"RETURNING {quote('sealed')}, {quote('total')} - {quote('succeeded')} "
-        f"- {quote('failed')} - {quote('cancelled')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*counts.values(), batch_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    sealed, pending = row
-    return bool(sealed) and pending <= 0
-
-
-def _count_locked(database: str, batch_id: int, counts: Counter[str]) -> bool | None:
-    """The same in two statements: lock the batch's row, then write its new counts."""
-    batch = locked_batch(database, batch_id)
-    if batch is None or batch.finished_at is not None:
-        return None
-    for counter, number in counts.items():
-        setattr(batch, counter, getattr(batch, counter) + number)
-    batch.save(using=database, update_fields=list(counts))
-    return batch.sealed and batch.pending <= 0
 
 
 def locked_batches(database: str, ids: Iterable[int]) -> list[Batch]:

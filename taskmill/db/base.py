@@ -16,7 +16,7 @@ from django.db import transaction
 
 from ..models import Run
 from ..status import RunStatus
-from . import stats
+from . import batch_counts, stats
 from .contract import Engine, Listener
 from .inserts import insert_returning_ids
 from .leases import LeaseQueries
@@ -210,6 +210,22 @@ class BaseEngine(LeaseQueries, Engine):
                 rows = stats.rollup(ended, period) if rows is None else stats.coarser(rows, period)
                 sql = self.upsert_adding_sql(table, (period_column, *stats.KEY_COLUMNS))
                 cursor.executemany(sql, [[adapt(row.start), *row.values()[1:]] for row in rows])
+
+    def cumulative_stats(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(stats.cumulative_sql(self.connection.ops.quote_name))
+            return stats.cumulative_rows(cursor.fetchall())
+
+    def add_to_batch(self, batch_id: int, counts: dict[str, int]) -> tuple[bool, int] | None:
+        if not self.updates_returning:  # lock the row, then write its new counts
+            return batch_counts.add_locked(self.alias, batch_id, counts)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                batch_counts.add_returning_sql(self.connection.ops.quote_name, list(counts)),
+                [*counts.values(), batch_id],
+            )
+            row = cursor.fetchone()
+        return None if row is None else (bool(row[0]), row[1])
 
     def add_totals(self, rows: Sequence[stats.StatsRow]) -> None:
         """Add ``rows`` (no period: ``stats.fold_hours``) to the totals the pruner keeps of

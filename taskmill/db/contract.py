@@ -10,7 +10,8 @@ Required (abstract here; ``base.BaseEngine`` implements most of them once for al
   ``stage_due``;
 - leases: ``heartbeat``, ``unmark_prefetched``, ``lock_attempt``, ``expired_runs``,
   ``rescue``;
-- rollups: ``add_stats``;
+- rollups: ``add_stats``, ``cumulative_stats``;
+- batches: ``add_to_batch``;
 - reads for operators: ``task_paths`` (the runs of unknown tasks, ``taskmill.unknown_tasks``);
 - SQL other modules write beside the engine's: ``adapt_datetime``, the index conditions.
 
@@ -278,6 +279,20 @@ class Engine(ABC):
         """Add these attempts to the per-minute and per-hour rollups, in the caller's
         transaction (the one writing their outcomes: each counted once). Upserts with
         increments, rows in key order: concurrent writers neither lose counts nor deadlock."""
+
+    @abstractmethod
+    def cumulative_stats(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """Per (queue, task, status): every sum of the kept hours plus the pruned totals
+        (``stats.SUM_COLUMNS``), read in one statement, so that a prune moving hours to the
+        totals meanwhile is seen either before or after, never half (the metrics' counters)."""
+
+    # -- batches (taskmill.batches) -----------------------------------------------------------
+
+    @abstractmethod
+    def add_to_batch(self, batch_id: int, counts: dict[str, int]) -> tuple[bool, int] | None:
+        """Add ``counts`` (a counter column -> how many) to an unfinished batch, in the
+        caller's transaction, its row locked until it ends; return (sealed, members still
+        pending), or None when the batch had finished already, or is gone."""
 
     # -- reads for operators ------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ cannot deadlock on each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -121,3 +121,28 @@ def fold_hours(hours: Iterable[Any]) -> list[StatsRow]:
         for index, column in enumerate(LATENCY_COLUMNS):
             row.latencies[index] += getattr(hour, column)
     return [folded[key] for key in sorted(folded)]
+
+
+def cumulative_sql(quote: Callable[[str], str]) -> str:
+    """Every sum of the kept hours plus the pruned totals, per (queue, task, status), in one
+    statement: a prune moving hours to the totals meanwhile is seen before or after, never
+    half."""
+    keys = ", ".join(quote(column) for column in KEY_COLUMNS)
+    sums = ", ".join(f"SUM({quote(column)})" for column in SUM_COLUMNS)
+    columns = ", ".join(quote(column) for column in SUM_COLUMNS)
+    both = " UNION ALL ".join(
+        f"SELECT {keys}, {columns} FROM {quote(table)}" for table in (TOTALS_TABLE, TABLES[1][0])
+    )
+    return f"SELECT {keys}, {sums} FROM ({both}) AS kept GROUP BY {keys}"
+
+
+def cumulative_rows(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """``cumulative_sql``'s rows by key, each sum as a float (0 for none)."""
+    width = len(KEY_COLUMNS)
+    return {
+        tuple(row[:width]): {
+            column: float(value or 0)
+            for column, value in zip(SUM_COLUMNS, row[width:], strict=True)
+        }
+        for row in rows
+    }
