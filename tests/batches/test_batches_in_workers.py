@@ -49,8 +49,13 @@ def assert_fired_once(batch: Batch, record_dir, expected: dict[str, str]) -> Non
 
 
 def test_a_thousand_members_over_four_workers_fire_each_callback_once(start_worker, record_dir):
+    # At most 300 runs each: the members are shared whatever the timing (a worker that
+    # claims first would otherwise drain them alone where workers poll: CI's MariaDB leg).
     workers = [
-        start_worker("--no-scheduler", "--concurrency", "2", "--label", f"w{i}") for i in range(4)
+        start_worker(
+            "--no-scheduler", "--concurrency", "2", "--max-tasks", "300", "--label", f"w{i}"
+        )
+        for i in range(4)
     ]
     # All four claiming before the first member is enqueued: a worker up first would
     # otherwise drain them alone.
@@ -75,8 +80,9 @@ def test_a_thousand_members_over_four_workers_fire_each_callback_once(start_work
     assert members.count() == members.filter(status=RunStatus.SUCCESSFUL, attempt=1).count()
     assert members.count() == 1000
     labels = Counter(w[0].split("@")[0] for w in members.values_list("worker_ids", flat=True))
-    assert len(labels) >= 2, f"the members were not shared between workers: {labels}"
-    assert all(worker.process.poll() is None for worker in workers)
+    assert len(labels) == 4 and max(labels.values()) <= 300, labels
+    for worker in workers:  # still running, or done with its 300
+        assert worker.process.poll() in (None, 0), worker.output
 
 
 def test_members_ending_together_on_two_workers_finish_the_batch_once(
