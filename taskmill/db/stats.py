@@ -23,6 +23,7 @@ TABLES = (
     ("taskmill_run_stats", "minute", timedelta(minutes=1)),
     ("taskmill_run_stats_hourly", "hour", timedelta(hours=1)),
 )
+HOURLY_TABLE = TABLES[1][0]  # what the pruner folds into the totals
 KEY_COLUMNS = ("queue_name", "task_path", "status")
 # Where the pruner adds the hours it deletes (RunStatsTotal): no period column.
 TOTALS_TABLE = "taskmill_run_stats_total"
@@ -131,7 +132,7 @@ def cumulative_sql(quote: Callable[[str], str]) -> str:
     sums = ", ".join(f"SUM({quote(column)})" for column in SUM_COLUMNS)
     columns = ", ".join(quote(column) for column in SUM_COLUMNS)
     both = " UNION ALL ".join(
-        f"SELECT {keys}, {columns} FROM {quote(table)}" for table in (TOTALS_TABLE, TABLES[1][0])
+        f"SELECT {keys}, {columns} FROM {quote(table)}" for table in (TOTALS_TABLE, HOURLY_TABLE)
     )
     return f"SELECT {keys}, {sums} FROM ({both}) AS kept GROUP BY {keys}"
 

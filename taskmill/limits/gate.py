@@ -316,10 +316,10 @@ def _behind_held(run: ClaimedRun, gates: list[Gauge], first_held: dict) -> Gauge
     """The gate of ``run`` whose key holds back a run ahead of it in the claim's order: a
     run enqueued after its key filled up, claimed in the pass that frees the key's slot
     (the outcome's claim comes first), must not take the held run's turn."""
-    place = (-run.priority, run.available_at, run.id)
+    place = run.sort_key()
     for gate in gates:
         best = first_held.get(gate.key)
-        if best is not None and place > (-best[0], best[1], best[2]):
+        if best is not None and place > best:
             return gate
     return None
 

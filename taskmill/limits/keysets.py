@@ -16,12 +16,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from django.db.models import Count, F, Value, Window
+from django.db.models import Count, F, QuerySet, Value, Window
 from django.db.models.functions import Concat, RowNumber
 
 from ..db import get_engine
 from ..db.lookups import values_in
 from ..models import Limit, Queue, Run, RunStatus
+from ..models.indexes import CLAIM_ORDER
 from .slots import CHUNK, MOST_HELD_PER_PASS
 
 
@@ -119,13 +120,7 @@ def let_go(
         held = held.exclude(queue_name__in=list(passing_over))
     # The best of each key, by rank within it; no lock (a window can't be locked), so the
     # rows are locked below, and those another transaction changed meanwhile dropped.
-    ranked = held.annotate(
-        rank=Window(
-            RowNumber(),
-            partition_by=[F("held_by")],
-            order_by=[F("priority").desc(), F("available_at").asc(), F("id").asc()],
-        )
-    ).filter(rank__lte=max(wanted.values()))
+    ranked = _ranked_by_key(held, max(wanted.values()))
     chosen = [
         pk
         for pk, key, rank in ranked.values_list("pk", "held_by", "rank")
@@ -148,9 +143,17 @@ def let_go(
     return {queue for _, _, queue in rows}, skipped, let
 
 
+def _ranked_by_key(held: QuerySet, up_to: int) -> QuerySet:
+    """``held`` runs ranked within their key in the claim's order (CLAIM_ORDER), the first
+    ``up_to`` of each key."""
+    order = [F(name[1:]).desc() if name.startswith("-") else F(name).asc() for name in CLAIM_ORDER]
+    ranked = held.annotate(rank=Window(RowNumber(), partition_by=[F("held_by")], order_by=order))
+    return ranked.filter(rank__lte=up_to)
+
+
 def best_held(database: str, keys: Sequence[str]) -> dict[str, tuple[int, datetime, int]]:
-    """The place in the claim's order (priority, available_at, id) of the best run each of
-    ``keys`` holds back, those of paused queues left out (a let-go passes them over)."""
+    """The best run each of ``keys`` holds back, as its place in the claim's order
+    (``ClaimedRun.sort_key``), those of paused queues left out (a let-go passes them over)."""
     if not keys:
         return {}
     paused = Queue.objects.using(database).filter(paused=True).values("name")
@@ -159,15 +162,8 @@ def best_held(database: str, keys: Sequence[str]) -> dict[str, tuple[int, dateti
         .filter(values_in("held_by", keys), status=RunStatus.READY)
         .exclude(queue_name__in=paused)
     )
-    ranked = held.annotate(
-        rank=Window(
-            RowNumber(),
-            partition_by=[F("held_by")],
-            order_by=[F("priority").desc(), F("available_at").asc(), F("id").asc()],
-        )
-    ).filter(rank=1)
-    rows = ranked.values_list("held_by", "priority", "available_at", "pk")
-    return {key: (priority, available_at, pk) for key, priority, available_at, pk in rows}
+    rows = _ranked_by_key(held, 1).values_list("held_by", "priority", "available_at", "pk")
+    return {key: (-priority, available_at, pk) for key, priority, available_at, pk in rows}
 
 
 def save_release(rows: Iterable[Limit | Queue], database: str) -> None:

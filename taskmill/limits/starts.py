@@ -49,8 +49,8 @@ def _write_start(database: str, run: ClaimedRun) -> bool:
     A run taken away meanwhile (its worker frozen past its lease: rescued, perhaps claimed
     again elsewhere) must not begin here: its start no longer counts (its run left RUNNING,
     or is RUNNING under another attempt with a start of its own), so a body begun now would
-    be one start more than the gate let go. A run still ours with no start to write (its
-    queue became rate-limited after the claim) begins, as before."""
+    be one start more than the gate let go. A run still ours whose start is no longer there
+    to write begins, as before."""
     ours = Run.objects.using(database).filter(
         pk=run.id, status=RunStatus.RUNNING, attempt=run.attempt
     )
